@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* sd-bus driven by a libevent event_base, so each daemon has exactly one loop. Also the
+ * connection helper every daemon uses: open the configured bus, request the daemon's name. */
+#pragma once
+
+#include <event2/event.h>
+#include <systemd/sd-bus.h>
+
+#include "macro.h"
+
+typedef struct BusEvent BusEvent;
+
+/* Opens the bus at address (empty or NULL: the system bus, which honours
+ * DBUS_SYSTEM_BUS_ADDRESS) and attaches it to base. */
+int bus_event_open(struct event_base *base, const char *address, BusEvent **ret);
+/* Attaches an already opened bus; takes a reference. */
+int bus_event_attach(struct event_base *base, sd_bus *bus, BusEvent **ret);
+BusEvent *bus_event_free(BusEvent *b);
+DEFINE_TRIVIAL_CLEANUP_FUNC(BusEvent *, bus_event_free);
+
+sd_bus *bus_event_get_bus(BusEvent *b);
+
+/* Re-reads what sd-bus waits for (fd events, timeout) after the caller queued messages outside
+ * a bus callback. Cheap; bus callbacks do it themselves. */
+void bus_event_rearm(BusEvent *b);
+
+/* Called once when the connection to the bus is lost (the daemon usually exits then). */
+void bus_event_set_disconnect_cb(BusEvent *b, void (*cb)(void *userdata), void *userdata);
+
+
+static inline void bus_error_freep(sd_bus_error *e) {
+        sd_bus_error_free(e);
+}
+#define _cleanup_bus_error_ _cleanup_(bus_error_freep)

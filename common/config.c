@@ -1,0 +1,328 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* One table of options maps INI keys and --flags onto MyceliaConfig fields, so every daemon
+ * and the launcher accept the same names, and the file and the command line cannot disagree. */
+#include <ctype.h>
+#include <ini.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "log.h"
+
+typedef enum ConfigType {
+        CONFIG_STRING,
+        CONFIG_SIZE,
+        CONFIG_UINT,
+        CONFIG_DURATION,
+} ConfigType;
+
+typedef struct ConfigOption {
+        const char *section;
+        const char *key;
+        const char *flag;
+        ConfigType type;
+        size_t offset;
+        const char *default_value;
+        const char *help;
+} ConfigOption;
+
+#define O(s, k, f, t, field, d, h) { s, k, f, t, offsetof(MyceliaConfig, field), d, h }
+
+static const ConfigOption config_options[] = {
+        O("node", "name", "name", CONFIG_STRING, node_name, "", "human name of this node (default: hostname)"),
+        O("node", "id", "node-id", CONFIG_STRING, node_id, "", "node id, 32 hex digits (default: from machine id)"),
+        O("node", "state_dir", "state-dir", CONFIG_STRING, state_dir, LOCALSTATEDIR "/lib/mycelia", "state directory"),
+        O("node", "log_level", "log-level", CONFIG_STRING, log_level, "info", "debug, info, notice, warning, err"),
+        O("bus", "address", "bus", CONFIG_STRING, bus_address, "", "D-Bus address (default: the system bus)"),
+        O("shim", "api", "api", CONFIG_STRING, api_listen, "127.0.0.1:11434", "ADDR:PORT of the Ollama API for local clients"),
+        O("shim", "mesh", "mesh", CONFIG_STRING, mesh_listen, "", "ADDR:PORT of the mesh API for peers (empty: off)"),
+        O("shim", "max_body_size", "max-body-size", CONFIG_SIZE, max_body_size, "100M", "largest request body accepted"),
+        O("shim", "max_header_size", "max-header-size", CONFIG_SIZE, max_header_size, "64K", "largest request header block accepted"),
+        O("shim", "max_requests", "max-requests", CONFIG_UINT, max_requests, "512", "concurrent requests before 503 server busy"),
+        O("shim", "max_stream_buffer", "max-stream-buffer", CONFIG_SIZE, max_stream_buffer, "1M", "response bytes held for a slow client before reading from upstream pauses"),
+        O("shim", "idle_timeout", "idle-timeout", CONFIG_DURATION, idle_timeout, "60s", "client connection idle timeout"),
+        O("shim", "connect_timeout", "connect-timeout", CONFIG_DURATION, connect_timeout, "5s", "upstream connect timeout"),
+        O("shim", "upstream_timeout", "upstream-timeout", CONFIG_DURATION, upstream_timeout, "300s", "upstream silence before a request fails"),
+        O("upstream", "url", "upstream", CONFIG_STRING, upstream_url, "http://127.0.0.1:11435", "URL of this node's Ollama"),
+        O("router", "policy", "policy", CONFIG_STRING, route_policy, "round-robin", "routing policy"),
+        O("router", "tags_interval", "tags-interval", CONFIG_DURATION, tags_interval, "10s", "how often the upstream's model list is refreshed"),
+        O("router", "probe_interval", "probe-interval", CONFIG_DURATION, probe_interval, "1s", "how often a down upstream is probed"),
+};
+
+int parse_size(const char *s, uint64_t *ret) {
+        unsigned long long n;
+        uint64_t mult = 1;
+        char *end;
+
+        if (isempty(s) || *s == '-')
+                return -EINVAL;
+        errno = 0;
+        n = strtoull(s, &end, 10);
+        if (errno != 0 || end == s)
+                return -EINVAL;
+        switch (toupper((unsigned char) *end)) {
+        case 'K': mult = 1ULL << 10; end++; break;
+        case 'M': mult = 1ULL << 20; end++; break;
+        case 'G': mult = 1ULL << 30; end++; break;
+        case 'T': mult = 1ULL << 40; end++; break;
+        default: break;
+        }
+        if (toupper((unsigned char) *end) == 'B')
+                end++;
+        if (*end)
+                return -EINVAL;
+        if (n > UINT64_MAX / mult)
+                return -ERANGE;
+        *ret = (uint64_t) n * mult;
+        return 0;
+}
+
+int parse_duration(const char *s, usec_t *ret) {
+        static const struct {
+                const char *suffix;
+                usec_t mult;
+        } units[] = {
+                { "us", 1 },
+                { "ms", USEC_PER_MSEC },
+                { "s", USEC_PER_SEC },
+                { "", USEC_PER_SEC },
+                { "m", 60 * USEC_PER_SEC },
+                { "min", 60 * USEC_PER_SEC },
+                { "h", 3600 * USEC_PER_SEC },
+        };
+        unsigned long long n;
+        char *end;
+
+        if (isempty(s) || *s == '-')
+                return -EINVAL;
+        errno = 0;
+        n = strtoull(s, &end, 10);
+        if (errno != 0 || end == s)
+                return -EINVAL;
+        for (size_t i = 0; i < ELEMENTSOF(units); i++)
+                if (streq(end, units[i].suffix)) {
+                        if (n > UINT64_MAX / units[i].mult)
+                                return -ERANGE;
+                        *ret = (usec_t) n * units[i].mult;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+static int config_option_apply(MyceliaConfig *c, const ConfigOption *o, const char *value) {
+        void *field = (uint8_t *) c + o->offset;
+        uint64_t u;
+        int r;
+
+        switch (o->type) {
+        case CONFIG_STRING: {
+                char *copy = strdup(value);
+                if (!copy)
+                        return -ENOMEM;
+                free(*(char **) field);
+                *(char **) field = copy;
+                return 0;
+        }
+        case CONFIG_SIZE:
+                r = parse_size(value, &u);
+                if (r < 0)
+                        return r;
+                *(uint64_t *) field = u;
+                return 0;
+        case CONFIG_UINT:
+                r = parse_size(value, &u);
+                if (r < 0)
+                        return r;
+                if (u > UINT32_MAX)
+                        return -ERANGE;
+                *(unsigned *) field = (unsigned) u;
+                return 0;
+        case CONFIG_DURATION:
+                return parse_duration(value, (usec_t *) field);
+        }
+        return -EINVAL;
+}
+
+void config_init(MyceliaConfig *c) {
+        *c = (MyceliaConfig) {};
+        for (size_t i = 0; i < ELEMENTSOF(config_options); i++)
+                /* Defaults are literals from the table above and always parse. */
+                (void) config_option_apply(c, &config_options[i], config_options[i].default_value);
+}
+
+void config_done(MyceliaConfig *c) {
+        for (size_t i = 0; i < ELEMENTSOF(config_options); i++)
+                if (config_options[i].type == CONFIG_STRING) {
+                        char **p = (char **) ((uint8_t *) c + config_options[i].offset);
+                        free(*p);
+                        *p = NULL;
+                }
+}
+
+int config_set(MyceliaConfig *c, const char *section, const char *key, const char *value) {
+        for (size_t i = 0; i < ELEMENTSOF(config_options); i++) {
+                const ConfigOption *o = &config_options[i];
+
+                if (streq(o->section, section) && streq(o->key, key))
+                        return config_option_apply(c, o, value);
+        }
+        return -ENOENT;
+}
+
+static const ConfigOption *config_option_by_flag(const char *flag) {
+        for (size_t i = 0; i < ELEMENTSOF(config_options); i++)
+                if (streq(config_options[i].flag, flag))
+                        return &config_options[i];
+        return NULL;
+}
+
+typedef struct IniContext {
+        MyceliaConfig *config;
+        const char *path;
+        int error;
+} IniContext;
+
+static int config_ini_handler(void *userdata, const char *section, const char *key, const char *value) {
+        IniContext *ctx = userdata;
+        int r;
+
+        r = config_set(ctx->config, section, key, value);
+        if (r == -ENOENT) {
+                /* Unknown keys are tolerated so that an older daemon reads a newer file. */
+                fprintf(stderr, "%s: ignoring unknown option [%s] %s\n", ctx->path, section, key);
+                return 1;
+        }
+        if (r < 0) {
+                fprintf(stderr, "%s: invalid value for [%s] %s: '%s'\n", ctx->path, section, key, value);
+                ctx->error = r;
+                return 0;
+        }
+        return 1;
+}
+
+static int config_parse_file(MyceliaConfig *c, const char *path, bool must_exist) {
+        IniContext ctx = { .config = c, .path = path };
+        FILE *f;
+        int r;
+
+        f = fopen(path, "re");
+        if (!f) {
+                if (errno == ENOENT && !must_exist)
+                        return 0;
+                r = -errno;
+                fprintf(stderr, "Failed to open %s: %s\n", path, strerror(-r));
+                return r;
+        }
+        r = ini_parse_file(f, config_ini_handler, &ctx);
+        fclose(f);
+        if (ctx.error < 0)
+                return ctx.error;
+        if (r != 0) {
+                fprintf(stderr, "%s:%d: syntax error\n", path, r);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* Splits "--flag=value" or "--flag value"; returns the number of argv slots used, or 0 if
+ * argv[i] is not a --flag. */
+static int flag_split(int argc, char **argv, int i, char *name, size_t name_size, const char **ret_value) {
+        const char *arg = argv[i], *eq;
+
+        if (!strneq(arg, "--", 2) || arg[2] == '\0')
+                return 0;
+        arg += 2;
+        eq = strchr(arg, '=');
+        if (eq) {
+                snprintf(name, name_size, "%.*s", (int) (eq - arg), arg);
+                *ret_value = eq + 1;
+                return 1;
+        }
+        snprintf(name, name_size, "%s", arg);
+        *ret_value = i + 1 < argc ? argv[i + 1] : NULL;
+        return 2;
+}
+
+int config_load(MyceliaConfig *c, int argc, char **argv, int *ret_unknown, int *ret_n_unknown) {
+        const char *config_path = NULL;
+        int n_unknown = 0, r;
+
+        /* Pass 1: --config and --help. */
+        for (int i = 1; i < argc; i++) {
+                const char *value;
+                char name[64];
+                int used;
+
+                if (streq(argv[i], "--help") || streq(argv[i], "-h"))
+                        return 1;
+                used = flag_split(argc, argv, i, name, sizeof(name), &value);
+                if (used > 0 && streq(name, "config")) {
+                        if (!value) {
+                                fprintf(stderr, "--config needs a file name\n");
+                                return -EINVAL;
+                        }
+                        config_path = value;
+                        i += used - 1;
+                }
+        }
+
+        r = config_parse_file(c, config_path ?: CONFIG_DEFAULT_PATH, config_path != NULL);
+        if (r < 0)
+                return r;
+
+        /* Pass 2: flags override the file. */
+        for (int i = 1; i < argc; i++) {
+                const ConfigOption *o;
+                const char *value;
+                char name[64];
+                int used;
+
+                used = flag_split(argc, argv, i, name, sizeof(name), &value);
+                if (used > 0 && streq(name, "config")) {
+                        i += used - 1;
+                        continue;
+                }
+                o = used > 0 ? config_option_by_flag(name) : NULL;
+                if (!o) {
+                        if (ret_unknown)
+                                ret_unknown[n_unknown] = i;
+                        n_unknown++;
+                        continue;
+                }
+                if (!value) {
+                        fprintf(stderr, "--%s needs a value\n", name);
+                        return -EINVAL;
+                }
+                r = config_option_apply(c, o, value);
+                if (r < 0) {
+                        fprintf(stderr, "Invalid value for --%s: '%s'\n", name, value);
+                        return r;
+                }
+                i += used - 1;
+        }
+
+        if (!isempty(c->log_level)) {
+                int level = log_level_from_string(c->log_level);
+                if (level < 0) {
+                        fprintf(stderr, "Invalid log level '%s'\n", c->log_level);
+                        return -EINVAL;
+                }
+                log_set_max_level(level);
+        }
+
+        if (ret_n_unknown)
+                *ret_n_unknown = n_unknown;
+        return 0;
+}
+
+void config_help(FILE *f) {
+        fprintf(f, "  --config FILE              configuration file (default %s)\n", CONFIG_DEFAULT_PATH);
+        for (size_t i = 0; i < ELEMENTSOF(config_options); i++) {
+                const ConfigOption *o = &config_options[i];
+                char flag[64];
+
+                snprintf(flag, sizeof(flag), "--%s VALUE", o->flag);
+                fprintf(f, "  %-26s %s [%s] %s, default '%s'\n", flag, o->help, o->section, o->key,
+                        o->default_value);
+        }
+}

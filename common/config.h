@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The node's configuration: /etc/mycelia/mycelia.conf (INI, read with libinih), overridden by
+ * --config FILE and by one command-line flag per option. One table serves every daemon. */
+#pragma once
+
+#include <stdio.h>
+
+#include "build-config.h"
+#include "macro.h"
+
+#define CONFIG_DEFAULT_PATH SYSCONFDIR "/mycelia/mycelia.conf"
+
+typedef struct MyceliaConfig {
+        /* [node] */
+        char *node_name;          /* human name; hostname when unset */
+        char *node_id;            /* 32 hex digits; derived from /etc/machine-id when unset */
+        char *state_dir;
+        char *log_level;
+        /* [bus] */
+        char *bus_address;        /* empty: the system bus (honours DBUS_SYSTEM_BUS_ADDRESS) */
+        /* [shim] */
+        char *api_listen;         /* ADDR:PORT for local Ollama clients */
+        char *mesh_listen;        /* ADDR:PORT for requests forwarded by peers; empty: off */
+        uint64_t max_body_size;   /* bytes */
+        uint64_t max_header_size; /* bytes */
+        unsigned max_requests;    /* concurrent requests before 503 */
+        uint64_t max_stream_buffer; /* bytes of a response held for a slow client before pausing upstream */
+        usec_t idle_timeout;      /* client connection idle/read timeout */
+        usec_t connect_timeout;   /* upstream connect timeout */
+        usec_t upstream_timeout;  /* upstream silence before the request fails */
+        /* [upstream] */
+        char *upstream_url;       /* this node's Ollama */
+        /* [router] */
+        char *route_policy;
+        usec_t tags_interval;     /* how often the upstream's /api/tags is re-read */
+        usec_t probe_interval;    /* how often a down upstream is probed */
+} MyceliaConfig;
+
+void config_init(MyceliaConfig *c);
+void config_done(MyceliaConfig *c);
+
+/* Applies defaults, then the config file (--config FILE, else CONFIG_DEFAULT_PATH when it
+ * exists), then flags. Flags this table does not know are left for the caller: their indexes
+ * are returned in ret_unknown (argv order, at most argc entries), count in ret_n_unknown.
+ * Returns -EINVAL with a message on stderr for a bad value, or 1 if --help was asked. */
+int config_load(MyceliaConfig *c, int argc, char **argv, int *ret_unknown, int *ret_n_unknown);
+
+/* Parses one "section.key=value" or known key by name, used by the file and flag readers. */
+int config_set(MyceliaConfig *c, const char *section, const char *key, const char *value);
+
+/* Prints one "  --flag VALUE   description" line per option. */
+void config_help(FILE *f);
+
+/* "100M" -> 104857600. Suffixes K, M, G (powers of 1024), optional trailing B. */
+int parse_size(const char *s, uint64_t *ret);
+/* "5s", "250ms", "2m", "1h", "10us"; a bare number is seconds. */
+int parse_duration(const char *s, usec_t *ret);

@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* sd-daemon glue for a libevent loop. Works the same under systemd, under the mycelia-node
+ * launcher (which sets NOTIFY_SOCKET and WATCHDOG_USEC itself) and started by hand. */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-id128.h>
+
+#include "daemon.h"
+
+/* Mycelia's app id for sd_id128_get_machine_app_specific(): node ids are stable per machine
+ * but do not reveal the machine id. */
+#define MYCELIA_APP_ID SD_ID128_MAKE(6d,79,63,65,6c,69,61,2d,9a,4e,27,c3,51,0b,8f,d2)
+
+struct DaemonLoop {
+        struct event_base *base;
+        struct event *sigterm;
+        struct event *sigint;
+        struct event *watchdog;
+};
+
+static void daemon_signal_cb(evutil_socket_t sig, short what, void *userdata) {
+        DaemonLoop *d = userdata;
+
+        daemon_notify_stopping();
+        (void) event_base_loopbreak(d->base);
+}
+
+static void daemon_watchdog_cb(evutil_socket_t fd, short what, void *userdata) {
+        (void) sd_notify(0, "WATCHDOG=1");
+}
+
+int daemon_loop_new(struct event_base *base, DaemonLoop **ret) {
+        _cleanup_(daemon_loop_freep) DaemonLoop *d = NULL;
+        uint64_t watchdog_usec = 0;
+
+        (void) signal(SIGPIPE, SIG_IGN);
+
+        d = calloc(1, sizeof(*d));
+        if (!d)
+                return -ENOMEM;
+        d->base = base;
+        d->sigterm = evsignal_new(base, SIGTERM, daemon_signal_cb, d);
+        d->sigint = evsignal_new(base, SIGINT, daemon_signal_cb, d);
+        if (!d->sigterm || !d->sigint)
+                return -ENOMEM;
+        if (event_add(d->sigterm, NULL) < 0 || event_add(d->sigint, NULL) < 0)
+                return -EIO;
+
+        if (sd_watchdog_enabled(false, &watchdog_usec) > 0 && watchdog_usec > 0) {
+                struct timeval tv = {
+                        .tv_sec = watchdog_usec / 2 / USEC_PER_SEC,
+                        .tv_usec = watchdog_usec / 2 % USEC_PER_SEC,
+                };
+
+                d->watchdog = event_new(base, -1, EV_PERSIST, daemon_watchdog_cb, d);
+                if (!d->watchdog || event_add(d->watchdog, &tv) < 0)
+                        return -ENOMEM;
+        }
+
+        *ret = TAKE_PTR(d);
+        return 0;
+}
+
+DaemonLoop *daemon_loop_free(DaemonLoop *d) {
+        if (!d)
+                return NULL;
+        if (d->sigterm)
+                event_free(d->sigterm);
+        if (d->sigint)
+                event_free(d->sigint);
+        if (d->watchdog)
+                event_free(d->watchdog);
+        free(d);
+        return NULL;
+}
+
+void daemon_notify_ready(const char *status) {
+        if (status)
+                (void) sd_notifyf(0, "READY=1\nSTATUS=%s", status);
+        else
+                (void) sd_notify(0, "READY=1");
+}
+
+void daemon_notify_status(const char *fmt, ...) {
+        char buf[512];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(buf, sizeof(buf), fmt, ap);
+        va_end(ap);
+        (void) sd_notifyf(0, "STATUS=%s", buf);
+}
+
+void daemon_notify_stopping(void) {
+        (void) sd_notify(0, "STOPPING=1");
+}
+
+static int listen_fds_n = -1;
+static char **listen_fds_names;
+
+int listen_fd_take(const char *name) {
+        if (listen_fds_n < 0) {
+                listen_fds_n = sd_listen_fds_with_names(true, &listen_fds_names);
+                if (listen_fds_n < 0)
+                        listen_fds_n = 0;
+        }
+        for (int i = 0; i < listen_fds_n; i++)
+                if (listen_fds_names && listen_fds_names[i] && streq(listen_fds_names[i], name)) {
+                        int fd = SD_LISTEN_FDS_START + i;
+
+                        /* Hand each fd out once. */
+                        free(listen_fds_names[i]);
+                        listen_fds_names[i] = NULL;
+                        (void) fcntl(fd, F_SETFD, FD_CLOEXEC);
+                        return fd;
+                }
+        return -ENOENT;
+}
+
+int sockaddr_parse(const char *addr_port, struct sockaddr_storage *ret, socklen_t *ret_len) {
+        struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV | AI_PASSIVE };
+        struct addrinfo *res = NULL;
+        char host[256];
+        const char *colon, *port;
+        int r;
+
+        if (isempty(addr_port))
+                return -EINVAL;
+        if (addr_port[0] == '[') {
+                const char *close = strchr(addr_port, ']');
+
+                if (!close || close[1] != ':' || (size_t) (close - addr_port - 1) >= sizeof(host))
+                        return -EINVAL;
+                snprintf(host, sizeof(host), "%.*s", (int) (close - addr_port - 1), addr_port + 1);
+                port = close + 2;
+        } else {
+                colon = strrchr(addr_port, ':');
+                if (!colon || (size_t) (colon - addr_port) >= sizeof(host))
+                        return -EINVAL;
+                snprintf(host, sizeof(host), "%.*s", (int) (colon - addr_port), addr_port);
+                port = colon + 1;
+        }
+        if (isempty(port))
+                return -EINVAL;
+
+        r = getaddrinfo(host[0] == 0 ? NULL : host, port, &hints, &res);
+        if (r != 0)
+                return r == EAI_SYSTEM ? -errno_or_eio() : -EADDRNOTAVAIL;
+        memcpy(ret, res->ai_addr, res->ai_addrlen);
+        *ret_len = res->ai_addrlen;
+        freeaddrinfo(res);
+        return 0;
+}
+
+int listen_tcp(const char *addr_port, int *ret_fd) {
+        _cleanup_close_ int fd = -EBADF;
+        struct sockaddr_storage sa;
+        socklen_t len;
+        int one = 1, r;
+
+        r = sockaddr_parse(addr_port, &sa, &len);
+        if (r < 0)
+                return r;
+        fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(fd, (struct sockaddr *) &sa, len) < 0)
+                return -errno;
+        if (listen(fd, SOMAXCONN) < 0)
+                return -errno;
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+int sockaddr_format_local(int fd, char *buf, size_t size) {
+        struct sockaddr_storage sa;
+        socklen_t len = sizeof(sa);
+        char host[INET6_ADDRSTRLEN];
+
+        if (getsockname(fd, (struct sockaddr *) &sa, &len) < 0)
+                return -errno;
+        if (sa.ss_family == AF_INET) {
+                struct sockaddr_in *in = (struct sockaddr_in *) &sa;
+
+                inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+                snprintf(buf, size, "%s:%u", host, ntohs(in->sin_port));
+        } else if (sa.ss_family == AF_INET6) {
+                struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &sa;
+
+                inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+                snprintf(buf, size, "[%s]:%u", host, ntohs(in6->sin6_port));
+        } else
+                return -EAFNOSUPPORT;
+        return 0;
+}
+
+int node_id_get(const char *configured, char *buf) {
+        sd_id128_t id;
+        int r;
+
+        if (!isempty(configured)) {
+                r = sd_id128_from_string(configured, &id);
+                if (r < 0)
+                        return r;
+        } else {
+                r = sd_id128_get_machine_app_specific(MYCELIA_APP_ID, &id);
+                if (r < 0)
+                        return r;
+        }
+        sd_id128_to_string(id, buf);
+        return 0;
+}

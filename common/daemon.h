@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* What every Mycelia daemon does around its loop: sd_notify READY/STATUS/STOPPING, the
+ * watchdog keep-alive, SIGTERM/SIGINT ending the loop, its listening sockets (inherited
+ * from systemd by name, or bound by hand) and its node identity. */
+#pragma once
+
+#include <event2/event.h>
+#include <sys/socket.h>
+
+#include "macro.h"
+
+typedef struct DaemonLoop DaemonLoop;
+
+/* Ignores SIGPIPE, makes SIGTERM/SIGINT break the loop, starts the watchdog keep-alive when
+ * systemd (or the launcher) asked for one via WATCHDOG_USEC. */
+int daemon_loop_new(struct event_base *base, DaemonLoop **ret);
+DaemonLoop *daemon_loop_free(DaemonLoop *d);
+DEFINE_TRIVIAL_CLEANUP_FUNC(DaemonLoop *, daemon_loop_free);
+
+void daemon_notify_ready(const char *status);
+void daemon_notify_status(const char *fmt, ...) _printf_(1, 2);
+void daemon_notify_stopping(void);
+
+/* Returns the fd systemd passed with FileDescriptorName=name (LISTEN_FDNAMES), -ENOENT if
+ * none. The first call reads and unsets the LISTEN_* variables. */
+int listen_fd_take(const char *name);
+/* Binds and listens on a TCP "ADDR:PORT" ("[::1]:11434", "0.0.0.0:11436", "localhost:0"). */
+int listen_tcp(const char *addr_port, int *ret_fd);
+/* Resolves "ADDR:PORT" (numeric or a host name) to a socket address. */
+int sockaddr_parse(const char *addr_port, struct sockaddr_storage *ret, socklen_t *ret_len);
+/* Formats a bound socket's local address as "ADDR:PORT" ("[v6]:PORT" for IPv6). */
+int sockaddr_format_local(int fd, char *buf, size_t size);
+
+/* The node id: configured (32 hex digits) or the machine's app-specific id for Mycelia.
+ * buf must hold 33 bytes. */
+int node_id_get(const char *configured, char *buf);

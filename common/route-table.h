@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The routing table and the policies that pick a node from it. Pure: no I/O, no clock.
+ * mycelia-routerd owns the table; mycelia-shimd keeps a copy synced from Router1.Nodes and
+ * runs the same pick locally, so a request costs no D-Bus round trip. */
+#pragma once
+
+#include "macro.h"
+
+#define NODE_ID_LEN 32
+#define ROUTE_MAX_NODES 1024
+#define ROUTE_MAX_MODELS 1024
+
+typedef enum RoutePolicy {
+        ROUTE_POLICY_ROUND_ROBIN,
+        ROUTE_POLICY_LEAST_LOADED,
+        _ROUTE_POLICY_MAX,
+        _ROUTE_POLICY_INVALID = -EINVAL,
+} RoutePolicy;
+
+typedef struct RouteNode {
+        char id[NODE_ID_LEN + 1];
+        char *name;
+        char *address;      /* URL requests for this node go to */
+        bool up;
+        bool local;         /* this node's own Ollama */
+        unsigned in_flight;
+        unsigned capacity;  /* 0: unknown */
+        usec_t ttfb_ewma_usec;
+        char **models;
+        size_t n_models;
+} RouteNode;
+
+typedef struct RouteTable {
+        RouteNode *nodes;
+        size_t n_nodes;
+        uint64_t generation;
+        unsigned round_robin_cursor;
+} RouteTable;
+
+const char *route_policy_to_string(RoutePolicy p);
+RoutePolicy route_policy_from_string(const char *s);
+
+/* "llama3.2" and "llama3.2:latest" name the same model, as in Ollama. */
+bool model_name_equal(const char *a, const char *b);
+bool route_node_serves(const RouteNode *n, const char *model);
+
+void route_node_done(RouteNode *n);
+/* Sets models to a copy of the given list (at most ROUTE_MAX_MODELS). */
+int route_node_set_models(RouteNode *n, char *const *models, size_t n_models);
+
+void route_table_init(RouteTable *t);
+void route_table_clear(RouteTable *t);
+/* Appends a node with copies of id, name and address; returns it. */
+int route_table_add(RouteTable *t, const char *id, const char *name, const char *address, RouteNode **ret);
+RouteNode *route_table_find(RouteTable *t, const char *id);
+
+/* Picks a live node serving model, skipping ids in exclude (NULL-terminated, may be NULL).
+ * Returns -ENOENT when there is none. ret_reason is a static string saying why. */
+int route_table_pick(RouteTable *t, RoutePolicy policy, const char *model, const char *affinity_key,
+                     char *const *exclude, RouteNode **ret_node, const char **ret_reason);

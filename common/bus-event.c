@@ -132,7 +132,12 @@ int bus_event_open(struct event_base *base, const char *address, BusEvent **ret)
         if (r < 0)
                 return r;
 
-        return bus_event_attach(base, bus, ret);
+        r = bus_event_attach(base, bus, ret);
+        if (r < 0)
+                return r;
+        /* attach holds its own reference; ours must go without closing the connection. */
+        sd_bus_unref(TAKE_PTR(bus));
+        return 0;
 }
 
 BusEvent *bus_event_free(BusEvent *b) {

@@ -2,6 +2,7 @@
 /* Filter to live nodes that serve the model, then let the policy choose. Policies that need
  * the mesh (latency-aware, affinity) plug in here when the mesh lands. */
 #include <stdio.h>
+#include <strings.h>
 
 #include "route-table.h"
 
@@ -23,11 +24,11 @@ RoutePolicy route_policy_from_string(const char *s) {
         return _ROUTE_POLICY_INVALID;
 }
 
-/* Length of the name without a trailing ":latest". */
+/* Length of the name without a trailing ":latest" (any case, as names compare). */
 static size_t model_name_base_len(const char *s) {
         size_t n = strlen(s);
 
-        if (n > 7 && streq(s + n - 7, ":latest"))
+        if (n > 7 && strcasecmp(s + n - 7, ":latest") == 0)
                 return n - 7;
         return n;
 }

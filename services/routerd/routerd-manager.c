@@ -1,0 +1,462 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Wires the pieces of mycelia-routerd together: the routing table, the local upstream's
+ * poller feeding it, the shim's reports updating load, and change signals on the bus. */
+#include <assert.h>
+#include <limits.h>
+#include <stdio.h>
+
+#include "daemon.h"
+#include "log.h"
+#include "routerd-manager.h"
+
+static void manager_exit(Manager *m, int code) {
+        if (m->exit_code == 0)
+                m->exit_code = code;
+        (void) event_base_loopbreak(m->base);
+}
+
+static void manager_emit_now(Manager *m) {
+        int r;
+
+        m->emit_pending = false;
+        (void) evtimer_del(m->emit_timer);
+        m->last_emit = now_usec();
+        m->n_emits++;
+        r = manager_bus_emit_nodes_changed(m);
+        if (r < 0)
+                log_warning_errno(r, "Failed to emit PropertiesChanged for Nodes: %m");
+}
+
+static void manager_emit_timer_cb(evutil_socket_t fd, short what, void *userdata) {
+        manager_emit_now(userdata);
+}
+
+/* Nodes changed. Membership, state and model changes go out at once (taking any pending
+ * load update along); load-only changes at most once per ROUTER_LOAD_EMIT_INTERVAL_USEC. */
+static void manager_nodes_changed(Manager *m, bool load_only) {
+        struct timeval tv;
+        usec_t now, due;
+
+        if (m->batch > 0) {
+                /* Several changes of one event go out as one Generation and one signal. */
+                m->batch_dirty = true;
+                return;
+        }
+        m->table.generation++;
+        if (!load_only) {
+                manager_emit_now(m);
+                return;
+        }
+        if (m->emit_pending)
+                return;
+        now = now_usec();
+        due = m->n_emits > 0 ? m->last_emit + ROUTER_LOAD_EMIT_INTERVAL_USEC : now;
+        if (due <= now) {
+                manager_emit_now(m);
+                return;
+        }
+        m->emit_pending = true;
+        tv.tv_sec = (time_t) ((due - now) / USEC_PER_SEC);
+        tv.tv_usec = (suseconds_t) ((due - now) % USEC_PER_SEC);
+        (void) evtimer_add(m->emit_timer, &tv);
+}
+
+static void manager_batch_begin(Manager *m) {
+        m->batch++;
+}
+
+static void manager_batch_end(Manager *m) {
+        assert(m->batch > 0);
+        if (--m->batch > 0 || !m->batch_dirty)
+                return;
+        m->batch_dirty = false;
+        manager_nodes_changed(m, false);
+}
+
+static NodeStats *manager_stats_get(Manager *m, const char *id, bool create) {
+        NodeStats *s;
+
+        for (size_t i = 0; i < m->n_stats; i++)
+                if (streq(m->stats[i].id, id))
+                        return &m->stats[i];
+        if (!create || m->n_stats >= ROUTE_MAX_NODES)
+                return NULL;
+        s = realloc(m->stats, (m->n_stats + 1) * sizeof(NodeStats));
+        if (!s)
+                return NULL;
+        m->stats = s;
+        s = &m->stats[m->n_stats++];
+        *s = (NodeStats) {};
+        snprintf(s->id, sizeof(s->id), "%s", id);
+        return s;
+}
+
+const NodeStats *manager_get_stats(Manager *m, const char *id) {
+        return manager_stats_get(m, id, false);
+}
+
+int manager_node_add(Manager *m, const char *id, const char *name, const char *address, bool local) {
+        RouteNode *n;
+        int r;
+
+        if (route_table_find(&m->table, id))
+                return -EEXIST;
+        r = route_table_add(&m->table, id, name, address, &n);
+        if (r < 0)
+                return r;
+        n->local = local;
+        (void) manager_stats_get(m, id, true);
+        manager_nodes_changed(m, false);
+        return 0;
+}
+
+int manager_node_set_up(Manager *m, const char *id, bool up) {
+        RouteNode *n = route_table_find(&m->table, id);
+
+        if (!n)
+                return -ENOENT;
+        if (n->up == up)
+                return 0;
+        n->up = up;
+        manager_nodes_changed(m, false);
+        return 1;
+}
+
+static bool models_equal(const RouteNode *n, char *const *models, size_t n_models) {
+        if (n->n_models != n_models)
+                return false;
+        for (size_t i = 0; i < n_models; i++)
+                if (!streq(n->models[i], models[i]))
+                        return false;
+        return true;
+}
+
+int manager_node_set_models(Manager *m, const char *id, char *const *models, size_t n_models) {
+        RouteNode *n = route_table_find(&m->table, id);
+        int r;
+
+        if (!n)
+                return -ENOENT;
+        if (models_equal(n, models, n_models))
+                return 0;
+        r = route_node_set_models(n, models, n_models);
+        if (r < 0)
+                return r;
+        manager_nodes_changed(m, false);
+        return 1;
+}
+
+int manager_route(Manager *m, const char *model, const char *affinity_key, char *const *exclude,
+                  RouteNode **ret_node, const char **ret_reason) {
+        int r;
+
+        r = route_table_pick(&m->table, m->policy, model, affinity_key, exclude, ret_node, ret_reason);
+        if (r < 0)
+                m->n_no_route++;
+        else
+                m->n_routed++;
+        return r;
+}
+
+int manager_report(Manager *m, const RouteOutcome *outcomes, size_t n_outcomes,
+                   const InFlightCount *in_flight, size_t n_in_flight) {
+        bool changed = false, probe_local = false;
+
+        m->n_reports++;
+
+        for (size_t i = 0; i < n_outcomes; i++) {
+                const RouteOutcome *o = &outcomes[i];
+                RouteNode *n = route_table_find(&m->table, o->node_id);
+                NodeStats *s;
+                bool failed;
+
+                if (!n) {
+                        m->n_unknown_node_reports++;
+                        continue;
+                }
+                failed = upstream_outcome_is_failure(o->http_status, o->error);
+                s = manager_stats_get(m, n->id, true);
+                if (s) {
+                        s->n_outcomes++;
+                        s->n_tokens += o->tokens;
+                        if (failed)
+                                s->n_failures++;
+                }
+                if (failed) {
+                        log_debug("Request for '%s' on node %s failed: status %u%s%s", strempty(o->model),
+                                  n->name, o->http_status, isempty(o->error) ? "" : ", ",
+                                  strempty(o->error));
+                        if (n->local)
+                                probe_local = true;
+                        continue;
+                }
+                /* Only answers that streamed say how fast the node is; 4xx come back at once. */
+                if (o->http_status >= 200 && o->http_status < 300 && o->ttfb_usec > 0) {
+                        usec_t ewma = ttfb_ewma_update(n->ttfb_ewma_usec, o->ttfb_usec);
+
+                        if (ewma != n->ttfb_ewma_usec) {
+                                n->ttfb_ewma_usec = ewma;
+                                changed = true;
+                        }
+                }
+        }
+
+        /* The shim's in-flight picture is complete: whoever it does not list has none. */
+        for (size_t i = 0; i < m->table.n_nodes; i++) {
+                RouteNode *n = &m->table.nodes[i];
+                unsigned count = 0;
+
+                for (size_t j = 0; j < n_in_flight; j++)
+                        if (streq(in_flight[j].node_id, n->id))
+                                count = in_flight[j].count;
+                if (n->in_flight != count) {
+                        n->in_flight = count;
+                        changed = true;
+                }
+        }
+        for (size_t j = 0; j < n_in_flight; j++)
+                if (!route_table_find(&m->table, in_flight[j].node_id))
+                        m->n_unknown_node_reports++;
+
+        if (changed)
+                manager_nodes_changed(m, true);
+        if (probe_local && m->local_upstream)
+                upstream_poller_report_failure(m->local_upstream);
+        return 0;
+}
+
+void manager_clear_in_flight(Manager *m) {
+        bool changed = false;
+
+        for (size_t i = 0; i < m->table.n_nodes; i++)
+                if (m->table.nodes[i].in_flight > 0) {
+                        m->table.nodes[i].in_flight = 0;
+                        changed = true;
+                }
+        if (changed)
+                manager_nodes_changed(m, true);
+}
+
+static void manager_format_status(Manager *m, char *buf, size_t size) {
+        const UpstreamHealth *h = upstream_poller_get_health(m->local_upstream);
+        const char *upstream = upstream_poller_get_host_port(m->local_upstream);
+        RouteNode *n = route_table_find(&m->table, m->local_id);
+
+        switch (h->state) {
+        case UPSTREAM_UNKNOWN:
+                snprintf(buf, size, "Serving; first model list from %s not fetched yet", upstream);
+                break;
+        case UPSTREAM_UP:
+                snprintf(buf, size, "Serving; local Ollama at %s up with %zu model(s)", upstream,
+                         n ? n->n_models : 0);
+                break;
+        default:
+                snprintf(buf, size, "Serving; local Ollama at %s down, probing every %.1fs", upstream,
+                         (double) h->probe_interval / USEC_PER_SEC);
+                break;
+        }
+}
+
+static void manager_update_status(Manager *m) {
+        char status[sizeof(m->last_status)];
+
+        if (!m->ready)
+                return;
+        manager_format_status(m, status, sizeof(status));
+        if (streq(status, m->last_status))
+                return;
+        snprintf(m->last_status, sizeof(m->last_status), "%s", status);
+        daemon_notify_status("%s", status);
+}
+
+static void manager_local_fetched(UpstreamPoller *p, int error, const char *reason, const TagsList *tags,
+                                  bool state_changed, void *userdata) {
+        Manager *m = userdata;
+        const UpstreamHealth *h = upstream_poller_get_health(p);
+        int r;
+
+        if (error < 0) {
+                if (state_changed)
+                        log_warning("Local Ollama at %s is down: %s. Probing it every %.1fs.",
+                                    upstream_poller_get_host_port(p), strempty(reason),
+                                    (double) m->config->probe_interval / USEC_PER_SEC);
+                else
+                        log_debug("Local Ollama still down (%u failed probes): %s", h->consecutive_failures,
+                                  strempty(reason));
+                (void) manager_node_set_up(m, m->local_id, false);
+                manager_update_status(m);
+                return;
+        }
+
+        if (tags->truncated)
+                log_warning("Local Ollama lists more than %u models; routing only the first ones.",
+                            ROUTE_MAX_MODELS);
+        if (tags->n_skipped > 0)
+                log_debug("Skipped %zu entries of the model list (no usable name, or duplicates).",
+                          tags->n_skipped);
+
+        manager_batch_begin(m);
+        r = manager_node_set_models(m, m->local_id, tags->models, tags->n_models);
+        if (r < 0)
+                log_warning_errno(r, "Failed to store the model list: %m");
+        else if (r > 0)
+                log_info("Local Ollama serves %zu model(s).", tags->n_models);
+        (void) manager_node_set_up(m, m->local_id, true);
+        manager_batch_end(m);
+
+        if (state_changed)
+                log_notice("Local Ollama at %s is up.", upstream_poller_get_host_port(p));
+        manager_update_status(m);
+}
+
+static int manager_request_name_cb(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        Manager *m = userdata;
+        const sd_bus_error *e;
+        uint32_t ret;
+        int r;
+
+        e = sd_bus_message_get_error(reply);
+        if (e) {
+                log_error("Failed to acquire the bus name %s: %s", ROUTER_BUS_NAME, e->message ?: e->name);
+                manager_exit(m, EXIT_FAILURE);
+                return 0;
+        }
+        r = sd_bus_message_read(reply, "u", &ret);
+        if (r < 0) {
+                log_error_errno(r, "Failed to parse the reply to RequestName: %m");
+                manager_exit(m, EXIT_FAILURE);
+                return 0;
+        }
+        /* 1: primary owner, 4: already owner; 3: someone else has it (we do not queue). */
+        if (ret != 1 && ret != 4) {
+                log_error("The bus name %s is owned by another process.", ROUTER_BUS_NAME);
+                manager_exit(m, EXIT_FAILURE);
+                return 0;
+        }
+
+        m->ready = true;
+        log_info("Serving %s at %s, policy %s, node %s (%s).", ROUTER_BUS_NAME, ROUTER_OBJECT_PATH,
+                 route_policy_to_string(m->policy), m->local_name, m->local_id);
+        manager_format_status(m, m->last_status, sizeof(m->last_status));
+        daemon_notify_ready(m->last_status);
+        return 0;
+}
+
+static void manager_bus_disconnected(void *userdata) {
+        Manager *m = userdata;
+
+        log_error("Lost the connection to the bus; exiting.");
+        manager_exit(m, EXIT_FAILURE);
+}
+
+static int local_name_get(const MyceliaConfig *c, char **ret) {
+        char host[HOST_NAME_MAX + 1] = "";
+
+        if (!isempty(c->node_name)) {
+                *ret = strdup(c->node_name);
+                return *ret ? 0 : -ENOMEM;
+        }
+        if (gethostname(host, sizeof(host) - 1) < 0)
+                return -errno;
+        *ret = strdup(host[0] == '\0' ? "localhost" : host);
+        return *ret ? 0 : -ENOMEM;
+}
+
+int manager_new(struct event_base *base, const MyceliaConfig *config, Manager **ret) {
+        _cleanup_(manager_freep) Manager *m = NULL;
+        int r;
+
+        m = calloc(1, sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        m->base = base;
+        m->config = config;
+        route_table_init(&m->table);
+
+        m->policy = route_policy_from_string(config->route_policy);
+        if (m->policy < 0) {
+                log_error("Invalid routing policy '%s' ([router] policy, --policy); expected one of: %s, %s.",
+                          strempty(config->route_policy), route_policy_to_string(ROUTE_POLICY_ROUND_ROBIN),
+                          route_policy_to_string(ROUTE_POLICY_LEAST_LOADED));
+                return -EINVAL;
+        }
+        if (config->tags_interval == 0 || config->probe_interval == 0 || config->connect_timeout == 0) {
+                log_error("tags_interval, probe_interval and connect_timeout must be greater than 0.");
+                return -EINVAL;
+        }
+
+        r = node_id_get(config->node_id, m->local_id);
+        if (r < 0)
+                return log_error_errno(r, "Failed to determine the node id%s%s: %m",
+                                       isempty(config->node_id) ? "" : " from ",
+                                       strempty(config->node_id));
+        r = local_name_get(config, &m->local_name);
+        if (r < 0)
+                return log_error_errno(r, "Failed to determine the node name: %m");
+        log_set_node(m->local_name);
+
+        m->emit_timer = evtimer_new(base, manager_emit_timer_cb, m);
+        if (!m->emit_timer)
+                return log_oom();
+
+        r = upstream_poller_new(base, config->upstream_url, config->connect_timeout, config->tags_interval,
+                                config->probe_interval, manager_local_fetched, m, &m->local_upstream);
+        if (r == -EINVAL)
+                return log_error_errno(r, "Invalid upstream URL '%s' ([upstream] url, --upstream); expected http://HOST[:PORT][/PATH].",
+                                       strempty(config->upstream_url));
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the upstream poller: %m");
+
+        r = manager_node_add(m, m->local_id, m->local_name, config->upstream_url, true);
+        if (r < 0)
+                return log_error_errno(r, "Failed to add the local node: %m");
+
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+Manager *manager_free(Manager *m) {
+        if (!m)
+                return NULL;
+        upstream_poller_free(m->local_upstream);
+        sd_bus_slot_unref(m->shim_match_slot);
+        sd_bus_slot_unref(m->name_slot);
+        sd_bus_slot_unref(m->vtable_slot);
+        bus_event_free(m->bus_event);
+        if (m->emit_timer)
+                event_free(m->emit_timer);
+        route_table_clear(&m->table);
+        free(m->stats);
+        free(m->local_name);
+        free(m);
+        return NULL;
+}
+
+int manager_start(Manager *m) {
+        int r;
+
+        r = bus_event_open(m->base, m->config->bus_address, &m->bus_event);
+        if (r < 0)
+                return log_error_errno(r, "Failed to connect to the bus %s: %m",
+                                       isempty(m->config->bus_address) ? "(system)" : m->config->bus_address);
+        bus_event_set_disconnect_cb(m->bus_event, manager_bus_disconnected, m);
+        m->bus = bus_event_get_bus(m->bus_event);
+
+        r = manager_bus_register(m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to register %s: %m", ROUTER_OBJECT_PATH);
+
+        r = manager_bus_watch_shim(m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch %s on the bus: %m", SHIM_BUS_NAME);
+
+        r = sd_bus_request_name_async(m->bus, &m->name_slot, ROUTER_BUS_NAME, 0, manager_request_name_cb, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to request the bus name %s: %m", ROUTER_BUS_NAME);
+        bus_event_rearm(m->bus_event);
+
+        r = upstream_poller_start(m->local_upstream);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start polling the upstream: %m");
+        return 0;
+}

@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The Manager of mycelia-routerd: owns the loop's bus connection, the routing table (this
+ * node and, later, its peers) and the pollers that keep node entries fresh. */
+#pragma once
+
+#include <event2/event.h>
+#include <systemd/sd-bus.h>
+
+#include "bus-event.h"
+#include "config.h"
+#include "route-table.h"
+#include "routerd-upstream.h"
+
+#define ROUTER_BUS_NAME "org.mycelia.Router1"
+#define ROUTER_OBJECT_PATH "/org/mycelia/Router1"
+#define ROUTER_INTERFACE "org.mycelia.Router1"
+#define ROUTER_ERROR_NO_ROUTE "org.mycelia.Router1.NoRoute"
+/* The peer that sends ReportOutcome. */
+#define SHIM_BUS_NAME "org.mycelia.Shim1"
+
+/* PropertiesChanged for load updates (in-flight counts, TTFB) at most this often. */
+#define ROUTER_LOAD_EMIT_INTERVAL_USEC (100 * USEC_PER_MSEC)
+/* Entries accepted in one ReportOutcome call, per array. */
+#define ROUTER_REPORT_MAX_ENTRIES 4096U
+
+/* Per-node counters from the shim's reports; not part of Nodes. */
+typedef struct NodeStats {
+        char id[NODE_ID_LEN + 1];
+        uint64_t n_outcomes;
+        uint64_t n_failures;
+        uint64_t n_tokens;
+} NodeStats;
+
+/* One request's fate as ReportOutcome carries it. */
+typedef struct RouteOutcome {
+        const char *node_id;
+        const char *model;
+        usec_t ttfb_usec;
+        usec_t duration_usec;
+        unsigned tokens;
+        unsigned http_status;
+        const char *error;
+} RouteOutcome;
+
+typedef struct InFlightCount {
+        const char *node_id;
+        unsigned count;
+} InFlightCount;
+
+typedef struct Manager {
+        struct event_base *base;
+        const MyceliaConfig *config;
+        RoutePolicy policy;
+        char local_id[NODE_ID_LEN + 1];
+        char *local_name;
+
+        RouteTable table;
+        NodeStats *stats;
+        size_t n_stats;
+        UpstreamPoller *local_upstream;
+
+        BusEvent *bus_event;
+        sd_bus *bus;             /* borrowed from bus_event */
+        sd_bus_slot *vtable_slot;
+        sd_bus_slot *name_slot;
+        sd_bus_slot *shim_match_slot;
+        bool ready;
+        char last_status[256];   /* last STATUS= sent */
+
+        unsigned batch;          /* > 0: changes are collected, emitted when it drops to 0 */
+        bool batch_dirty;
+        struct event *emit_timer;
+        bool emit_pending;
+        usec_t last_emit;
+        uint64_t n_emits;
+
+        int exit_code;
+        uint64_t n_routed;
+        uint64_t n_no_route;
+        uint64_t n_reports;
+        uint64_t n_unknown_node_reports;
+} Manager;
+
+/* Validates the configuration and builds the table with the local node. No bus, no I/O yet. */
+int manager_new(struct event_base *base, const MyceliaConfig *config, Manager **ret);
+Manager *manager_free(Manager *m);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
+
+/* Connects to the bus, serves Router1, requests the name (READY follows when it is ours)
+ * and starts polling the local upstream. */
+int manager_start(Manager *m);
+
+/* Table updates, each bumping Generation and emitting PropertiesChanged when something
+ * really changed. Gossip-fed peers will come in through the same calls. */
+int manager_node_add(Manager *m, const char *id, const char *name, const char *address, bool local);
+int manager_node_set_up(Manager *m, const char *id, bool up);
+int manager_node_set_models(Manager *m, const char *id, char *const *models, size_t n_models);
+
+/* Route(): -ENOENT when no live node serves the model. */
+int manager_route(Manager *m, const char *model, const char *affinity_key, char *const *exclude,
+                  RouteNode **ret_node, const char **ret_reason);
+/* ReportOutcome(): in_flight is the shim's whole picture, so nodes it does not list have 0. */
+int manager_report(Manager *m, const RouteOutcome *outcomes, size_t n_outcomes,
+                   const InFlightCount *in_flight, size_t n_in_flight);
+
+/* The shim left the bus: the requests it counted are gone with it. */
+void manager_clear_in_flight(Manager *m);
+
+const NodeStats *manager_get_stats(Manager *m, const char *id);
+
+/* routerd-bus.c */
+int manager_bus_register(Manager *m);
+int manager_bus_emit_nodes_changed(Manager *m);
+int manager_bus_watch_shim(Manager *m);

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* What the shim decides about a request before any I/O: routed by model or served locally,
+ * streaming or not, Ollama or OpenAI error form, the model named in the body, which headers
+ * are hop-by-hop, where an upstream URL points, and the request limits. Pure. */
+#pragma once
+
+#include <sys/uio.h>
+
+#include "macro.h"
+
+/* Longest model name taken from a body; longer ones are served locally (Ollama rejects them). */
+#define SHIM_MODEL_NAME_MAX 512
+
+typedef enum ShimRouting {
+        SHIM_ROUTING_LOCAL,     /* this node's own Ollama answers */
+        SHIM_ROUTING_BY_MODEL,  /* the node is picked by the "model" in the JSON body */
+} ShimRouting;
+
+typedef enum ShimApi {
+        SHIM_API_OLLAMA,        /* errors are {"error":"..."} */
+        SHIM_API_OPENAI,        /* /v1/...: errors are {"error":{"message":...,"type":...}} */
+} ShimApi;
+
+typedef struct ShimRequestClass {
+        ShimRouting routing;
+        ShimApi api;
+        bool streams;           /* the endpoint streams by default (stream absent or true) */
+} ShimRequestClass;
+
+/* method as on the wire ("POST"); uri is the request target, query allowed. */
+void shim_request_classify(const char *method, const char *uri, ShimRequestClass *ret);
+
+/* Reads the top-level string "model" from a JSON object given as pieces (an evbuffer's
+ * chunks). *ret is malloc'ed. -EINVAL: not a JSON object; -ENOENT: no non-empty string model;
+ * -ENAMETOOLONG: longer than SHIM_MODEL_NAME_MAX. */
+int shim_request_extract_model(const struct iovec *iov, size_t n_iov, char **ret);
+
+/* Hop-by-hop headers (RFC 9110 7.6.1) are not forwarded: the fixed set, plus any header named
+ * in the message's own Connection header (connection: its value, may be NULL). */
+bool shim_header_is_hop_by_hop(const char *name, const char *connection);
+
+/* An upstream base URL, "http://HOST[:PORT][/PREFIX]". */
+typedef struct ShimUrl {
+        char host[256];         /* without brackets for IPv6 */
+        uint16_t port;
+        char hostport[264];     /* for the Host header and the connection pool key */
+        char prefix[256];       /* path prefix without trailing '/', usually "" */
+} ShimUrl;
+
+int shim_url_parse(const char *url, ShimUrl *ret);
+
+/* Strict Content-Length: digits only, no overflow. */
+int shim_content_length_parse(const char *value, uint64_t *ret);
+
+/* The 413 message, Ollama style. content_length: the request's header value or NULL (chunked). */
+void shim_limit_body_message(const char *content_length, uint64_t max, char *buf, size_t size);
+/* True when another request would pass the configured number of concurrent requests. */
+bool shim_limit_requests_reached(unsigned active, unsigned max);
+
+/* Ollama's exact 503 text (two spaces). */
+#define SHIM_BUSY_MESSAGE "server busy, please try again.  maximum pending requests exceeded"

@@ -1,0 +1,308 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Counting chunks of NDJSON and SSE streams as they go by, across arbitrary chunk boundaries,
+ * with a constant amount of state (lines may be megabytes long; they are never buffered). */
+#include <stdio.h>
+#include <strings.h>
+
+#include "shim-stream.h"
+
+static const char *const kind_names[_SHIM_STREAM_KIND_MAX] = {
+        [SHIM_STREAM_RAW] = "raw",
+        [SHIM_STREAM_JSON] = "json",
+        [SHIM_STREAM_NDJSON] = "ndjson",
+        [SHIM_STREAM_SSE] = "sse",
+};
+
+const char *shim_stream_kind_to_string(ShimStreamKind k) {
+        return k >= 0 && k < _SHIM_STREAM_KIND_MAX ? kind_names[k] : NULL;
+}
+
+/* Compares the media type (before any ';' parameters) case-insensitively. */
+static bool media_type_is(const char *content_type, const char *type) {
+        size_t n = strlen(type);
+        const char *p = content_type;
+
+        while (*p == ' ' || *p == '\t')
+                p++;
+        if (strncasecmp(p, type, n) != 0)
+                return false;
+        p += n;
+        while (*p == ' ' || *p == '\t')
+                p++;
+        return *p == '\0' || *p == ';';
+}
+
+ShimStreamKind shim_stream_kind_from_content_type(const char *content_type) {
+        if (!content_type)
+                return SHIM_STREAM_RAW;
+        if (media_type_is(content_type, "application/x-ndjson"))
+                return SHIM_STREAM_NDJSON;
+        if (media_type_is(content_type, "text/event-stream"))
+                return SHIM_STREAM_SSE;
+        if (media_type_is(content_type, "application/json"))
+                return SHIM_STREAM_JSON;
+        return SHIM_STREAM_RAW;
+}
+
+static void matcher_init(ShimMatcher *m, const char *pattern) {
+        unsigned k = 0;
+
+        *m = (ShimMatcher) { .pattern = pattern, .len = strlen(pattern) };
+        if (m->len > sizeof(m->fail))
+                m->len = sizeof(m->fail);
+        for (unsigned i = 1; i < m->len; i++) {
+                while (k > 0 && pattern[i] != pattern[k])
+                        k = m->fail[k - 1];
+                if (pattern[i] == pattern[k])
+                        k++;
+                m->fail[i] = k;
+        }
+}
+
+/* Advances by one byte; true when the pattern just ended at this byte. */
+static bool matcher_step(ShimMatcher *m, char c) {
+        while (m->state > 0 && c != m->pattern[m->state])
+                m->state = m->fail[m->state - 1];
+        if (c == m->pattern[m->state])
+                m->state++;
+        if (m->state == m->len) {
+                m->state = m->fail[m->len - 1];
+                return true;
+        }
+        return false;
+}
+
+/* Anchored variant: the pattern must match from the start of the line. The matcher's state is
+ * the number of bytes matched; UINT_MAX once the line diverged. True when it just completed. */
+static bool matcher_step_anchored(ShimMatcher *m, char c) {
+        if (m->state >= m->len)
+                return false;
+        if (c != m->pattern[m->state]) {
+                m->state = m->len + 1;
+                return false;
+        }
+        return ++m->state == m->len;
+}
+
+static void matcher_reset(ShimMatcher *m) {
+        m->state = 0;
+}
+
+void shim_stream_init(ShimStream *s, ShimStreamKind kind) {
+        *s = (ShimStream) { .kind = kind, .line_empty = true, .trailing_newlines = 2 };
+        /* Ollama writes compact JSON from Go's encoder: no spaces around ':'. */
+        matcher_init(&s->m_done, "\"done\":true");
+        matcher_init(&s->m_success, "\"status\":\"success\"");
+        matcher_init(&s->m_error, "\"error\":");
+        matcher_init(&s->m_sse_done, "data: [DONE]");
+        matcher_init(&s->m_sse_error, "data: {\"error\"");
+        /* A non-null finish_reason marks the closing chunk of an OpenAI stream. */
+        matcher_init(&s->m_finish, "\"finish_reason\":\"");
+}
+
+static void ndjson_line_end(ShimStream *s) {
+        if (!s->line_empty) {
+                s->chunks++;
+                if (s->line_error)
+                        s->error_seen = true;
+                else if (s->line_final)
+                        s->done = true;
+                else
+                        s->tokens++;
+        }
+        s->line_empty = true;
+        s->line_final = s->line_error = false;
+        matcher_reset(&s->m_done);
+        matcher_reset(&s->m_success);
+        matcher_reset(&s->m_error);
+}
+
+static void ndjson_feed(ShimStream *s, const char *p, size_t len) {
+        for (size_t i = 0; i < len; i++) {
+                char c = p[i];
+
+                if (c == '\n') {
+                        ndjson_line_end(s);
+                        continue;
+                }
+                if (c != '\r')
+                        s->line_empty = false;
+                if (matcher_step(&s->m_done, c) || matcher_step(&s->m_success, c))
+                        s->line_final = true;
+                if (matcher_step(&s->m_error, c))
+                        s->line_error = true;
+        }
+}
+
+static void sse_frame_end(ShimStream *s) {
+        if (s->frame_has_data) {
+                s->chunks++;
+                if (s->frame_error)
+                        s->error_seen = true;
+                else if (s->frame_final)
+                        s->done = true;
+                else if (s->m_finish.state == UINT32_MAX)
+                        ; /* the closing content chunk: finish_reason set, no output */
+                else
+                        s->tokens++;
+        }
+        s->frame_has_data = s->frame_final = s->frame_error = false;
+        matcher_reset(&s->m_finish);
+}
+
+static void sse_feed(ShimStream *s, const char *p, size_t len) {
+        for (size_t i = 0; i < len; i++) {
+                char c = p[i];
+
+                if (c == '\n') {
+                        if (s->line_empty)
+                                sse_frame_end(s);
+                        s->line_empty = true;
+                        matcher_reset(&s->m_sse_done);
+                        matcher_reset(&s->m_sse_error);
+                        continue;
+                }
+                if (c == '\r')
+                        continue;
+                s->line_empty = false;
+                if (matcher_step_anchored(&s->m_sse_done, c))
+                        s->frame_final = true;
+                if (matcher_step_anchored(&s->m_sse_error, c))
+                        s->frame_error = true;
+                /* "data:" is the first five bytes of both anchored patterns. */
+                if (s->m_sse_done.state == 5)
+                        s->frame_has_data = true;
+                if (s->m_finish.state != UINT32_MAX && matcher_step(&s->m_finish, c))
+                        s->m_finish.state = UINT32_MAX; /* sticky until the frame ends */
+        }
+}
+
+void shim_stream_feed(ShimStream *s, const void *data, size_t len) {
+        const char *p = data;
+
+        if (len == 0)
+                return;
+        s->bytes += len;
+
+        switch (s->kind) {
+        case SHIM_STREAM_NDJSON:
+                ndjson_feed(s, p, len);
+                break;
+        case SHIM_STREAM_SSE:
+                sse_feed(s, p, len);
+                break;
+        default:
+                break;
+        }
+
+        /* Count the '\n' at the very end (ignoring '\r'), capped at 2; a piece made only of
+         * newlines adds to what came before. */
+        {
+                unsigned n = 0;
+                size_t i = len;
+
+                while (i > 0) {
+                        char c = p[--i];
+
+                        if (c == '\n') {
+                                if (++n >= 2)
+                                        break;
+                        } else if (c != '\r') {
+                                s->trailing_newlines = n;
+                                return;
+                        }
+                }
+                s->trailing_newlines = n >= 2 ? 2 : MIN(2u, s->trailing_newlines + n);
+        }
+}
+
+const char *shim_stream_error_prefix(const ShimStream *s) {
+        switch (s->kind) {
+        case SHIM_STREAM_SSE:
+                return s->trailing_newlines >= 2 ? "" : s->trailing_newlines == 1 ? "\n" : "\n\n";
+        default:
+                return s->trailing_newlines >= 1 ? "" : "\n";
+        }
+}
+
+int shim_stream_error_form(ShimStreamKind kind, ShimErrorForm *ret) {
+        switch (kind) {
+        case SHIM_STREAM_NDJSON:
+                *ret = SHIM_ERROR_NDJSON;
+                return 0;
+        case SHIM_STREAM_SSE:
+                *ret = SHIM_ERROR_SSE;
+                return 0;
+        default:
+                return -EOPNOTSUPP;
+        }
+}
+
+const char *shim_error_openai_type(int status) {
+        switch (status) {
+        case 400:
+        case 413:
+                return "invalid_request_error";
+        case 404:
+                return "not_found_error";
+        default:
+                return "api_error";
+        }
+}
+
+/* JSON string body (without quotes) for message; malloc'ed. */
+static char *json_escape(const char *message) {
+        size_t n = 0;
+        char *out, *q;
+
+        for (const unsigned char *p = (const unsigned char *) message; *p; p++)
+                n += *p == '"' || *p == '\\' || *p == '\n' || *p == '\r' || *p == '\t' ? 2 : *p < 0x20 ? 6 : 1;
+        out = malloc(n + 1);
+        if (!out)
+                return NULL;
+        q = out;
+        for (const unsigned char *p = (const unsigned char *) message; *p; p++) {
+                switch (*p) {
+                case '"':  *q++ = '\\'; *q++ = '"'; break;
+                case '\\': *q++ = '\\'; *q++ = '\\'; break;
+                case '\n': *q++ = '\\'; *q++ = 'n'; break;
+                case '\r': *q++ = '\\'; *q++ = 'r'; break;
+                case '\t': *q++ = '\\'; *q++ = 't'; break;
+                default:
+                        if (*p < 0x20)
+                                q += sprintf(q, "\\u%04x", *p);
+                        else
+                                *q++ = (char) *p;
+                }
+        }
+        *q = '\0';
+        return out;
+}
+
+int shim_error_format(ShimErrorForm form, int status, const char *message, char **ret) {
+        _cleanup_free_ char *m = NULL;
+        int r;
+
+        m = json_escape(strempty(message));
+        if (!m)
+                return -ENOMEM;
+
+        switch (form) {
+        case SHIM_ERROR_JSON:
+                r = asprintf(ret, "{\"error\":\"%s\"}", m);
+                break;
+        case SHIM_ERROR_NDJSON:
+                r = asprintf(ret, "{\"error\":\"%s\"}\n", m);
+                break;
+        case SHIM_ERROR_SSE:
+                r = asprintf(ret, "data: {\"error\":{\"message\":\"%s\",\"type\":\"api_error\",\"param\":null,\"code\":null}}\n\n", m);
+                break;
+        case SHIM_ERROR_OPENAI:
+                r = asprintf(ret, "{\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"param\":null,\"code\":null}}",
+                             m, shim_error_openai_type(status));
+                break;
+        default:
+                return -EINVAL;
+        }
+        return r < 0 ? -ENOMEM : 0;
+}

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* org.mycelia.Shim1 at /org/mycelia/Shim1: the addresses the shim serves on, whether it has a
+ * routing table, and its counters. Matches dbus/org.mycelia.Shim1.xml member for member. */
+#include <stddef.h>
+
+#include "log.h"
+#include "shimd-manager.h"
+
+#define SHIM_NAME "org.mycelia.Shim1"
+#define SHIM_PATH "/org/mycelia/Shim1"
+
+/* Properties without a getter are read from the Manager at the given offset; sd-bus reads "s"
+ * as char*, "b" as int, "u" as uint32_t, "t" as uint64_t. Flags 0 introspect as
+ * EmitsChangedSignal "false": counters are read on demand. */
+static const sd_bus_vtable shim_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("ApiAddress", "s", NULL, offsetof(Manager, api.address), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("MeshAddress", "s", NULL, offsetof(Manager, mesh.address), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("RouterConnected", "b", NULL, offsetof(Manager, router_connected), 0),
+        SD_BUS_PROPERTY("RequestsTotal", "t", NULL, offsetof(Manager, counters.requests_total), 0),
+        SD_BUS_PROPERTY("RequestsActive", "u", NULL, offsetof(Manager, requests_active), 0),
+        SD_BUS_PROPERTY("RequestsFailed", "t", NULL, offsetof(Manager, counters.requests_failed), 0),
+        SD_BUS_PROPERTY("RejectedBusy", "t", NULL, offsetof(Manager, counters.rejected_busy), 0),
+        SD_BUS_PROPERTY("RejectedTooLarge", "t", NULL, offsetof(Manager, counters.rejected_too_large), 0),
+        SD_BUS_PROPERTY("ClientCancelled", "t", NULL, offsetof(Manager, counters.client_cancelled), 0),
+        SD_BUS_PROPERTY("UpstreamErrors", "t", NULL, offsetof(Manager, counters.upstream_errors), 0),
+        SD_BUS_PROPERTY("BytesToClients", "t", NULL, offsetof(Manager, counters.bytes_to_clients), 0),
+        SD_BUS_VTABLE_END,
+};
+
+_Static_assert(sizeof(((Manager *) NULL)->requests_active) == sizeof(uint32_t), "RequestsActive is read as u");
+_Static_assert(sizeof(((Manager *) NULL)->router_connected) == sizeof(int), "RouterConnected is read as b");
+
+int manager_bus_publish(Manager *m) {
+        int r;
+
+        r = sd_bus_add_object_vtable(m->bus, &m->vtable_slot, SHIM_PATH, SHIM_NAME, shim_vtable, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to add the %s object: %m", SHIM_NAME);
+        r = sd_bus_request_name(m->bus, SHIM_NAME, 0);
+        if (r < 0)
+                return log_error_errno(r, "Failed to acquire the bus name %s: %m", SHIM_NAME);
+        return 0;
+}

@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Error replies the shim itself writes, and the JSON error pages that replace libevent's HTML
+ * ones (413 body too large, 400 bad header, ...), so every error a client sees is Ollama style. */
+#pragma once
+
+#include <event2/http.h>
+
+#include "shim-stream.h"
+
+/* Counters and limits the replacement error pages need; set once at start-up. */
+typedef struct ShimErrorPages {
+        uint64_t max_body_size;
+        uint64_t max_header_size;
+        uint64_t *rejected_too_large;   /* incremented on each 413 */
+} ShimErrorPages;
+
+void shim_error_pages_setup(const ShimErrorPages *pages);
+
+/* Sends status with the error body in the given form (application/json; charset=utf-8). With
+ * close_connection the connection is closed after the reply (the body was not read). */
+void shim_reply_error(struct evhttp_request *req, int status, ShimErrorForm form, const char *message,
+                      bool close_connection);

@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The Manager: one event_base running the listeners (api, and mesh when configured), the
+ * sd-bus connection, the routing cache and the upstream pool, from start to SIGTERM. */
+#include <event2/http.h>
+#include <event2/util.h>
+#include <stdio.h>
+#include <systemd/sd-daemon.h>
+
+#include "log.h"
+#include "shimd-errors.h"
+#include "shimd-manager.h"
+#include "shimd-proxy.h"
+#include "shimd-router-cache.h"
+
+/* Idle keep-alive connections kept per upstream. */
+#define UPSTREAM_IDLE_MAX 64
+
+static struct timeval timeval_from_usec(usec_t u) {
+        return (struct timeval) { .tv_sec = (time_t) (u / USEC_PER_SEC), .tv_usec = (suseconds_t) (u % USEC_PER_SEC) };
+}
+
+int manager_new(const MyceliaConfig *config, Manager **ret) {
+        _cleanup_(manager_freep) Manager *m = NULL;
+        int r;
+
+        m = calloc(1, sizeof(*m));
+        if (!m)
+                return log_oom();
+        m->config = config;
+        LIST_INIT(&m->requests);
+        m->api = (ShimListener) { .manager = m, .kind = SHIM_LISTENER_API };
+        m->mesh = (ShimListener) { .manager = m, .kind = SHIM_LISTENER_MESH };
+
+        r = node_id_get(config->node_id, m->node_id);
+        if (r < 0)
+                return log_error_errno(r, "Failed to get the node id: %m");
+        r = shim_url_parse(config->upstream_url, &m->upstream);
+        if (r < 0)
+                return log_error_errno(r, "Invalid upstream URL '%s' (want http://HOST:PORT): %m", config->upstream_url);
+
+        m->idle_tv = timeval_from_usec(config->idle_timeout);
+        m->connect_tv = timeval_from_usec(config->connect_timeout);
+        m->upstream_tv = timeval_from_usec(config->upstream_timeout);
+
+        m->base = event_base_new();
+        if (!m->base)
+                return log_oom();
+        r = daemon_loop_new(m->base, &m->loop);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the event loop: %m");
+        r = upstream_pool_new(m->base, UPSTREAM_IDLE_MAX, &m->pool);
+        if (r < 0)
+                return log_oom();
+        r = router_cache_new(m, &m->router);
+        if (r < 0)
+                return log_oom();
+
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+Manager *manager_free(Manager *m) {
+        if (!m)
+                return NULL;
+        proxy_abort_all(m);
+        if (m->api.http)
+                evhttp_free(m->api.http);
+        if (m->mesh.http)
+                evhttp_free(m->mesh.http);
+        free(m->api.address);
+        free(m->mesh.address);
+        m->router = router_cache_free(m->router);
+        m->pool = upstream_pool_free(m->pool);
+        sd_bus_slot_unref(m->vtable_slot);
+        bus_event_free(m->bus_event);
+        daemon_loop_free(m->loop);
+        if (m->base)
+                event_base_free(m->base);
+        free(m);
+        return NULL;
+}
+
+/* Takes the socket systemd passed as fdname, else binds address; an empty address with no
+ * socket passed leaves the listener off. */
+static int manager_listen(Manager *m, ShimListener *l, const char *fdname, const char *address) {
+        char bound[128];
+        int fd, r;
+
+        fd = listen_fd_take(fdname);
+        if (fd == -ENOENT) {
+                if (isempty(address)) {
+                        l->address = strdup("");
+                        return l->address ? 0 : log_oom();
+                }
+                r = listen_tcp(address, &fd);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to listen on %s (%s): %m", address, fdname);
+        } else if (fd < 0)
+                return log_error_errno(fd, "Failed to take the '%s' socket: %m", fdname);
+
+        (void) evutil_make_socket_nonblocking(fd);
+        r = sockaddr_format_local(fd, bound, sizeof(bound));
+        if (r < 0) {
+                (void) close(fd);
+                return log_error_errno(r, "Failed to read the address of the '%s' socket: %m", fdname);
+        }
+
+        l->http = evhttp_new(m->base);
+        l->address = strdup(bound);
+        if (!l->http || !l->address) {
+                (void) close(fd);
+                return log_oom();
+        }
+        evhttp_set_gencb(l->http, proxy_handle_request, l);
+        evhttp_set_allowed_methods(l->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+                                                    EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS);
+        evhttp_set_timeout_tv(l->http, &m->idle_tv);
+        evhttp_set_max_headers_size(l->http, m->config->max_header_size);
+        evhttp_set_max_body_size(l->http, m->config->max_body_size);
+        /* Responses carry the upstream's Content-Type or none, never libevent's text/html. */
+        evhttp_set_default_content_type(l->http, NULL);
+
+        if (!evhttp_accept_socket_with_handle(l->http, fd)) {
+                (void) close(fd);
+                return log_error_errno(EIO, "Failed to accept connections on %s: %m", bound);
+        }
+        log_info("Serving the %s API on %s.", fdname, bound);
+        return 0;
+}
+
+static void manager_bus_disconnected(void *userdata) {
+        Manager *m = userdata;
+
+        log_warning("Lost the D-Bus connection; serving every request from the local Ollama.");
+        router_cache_bus_lost(m->router);
+        m->bus = NULL;
+}
+
+int manager_start(Manager *m) {
+        const MyceliaConfig *c = m->config;
+        int r;
+
+        r = manager_listen(m, &m->api, "api", c->api_listen);
+        if (r < 0)
+                return r;
+        r = manager_listen(m, &m->mesh, "mesh", c->mesh_listen);
+        if (r < 0)
+                return r;
+        if (m->mesh.http)
+                /* The mesh authenticator (from the mesh key) is checked here when the mesh lands;
+                 * until then the mesh listener trusts its network: bind it to loopback or a LAN
+                 * you control. */
+                log_notice("Mesh API on %s has no authentication yet.", m->mesh.address);
+
+        shim_error_pages_setup(&(ShimErrorPages) {
+                .max_body_size = c->max_body_size,
+                .max_header_size = c->max_header_size,
+                .rejected_too_large = &m->counters.rejected_too_large,
+        });
+
+        r = bus_event_open(m->base, c->bus_address, &m->bus_event);
+        if (r < 0)
+                /* The front door keeps serving without a bus: everything goes to the local Ollama. */
+                log_warning_errno(r, "Failed to connect to D-Bus, running without routing: %m");
+        else {
+                m->bus = bus_event_get_bus(m->bus_event);
+                bus_event_set_disconnect_cb(m->bus_event, manager_bus_disconnected, m);
+                r = manager_bus_publish(m);
+                if (r < 0)
+                        return r;
+                r = router_cache_start(m->router);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to subscribe to org.mycelia.Router1: %m");
+                bus_event_rearm(m->bus_event);
+        }
+
+        (void) sd_notifyf(0,
+                          "READY=1\n"
+                          "STATUS=Serving the Ollama API on %s, upstream %s\n"
+                          "X_MYCELIA_API=%s%s%s",
+                          m->api.address, c->upstream_url, m->api.address,
+                          m->mesh.http ? "\nX_MYCELIA_MESH=" : "", m->mesh.http ? m->mesh.address : "");
+        return 0;
+}
+
+int manager_run(Manager *m) {
+        if (event_base_dispatch(m->base) < 0)
+                return log_error_errno(EIO, "Event loop failed.");
+        return 0;
+}

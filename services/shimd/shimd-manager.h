@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The shim's Manager: owns the event loop, the listeners (api, mesh), the bus connection, the
+ * routing cache, the upstream connection pool and the requests in flight. */
+#pragma once
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <sys/queue.h>
+#include <sys/time.h>
+#include <systemd/sd-bus.h>
+
+#include "bus-event.h"
+#include "config.h"
+#include "daemon.h"
+#include "route-table.h"
+#include "shim-request.h"
+
+typedef struct Manager Manager;
+typedef struct RouterCache RouterCache;
+typedef struct UpstreamPool UpstreamPool;
+typedef struct ProxyRequest ProxyRequest;
+
+typedef enum ShimListenerKind {
+        SHIM_LISTENER_API,      /* local Ollama clients: requests may be routed to peers */
+        SHIM_LISTENER_MESH,     /* forwarded by peers: always served by this node's Ollama */
+} ShimListenerKind;
+
+typedef struct ShimListener {
+        Manager *manager;
+        ShimListenerKind kind;
+        struct evhttp *http;
+        char *address;          /* "ADDR:PORT" actually bound; "" when off */
+} ShimListener;
+
+/* Read on demand over D-Bus (Shim1 properties). */
+typedef struct ShimCounters {
+        uint64_t requests_total;
+        uint64_t requests_failed;
+        uint64_t rejected_busy;
+        uint64_t rejected_too_large;
+        uint64_t client_cancelled;
+        uint64_t upstream_errors;
+        uint64_t bytes_to_clients;
+} ShimCounters;
+
+struct Manager {
+        const MyceliaConfig *config;
+        char node_id[NODE_ID_LEN + 1];
+
+        struct event_base *base;
+        DaemonLoop *loop;
+        BusEvent *bus_event;
+        sd_bus *bus;            /* borrowed from bus_event; NULL when running without a bus */
+        sd_bus_slot *vtable_slot;
+
+        ShimListener api;
+        ShimListener mesh;
+        ShimUrl upstream;       /* config->upstream_url, parsed */
+
+        RouterCache *router;
+        UpstreamPool *pool;
+
+        LIST_HEAD(, ProxyRequest) requests;
+        unsigned requests_active;
+        uint64_t next_request_id;
+        ShimCounters counters;
+        int router_connected;   /* int, not bool: sd-bus reads "b" properties as int */
+
+        struct timeval idle_tv;
+        struct timeval connect_tv;
+        struct timeval upstream_tv;
+};
+
+int manager_new(const MyceliaConfig *config, Manager **ret);
+Manager *manager_free(Manager *m);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
+
+/* Binds or takes the listeners, connects the bus, tells systemd we are ready. */
+int manager_start(Manager *m);
+/* Runs the loop until SIGTERM/SIGINT. */
+int manager_run(Manager *m);
+
+/* shimd-bus.c */
+int manager_bus_publish(Manager *m);

@@ -1,0 +1,852 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Request relay: picks the upstream, forwards the request (body by reference, so a retry can
+ * send it again), streams the response back chunk by chunk with backpressure, and ends every
+ * request exactly once: complete, 502 before the first byte, error object mid-stream, or
+ * cancelled because the client went away. docs/shim-proxy.md tells the object lifetimes. */
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <strings.h>
+
+#include "log.h"
+#include "shim-stream.h"
+#include "shimd-errors.h"
+#include "shimd-proxy.h"
+#include "shimd-router-cache.h"
+
+/* Bytes a client may send while its request is being answered (pipelining) before we stop
+ * reading from it; reading continues once the answer is complete. */
+#define CLIENT_PIPELINE_HOLD (64 * 1024)
+/* A request is tried on at most this many nodes (first choice plus one retry). */
+#define PROXY_MAX_NODES 2
+
+struct ProxyRequest {
+        Manager *m;
+        LIST_ENTRY(ProxyRequest) link;
+
+        uint64_t id;
+        char peer[64];
+        ShimListenerKind listener;
+        ShimRequestClass cls;
+        enum evhttp_cmd_type method;
+        char *uri;
+        char *model;            /* routed requests only */
+
+        struct evhttp_request *client;
+        struct evhttp_connection *client_evcon;
+
+        /* The attempt in progress. */
+        char node_id[NODE_ID_LEN + 1];  /* "" when not routed (config upstream) */
+        char *address;
+        ShimUrl url;
+        struct evhttp_connection *up_evcon;
+        struct evhttp_request *up_req;
+        struct evbuffer_cb_entry *up_output_cb;
+        bool up_reused;
+        bool up_connected;
+        bool up_in_flight;      /* counted in the router cache's in-flight */
+        bool in_attempt;        /* inside evhttp_make_request(), which may call back */
+        bool attempt_failed;
+        bool fresh_retry_done;
+        bool force_fresh;
+        int up_error;           /* enum evhttp_request_error, -1 when libevent named none */
+        char *tried[PROXY_MAX_NODES + 1];
+        unsigned n_tried;
+
+        /* The response. */
+        bool started;
+        bool paused;
+        bool content_length;
+        int status;
+        ShimStream stream;
+        usec_t t_start;
+        usec_t t_attempt;
+        usec_t t_first_byte;
+};
+
+/* ---- upstream connection pool ---- */
+
+typedef struct PoolEntry {
+        char *hostport;
+        struct evhttp_connection **idle;
+        unsigned n_idle;
+} PoolEntry;
+
+struct UpstreamPool {
+        struct event_base *base;
+        unsigned max_idle;
+        PoolEntry *entries;
+        size_t n_entries;
+        struct evhttp_connection **dead;
+        size_t n_dead, size_dead;
+        struct event *reap;
+};
+
+static void pool_reap_cb(evutil_socket_t fd, short what, void *userdata) {
+        UpstreamPool *pool = userdata;
+
+        for (size_t i = 0; i < pool->n_dead; i++)
+                evhttp_connection_free(pool->dead[i]);
+        pool->n_dead = 0;
+}
+
+int upstream_pool_new(struct event_base *base, unsigned max_idle_per_upstream, UpstreamPool **ret) {
+        UpstreamPool *pool;
+
+        pool = calloc(1, sizeof(*pool));
+        if (!pool)
+                return -ENOMEM;
+        pool->base = base;
+        pool->max_idle = max_idle_per_upstream;
+        pool->reap = event_new(base, -1, 0, pool_reap_cb, pool);
+        if (!pool->reap) {
+                free(pool);
+                return -ENOMEM;
+        }
+        *ret = pool;
+        return 0;
+}
+
+UpstreamPool *upstream_pool_free(UpstreamPool *pool) {
+        if (!pool)
+                return NULL;
+        pool_reap_cb(-1, 0, pool);
+        for (size_t i = 0; i < pool->n_entries; i++) {
+                for (unsigned j = 0; j < pool->entries[i].n_idle; j++)
+                        evhttp_connection_free(pool->entries[i].idle[j]);
+                free(pool->entries[i].idle);
+                free(pool->entries[i].hostport);
+        }
+        free(pool->entries);
+        free(pool->dead);
+        event_free(pool->reap);
+        free(pool);
+        return NULL;
+}
+
+static PoolEntry *pool_entry(UpstreamPool *pool, const char *hostport, bool create) {
+        PoolEntry *e;
+
+        for (size_t i = 0; i < pool->n_entries; i++)
+                if (streq(pool->entries[i].hostport, hostport))
+                        return &pool->entries[i];
+        /* Upstreams come from the routing table, which is bounded (ROUTE_MAX_NODES). */
+        if (!create || pool->n_entries >= ROUTE_MAX_NODES + 1)
+                return NULL;
+        e = realloc(pool->entries, (pool->n_entries + 1) * sizeof(PoolEntry));
+        if (!e)
+                return NULL;
+        pool->entries = e;
+        e = &pool->entries[pool->n_entries];
+        *e = (PoolEntry) { .hostport = strdup(hostport), .idle = calloc(pool->max_idle ?: 1, sizeof(void *)) };
+        if (!e->hostport || !e->idle) {
+                free(e->hostport);
+                free(e->idle);
+                return NULL;
+        }
+        pool->n_entries++;
+        return e;
+}
+
+struct evhttp_connection *upstream_pool_take(UpstreamPool *pool, const char *hostport) {
+        PoolEntry *e = pool_entry(pool, hostport, false);
+
+        if (!e || e->n_idle == 0)
+                return NULL;
+        /* Most recently used first: the likeliest to still be open. */
+        return e->idle[--e->n_idle];
+}
+
+void upstream_pool_discard(UpstreamPool *pool, struct evhttp_connection *evcon) {
+        if (!evcon)
+                return;
+        if (pool->n_dead >= pool->size_dead) {
+                size_t n = MAX(pool->size_dead * 2, (size_t) 16);
+                struct evhttp_connection **d = realloc(pool->dead, n * sizeof(void *));
+
+                if (!d) {
+                        /* Cannot defer: leak rather than free inside a callback of its own. */
+                        log_oom();
+                        return;
+                }
+                pool->dead = d;
+                pool->size_dead = n;
+        }
+        pool->dead[pool->n_dead++] = evcon;
+        event_active(pool->reap, EV_TIMEOUT, 0);
+}
+
+void upstream_pool_put(UpstreamPool *pool, const char *hostport, struct evhttp_connection *evcon) {
+        PoolEntry *e = pool_entry(pool, hostport, true);
+
+        if (!e || e->n_idle >= pool->max_idle) {
+                upstream_pool_discard(pool, evcon);
+                return;
+        }
+        e->idle[e->n_idle++] = evcon;
+}
+
+/* ---- helpers ---- */
+
+static const char *method_name(enum evhttp_cmd_type t) {
+        switch (t) {
+        case EVHTTP_REQ_GET: return "GET";
+        case EVHTTP_REQ_POST: return "POST";
+        case EVHTTP_REQ_HEAD: return "HEAD";
+        case EVHTTP_REQ_PUT: return "PUT";
+        case EVHTTP_REQ_DELETE: return "DELETE";
+        case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+        case EVHTTP_REQ_TRACE: return "TRACE";
+        case EVHTTP_REQ_CONNECT: return "CONNECT";
+        case EVHTTP_REQ_PATCH: return "PATCH";
+        default: return "?";
+        }
+}
+
+static const char *upstream_error_string(int e) {
+        switch (e) {
+        case EVREQ_HTTP_TIMEOUT: return "timed out";
+        case EVREQ_HTTP_EOF: return "closed the connection";
+        case EVREQ_HTTP_INVALID_HEADER: return "sent an invalid response";
+        case EVREQ_HTTP_BUFFER_ERROR: return "connection failed";
+        case EVREQ_HTTP_DATA_TOO_LONG: return "sent a response too large";
+        default: return "could not be reached";
+        }
+}
+
+static ShimErrorForm proxy_error_form(const ProxyRequest *p) {
+        return p->cls.api == SHIM_API_OPENAI ? SHIM_ERROR_OPENAI : SHIM_ERROR_JSON;
+}
+
+static struct bufferevent *proxy_client_bev(ProxyRequest *p) {
+        return evhttp_connection_get_bufferevent(p->client_evcon);
+}
+
+static void proxy_client_close_cb(struct evhttp_connection *evcon, void *userdata);
+
+/* While the request is answered: learn at once when the client goes away (libevent stops
+ * reading after the request; a client that gave up during a model load would otherwise
+ * keep Ollama busy until the first token), hold back pipelined bytes, and time out a client
+ * that stops reading, but not one that merely waits. */
+static void proxy_watch_client(ProxyRequest *p) {
+        struct bufferevent *bev = proxy_client_bev(p);
+        bufferevent_data_cb readcb, writecb;
+        bufferevent_event_cb eventcb;
+        void *arg;
+
+        evhttp_connection_set_closecb(p->client_evcon, proxy_client_close_cb, p);
+        /* Same as libevent's own evhttp_write_buffer(): no read callback (data waits in the
+         * buffer), but EV_READ on, so EOF reaches evhttp's event callback. */
+        bufferevent_getcb(bev, &readcb, &writecb, &eventcb, &arg);
+        bufferevent_setcb(bev, NULL, writecb, eventcb, arg);
+        bufferevent_setwatermark(bev, EV_READ, 0, CLIENT_PIPELINE_HOLD);
+        bufferevent_set_timeouts(bev, NULL, &p->m->idle_tv);
+        bufferevent_enable(bev, EV_READ);
+}
+
+static void proxy_unwatch_client(ProxyRequest *p) {
+        struct bufferevent *bev;
+
+        if (!p->client_evcon)
+                return;
+        bev = proxy_client_bev(p);
+        evhttp_connection_set_closecb(p->client_evcon, NULL, NULL);
+        bufferevent_setwatermark(bev, EV_READ, 0, 0);
+        bufferevent_set_timeouts(bev, &p->m->idle_tv, &p->m->idle_tv);
+}
+
+static void proxy_free(ProxyRequest *p) {
+        Manager *m = p->m;
+
+        LIST_REMOVE(p, link);
+        m->requests_active--;
+        for (unsigned i = 0; i < p->n_tried; i++)
+                free(p->tried[i]);
+        free(p->uri);
+        free(p->model);
+        free(p->address);
+        free(p);
+}
+
+/* Ends the current attempt's hold on its upstream connection: back to the pool after a
+ * complete response, else dropped. */
+static void proxy_attempt_release(ProxyRequest *p, bool reusable) {
+        if (p->up_output_cb && p->up_evcon) {
+                struct bufferevent *bev = evhttp_connection_get_bufferevent(p->up_evcon);
+
+                evbuffer_remove_cb_entry(bufferevent_get_output(bev), p->up_output_cb);
+        }
+        p->up_output_cb = NULL;
+        if (p->up_evcon) {
+                struct bufferevent *bev = evhttp_connection_get_bufferevent(p->up_evcon);
+
+                if (p->paused)
+                        bufferevent_enable(bev, EV_READ);
+                /* Bytes after the end of the response (a body sent for HEAD, say) would be read
+                 * as the start of the next response: such a connection is not reused. */
+                if (reusable && evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
+                        log_debug("Request %" PRIu64 ": upstream %s sent bytes after the response, not reusing "
+                                  "the connection.", p->id, p->url.hostport);
+                        reusable = false;
+                }
+                if (reusable)
+                        upstream_pool_put(p->m->pool, p->url.hostport, p->up_evcon);
+                else
+                        upstream_pool_discard(p->m->pool, p->up_evcon);
+                p->up_evcon = NULL;
+        }
+        p->paused = false;
+        if (p->up_in_flight) {
+                router_cache_in_flight(p->m->router, p->node_id, -1);
+                p->up_in_flight = false;
+        }
+}
+
+/* Tells routerd what happened on a routed attempt. */
+static void proxy_report(ProxyRequest *p, int status, const char *error) {
+        usec_t now = now_usec();
+
+        if (isempty(p->node_id))
+                return;
+        router_cache_report(p->m->router, p->node_id, strempty(p->model),
+                            p->t_first_byte ? p->t_first_byte - p->t_attempt : 0, now - p->t_attempt,
+                            (uint32_t) MIN(p->stream.tokens, (uint64_t) UINT32_MAX), (uint32_t) status, error);
+}
+
+static void proxy_log(ProxyRequest *p, int level, int status, const char *error) {
+        char fields[160];
+
+        if (level > log_get_max_level())
+                return;
+        snprintf(fields, sizeof(fields), "REQUEST_ID=%" PRIu64 "\nPEER=%s", p->id, p->peer);
+        log_fields(level, fields, "%s %s -> %s%s%s %d, %" PRIu64 " bytes, %" PRIu64 " chunks, %" PRIu64 " ms%s%s",
+                   method_name(p->method), p->uri, strempty(p->address),
+                   isempty(p->node_id) ? "" : " node ", p->node_id, status, p->stream.bytes, p->stream.chunks,
+                   (now_usec() - p->t_start) / USEC_PER_MSEC, error ? ": " : "", strempty(error));
+}
+
+/* ---- choosing the upstream ---- */
+
+static int proxy_set_target(ProxyRequest *p, const char *node_id, const char *address) {
+        char *a = strdup(address);
+
+        if (!a)
+                return -ENOMEM;
+        free(p->address);
+        p->address = a;
+        snprintf(p->node_id, sizeof(p->node_id), "%s", strempty(node_id));
+        if (!isempty(node_id) && p->n_tried < PROXY_MAX_NODES) {
+                p->tried[p->n_tried] = strdup(node_id);
+                if (p->tried[p->n_tried])
+                        p->n_tried++;
+        }
+        return 0;
+}
+
+/* First choice: a routed request goes where the routing table says; everything else, and a
+ * model no live node serves, goes to this node's own Ollama (which gives the exact answer). */
+static int proxy_pick_first(ProxyRequest *p) {
+        _cleanup_free_ char *address = NULL;
+        char node_id[NODE_ID_LEN + 1];
+        const char *reason = NULL;
+
+        if (p->model && router_cache_pick(p->m->router, p->model, NULL, node_id, &address, &reason) >= 0)
+                return proxy_set_target(p, node_id, address);
+        return proxy_set_target(p, NULL, p->m->config->upstream_url);
+}
+
+/* Requests that may run twice: safe methods, and inference (no state changes in Ollama). */
+static bool proxy_is_repeatable(const ProxyRequest *p) {
+        return p->method == EVHTTP_REQ_GET || p->method == EVHTTP_REQ_HEAD || p->method == EVHTTP_REQ_OPTIONS ||
+               p->cls.routing == SHIM_ROUTING_BY_MODEL;
+}
+
+/* After a failure before the first response byte: 0 with a new target (or the same one on a
+ * fresh connection), -ENOENT when there is nothing left to try. */
+static int proxy_pick_retry(ProxyRequest *p) {
+        _cleanup_free_ char *address = NULL;
+        char node_id[NODE_ID_LEN + 1];
+        const char *reason = NULL;
+
+        /* Silence after the request went out is not worth waiting for twice. */
+        if (p->up_error == EVREQ_HTTP_TIMEOUT && p->up_connected)
+                return -ENOENT;
+
+        /* A pooled keep-alive connection may have been closed by the upstream just before we
+         * used it: that says nothing about the node; try it once more on a new connection, if
+         * running the request twice is harmless (it may have reached the upstream). */
+        if (p->up_reused && !p->fresh_retry_done && proxy_is_repeatable(p)) {
+                p->fresh_retry_done = true;
+                p->force_fresh = true;
+                return 0;
+        }
+
+        if (!p->model || isempty(p->node_id) || p->n_tried >= PROXY_MAX_NODES)
+                return -ENOENT;
+        if (router_cache_pick(p->m->router, p->model, p->tried, node_id, &address, &reason) < 0)
+                return -ENOENT;
+        log_debug("Request %" PRIu64 ": retrying on node %s (%s)", p->id, node_id, reason);
+        return proxy_set_target(p, node_id, address);
+}
+
+/* ---- the upstream request ---- */
+
+static int proxy_upstream_header_cb(struct evhttp_request *ureq, void *userdata);
+static void proxy_upstream_chunk_cb(struct evhttp_request *ureq, void *userdata);
+static void proxy_upstream_error_cb(enum evhttp_request_error error, void *userdata);
+static void proxy_upstream_done_cb(struct evhttp_request *ureq, void *userdata);
+
+/* Once bytes of the request leave for the upstream, the connection is up: from then on the
+ * upstream timeout applies instead of the connect timeout (libevent 2.1 has one timeout). */
+static void proxy_upstream_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *userdata) {
+        ProxyRequest *p = userdata;
+
+        if (info->n_deleted == 0 || p->up_connected || !p->up_evcon)
+                return;
+        p->up_connected = true;
+        evhttp_connection_set_timeout_tv(p->up_evcon, &p->m->upstream_tv);
+}
+
+static void proxy_copy_request_headers(ProxyRequest *p, struct evhttp_request *ureq, size_t body_len) {
+        struct evkeyvalq *in = evhttp_request_get_input_headers(p->client);
+        struct evkeyvalq *out = evhttp_request_get_output_headers(ureq);
+        const char *connection = evhttp_find_header(in, "Connection");
+        struct evkeyval *h;
+        char len[32];
+
+        TAILQ_FOREACH(h, in, next) {
+                /* Host names the upstream (Ollama on loopback answers 403 otherwise); the body
+                 * length is ours to state; 100-continue was settled with the client. */
+                if (strcasecmp(h->key, "Host") == 0 || strcasecmp(h->key, "Content-Length") == 0 ||
+                    strcasecmp(h->key, "Expect") == 0)
+                        continue;
+                if (shim_header_is_hop_by_hop(h->key, connection))
+                        continue;
+                evhttp_add_header(out, h->key, h->value);
+        }
+        evhttp_add_header(out, "Host", p->url.hostport);
+        if (body_len > 0 || p->method == EVHTTP_REQ_POST || p->method == EVHTTP_REQ_PUT ||
+            p->method == EVHTTP_REQ_PATCH) {
+                snprintf(len, sizeof(len), "%zu", body_len);
+                evhttp_add_header(out, "Content-Length", len);
+        }
+}
+
+/* Starts the current target; 0 when in flight, negative when it failed synchronously. */
+static int proxy_attempt(ProxyRequest *p) {
+        Manager *m = p->m;
+        struct evbuffer *body = evhttp_request_get_input_buffer(p->client);
+        struct evhttp_connection *evcon = NULL;
+        struct evhttp_request *ureq;
+        _cleanup_free_ char *target = NULL;
+        int r;
+
+        p->attempt_failed = false;
+        p->up_error = -1;
+        p->up_connected = false;
+        p->t_attempt = now_usec();
+        p->t_first_byte = 0;
+
+        r = shim_url_parse(p->address, &p->url);
+        if (r < 0)
+                return log_warning_errno(r, "Request %" PRIu64 ": invalid upstream URL '%s': %m", p->id, p->address);
+
+        if (asprintf(&target, "%s%s", p->url.prefix, p->uri) < 0)
+                return log_oom();
+
+        if (!p->force_fresh)
+                evcon = upstream_pool_take(m->pool, p->url.hostport);
+        p->force_fresh = false;
+        p->up_reused = evcon != NULL;
+        if (evcon) {
+                p->up_connected = true;
+                evhttp_connection_set_timeout_tv(evcon, &m->upstream_tv);
+        } else {
+                evcon = evhttp_connection_base_new(m->base, NULL, p->url.host, p->url.port);
+                if (!evcon)
+                        return log_oom();
+                evhttp_connection_set_timeout_tv(evcon, &m->connect_tv);
+                p->up_output_cb = evbuffer_add_cb(bufferevent_get_output(evhttp_connection_get_bufferevent(evcon)),
+                                                  proxy_upstream_output_cb, p);
+        }
+        p->up_evcon = evcon;
+
+        ureq = evhttp_request_new(proxy_upstream_done_cb, p);
+        if (!ureq) {
+                proxy_attempt_release(p, false);
+                return log_oom();
+        }
+        evhttp_request_set_header_cb(ureq, proxy_upstream_header_cb);
+        evhttp_request_set_chunked_cb(ureq, proxy_upstream_chunk_cb);
+        evhttp_request_set_error_cb(ureq, proxy_upstream_error_cb);
+        proxy_copy_request_headers(p, ureq, evbuffer_get_length(body));
+        /* By reference: the client's body stays intact for a retry, and nothing is copied. */
+        if (evbuffer_get_length(body) > 0 &&
+            evbuffer_add_buffer_reference(evhttp_request_get_output_buffer(ureq), body) < 0) {
+                evhttp_request_free(ureq);
+                proxy_attempt_release(p, false);
+                return log_oom();
+        }
+
+        if (!isempty(p->node_id)) {
+                router_cache_in_flight(m->router, p->node_id, +1);
+                p->up_in_flight = true;
+        }
+
+        p->up_req = ureq;
+        /* evhttp_make_request() reports a connect that fails at once (ECONNREFUSED on
+         * loopback) by calling proxy_upstream_done_cb() before it returns. */
+        p->in_attempt = true;
+        r = evhttp_make_request(evcon, ureq, p->method, target);
+        p->in_attempt = false;
+        if (r < 0) {
+                /* libevent freed the request or still holds it queued: either way not ours. */
+                p->up_req = NULL;
+                proxy_attempt_release(p, false);
+                return -EIO;
+        }
+        return p->attempt_failed ? -ECONNREFUSED : 0;
+}
+
+static void proxy_fail_before_start(ProxyRequest *p);
+static void proxy_fail_mid_stream(ProxyRequest *p);
+
+static void proxy_start(ProxyRequest *p) {
+        for (;;) {
+                if (proxy_attempt(p) >= 0)
+                        return;
+                p->m->counters.upstream_errors++;
+                if (proxy_pick_retry(p) < 0) {
+                        proxy_fail_before_start(p);
+                        return;
+                }
+        }
+}
+
+/* The upstream failed; libevent has freed (or will free) its request. */
+static void proxy_upstream_failed(ProxyRequest *p) {
+        p->up_req = NULL;
+        if (!p->started)
+                proxy_report(p, 502, upstream_error_string(p->up_error));
+        proxy_attempt_release(p, false);
+
+        if (p->in_attempt) {
+                /* proxy_attempt() is still on the stack: it reports the failure. */
+                p->attempt_failed = true;
+                return;
+        }
+        p->m->counters.upstream_errors++;
+        if (p->started) {
+                proxy_fail_mid_stream(p);
+                return;
+        }
+        if (proxy_pick_retry(p) < 0) {
+                proxy_fail_before_start(p);
+                return;
+        }
+        proxy_start(p);
+}
+
+static void proxy_start_reply(ProxyRequest *p, struct evhttp_request *ureq) {
+        struct evkeyvalq *in = evhttp_request_get_input_headers(ureq);
+        struct evkeyvalq *out = evhttp_request_get_output_headers(p->client);
+        const char *connection = evhttp_find_header(in, "Connection");
+        struct evkeyval *h;
+
+        p->status = evhttp_request_get_response_code(ureq);
+        TAILQ_FOREACH(h, in, next)
+                if (!shim_header_is_hop_by_hop(h->key, connection))
+                        evhttp_add_header(out, h->key, h->value);
+        /* With the upstream's Content-Length, libevent sends the body as is (no chunking). */
+        p->content_length = evhttp_find_header(in, "Content-Length") != NULL;
+        shim_stream_init(&p->stream, shim_stream_kind_from_content_type(evhttp_find_header(in, "Content-Type")));
+        p->started = true;
+        evhttp_send_reply_start(p->client, p->status, evhttp_request_get_response_code_line(ureq));
+}
+
+static int proxy_upstream_header_cb(struct evhttp_request *ureq, void *userdata) {
+        ProxyRequest *p = userdata;
+
+        /* 1xx are interim: the real status follows. */
+        if (evhttp_request_get_response_code(ureq) < 200)
+                return 0;
+        if (!p->t_first_byte)
+                p->t_first_byte = now_usec();
+        proxy_start_reply(p, ureq);
+        return 0;
+}
+
+/* The client's output buffer drained completely: read from the upstream again. */
+static void proxy_client_drained_cb(struct evhttp_connection *evcon, void *userdata) {
+        ProxyRequest *p = userdata;
+
+        if (!p->paused || !p->up_evcon)
+                return;
+        p->paused = false;
+        bufferevent_enable(evhttp_connection_get_bufferevent(p->up_evcon), EV_READ);
+}
+
+static void proxy_stream_account(ProxyRequest *p, struct evbuffer *buf) {
+        struct evbuffer_iovec vec_small[16], *vec = vec_small;
+        int n;
+
+        if (p->stream.kind != SHIM_STREAM_NDJSON && p->stream.kind != SHIM_STREAM_SSE) {
+                p->stream.bytes += evbuffer_get_length(buf);
+                return;
+        }
+        n = evbuffer_peek(buf, -1, NULL, NULL, 0);
+        if (n > (int) ELEMENTSOF(vec_small)) {
+                vec = malloc(sizeof(*vec) * (size_t) n);
+                if (!vec) {
+                        p->stream.bytes += evbuffer_get_length(buf);
+                        return;
+                }
+        }
+        n = evbuffer_peek(buf, -1, NULL, vec, n);
+        for (int i = 0; i < n; i++)
+                shim_stream_feed(&p->stream, vec[i].iov_base, vec[i].iov_len);
+        if (vec != vec_small)
+                free(vec);
+}
+
+static void proxy_upstream_chunk_cb(struct evhttp_request *ureq, void *userdata) {
+        ProxyRequest *p = userdata;
+        struct evbuffer *in = evhttp_request_get_input_buffer(ureq);
+        struct evbuffer *client_out;
+        size_t n = evbuffer_get_length(in);
+
+        if (n == 0)
+                return;
+        if (!p->started)
+                proxy_start_reply(p, ureq);
+        if (!p->t_first_byte)
+                p->t_first_byte = now_usec();
+
+        proxy_stream_account(p, in);
+        p->m->counters.bytes_to_clients += n;
+
+        /* Moves the chains (no copy) to the client's output buffer. The callback runs when
+         * that buffer has drained to the socket. */
+        evhttp_send_reply_chunk_with_cb(p->client, in, proxy_client_drained_cb, p);
+
+        /* Backpressure: a client that reads slower than the upstream writes must not make us
+         * buffer the whole response. Stop reading the upstream until the client caught up;
+         * TCP then pushes back on the upstream (Ollama blocks in its write). */
+        client_out = bufferevent_get_output(proxy_client_bev(p));
+        if (!p->paused && evbuffer_get_length(client_out) > p->m->config->max_stream_buffer) {
+                p->paused = true;
+                bufferevent_disable(evhttp_connection_get_bufferevent(p->up_evcon), EV_READ);
+        }
+}
+
+static void proxy_upstream_error_cb(enum evhttp_request_error error, void *userdata) {
+        ProxyRequest *p = userdata;
+
+        /* Followed by proxy_upstream_done_cb(NULL), which handles it. */
+        p->up_error = (int) error;
+}
+
+static void proxy_finish(ProxyRequest *p) {
+        proxy_report(p, p->status, NULL);
+        proxy_log(p, LOG_DEBUG, p->status, NULL);
+        proxy_unwatch_client(p);
+        evhttp_send_reply_end(p->client);
+        proxy_free(p);
+}
+
+static void proxy_upstream_done_cb(struct evhttp_request *ureq, void *userdata) {
+        ProxyRequest *p = userdata;
+
+        /* NULL: failed after libevent reported an error; status 0: the connect failed. */
+        if (!ureq || evhttp_request_get_response_code(ureq) == 0) {
+                proxy_upstream_failed(p);
+                return;
+        }
+
+        p->up_req = NULL;
+        if (!p->started) {
+                if (!p->t_first_byte)
+                        p->t_first_byte = now_usec();
+                proxy_start_reply(p, ureq);
+        }
+        /* Complete: the connection is idle again (libevent watches it for close). */
+        proxy_attempt_release(p, true);
+        proxy_finish(p);
+}
+
+/* ---- ending badly ---- */
+
+static void proxy_fail_before_start(ProxyRequest *p) {
+        char message[512];
+
+        if (p->up_error < 0 && !p->up_connected)
+                snprintf(message, sizeof(message), "could not connect to upstream %s%s%s", strempty(p->address),
+                         isempty(p->node_id) ? "" : " of node ", p->node_id);
+        else
+                snprintf(message, sizeof(message), "upstream %s%s%s %s before responding", strempty(p->address),
+                         isempty(p->node_id) ? "" : " of node ", p->node_id, upstream_error_string(p->up_error));
+
+        p->m->counters.requests_failed++;
+        p->status = 502;
+        proxy_log(p, LOG_WARNING, 502, message);
+        proxy_unwatch_client(p);
+        shim_reply_error(p->client, 502, proxy_error_form(p), message, false);
+        proxy_free(p);
+}
+
+static void proxy_fail_mid_stream(ProxyRequest *p) {
+        _cleanup_free_ char *body = NULL;
+        char message[512];
+        ShimErrorForm form;
+        struct evbuffer *buf;
+
+        snprintf(message, sizeof(message), "upstream %s%s%s %s during the response", strempty(p->address),
+                 isempty(p->node_id) ? "" : " of node ", p->node_id, upstream_error_string(p->up_error));
+        p->m->counters.requests_failed++;
+        proxy_report(p, p->status, message);
+        proxy_log(p, LOG_WARNING, p->status, message);
+        proxy_unwatch_client(p);
+
+        /* NDJSON and SSE end with one error object and a clean end, status unchanged. Any
+         * other body (or one with a Content-Length) cannot carry it: the connection is
+         * closed, so the client sees a truncated response rather than a wrong one. */
+        if (shim_stream_error_form(p->stream.kind, &form) >= 0 && !p->content_length &&
+            shim_error_format(form, p->status, message, &body) >= 0 && (buf = evbuffer_new())) {
+                (void) evbuffer_add_printf(buf, "%s%s", shim_stream_error_prefix(&p->stream), body);
+                p->m->counters.bytes_to_clients += evbuffer_get_length(buf);
+                evhttp_send_reply_chunk(p->client, buf);
+                evbuffer_free(buf);
+                evhttp_send_reply_end(p->client);
+        } else
+                evhttp_connection_free(p->client_evcon);
+        proxy_free(p);
+}
+
+/* The client's connection is going away (closed, reset, timed out, or we shut down). */
+static void proxy_client_close_cb(struct evhttp_connection *evcon, void *userdata) {
+        ProxyRequest *p = userdata;
+
+        p->m->counters.client_cancelled++;
+        proxy_log(p, LOG_DEBUG, p->started ? p->status : 499, "client went away");
+
+        /* A request whose connection failed (EOF, timeout) was detached from it and is ours to
+         * free; otherwise libevent frees it with the connection. */
+        if (!evhttp_request_get_connection(p->client))
+                evhttp_request_free(p->client);
+        p->client = NULL;
+        p->client_evcon = NULL;
+
+        if (p->up_req) {
+                /* Closing the upstream connection is what makes Ollama stop generating. */
+                evhttp_request_set_error_cb(p->up_req, NULL);
+                evhttp_request_set_chunked_cb(p->up_req, NULL);
+                evhttp_request_set_header_cb(p->up_req, NULL);
+                evhttp_cancel_request(p->up_req);
+                p->up_req = NULL;
+        }
+        /* 499: nginx's "client closed request", for routerd's statistics. */
+        proxy_report(p, p->started ? p->status : 499, "client disconnected");
+        proxy_attempt_release(p, false);
+        proxy_free(p);
+}
+
+/* ---- entry ---- */
+
+/* libevent documents evbuffer_iovec as laid out like struct iovec on Unix. */
+_Static_assert(sizeof(struct evbuffer_iovec) == sizeof(struct iovec) &&
+               offsetof(struct evbuffer_iovec, iov_base) == offsetof(struct iovec, iov_base) &&
+               offsetof(struct evbuffer_iovec, iov_len) == offsetof(struct iovec, iov_len),
+               "struct evbuffer_iovec differs from struct iovec");
+
+/* Reads "model" from the body in place, chain by chain (json-c's tokener is incremental). */
+static void proxy_extract_model(ProxyRequest *p, struct evbuffer *body) {
+        struct evbuffer_iovec vec_small[16], *vec = vec_small;
+        int n = evbuffer_peek(body, -1, NULL, NULL, 0);
+
+        if (n <= 0)
+                return;
+        if (n > (int) ELEMENTSOF(vec_small)) {
+                vec = malloc(sizeof(*vec) * (size_t) n);
+                if (!vec)
+                        return;
+        }
+        n = evbuffer_peek(body, -1, NULL, vec, n);
+        (void) shim_request_extract_model((const struct iovec *) vec, (size_t) n, &p->model);
+        if (vec != vec_small)
+                free(vec);
+}
+
+
+void proxy_handle_request(struct evhttp_request *req, void *userdata) {
+        ShimListener *l = userdata;
+        Manager *m = l->manager;
+        ShimRequestClass cls;
+        ProxyRequest *p;
+        const char *uri = evhttp_request_get_uri(req);
+        enum evhttp_cmd_type method = evhttp_request_get_command(req);
+        char *host = NULL;
+        uint16_t port = 0;
+
+        m->counters.requests_total++;
+        shim_request_classify(method_name(method), uri, &cls);
+
+        if (shim_limit_requests_reached(m->requests_active, m->config->max_requests)) {
+                m->counters.rejected_busy++;
+                shim_reply_error(req, 503, cls.api == SHIM_API_OPENAI ? SHIM_ERROR_OPENAI : SHIM_ERROR_JSON,
+                                 SHIM_BUSY_MESSAGE, false);
+                return;
+        }
+
+        p = calloc(1, sizeof(*p));
+        if (!p || !(p->uri = strdup(uri))) {
+                free(p);
+                log_oom();
+                shim_reply_error(req, 500, SHIM_ERROR_JSON, "out of memory", true);
+                return;
+        }
+        p->m = m;
+        p->id = ++m->next_request_id;
+        p->listener = l->kind;
+        p->cls = cls;
+        p->method = method;
+        p->client = req;
+        p->client_evcon = evhttp_request_get_connection(req);
+        p->t_start = now_usec();
+        p->up_error = -1;
+        shim_stream_init(&p->stream, SHIM_STREAM_RAW);
+        evhttp_connection_get_peer(p->client_evcon, &host, &port);
+        snprintf(p->peer, sizeof(p->peer), "%s:%u", strempty(host), port);
+        LIST_INSERT_HEAD(&m->requests, p, link);
+        m->requests_active++;
+
+        /* The hop rule: requests from the mesh are served here, never forwarded again. Only
+         * routed endpoints pay for parsing the body, and only when there is a table. */
+        if (l->kind == SHIM_LISTENER_API && cls.routing == SHIM_ROUTING_BY_MODEL && router_cache_loaded(m->router))
+                proxy_extract_model(p, evhttp_request_get_input_buffer(req));
+
+        proxy_watch_client(p);
+        if (proxy_pick_first(p) < 0) {
+                log_oom();
+                proxy_fail_before_start(p);
+                return;
+        }
+        proxy_start(p);
+}
+
+void proxy_abort_all(Manager *m) {
+        ProxyRequest *p;
+
+        /* As if each client went away: the upstream is cancelled, the request freed; then the
+         * client connection (and libevent's request on it) goes. */
+        while ((p = LIST_FIRST(&m->requests))) {
+                struct evhttp_connection *evcon = p->client_evcon;
+
+                evhttp_connection_set_closecb(evcon, NULL, NULL);
+                proxy_client_close_cb(evcon, p);
+                evhttp_connection_free(evcon);
+        }
+}

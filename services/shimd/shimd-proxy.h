@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The streaming relay: one ProxyRequest per client request, forwarded to the chosen node over
+ * a pooled keep-alive connection, its response streamed back chunk by chunk as it arrives. */
+#pragma once
+
+#include <event2/http.h>
+
+#include "shimd-manager.h"
+
+/* evhttp's generic callback; userdata is the ShimListener the request arrived on. */
+void proxy_handle_request(struct evhttp_request *req, void *userdata);
+
+/* Cancels every request in flight (shutdown): upstreams are closed, clients are let go. */
+void proxy_abort_all(Manager *m);
+
+/* Idle keep-alive connections per upstream "host:port". libevent runs one request per
+ * connection at a time, so a connection is taken for one request and put back after a
+ * complete response; failed connections are dropped (freed on the next loop iteration, never
+ * inside their own callbacks). */
+int upstream_pool_new(struct event_base *base, unsigned max_idle_per_upstream, UpstreamPool **ret);
+UpstreamPool *upstream_pool_free(UpstreamPool *pool);
+struct evhttp_connection *upstream_pool_take(UpstreamPool *pool, const char *hostport);
+void upstream_pool_put(UpstreamPool *pool, const char *hostport, struct evhttp_connection *evcon);
+void upstream_pool_discard(UpstreamPool *pool, struct evhttp_connection *evcon);

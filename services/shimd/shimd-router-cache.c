@@ -1,0 +1,538 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Keeps a copy of Router1.Nodes and Router1.Policy (read at start, on PropertiesChanged, and
+ * when NameOwnerChanged says routerd came back) and batches ReportOutcome calls on a 100 ms
+ * timer. Picking a node is then a local function call: see docs/shim-routing-cache.md. */
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "log.h"
+#include "shimd-router-cache.h"
+
+#define ROUTER_NAME "org.mycelia.Router1"
+#define ROUTER_PATH "/org/mycelia/Router1"
+#define ROUTER_IFACE "org.mycelia.Router1"
+
+typedef struct Outcome {
+        char node_id[NODE_ID_LEN + 1];
+        char *model;
+        uint64_t ttfb_usec;
+        uint64_t duration_usec;
+        uint32_t tokens;
+        uint32_t http_status;
+        char *error;
+} Outcome;
+
+typedef struct InFlight {
+        char node_id[NODE_ID_LEN + 1];
+        unsigned count;
+        bool dirty;             /* changed since the last report */
+} InFlight;
+
+struct RouterCache {
+        Manager *m;
+        RouteTable table;
+        RoutePolicy policy;
+        bool loaded;
+
+        sd_bus_slot *match_properties;
+        sd_bus_slot *match_owner;
+        sd_bus_slot *get_all;
+
+        Outcome *outcomes;
+        size_t n_outcomes;
+        uint64_t outcomes_dropped;
+        InFlight *in_flight;
+        size_t n_in_flight;
+        struct event *report_timer;
+};
+
+static void outcome_done(Outcome *o) {
+        free(o->model);
+        free(o->error);
+}
+
+static void router_cache_set_loaded(RouterCache *c, bool loaded) {
+        if (c->loaded != loaded)
+                log_info("Routing table from %s %s.", ROUTER_NAME, loaded ? "loaded" : "lost; requests go to the local Ollama");
+        c->loaded = loaded;
+        c->m->router_connected = loaded;
+}
+
+static void router_cache_arm(RouterCache *c) {
+        struct timeval tv = { 0, ROUTER_REPORT_INTERVAL_USEC };
+
+        if (!c->loaded || !c->m->bus || evtimer_pending(c->report_timer, NULL))
+                return;
+        (void) evtimer_add(c->report_timer, &tv);
+}
+
+static int router_cache_send(RouterCache *c) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
+        sd_bus *bus = c->m->bus;
+        int r;
+
+        r = sd_bus_message_new_method_call(bus, &msg, ROUTER_NAME, ROUTER_PATH, ROUTER_IFACE, "ReportOutcome");
+        if (r < 0)
+                return r;
+        /* Fire and forget: routerd need not answer, and must not be started for this. */
+        (void) sd_bus_message_set_expect_reply(msg, false);
+        (void) sd_bus_message_set_auto_start(msg, false);
+
+        r = sd_bus_message_open_container(msg, 'a', "(ssttuus)");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < c->n_outcomes; i++) {
+                Outcome *o = &c->outcomes[i];
+
+                r = sd_bus_message_append(msg, "(ssttuus)", o->node_id, strempty(o->model), o->ttfb_usec,
+                                          o->duration_usec, o->tokens, o->http_status, strempty(o->error));
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(msg);
+        if (r < 0)
+                return r;
+
+        r = sd_bus_message_open_container(msg, 'a', "(su)");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < c->n_in_flight; i++) {
+                InFlight *f = &c->in_flight[i];
+
+                if (!f->dirty && f->count == 0)
+                        continue;
+                r = sd_bus_message_append(msg, "(su)", f->node_id, (uint32_t) f->count);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(msg);
+        if (r < 0)
+                return r;
+
+        r = sd_bus_send(bus, msg, NULL);
+        if (r < 0)
+                return r;
+        /* Sent from a libevent timer, outside any bus callback. */
+        bus_event_rearm(c->m->bus_event);
+        return 0;
+}
+
+static void router_cache_report_cb(evutil_socket_t fd, short what, void *userdata) {
+        RouterCache *c = userdata;
+        size_t j = 0;
+        int r;
+
+        if (c->n_outcomes == 0 && c->n_in_flight == 0)
+                return;
+        r = router_cache_send(c);
+        if (r < 0)
+                log_warning_errno(r, "Failed to send ReportOutcome to %s: %m", ROUTER_NAME);
+        if (c->outcomes_dropped > 0) {
+                log_warning("Dropped %" PRIu64 " outcome reports: more than %u in 100 ms.", c->outcomes_dropped,
+                            ROUTER_REPORT_MAX_OUTCOMES);
+                c->outcomes_dropped = 0;
+        }
+
+        for (size_t i = 0; i < c->n_outcomes; i++)
+                outcome_done(&c->outcomes[i]);
+        c->n_outcomes = 0;
+
+        /* Nodes with nothing in flight were just reported as 0: forget them. */
+        for (size_t i = 0; i < c->n_in_flight; i++) {
+                c->in_flight[i].dirty = false;
+                if (c->in_flight[i].count > 0)
+                        c->in_flight[j++] = c->in_flight[i];
+        }
+        c->n_in_flight = j;
+}
+
+int router_cache_new(Manager *m, RouterCache **ret) {
+        RouterCache *c;
+
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->m = m;
+        route_table_init(&c->table);
+        c->policy = route_policy_from_string(m->config->route_policy);
+        if (c->policy < 0)
+                c->policy = ROUTE_POLICY_ROUND_ROBIN;
+        c->outcomes = calloc(ROUTER_REPORT_MAX_OUTCOMES, sizeof(Outcome));
+        c->in_flight = calloc(ROUTE_MAX_NODES, sizeof(InFlight));
+        c->report_timer = evtimer_new(m->base, router_cache_report_cb, c);
+        if (!c->outcomes || !c->in_flight || !c->report_timer) {
+                router_cache_free(c);
+                return -ENOMEM;
+        }
+        *ret = c;
+        return 0;
+}
+
+RouterCache *router_cache_free(RouterCache *c) {
+        if (!c)
+                return NULL;
+        sd_bus_slot_unref(c->match_properties);
+        sd_bus_slot_unref(c->match_owner);
+        sd_bus_slot_unref(c->get_all);
+        for (size_t i = 0; i < c->n_outcomes; i++)
+                outcome_done(&c->outcomes[i]);
+        free(c->outcomes);
+        free(c->in_flight);
+        if (c->report_timer)
+                event_free(c->report_timer);
+        route_table_clear(&c->table);
+        free(c);
+        return NULL;
+}
+
+static void strv_free(char **v) {
+        for (char **p = v; p && *p; p++)
+                free(*p);
+        free(v);
+}
+
+/* Reads a(ssssuutas) into a new table. */
+static int router_cache_parse_nodes(RouterCache *c, sd_bus_message *msg, RouteTable *ret) {
+        RouteTable t;
+        int r;
+
+        route_table_init(&t);
+        r = sd_bus_message_enter_container(msg, 'a', "(ssssuutas)");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(msg, 'r', "ssssuutas")) > 0) {
+                const char *id, *name, *address, *state;
+                uint32_t in_flight, capacity;
+                uint64_t ttfb;
+                char **models = NULL;
+                size_t n_models = 0;
+                RouteNode *n;
+
+                r = sd_bus_message_read(msg, "ssssuut", &id, &name, &address, &state, &in_flight, &capacity, &ttfb);
+                if (r < 0)
+                        goto fail;
+                r = sd_bus_message_read_strv(msg, &models);
+                if (r < 0)
+                        goto fail;
+                r = sd_bus_message_exit_container(msg);
+                if (r < 0) {
+                        strv_free(models);
+                        goto fail;
+                }
+                while (models && models[n_models])
+                        n_models++;
+
+                r = route_table_add(&t, id, name, address, &n);
+                if (r >= 0) {
+                        n->up = streq(state, "up");
+                        n->local = streq(id, c->m->node_id);
+                        n->in_flight = in_flight;
+                        n->capacity = capacity;
+                        n->ttfb_ewma_usec = ttfb;
+                        r = route_node_set_models(n, models, n_models);
+                }
+                strv_free(models);
+                if (r == -ENOMEM)
+                        goto fail;
+                if (r < 0)
+                        log_debug_errno(r, "Ignoring node '%s' from %s: %m", id, ROUTER_NAME);
+        }
+        if (r < 0)
+                goto fail;
+        r = sd_bus_message_exit_container(msg);
+        if (r < 0)
+                goto fail;
+        *ret = t;
+        return 0;
+fail:
+        route_table_clear(&t);
+        return r;
+}
+
+static void router_cache_replace_table(RouterCache *c, RouteTable *t) {
+        /* Keep the round-robin position: a table update must not send the next requests all to
+         * the first node again. */
+        t->round_robin_cursor = c->table.round_robin_cursor;
+        t->generation = c->table.generation + 1;
+        route_table_clear(&c->table);
+        c->table = *t;
+        log_debug("Routing table: %zu nodes.", c->table.n_nodes);
+}
+
+/* Reads one (sv) entry of Router1's properties; unknown names are skipped. */
+static int router_cache_read_property(RouterCache *c, sd_bus_message *msg, const char *name) {
+        int r;
+
+        if (streq(name, "Nodes")) {
+                RouteTable t;
+
+                r = sd_bus_message_enter_container(msg, 'v', "a(ssssuutas)");
+                if (r < 0)
+                        return r;
+                r = router_cache_parse_nodes(c, msg, &t);
+                if (r < 0)
+                        return r;
+                router_cache_replace_table(c, &t);
+                return sd_bus_message_exit_container(msg);
+        }
+        if (streq(name, "Policy")) {
+                const char *policy;
+                RoutePolicy p;
+
+                r = sd_bus_message_read(msg, "v", "s", &policy);
+                if (r < 0)
+                        return r;
+                p = route_policy_from_string(policy);
+                if (p < 0)
+                        log_warning("Unknown routing policy '%s' from %s, keeping %s.", policy, ROUTER_NAME,
+                                    route_policy_to_string(c->policy));
+                else
+                        c->policy = p;
+                return 0;
+        }
+        return sd_bus_message_skip(msg, "v");
+}
+
+static int router_cache_read_properties(RouterCache *c, sd_bus_message *msg, bool *ret_nodes_seen) {
+        bool nodes_seen = false;
+        int r;
+
+        r = sd_bus_message_enter_container(msg, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(msg, 'e', "sv")) > 0) {
+                const char *name;
+
+                r = sd_bus_message_read(msg, "s", &name);
+                if (r < 0)
+                        return r;
+                if (streq(name, "Nodes"))
+                        nodes_seen = true;
+                r = router_cache_read_property(c, msg, name);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(msg);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        if (ret_nodes_seen)
+                *ret_nodes_seen = nodes_seen;
+        return sd_bus_message_exit_container(msg);
+}
+
+static int router_cache_get_all_cb(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        RouterCache *c = userdata;
+        bool nodes_seen = false;
+        int r;
+
+        c->get_all = sd_bus_slot_unref(c->get_all);
+        if (sd_bus_message_is_method_error(reply, NULL)) {
+                const sd_bus_error *e = sd_bus_message_get_error(reply);
+
+                log_debug("Cannot read %s properties: %s", ROUTER_NAME, e ? e->message : "unknown error");
+                router_cache_set_loaded(c, false);
+                return 0;
+        }
+        r = router_cache_read_properties(c, reply, &nodes_seen);
+        if (r < 0 || !nodes_seen) {
+                log_warning_errno(r, "Failed to read the routing table from %s: %m", ROUTER_NAME);
+                router_cache_set_loaded(c, false);
+                return 0;
+        }
+        router_cache_set_loaded(c, true);
+
+        /* routerd (re)started: tell it what is in flight now. */
+        for (size_t i = 0; i < c->n_in_flight; i++)
+                c->in_flight[i].dirty = true;
+        if (c->n_in_flight > 0)
+                router_cache_arm(c);
+        return 0;
+}
+
+static int router_cache_get_all(RouterCache *c) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
+        sd_bus *bus = c->m->bus;
+        int r;
+
+        c->get_all = sd_bus_slot_unref(c->get_all);
+        r = sd_bus_message_new_method_call(bus, &msg, ROUTER_NAME, ROUTER_PATH, "org.freedesktop.DBus.Properties",
+                                           "GetAll");
+        if (r < 0)
+                return r;
+        /* routerd is started by systemd, not by us asking it something. */
+        (void) sd_bus_message_set_auto_start(msg, false);
+        r = sd_bus_message_append(msg, "s", ROUTER_IFACE);
+        if (r < 0)
+                return r;
+        return sd_bus_call_async(bus, &c->get_all, msg, router_cache_get_all_cb, c, 0);
+}
+
+static int router_cache_properties_changed_cb(sd_bus_message *msg, void *userdata, sd_bus_error *ret_error) {
+        RouterCache *c = userdata;
+        const char *iface;
+        char **invalidated = NULL;
+        bool nodes_seen = false, nodes_invalidated = false;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &iface);
+        if (r < 0 || !streq(iface, ROUTER_IFACE))
+                return 0;
+        r = router_cache_read_properties(c, msg, &nodes_seen);
+        if (r >= 0)
+                r = sd_bus_message_read_strv(msg, &invalidated);
+        if (r < 0) {
+                log_warning_errno(r, "Bad PropertiesChanged from %s, re-reading: %m", ROUTER_NAME);
+                nodes_invalidated = true;
+        }
+        for (char **p = invalidated; p && *p; p++)
+                if (streq(*p, "Nodes"))
+                        nodes_invalidated = true;
+        strv_free(invalidated);
+
+        if (nodes_invalidated)
+                (void) router_cache_get_all(c);
+        else if (nodes_seen)
+                router_cache_set_loaded(c, true);
+        return 0;
+}
+
+static int router_cache_name_owner_changed_cb(sd_bus_message *msg, void *userdata, sd_bus_error *ret_error) {
+        RouterCache *c = userdata;
+        const char *name, *old_owner, *new_owner;
+        int r;
+
+        r = sd_bus_message_read(msg, "sss", &name, &old_owner, &new_owner);
+        if (r < 0 || !streq(name, ROUTER_NAME))
+                return 0;
+        if (isempty(new_owner)) {
+                router_cache_set_loaded(c, false);
+                c->get_all = sd_bus_slot_unref(c->get_all);
+                return 0;
+        }
+        log_debug("%s is on the bus (%s), reading its routing table.", ROUTER_NAME, new_owner);
+        r = router_cache_get_all(c);
+        if (r < 0)
+                log_warning_errno(r, "Failed to ask %s for its routing table: %m", ROUTER_NAME);
+        return 0;
+}
+
+int router_cache_start(RouterCache *c) {
+        sd_bus *bus = c->m->bus;
+        int r;
+
+        if (!bus)
+                return 0;
+        r = sd_bus_match_signal_async(bus, &c->match_properties, ROUTER_NAME, ROUTER_PATH,
+                                      "org.freedesktop.DBus.Properties", "PropertiesChanged",
+                                      router_cache_properties_changed_cb, NULL, c);
+        if (r < 0)
+                return r;
+        r = sd_bus_add_match_async(bus, &c->match_owner,
+                                   "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
+                                   "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='" ROUTER_NAME "'",
+                                   router_cache_name_owner_changed_cb, NULL, c);
+        if (r < 0)
+                return r;
+        return router_cache_get_all(c);
+}
+
+bool router_cache_loaded(RouterCache *c) {
+        return c && c->loaded;
+}
+
+int router_cache_pick(RouterCache *c, const char *model, char *const *exclude, char ret_node_id[NODE_ID_LEN + 1],
+                      char **ret_address, const char **ret_reason) {
+        RouteNode *n;
+        char *address;
+        int r;
+
+        if (!c->loaded || !model)
+                return -ENOENT;
+        r = route_table_pick(&c->table, c->policy, model, NULL, exclude, &n, ret_reason);
+        if (r < 0)
+                return r;
+        if (isempty(n->address))
+                return -ENOENT;
+        address = strdup(n->address);
+        if (!address)
+                return -ENOMEM;
+        snprintf(ret_node_id, NODE_ID_LEN + 1, "%s", n->id);
+        *ret_address = address;
+        return 0;
+}
+
+void router_cache_in_flight(RouterCache *c, const char *node_id, int delta) {
+        InFlight *f = NULL;
+        RouteNode *n;
+
+        if (!c || isempty(node_id))
+                return;
+
+        /* Between two table updates, count our own requests into the local copy, so that
+         * least-loaded sees them at once. */
+        n = route_table_find(&c->table, node_id);
+        if (n) {
+                if (delta > 0)
+                        n->in_flight++;
+                else if (n->in_flight > 0)
+                        n->in_flight--;
+        }
+
+        for (size_t i = 0; i < c->n_in_flight; i++)
+                if (streq(c->in_flight[i].node_id, node_id)) {
+                        f = &c->in_flight[i];
+                        break;
+                }
+        if (!f) {
+                if (delta < 0 || c->n_in_flight >= ROUTE_MAX_NODES)
+                        return;
+                f = &c->in_flight[c->n_in_flight++];
+                *f = (InFlight) {};
+                snprintf(f->node_id, sizeof(f->node_id), "%s", node_id);
+        }
+        if (delta > 0)
+                f->count++;
+        else if (f->count > 0)
+                f->count--;
+        f->dirty = true;
+        router_cache_arm(c);
+}
+
+void router_cache_report(RouterCache *c, const char *node_id, const char *model, usec_t ttfb_usec,
+                         usec_t duration_usec, uint32_t tokens, uint32_t http_status, const char *error) {
+        Outcome *o;
+
+        if (!c || !c->loaded || !c->m->bus || isempty(node_id))
+                return;
+        if (c->n_outcomes >= ROUTER_REPORT_MAX_OUTCOMES) {
+                c->outcomes_dropped++;
+                return;
+        }
+        o = &c->outcomes[c->n_outcomes];
+        *o = (Outcome) {
+                .ttfb_usec = ttfb_usec,
+                .duration_usec = duration_usec,
+                .tokens = tokens,
+                .http_status = http_status,
+                .model = strdup(strempty(model)),
+                .error = strdup(strempty(error)),
+        };
+        if (!o->model || !o->error) {
+                outcome_done(o);
+                return;
+        }
+        snprintf(o->node_id, sizeof(o->node_id), "%s", node_id);
+        c->n_outcomes++;
+        router_cache_arm(c);
+}
+
+void router_cache_bus_lost(RouterCache *c) {
+        if (!c)
+                return;
+        c->get_all = sd_bus_slot_unref(c->get_all);
+        router_cache_set_loaded(c, false);
+        (void) evtimer_del(c->report_timer);
+}

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* A local copy of org.mycelia.Router1's routing table (Nodes, Policy), kept in sync through
+ * PropertiesChanged and NameOwnerChanged, so picking a node costs no D-Bus round trip; and the
+ * batched ReportOutcome calls that tell routerd what happened to routed requests. */
+#pragma once
+
+#include "shimd-manager.h"
+
+#define ROUTER_REPORT_INTERVAL_USEC (100 * USEC_PER_MSEC)
+/* Outcomes kept between two reports; more are dropped (and counted) rather than buffered. */
+#define ROUTER_REPORT_MAX_OUTCOMES 4096
+
+int router_cache_new(Manager *m, RouterCache **ret);
+RouterCache *router_cache_free(RouterCache *c);
+
+/* Subscribes to Router1's signals and reads its properties; no-op without a bus. */
+int router_cache_start(RouterCache *c);
+
+/* Whether a routing table from a live routerd is loaded. */
+bool router_cache_loaded(RouterCache *c);
+
+/* Picks a node for model, skipping the ids in exclude (NULL-terminated). Copies the node's id
+ * and address (the table may change before the request ends). -ENOENT: no live node serves it. */
+int router_cache_pick(RouterCache *c, const char *model, char *const *exclude, char ret_node_id[NODE_ID_LEN + 1],
+                      char **ret_address, const char **ret_reason);
+
+/* A request to node_id started (+1) or ended (-1). */
+void router_cache_in_flight(RouterCache *c, const char *node_id, int delta);
+
+/* One routed request (or attempt) ended. error: NULL or "" on success. */
+void router_cache_report(RouterCache *c, const char *node_id, const char *model, usec_t ttfb_usec,
+                         usec_t duration_usec, uint32_t tokens, uint32_t http_status, const char *error);
+
+/* The bus connection is gone: requests go to the local Ollama from now on. */
+void router_cache_bus_lost(RouterCache *c);

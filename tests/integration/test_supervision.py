@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# The launcher mycelia-node supervises its daemons: a SIGKILLed daemon comes back and the node
+# keeps serving; SIGTERM stops everything cleanly.
+import os
+import signal
+import threading
+import time
+import unittest
+
+import harness
+from harness import Double, Node, pid_alive, proc_descendants, wait_until
+
+harness.require_env('MYCELIA_NODE', 'MYCELIA_SHIMD', 'MYCELIA_ROUTERD', 'OLLAMA_DOUBLE')
+
+
+class Restarts(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.double = Double('--token-delay-ms', '0', '--tokens', '3')
+        cls.node = Node(cls.double.url)
+        cls.model = cls.double.chat_model()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.node.stop()
+        cls.double.stop()
+
+    def api_ok(self):
+        r = self.node.request('GET', '/api/version', timeout=2)
+        return r.status == 200
+
+    def test_kill_shimd(self):
+        old = self.node.shimd_pid()
+        self.assertTrue(self.api_ok())
+        os.kill(old, signal.SIGKILL)
+        t0 = time.monotonic()
+        wait_until(lambda: not pid_alive(old), 2, what='shimd gone after SIGKILL')
+
+        def back():
+            pid = self.node.shimd_pid()
+            return pid != old and self.api_ok()
+        wait_until(back, 5, interval=0.1, what='a new shimd serving %s' % self.node.api_url)
+        took = time.monotonic() - t0
+        self.assertTrue(self.node.proc.alive(), 'the launcher died with its shimd')
+        r = self.node.request('POST', '/api/generate', {'model': self.model, 'prompt': 'x', 'stream': False})
+        self.assertEqual(r.status, 200, r)
+        print('shimd back after %.2fs' % took)
+
+    def test_kill_routerd_keeps_serving(self):
+        old = self.node.routerd_pid()
+        results = []
+        stop = threading.Event()
+
+        def load():
+            while not stop.is_set():
+                try:
+                    r = self.node.request('POST', '/api/generate',
+                                          {'model': self.model, 'prompt': 'x', 'stream': False}, timeout=5)
+                    results.append(r.status)
+                except Exception as e:  # noqa: BLE001 a failure is a result here
+                    results.append(repr(e))
+                time.sleep(0.02)
+
+        th = threading.Thread(target=load, daemon=True)
+        th.start()
+        try:
+            time.sleep(0.3)
+            os.kill(old, signal.SIGKILL)
+            t0 = time.monotonic()
+
+            def back():
+                pid = self.node.routerd_pid()
+                nodes = self.node.prop('org.mycelia.Router1', 'Nodes')
+                return pid != old and nodes
+            nodes = wait_until(back, 5, what='a new routerd answering Router1.Nodes')
+            print('routerd back after %.2fs' % (time.monotonic() - t0))
+            self.assertEqual(nodes[0][0], self.node.node_id)
+            # The routing table refills from the upstream.
+            wait_until(lambda: any(n[3] == 'up' for n in self.node.prop('org.mycelia.Router1', 'Nodes')), 5,
+                       what='local node up again in the new routerd')
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            th.join(10)
+        bad = [r for r in results if r != 200]
+        self.assertGreater(len(results), 5, 'too few requests made: %r' % results)
+        self.assertEqual(bad, [], 'requests failed while routerd restarted (%d of %d)' % (len(bad), len(results)))
+        self.assertTrue(self.node.proc.alive())
+
+
+class Stop(unittest.TestCase):
+    def test_sigterm_stops_everything(self):
+        double = Double('--token-delay-ms', '0')
+        try:
+            node = Node(double.url)
+            kids = proc_descendants(node.pid)
+            names = sorted(harness.proc_exe_name(p) for p in kids)
+            self.assertTrue(any(n == 'mycelia-shimd' for n in names), names)
+            self.assertTrue(any(n == 'mycelia-routerd' for n in names), names)
+            sock = node.bus.split('unix:path=', 1)[1].split(',', 1)[0]
+            self.assertTrue(os.path.exists(sock), 'bus socket %s missing while running' % sock)
+            node.proc.signal(signal.SIGTERM)
+            rc = node.proc.wait(10)
+            self.assertEqual(rc, 0, 'launcher exit status after SIGTERM\n' + node.tail())
+            left = [(p, harness.proc_exe_name(p)) for p in kids if pid_alive(p)]
+            self.assertEqual(left, [], 'children left running after the launcher exited')
+            self.assertFalse(os.path.exists(sock), 'bus socket %s left behind' % sock)
+        finally:
+            double.stop()
+
+
+if __name__ == '__main__':
+    harness.main()

@@ -1,0 +1,349 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Unit tests for common/route-table.c: model name matching, the policies, and the limits
+ * of the table that routerd owns and shimd mirrors. */
+#include <check.h>
+#include <limits.h>
+#include <stdio.h>
+
+#include "route-table.h"
+
+static RouteTable t;
+
+static void setup(void) {
+        route_table_init(&t);
+}
+
+static void teardown(void) {
+        route_table_clear(&t);
+}
+
+/* Adds node "nodeN" (id padded to 32 hex-ish chars) serving the given models. */
+static RouteNode *add_node(unsigned i, bool up, const char *models_csv) {
+        char id[NODE_ID_LEN + 1], name[32], address[64], buf[256];
+        char *models[16], *save = NULL;
+        size_t n = 0;
+        RouteNode *node;
+
+        snprintf(id, sizeof(id), "%032x", i);
+        snprintf(name, sizeof(name), "node%u", i);
+        snprintf(address, sizeof(address), "http://127.0.0.%u:11435", i);
+        ck_assert_int_eq(route_table_add(&t, id, name, address, &node), 0);
+        snprintf(buf, sizeof(buf), "%s", models_csv);
+        for (char *p = strtok_r(buf, ",", &save); p && n < ELEMENTSOF(models); p = strtok_r(NULL, ",", &save))
+                models[n++] = p;
+        ck_assert_int_eq(route_node_set_models(node, models, n), 0);
+        node->up = up;
+        return node;
+}
+
+static unsigned node_index(const RouteNode *n) {
+        return (unsigned) (n - t.nodes);
+}
+
+START_TEST(test_model_name_equal) {
+        ck_assert(model_name_equal("llama3.2", "llama3.2"));
+        ck_assert(model_name_equal("llama3.2", "llama3.2:latest"));
+        ck_assert(model_name_equal("llama3.2:latest", "llama3.2"));
+        ck_assert(model_name_equal("llama3.2:latest", "llama3.2:latest"));
+        /* Ollama compares names case-insensitively, the tag included. */
+        ck_assert(model_name_equal("Llama3.2", "llama3.2:LATEST"));
+        ck_assert(model_name_equal("LLAMA3.2", "llama3.2"));
+        ck_assert(!model_name_equal("llama3.2", "llama3.2:1b"));
+        ck_assert(!model_name_equal("llama3.2:1b", "llama3.2:latest"));
+        ck_assert(!model_name_equal("llama3.2", "llama3"));
+        ck_assert(!model_name_equal("llama3", "llama3.2"));
+        ck_assert(!model_name_equal("llama3.2:latest", "llama3.2:lates"));
+        ck_assert(!model_name_equal("a:latest:latest", "a"));
+        ck_assert(!model_name_equal(":latest", ""));
+        ck_assert(model_name_equal("", ""));
+        ck_assert(!model_name_equal(NULL, "a"));
+        ck_assert(!model_name_equal("a", NULL));
+        ck_assert(!model_name_equal(NULL, NULL));
+        ck_assert(model_name_equal("registry.ollama.ai/library/llama3.2:latest",
+                                   "registry.ollama.ai/library/llama3.2"));
+}
+END_TEST
+
+START_TEST(test_policy_names) {
+        ck_assert_int_eq(route_policy_from_string("round-robin"), ROUTE_POLICY_ROUND_ROBIN);
+        ck_assert_int_eq(route_policy_from_string("least-loaded"), ROUTE_POLICY_LEAST_LOADED);
+        ck_assert_int_lt(route_policy_from_string("random"), 0);
+        ck_assert_int_lt(route_policy_from_string(""), 0);
+        ck_assert_int_lt(route_policy_from_string(NULL), 0);
+        ck_assert_str_eq(route_policy_to_string(ROUTE_POLICY_ROUND_ROBIN), "round-robin");
+        ck_assert_str_eq(route_policy_to_string(ROUTE_POLICY_LEAST_LOADED), "least-loaded");
+        ck_assert_ptr_null(route_policy_to_string(_ROUTE_POLICY_MAX));
+        ck_assert_ptr_null(route_policy_to_string(_ROUTE_POLICY_INVALID));
+}
+END_TEST
+
+START_TEST(test_serves) {
+        RouteNode *n = add_node(1, true, "llama3.2:latest,qwen2.5:7b");
+
+        ck_assert(route_node_serves(n, "llama3.2"));
+        ck_assert(route_node_serves(n, "llama3.2:latest"));
+        ck_assert(route_node_serves(n, "qwen2.5:7b"));
+        ck_assert(!route_node_serves(n, "qwen2.5"));
+        ck_assert(!route_node_serves(n, "mistral"));
+}
+END_TEST
+
+START_TEST(test_round_robin_fairness) {
+        unsigned counts[4] = {}, last = UINT_MAX;
+        const char *reason;
+        RouteNode *n;
+
+        for (unsigned i = 0; i < 4; i++)
+                add_node(i, true, "llama3.2");
+
+        for (unsigned k = 0; k < 400; k++) {
+                ck_assert_int_eq(route_table_pick(&t, ROUTE_POLICY_ROUND_ROBIN, "llama3.2:latest", "", NULL, &n, &reason), 0);
+                ck_assert_str_eq(reason, "round-robin");
+                /* Strict rotation: never the same node twice in a row. */
+                ck_assert_uint_ne(node_index(n), last);
+                last = node_index(n);
+                counts[last]++;
+        }
+        for (unsigned i = 0; i < 4; i++)
+                ck_assert_uint_eq(counts[i], 100);
+}
+END_TEST
+
+START_TEST(test_round_robin_only_candidates) {
+        unsigned counts[5] = {};
+        const char *reason;
+        RouteNode *n;
+
+        add_node(0, true, "llama3.2");
+        add_node(1, false, "llama3.2");         /* down */
+        add_node(2, true, "mistral");           /* other model */
+        add_node(3, true, "llama3.2,mistral");
+        add_node(4, true, "llama3.2:1b");       /* other tag */
+
+        for (unsigned k = 0; k < 100; k++) {
+                ck_assert_int_eq(route_table_pick(&t, ROUTE_POLICY_ROUND_ROBIN, "llama3.2", NULL, NULL, &n, &reason), 0);
+                counts[node_index(n)]++;
+        }
+        ck_assert_uint_eq(counts[0], 50);
+        ck_assert_uint_eq(counts[1], 0);
+        ck_assert_uint_eq(counts[2], 0);
+        ck_assert_uint_eq(counts[3], 50);
+        ck_assert_uint_eq(counts[4], 0);
+
+        /* A node going down drops out at once; coming back joins the rotation again. */
+        t.nodes[0].up = false;
+        for (unsigned k = 0; k < 10; k++) {
+                ck_assert_int_eq(route_table_pick(&t, ROUTE_POLICY_ROUND_ROBIN, "llama3.2", NULL, NULL, &n, &reason), 0);
+                ck_assert_uint_eq(node_index(n), 3);
+                ck_assert_str_eq(reason, "only live node serving the model");
+        }
+        t.nodes[1].up = true;
+        memset(counts, 0, sizeof(counts));
+        for (unsigned k = 0; k < 10; k++) {
+                ck_assert_int_eq(route_table_pick(&t, ROUTE_POLICY_ROUND_ROBIN, "llama3.2", NULL, NULL, &n, &reason), 0);
+                counts[node_index(n)]++;
+        }
+        ck_assert_uint_eq(counts[1], 5);
+        ck_assert_uint_eq(counts[3], 5);
+}
+END_TEST
+
+START_TEST(test_least_loaded) {
+        const char *reason;
+        RouteNode *n, *a, *b, *c;
+
+        /* Adding may move the array: take the pointers once all are in. */
+        add_node(0, true, "m");
+        add_node(1, true, "m");
+        add_node(2, true, "m");
+        a = &t.nodes[0];
+        b = &t.nodes[1];
+        c = &t.nodes[2];
+
+        a->in_flight = 3;
+        b->in_flight = 1;
+        c->in_flight = 2;
+        ck_assert_int_eq(route_table_pick(&t, ROUTE_POLICY_LEAST_LOADED, "m", NULL, NULL, &n, &reason), 0);
+        ck_assert_ptr_eq(n, &t.nodes[1]);
+        ck_assert_str_eq(reason, "least loaded");
+
+        /* Load is relative to capacity: 3 of 8 beats 1 of 1. */
+        a->capacity = 8;
+        b->capacity = 1;
+        c->capacity = 0;        /* unknown counts as 1 */
+        ck_assert_int_eq(route_table_pick(&t, ROUTE_POLICY_LEAST_LOADED, "m", NULL, NULL, &n, &reason), 0);
+        ck_assert_ptr_eq(n, &t.nodes[0]);
+
+        /* Equal load: the faster first byte wins. */
+        a->capacity = b->capacity = c->capacity = 0;
+        a->in_flight = b->in_flight = c->in_flight = 0;
+        a->ttfb_ewma_usec = 300;
+        b->ttfb_ewma_usec = 200;
+        c->ttfb_ewma_usec = 100;
+        ck_assert_int_eq(route_table_pick(&t, ROUTE_POLICY_LEAST_LOADED, "m", NULL, NULL, &n, &reason), 0);
+        ck_assert_ptr_eq(n, &t.nodes[2]);
+
+        /* The least loaded node that is down or excluded is not chosen. */
+        c->up = false;
+        ck_assert_int_eq(route_table_pick(&t, ROUTE_POLICY_LEAST_LOADED, "m", NULL, NULL, &n, &reason), 0);
+        ck_assert_ptr_eq(n, &t.nodes[1]);
+        {
+                char *exclude[] = { t.nodes[1].id, NULL };
+
+                ck_assert_int_eq(route_table_pick(&t, ROUTE_POLICY_LEAST_LOADED, "m", NULL, exclude, &n, &reason), 0);
+                ck_assert_ptr_eq(n, &t.nodes[0]);
+                ck_assert_str_eq(reason, "only live node serving the model");
+        }
+}
+END_TEST
+
+START_TEST(test_exclude) {
+        const char *reason;
+        RouteNode *n;
+
+        add_node(0, true, "m");
+        add_node(1, true, "m");
+        add_node(2, true, "m");
+
+        {
+                char *exclude[] = { t.nodes[0].id, t.nodes[2].id, NULL };
+
+                for (unsigned k = 0; k < 6; k++) {
+                        ck_assert_int_eq(route_table_pick(&t, ROUTE_POLICY_ROUND_ROBIN, "m", NULL, exclude, &n, &reason), 0);
+                        ck_assert_ptr_eq(n, &t.nodes[1]);
+                }
+        }
+        {
+                char *exclude[] = { t.nodes[0].id, t.nodes[1].id, t.nodes[2].id, NULL };
+
+                n = NULL;
+                for (int p = 0; p < _ROUTE_POLICY_MAX; p++) {
+                        ck_assert_int_eq(route_table_pick(&t, (RoutePolicy) p, "m", NULL, exclude, &n, &reason), -ENOENT);
+                        ck_assert_ptr_null(n);
+                        ck_assert_ptr_nonnull(reason);
+                }
+        }
+        {
+                /* Ids not in the table are harmless. */
+                char *exclude[] = { (char *) "ffffffffffffffffffffffffffffffff", (char *) "", NULL };
+
+                ck_assert_int_eq(route_table_pick(&t, ROUTE_POLICY_ROUND_ROBIN, "m", NULL, exclude, &n, &reason), 0);
+        }
+}
+END_TEST
+
+START_TEST(test_no_route) {
+        const char *reason = NULL;
+        RouteNode *n = NULL;
+
+        /* Empty table. */
+        ck_assert_int_eq(route_table_pick(&t, ROUTE_POLICY_ROUND_ROBIN, "m", NULL, NULL, &n, &reason), -ENOENT);
+        ck_assert_str_eq(reason, "no live node serves the model");
+
+        /* Only down nodes, or nobody with the model. */
+        add_node(0, false, "m");
+        add_node(1, true, "other");
+        for (int p = 0; p < _ROUTE_POLICY_MAX; p++) {
+                ck_assert_int_eq(route_table_pick(&t, (RoutePolicy) p, "m", NULL, NULL, &n, &reason), -ENOENT);
+                ck_assert_int_eq(route_table_pick(&t, (RoutePolicy) p, "", NULL, NULL, &n, &reason), -ENOENT);
+                ck_assert_int_eq(route_table_pick(&t, (RoutePolicy) p, NULL, NULL, NULL, &n, &reason), -ENOENT);
+        }
+        ck_assert_ptr_null(n);
+}
+END_TEST
+
+START_TEST(test_find_and_add) {
+        RouteNode *n;
+
+        ck_assert_ptr_null(route_table_find(&t, "00000000000000000000000000000001"));
+        add_node(1, true, "m");
+        n = route_table_find(&t, "00000000000000000000000000000001");
+        ck_assert_ptr_nonnull(n);
+        ck_assert_str_eq(n->name, "node1");
+        ck_assert_str_eq(n->address, "http://127.0.0.1:11435");
+        ck_assert(!n->local);
+        ck_assert_uint_eq(n->in_flight, 0);
+
+        /* NULL name and address become "". */
+        ck_assert_int_eq(route_table_add(&t, "abc", NULL, NULL, &n), 0);
+        ck_assert_str_eq(n->name, "");
+        ck_assert_str_eq(n->address, "");
+        ck_assert_uint_eq(n->n_models, 0);
+        ck_assert_int_eq(route_table_add(&t, "def", "x", "y", NULL), 0);
+        ck_assert_uint_eq(t.n_nodes, 3);
+}
+END_TEST
+
+START_TEST(test_limits) {
+        char *models[ROUTE_MAX_MODELS + 1];
+        char long_id[NODE_ID_LEN + 2];
+        const char *reason;
+        RouteNode *n;
+
+        memset(long_id, 'a', sizeof(long_id) - 1);
+        long_id[sizeof(long_id) - 1] = '\0';
+        ck_assert_int_eq(route_table_add(&t, long_id, "x", "y", &n), -EINVAL);
+        long_id[NODE_ID_LEN] = '\0';
+        ck_assert_int_eq(route_table_add(&t, long_id, "x", "y", &n), 0);
+        ck_assert_str_eq(n->id, long_id);
+
+        for (size_t i = 0; i < ELEMENTSOF(models); i++)
+                models[i] = (char *) "m";
+        ck_assert_int_eq(route_node_set_models(n, models, ROUTE_MAX_MODELS + 1), -E2BIG);
+        ck_assert_uint_eq(n->n_models, 0);
+        ck_assert_int_eq(route_node_set_models(n, models, ROUTE_MAX_MODELS), 0);
+        ck_assert_uint_eq(n->n_models, ROUTE_MAX_MODELS);
+        /* Replacing frees the old list (valgrind); an empty list is fine. */
+        ck_assert_int_eq(route_node_set_models(n, models, 1), 0);
+        ck_assert_uint_eq(n->n_models, 1);
+        ck_assert_int_eq(route_node_set_models(n, NULL, 0), 0);
+        ck_assert_uint_eq(n->n_models, 0);
+        route_table_clear(&t);
+
+        for (unsigned i = 0; i < ROUTE_MAX_NODES; i++) {
+                char id[NODE_ID_LEN + 1];
+
+                snprintf(id, sizeof(id), "%032x", i);
+                ck_assert_int_eq(route_table_add(&t, id, "n", "a", NULL), 0);
+        }
+        ck_assert_int_eq(route_table_add(&t, "overflow", "n", "a", NULL), -E2BIG);
+        ck_assert_uint_eq(t.n_nodes, ROUTE_MAX_NODES);
+
+        /* A full table still routes. */
+        t.nodes[ROUTE_MAX_NODES - 1].up = true;
+        models[0] = (char *) "m";
+        ck_assert_int_eq(route_node_set_models(&t.nodes[ROUTE_MAX_NODES - 1], models, 1), 0);
+        ck_assert_int_eq(route_table_pick(&t, ROUTE_POLICY_ROUND_ROBIN, "m", NULL, NULL, &n, &reason), 0);
+        ck_assert_ptr_eq(n, &t.nodes[ROUTE_MAX_NODES - 1]);
+}
+END_TEST
+
+static Suite *route_table_suite(void) {
+        Suite *s = suite_create("route-table");
+        TCase *tc = tcase_create("route-table");
+
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_add_test(tc, test_model_name_equal);
+        tcase_add_test(tc, test_policy_names);
+        tcase_add_test(tc, test_serves);
+        tcase_add_test(tc, test_round_robin_fairness);
+        tcase_add_test(tc, test_round_robin_only_candidates);
+        tcase_add_test(tc, test_least_loaded);
+        tcase_add_test(tc, test_exclude);
+        tcase_add_test(tc, test_no_route);
+        tcase_add_test(tc, test_find_and_add);
+        tcase_add_test(tc, test_limits);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void) {
+        SRunner *sr = srunner_create(route_table_suite());
+        int failed;
+
+        srunner_set_tap(sr, "-");
+        srunner_run_all(sr, CK_SILENT);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -32,7 +32,7 @@ static const ConfigOption config_options[] = {
         O("node", "name", "name", CONFIG_STRING, node_name, "", "human name of this node (default: hostname)"),
         O("node", "id", "node-id", CONFIG_STRING, node_id, "", "node id, 32 hex digits (default: from machine id)"),
         O("node", "state_dir", "state-dir", CONFIG_STRING, state_dir, LOCALSTATEDIR "/lib/mycelia", "state directory"),
-        O("node", "log_level", "log-level", CONFIG_STRING, log_level, "info", "debug, info, notice, warning, err"),
+        O("node", "log_level", "log-level", CONFIG_STRING, log_level, "", "debug, info, notice, warning, err (default: $MYCELIA_LOG_LEVEL, else info)"),
         O("bus", "address", "bus", CONFIG_STRING, bus_address, "", "D-Bus address (default: the system bus)"),
         O("shim", "api", "api", CONFIG_STRING, api_listen, "127.0.0.1:11434", "ADDR:PORT of the Ollama API for local clients"),
         O("shim", "mesh", "mesh", CONFIG_STRING, mesh_listen, "", "ADDR:PORT of the mesh API for peers (empty: off)"),

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The Ollama test double: deterministic text, not a language model. An evhttp server that speaks
- * Ollama's HTTP API (native and OpenAI) byte for byte, with queueing and injectable faults. */
+ * Ollama's HTTP API (native and OpenAI) in its wire format, with queueing and injectable faults. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -77,6 +77,7 @@ struct Model {
         int64_t modified_ns;    /* realtime */
         bool present;           /* false once deleted; kept while jobs may point at it */
         bool loaded;
+        bool loaded_forever;    /* keep_alive < 0 */
         int64_t expires_ns;     /* realtime; meaningful while loaded */
         unsigned active;
         TAILQ_HEAD(, Job) queue;
@@ -123,8 +124,7 @@ struct Job {
         size_t n_lines;
         size_t next_line;
         char *error;            /* ends the progress stream with {"error":...} */
-        char *add_models[2];
-        Model *copy_from;
+        char *add_models[2];    /* [1], the base of a create, is added before [0] */
 };
 
 struct Double {
@@ -161,7 +161,6 @@ struct Double {
         uint8_t blobs[DOUBLE_MAX_BLOBS][32];
         unsigned n_blobs, blob_next;
         uint64_t next_id;
-        int64_t start_ns;
         bool shutting_down;
 };
 
@@ -192,15 +191,18 @@ static void double_log(Double *d, const char *fmt, ...) {
         va_end(ap);
 }
 
-static json_object *json_time(int64_t real_ns) {
+static json_object *json_time_parts(int64_t sec, long nsec) {
         char buf[64];
 
-        if (real_ns < 0)
-                real_ns = 0;
-        if (double_text_format_rfc3339nano(real_ns / 1000000000, (long) (real_ns % 1000000000), buf,
-                                           sizeof(buf)) < 0)
+        if (double_text_format_rfc3339nano(sec, nsec, buf, sizeof(buf)) < 0)
                 buf[0] = '\0';
         return json_object_new_string(buf);
+}
+
+static json_object *json_time(int64_t real_ns) {
+        if (real_ns < 0)
+                real_ns = 0;
+        return json_time_parts(real_ns / 1000000000, (long) (real_ns % 1000000000));
 }
 
 static json_object *json_now(void) {
@@ -243,25 +245,29 @@ static void evbuffer_freep(struct evbuffer **b) {
 }
 #define _cleanup_evbuffer_ _cleanup_(evbuffer_freep)
 
-/* evhttp leaves Content-Length out of HEAD replies; Go's server states the length it would send. */
-static void reply_head_length(struct evhttp_request *req, size_t len) {
+/* evhttp leaves Content-Length out of HEAD replies; Go's server states the length it would send.
+ * libevent 2.1 also writes the body after a HEAD reply, which corrupts a kept-alive connection:
+ * drop it here, so the next response on the connection starts where the client expects it. */
+static void reply_head_length(struct evhttp_request *req, struct evbuffer *body) {
         char n[32];
 
         if (evhttp_request_get_command(req) != EVHTTP_REQ_HEAD)
                 return;
-        (void) snprintf(n, sizeof(n), "%zu", len);
+        (void) snprintf(n, sizeof(n), "%zu", body ? evbuffer_get_length(body) : 0);
         (void) evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Length", n);
+        if (body)
+                (void) evbuffer_drain(body, evbuffer_get_length(body));
 }
 
 static void reply_raw(struct evhttp_request *req, int code, const char *content_type, const void *body,
                       size_t len) {
         _cleanup_evbuffer_ struct evbuffer *b = evbuffer_new();
 
-        reply_head_length(req, len);
         if (content_type)
                 (void) evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", content_type);
         if (b && len > 0)
                 (void) evbuffer_add(b, body, len);
+        reply_head_length(req, b);
         evhttp_send_reply(req, code, NULL, b);
 }
 
@@ -272,7 +278,7 @@ static void reply_json_ct(struct evhttp_request *req, int code, const char *cont
         (void) evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", content_type);
         if (b)
                 (void) evbuffer_add_json(b, o, NULL, suffix);
-        reply_head_length(req, b ? evbuffer_get_length(b) : 0);
+        reply_head_length(req, b);
         evhttp_send_reply(req, code, NULL, b);
 }
 
@@ -388,23 +394,28 @@ static json_object *model_details(const Model *m) {
         return o;
 }
 
+static void model_unload(Model *m) {
+        m->loaded = false;
+        m->loaded_forever = false;
+}
+
 static void model_touch(Double *d, Model *m, bool keep_alive_set, int64_t keep_alive_ns) {
         int64_t now = now_real_ns();
         int64_t ka = keep_alive_set ? keep_alive_ns : DOUBLE_TEXT_DEFAULT_KEEP_ALIVE_NS;
 
         if (ka == 0) {
-                m->loaded = false;
+                model_unload(m);
                 return;
         }
         m->loaded = true;
-        /* Go's time.Now().Add(math.MaxInt64) saturates around year 2262+; so do we. */
-        m->expires_ns = ka >= INT64_MAX - now ? INT64_MAX : now + ka;
+        m->loaded_forever = ka >= INT64_MAX - now;
+        m->expires_ns = m->loaded_forever ? INT64_MAX : now + ka;
 }
 
 static bool model_is_loaded(Model *m) {
-        if (m->loaded && m->expires_ns != INT64_MAX && m->expires_ns <= now_real_ns())
-                m->loaded = false;
-        return m->present && m->loaded;
+        if (m->loaded && m->active == 0 && !m->loaded_forever && m->expires_ns <= now_real_ns())
+                model_unload(m);
+        return m->present && (m->loaded || m->active > 0);
 }
 
 /* ---- jobs ------------------------------------------------------------------------------ */
@@ -430,6 +441,8 @@ static Job *job_free(Job *j) {
         if (j->state == JOB_STALLED)
                 d->stalled--;
         if (j->holds_slot) {
+                /* However it ended, the model stays loaded for the request's keep_alive. */
+                model_touch(d, j->model, j->keep_alive_set, j->keep_alive_ns);
                 j->model->active--;
                 d->active--;
                 double_kick(d);
@@ -548,13 +561,9 @@ static void job_arm(Job *j, unsigned delay_ms) {
         (void) evtimer_add(j->timer, &tv);
 }
 
-/* The reply is done: counts it, refreshes keep_alive, frees the job. */
+/* The reply is done: counts it and frees the job. */
 static void job_complete(Job *j) {
-        Double *d = j->d;
-
-        if (j->model && j->holds_slot)
-                model_touch(d, j->model, j->keep_alive_set, j->keep_alive_ns);
-        d->completed++;
+        j->d->completed++;
         job_free(j);
 }
 
@@ -1101,14 +1110,14 @@ static void job_step(evutil_socket_t fd, short what, void *userdata) {
 static void job_start(Job *j) {
         Double *d = j->d;
 
+        /* A model in use is loaded; until its request ends, /api/ps shows the default expiry. */
+        if (!model_is_loaded(j->model))
+                model_touch(d, j->model, false, 0);
         j->state = JOB_RUNNING;
         j->holds_slot = true;
         j->model->active++;
         d->active++;
         j->t_start = now_mono_ns();
-        /* A model in use is loaded; its expiry starts when the request ends. */
-        j->model->loaded = true;
-        j->model->expires_ns = INT64_MAX;
         /* Each step, the first included, costs one token delay, so a busy slot is visible. */
         job_arm(j, j->load_only ? 0 : d->token_delay_ms);
 }
@@ -1198,17 +1207,26 @@ static void reply_flavour_error(struct evhttp_request *req, ApiFlavour flavour, 
                 reply_error(req, code, "%s", msg);
 }
 
-static bool double_inference_fault(Double *d, struct evhttp_request *req, ApiFlavour flavour, int *ret) {
+/* Keeps the request and never answers; the job only waits for the client to leave. */
+static int double_stall(Double *d, struct evhttp_request *req) {
         Job *j;
+        int r;
 
-        if (d->stall || d->stall_all) {
-                if (job_new(d, req, JOB_STALL, &j) < 0) {
+        r = job_new(d, req, JOB_STALL, &j);
+        if (r < 0)
+                return r;
+        j->state = JOB_STALLED;
+        d->stalled++;
+        return 0;
+}
+
+static bool double_inference_fault(Double *d, struct evhttp_request *req, ApiFlavour flavour, int *ret) {
+        if (d->stall) {
+                if (double_stall(d, req) < 0) {
                         reply_flavour_error(req, flavour, 500, "out of memory");
                         *ret = 0;
                         return true;
                 }
-                j->state = JOB_STALLED;
-                d->stalled++;
                 *ret = 1;
                 return true;
         }
@@ -1378,7 +1396,7 @@ static int handle_generate_common(Double *d, struct evhttp_request *req, ApiFlav
         if (flavour == API_NATIVE && prompt_len == 0 && f.keep_alive_set && f.keep_alive_ns == 0) {
                 _cleanup_json_ json_object *o = json_object_new_object();
 
-                m->loaded = false;
+                model_unload(m);
                 json_add_str(o, "model", f.model);
                 json_add(o, "created_at", json_now());
                 json_add_str(o, "response", "");
@@ -1488,7 +1506,7 @@ static int handle_chat_common(Double *d, struct evhttp_request *req, ApiFlavour 
                         reply_error(req, 404, "model '%s' not found", f.model ?: "");
                         return 0;
                 }
-                m->loaded = false;
+                model_unload(m);
                 o = json_object_new_object();
                 msg = json_object_new_object();
                 json_add_str(o, "model", f.model);
@@ -1708,14 +1726,16 @@ static json_object *model_list_entry(Model *m, bool ps) {
         json_add_str(o, "digest", m->digest);
         json_add(o, "details", model_details(m));
         if (ps) {
-                int64_t exp = m->expires_ns;
+                int64_t now = now_real_ns();
 
-                /* In use: Ollama shows the keep_alive the request would leave behind. */
-                if (exp == INT64_MAX && m->active > 0)
-                        exp = now_real_ns() + DOUBLE_TEXT_DEFAULT_KEEP_ALIVE_NS;
-                else if (exp == INT64_MAX)
-                        exp = now_real_ns() + INT64_C(9000000000) * 1000000000;   /* "forever" */
-                json_add(o, "expires_at", json_time(exp));
+                if (m->loaded_forever) {
+                        /* Go's time.Now().Add(math.MaxInt64): some day in 2318. */
+                        int64_t ns = now % 1000000000 + INT64_MAX % 1000000000;
+
+                        json_add(o, "expires_at", json_time_parts(now / 1000000000 + INT64_MAX / 1000000000 + ns / 1000000000,
+                                                                  (long) (ns % 1000000000)));
+                } else
+                        json_add(o, "expires_at", json_time(m->expires_ns));
                 json_add_int(o, "size_vram", m->size);
                 json_add_int(o, "context_length", DOUBLE_NUM_CTX);
         }
@@ -1753,14 +1773,27 @@ static int handle_tags(Double *d, struct evhttp_request *req, const char *param)
         return 0;
 }
 
+static int model_compare_expiry(const void *a, const void *b) {
+        const Model *x = *(Model *const *) a, *y = *(Model *const *) b;
+
+        return x->expires_ns < y->expires_ns ? 1 : x->expires_ns > y->expires_ns ? -1 : 0;
+}
+
 static int handle_ps(Double *d, struct evhttp_request *req, const char *param) {
         _cleanup_json_ json_object *o = json_object_new_object();
         json_object *list = json_object_new_array();
         Model *m;
 
+        Model *sorted[DOUBLE_MAX_MODELS];
+        size_t n = 0;
+
         TAILQ_FOREACH(m, &d->models, link)
                 if (model_is_loaded(m))
-                        (void) json_object_array_add(list, model_list_entry(m, true));
+                        sorted[n++] = m;
+        /* longest remaining first, as PsHandler sorts */
+        qsort(sorted, n, sizeof(Model *), model_compare_expiry);
+        for (size_t i = 0; i < n; i++)
+                (void) json_object_array_add(list, model_list_entry(sorted[i], true));
         json_add(o, "models", list);
         reply_json(req, 200, o);
         return 0;
@@ -2109,7 +2142,7 @@ static int handle_delete(Double *d, struct evhttp_request *req, const char *para
                 return 0;
         }
         m->present = false;
-        m->loaded = false;
+        model_unload(m);
         reply_raw(req, 200, NULL, NULL, 0);
         return 0;
 }
@@ -2411,6 +2444,14 @@ static void double_on_request(struct evhttp_request *req, void *userdata) {
                 return;
         }
 
+        if (d->stall_all) {
+                if (double_stall(d, req) < 0) {
+                        reply_error(req, 500, "out of memory");
+                        d->completed++;
+                }
+                return;
+        }
+
         for (size_t i = 0; i < sizeof(double_routes) / sizeof(double_routes[0]); i++) {
                 const Route *r = &double_routes[i];
 
@@ -2494,7 +2535,6 @@ static int double_new(Double **ret) {
         d->num_parallel = 1;
         d->max_queue = 512;
         d->host_check = true;
-        d->start_ns = now_real_ns();
         d->version = strdup("0.6.0");
         d->listen_host = strdup("127.0.0.1");
         d->listen_port = 11435;

@@ -22,7 +22,8 @@ void daemon_notify_status(const char *fmt, ...) _printf_(1, 2);
 void daemon_notify_stopping(void);
 
 /* Returns the fd systemd passed with FileDescriptorName=name (LISTEN_FDNAMES), -ENOENT if
- * none. The first call reads and unsets the LISTEN_* variables. */
+ * none. The first call reads and unsets the LISTEN_* variables. Both this and listen_tcp()
+ * turn Nagle off on the listener, so accepted connections write each token at once. */
 int listen_fd_take(const char *name);
 /* Binds and listens on a TCP "ADDR:PORT" ("[::1]:11434", "0.0.0.0:11436", "localhost:0"). */
 int listen_tcp(const char *addr_port, int *ret_fd);

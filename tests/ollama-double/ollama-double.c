@@ -13,6 +13,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <time.h>
 #include <unistd.h>
@@ -2603,6 +2604,12 @@ static int double_listen(Double *d) {
                 return -errno ?: -EADDRNOTAVAIL;
         if (getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *) &ss, &sl) < 0)
                 return -errno;
+        /* Accepted sockets inherit this: like Go's net/http (and so Ollama), write each token at
+         * once instead of holding it behind Nagle until the peer's delayed ACK. */
+        {
+                int one = 1;
+                (void) setsockopt(evhttp_bound_socket_get_fd(sock), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        }
 
         if (ss.ss_family == AF_INET6) {
                 struct sockaddr_in6 *s6 = (struct sockaddr_in6 *) &ss;

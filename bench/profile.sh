@@ -8,6 +8,7 @@
 #                   ~50x slower, so throughput numbers of that run mean nothing);
 #   MODE perf:      perf record -e cpu-clock -g attached to the running shimd (sampled, includes
 #                   kernel time, no slow-down).
+#   MODE strace:    strace -c attached to the running shimd: system calls per request (slows it).
 #   Default: perf if `perf stat -e instructions` works on this machine, else callgrind.
 # Environment: PROFILE_DURATION (s of load, default 10), PROFILE_CONNECTIONS (default 64),
 #   PROFILE_OUT (directory for the raw profile and the report; default a new /tmp directory, kept).
@@ -23,15 +24,15 @@ CONNECTIONS=${PROFILE_CONNECTIONS:-64}
 MODEL=llama3.2
 
 if [[ -z $MODE ]]; then
-        if perf stat -e instructions true 2>&1 | grep -q 'not supported'; then
+        if [[ $(perf stat -e instructions true 2>&1 || true) == *"not supported"* ]]; then
                 MODE=callgrind
         else
                 MODE=perf
         fi
 fi
-[[ $MODE == callgrind || $MODE == perf ]] || { echo "profile.sh: MODE is callgrind or perf" >&2; exit 2; }
+[[ $MODE == callgrind || $MODE == perf || $MODE == strace ]] || { echo "profile.sh: MODE is callgrind, perf or strace" >&2; exit 2; }
 [[ $DURATION =~ ^[0-9]+$ ]] && (( DURATION >= 1 && DURATION <= 600 )) || { echo "profile.sh: PROFILE_DURATION 1..600" >&2; exit 2; }
-command -v "$( [[ $MODE == perf ]] && echo perf || echo valgrind)" >/dev/null || { echo "profile.sh: $MODE tool missing" >&2; exit 2; }
+command -v "$( [[ $MODE == callgrind ]] && echo valgrind || echo "$MODE")" >/dev/null || { echo "profile.sh: $MODE tool missing" >&2; exit 2; }
 
 RUN_DIR=$(mktemp -d /tmp/mycelia-profile.XXXXXX)
 OUT_DIR=${PROFILE_OUT:-$RUN_DIR}
@@ -102,6 +103,8 @@ for pid in $(ps -o pid= --ppid "$NODE_PID"); do
 done
 [[ -n $SHIM_PID ]] || die "shimd's pid not found"
 
+# The reports below cut long listings with head; a reader that stops early is no error.
+set +o pipefail
 WRK=(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 10s --latency -s "$BENCH_DIR/post-generate.lua" "$SHIM_URL/api/generate")
 echo "profile.sh: $MODE on mycelia-shimd pid $SHIM_PID, load: ${WRK[*]}" >&2
 if [[ $MODE == perf ]]; then
@@ -111,11 +114,31 @@ if [[ $MODE == perf ]]; then
         timeout $(( DURATION + 30 )) "${WRK[@]}" >"$OUT_DIR/wrk.txt" 2>&1 || true
         wait "$PERF_PID" || true
         {
-                echo "## perf, self time by symbol (shimd pid $SHIM_PID, ${DURATION}s of ${WRK[*]})"
-                perf report -i "$OUT_DIR/perf.data" --stdio --no-children --sort dso,symbol 2>/dev/null | grep -v '^$' | grep -E '^ +[0-9]' | head -40
+                echo "## perf, self time by object (shimd pid $SHIM_PID, ${DURATION}s of ${WRK[*]})"
+                perf report -i "$OUT_DIR/perf.data" --stdio --no-children -g none --sort dso 2>/dev/null | grep -E '^ +[0-9]' | head -10
+                echo
+                echo "## perf, self time by symbol"
+                perf report -i "$OUT_DIR/perf.data" --stdio --no-children -g none --sort dso,symbol 2>/dev/null | grep -E '^ +[0-9]' | head -40
                 echo
                 echo "## perf, inclusive (children) by symbol"
-                perf report -i "$OUT_DIR/perf.data" --stdio --children --sort symbol 2>/dev/null | grep -E '^ +[0-9]' | head -40
+                perf report -i "$OUT_DIR/perf.data" --stdio --children -g none --sort symbol 2>/dev/null | grep -E '^ +[0-9]' | head -40
+        } >"$OUT_DIR/report.txt"
+elif [[ $MODE == strace ]]; then
+        timeout $(( DURATION + 30 )) strace -c -f -p "$SHIM_PID" -o "$OUT_DIR/strace.txt" &
+        STRACE_PID=$!
+        sleep 0.5
+        timeout $(( DURATION + 30 )) "${WRK[@]}" >"$OUT_DIR/wrk.txt" 2>&1 || true
+        sleep 0.2
+        kill -INT "$STRACE_PID" 2>/dev/null || true
+        wait "$STRACE_PID" || true
+        requests=$(grep -m1 '^BENCH ' "$OUT_DIR/wrk.txt" | sed 's/.*requests=\([0-9]*\).*/\1/')
+        {
+                echo "## strace -c, shimd pid $SHIM_PID, ${DURATION}s of ${WRK[*]} ($requests requests)"
+                echo "calls per request:"
+                awk -v n="${requests:-0}" 'NF >= 5 && $1 ~ /^[0-9.]+$/ && $NF != "total" && n > 0 {
+                        printf "  %-14s %6.2f\n", $NF, $4 / n }' "$OUT_DIR/strace.txt" | sort -k2 -rn | head -15
+                echo
+                cat "$OUT_DIR/strace.txt"
         } >"$OUT_DIR/report.txt"
 else
         timeout $(( DURATION + 30 )) "${WRK[@]}" >"$OUT_DIR/wrk.txt" 2>&1 || true

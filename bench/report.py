@@ -108,13 +108,13 @@ def main():
 
     w(f'## Throughput: {conns} connections, wrk 1 thread, {meta["duration"]} s each')
     w('')
-    w('| path | GET /api/version req/s | p50 | p99 | POST /api/generate (stream:false) req/s | p50 | p99 | CPU/req (generate) | errors |')
-    w('|---|---:|---:|---:|---:|---:|---:|---:|---:|')
+    w('| path | GET /api/version req/s | p50 | p99 | CPU/req | POST /api/generate (stream:false) req/s | p50 | p99 | CPU/req | errors |')
+    w('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
     tv, tg = f'version-c{conns}', f'generate-c{conns}'
     for t in targets:
         rv, rg = get(t, tv, 'rps'), get(t, tg, 'rps')
         w(f'| {label[t]} | {rv or 0:.0f} | {us(get(t, tv, "p50_us"))} | {us(get(t, tv, "p99_us"))} '
-          f'| {rg or 0:.0f} | {us(get(t, tg, "p50_us"))} | {us(get(t, tg, "p99_us"))} '
+          f'| {cpu_per_req(t, tv)} | {rg or 0:.0f} | {us(get(t, tg, "p50_us"))} | {us(get(t, tg, "p99_us"))} '
           f'| {cpu_per_req(t, tg)} | {errors(t, tv)} / {errors(t, tg)} |')
     w('')
 

@@ -41,24 +41,25 @@ done
 
 RUN_DIR=$(mktemp -d /tmp/mycelia-bench.XXXXXX)
 PIDS=()
+NODE_CHILDREN=()
 OK=0
 
 cleanup() {
         local pid i
         trap - EXIT INT TERM
-        # Children of the launcher too, in case it died before stopping them.
+        # The launcher stops its own daemons on SIGTERM; they are only killed here if it failed to.
         for (( i = ${#PIDS[@]} - 1; i >= 0; i-- )); do
                 kill -TERM "${PIDS[i]}" 2>/dev/null || true
         done
-        for (( i = 0; i < 50; i++ )); do
+        for (( i = 0; i < 100; i++ )); do
                 local alive=0
-                for pid in "${PIDS[@]}"; do
+                for pid in "${PIDS[@]}" "${NODE_CHILDREN[@]}"; do
                         kill -0 "$pid" 2>/dev/null && alive=1
                 done
                 (( alive )) || break
                 sleep 0.1
         done
-        for pid in "${PIDS[@]}"; do
+        for pid in "${PIDS[@]}" "${NODE_CHILDREN[@]}"; do
                 kill -KILL "$pid" 2>/dev/null || true
         done
         wait 2>/dev/null || true
@@ -164,7 +165,7 @@ if want shim; then
                         line=${line#*api=}
                         URL[shim]=${line%% *}
                         for pid in $(ps -o pid= --ppid "$NODE_PID"); do
-                                PIDS+=("$pid")
+                                NODE_CHILDREN+=("$pid")
                                 [[ $(cat "/proc/$pid/comm" 2>/dev/null) == mycelia-shimd ]] && PIDOF_TARGET[shim]=$pid
                         done
                         [[ -n ${PIDOF_TARGET[shim]:-} ]] || log "mycelia-shimd's pid not found: no CPU figures for it"

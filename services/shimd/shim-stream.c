@@ -44,60 +44,83 @@ ShimStreamKind shim_stream_kind_from_content_type(const char *content_type) {
         return SHIM_STREAM_RAW;
 }
 
-static void matcher_init(ShimMatcher *m, const char *pattern) {
+/* A fixed pattern followed through a byte stream split at arbitrary points (KMP). The
+ * failure tables are computed once; a stream keeps only how far each pattern matched. */
+typedef struct Pattern {
+        const char *text;
+        unsigned len;
+        unsigned char fail[32];
+} Pattern;
+
+/* Ollama writes compact JSON from Go's encoder: no spaces around ':'. */
+static Pattern pat_done = { "\"done\":true" };
+static Pattern pat_success = { "\"status\":\"success\"" };
+static Pattern pat_error = { "\"error\":" };
+static Pattern pat_sse_done = { "data: [DONE]" };
+static Pattern pat_sse_error = { "data: {\"error\"" };
+/* A non-null finish_reason marks the closing chunk of an OpenAI stream. */
+static Pattern pat_finish = { "\"finish_reason\":\"" };
+
+#define MATCHED_STICKY UINT32_MAX
+
+static void pattern_init(Pattern *p) {
         unsigned k = 0;
 
-        *m = (ShimMatcher) { .pattern = pattern, .len = strlen(pattern) };
-        if (m->len > sizeof(m->fail))
-                m->len = sizeof(m->fail);
-        for (unsigned i = 1; i < m->len; i++) {
-                while (k > 0 && pattern[i] != pattern[k])
-                        k = m->fail[k - 1];
-                if (pattern[i] == pattern[k])
+        p->len = MIN(strlen(p->text), sizeof(p->fail));
+        for (unsigned i = 1; i < p->len; i++) {
+                while (k > 0 && p->text[i] != p->text[k])
+                        k = p->fail[k - 1];
+                if (p->text[i] == p->text[k])
                         k++;
-                m->fail[i] = k;
+                p->fail[i] = (unsigned char) k;
         }
+}
+
+static void patterns_init(void) {
+        static bool done = false;
+
+        if (done)
+                return;
+        pattern_init(&pat_done);
+        pattern_init(&pat_success);
+        pattern_init(&pat_error);
+        pattern_init(&pat_sse_done);
+        pattern_init(&pat_sse_error);
+        pattern_init(&pat_finish);
+        done = true;
 }
 
 /* Advances by one byte; true when the pattern just ended at this byte. */
-static bool matcher_step(ShimMatcher *m, char c) {
-        while (m->state > 0 && c != m->pattern[m->state])
-                m->state = m->fail[m->state - 1];
-        if (c == m->pattern[m->state])
-                m->state++;
-        if (m->state == m->len) {
-                m->state = m->fail[m->len - 1];
+static bool matcher_step(const Pattern *p, unsigned *state, char c) {
+        unsigned s = *state;
+
+        while (s > 0 && c != p->text[s])
+                s = p->fail[s - 1];
+        if (c == p->text[s])
+                s++;
+        if (s == p->len) {
+                *state = p->fail[p->len - 1];
                 return true;
         }
+        *state = s;
         return false;
 }
 
-/* Anchored variant: the pattern must match from the start of the line. The matcher's state is
- * the number of bytes matched; UINT_MAX once the line diverged. True when it just completed. */
-static bool matcher_step_anchored(ShimMatcher *m, char c) {
-        if (m->state >= m->len)
+/* Anchored variant: the pattern must match from the start of the line. The state is the
+ * number of bytes matched; past len once the line diverged. True when it just completed. */
+static bool matcher_step_anchored(const Pattern *p, unsigned *state, char c) {
+        if (*state >= p->len)
                 return false;
-        if (c != m->pattern[m->state]) {
-                m->state = m->len + 1;
+        if (c != p->text[*state]) {
+                *state = p->len + 1;
                 return false;
         }
-        return ++m->state == m->len;
-}
-
-static void matcher_reset(ShimMatcher *m) {
-        m->state = 0;
+        return ++*state == p->len;
 }
 
 void shim_stream_init(ShimStream *s, ShimStreamKind kind) {
+        patterns_init();
         *s = (ShimStream) { .kind = kind, .line_empty = true, .trailing_newlines = 2 };
-        /* Ollama writes compact JSON from Go's encoder: no spaces around ':'. */
-        matcher_init(&s->m_done, "\"done\":true");
-        matcher_init(&s->m_success, "\"status\":\"success\"");
-        matcher_init(&s->m_error, "\"error\":");
-        matcher_init(&s->m_sse_done, "data: [DONE]");
-        matcher_init(&s->m_sse_error, "data: {\"error\"");
-        /* A non-null finish_reason marks the closing chunk of an OpenAI stream. */
-        matcher_init(&s->m_finish, "\"finish_reason\":\"");
 }
 
 static void ndjson_line_end(ShimStream *s) {
@@ -112,9 +135,7 @@ static void ndjson_line_end(ShimStream *s) {
         }
         s->line_empty = true;
         s->line_final = s->line_error = false;
-        matcher_reset(&s->m_done);
-        matcher_reset(&s->m_success);
-        matcher_reset(&s->m_error);
+        s->m_done = s->m_success = s->m_error = 0;
 }
 
 static void ndjson_feed(ShimStream *s, const char *p, size_t len) {
@@ -127,9 +148,9 @@ static void ndjson_feed(ShimStream *s, const char *p, size_t len) {
                 }
                 if (c != '\r')
                         s->line_empty = false;
-                if (matcher_step(&s->m_done, c) || matcher_step(&s->m_success, c))
+                if (matcher_step(&pat_done, &s->m_done, c) | matcher_step(&pat_success, &s->m_success, c))
                         s->line_final = true;
-                if (matcher_step(&s->m_error, c))
+                if (matcher_step(&pat_error, &s->m_error, c))
                         s->line_error = true;
         }
 }
@@ -141,13 +162,13 @@ static void sse_frame_end(ShimStream *s) {
                         s->error_seen = true;
                 else if (s->frame_final)
                         s->done = true;
-                else if (s->m_finish.state == UINT32_MAX)
+                else if (s->m_finish == MATCHED_STICKY)
                         ; /* the closing content chunk: finish_reason set, no output */
                 else
                         s->tokens++;
         }
         s->frame_has_data = s->frame_final = s->frame_error = false;
-        matcher_reset(&s->m_finish);
+        s->m_finish = 0;
 }
 
 static void sse_feed(ShimStream *s, const char *p, size_t len) {
@@ -158,22 +179,21 @@ static void sse_feed(ShimStream *s, const char *p, size_t len) {
                         if (s->line_empty)
                                 sse_frame_end(s);
                         s->line_empty = true;
-                        matcher_reset(&s->m_sse_done);
-                        matcher_reset(&s->m_sse_error);
+                        s->m_sse_done = s->m_sse_error = 0;
                         continue;
                 }
                 if (c == '\r')
                         continue;
                 s->line_empty = false;
-                if (matcher_step_anchored(&s->m_sse_done, c))
+                if (matcher_step_anchored(&pat_sse_done, &s->m_sse_done, c))
                         s->frame_final = true;
-                if (matcher_step_anchored(&s->m_sse_error, c))
+                if (matcher_step_anchored(&pat_sse_error, &s->m_sse_error, c))
                         s->frame_error = true;
                 /* "data:" is the first five bytes of both anchored patterns. */
-                if (s->m_sse_done.state == 5)
+                if (s->m_sse_done == 5)
                         s->frame_has_data = true;
-                if (s->m_finish.state != UINT32_MAX && matcher_step(&s->m_finish, c))
-                        s->m_finish.state = UINT32_MAX; /* sticky until the frame ends */
+                if (s->m_finish != MATCHED_STICKY && matcher_step(&pat_finish, &s->m_finish, c))
+                        s->m_finish = MATCHED_STICKY; /* until the frame ends */
         }
 }
 

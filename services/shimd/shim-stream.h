@@ -14,14 +14,6 @@ typedef enum ShimStreamKind {
         _SHIM_STREAM_KIND_MAX,
 } ShimStreamKind;
 
-/* Follows one fixed pattern through a byte stream split at arbitrary points (KMP). */
-typedef struct ShimMatcher {
-        const char *pattern;
-        unsigned len;
-        unsigned state;           /* bytes of pattern matched so far */
-        unsigned char fail[32];   /* KMP failure function; patterns are short */
-} ShimMatcher;
-
 typedef struct ShimStream {
         ShimStreamKind kind;
         uint64_t bytes;
@@ -38,7 +30,8 @@ typedef struct ShimStream {
         bool frame_has_data;
         bool frame_final;
         bool frame_error;
-        ShimMatcher m_done, m_success, m_error, m_sse_done, m_sse_error, m_finish;
+        /* How far each pattern of shim-stream.c is matched (KMP states). */
+        unsigned m_done, m_success, m_error, m_sse_done, m_sse_error, m_finish;
 } ShimStream;
 
 ShimStreamKind shim_stream_kind_from_content_type(const char *content_type);

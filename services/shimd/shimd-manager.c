@@ -21,6 +21,7 @@ static struct timeval timeval_from_usec(usec_t u) {
 
 int manager_new(const MyceliaConfig *config, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
+        struct event_config *cfg;
         int r;
 
         m = calloc(1, sizeof(*m));
@@ -42,7 +43,15 @@ int manager_new(const MyceliaConfig *config, Manager **ret) {
         m->connect_tv = timeval_from_usec(config->connect_timeout);
         m->upstream_tv = timeval_from_usec(config->upstream_timeout);
 
-        m->base = event_base_new();
+        /* The changelist folds the many enable/disable pairs of one loop iteration (evhttp
+         * toggles EV_READ/EV_WRITE several times per request) into one epoll_ctl() each. It
+         * is unsafe only with dup()ed fds, which we never register. */
+        cfg = event_config_new();
+        if (!cfg)
+                return log_oom();
+        (void) event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        m->base = event_base_new_with_config(cfg);
+        event_config_free(cfg);
         if (!m->base)
                 return log_oom();
         r = daemon_loop_new(m->base, &m->loop);

@@ -6,6 +6,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/http.h>
+#include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
 #include <inttypes.h>
 #include <stddef.h>
@@ -21,8 +22,13 @@
 /* Bytes a client may send while its request is being answered (pipelining) before we stop
  * reading from it; reading continues once the answer is complete. */
 #define CLIENT_PIPELINE_HOLD (64 * 1024)
-/* A request is tried on at most this many nodes (first choice plus one retry). */
+/* A client whose output buffer holds this much is behind: its bytes are gathered, and handed
+ * on this much at a time. */
+#define PENDING_FLUSH_SIZE (16 * 1024)
+/* A request is tried on at most this many nodes (first choice plus one retry), and retried
+ * at most PROXY_MAX_RETRIES times in all (that, and once on a fresh connection). */
 #define PROXY_MAX_NODES 2
+#define PROXY_MAX_RETRIES 2
 
 struct ProxyRequest {
         Manager *m;
@@ -56,10 +62,12 @@ struct ProxyRequest {
         int up_error;           /* enum evhttp_request_error, -1 when libevent named none */
         char *tried[PROXY_MAX_NODES + 1];
         unsigned n_tried;
+        unsigned n_retries;
 
         /* The response. */
         bool started;
         bool paused;
+        struct evbuffer *pending; /* gathered while the client is behind, NULL until needed */
         bool content_length;
         int status;
         ShimStream stream;
@@ -214,8 +222,15 @@ static const char *upstream_error_string(int e) {
         case EVREQ_HTTP_INVALID_HEADER: return "sent an invalid response";
         case EVREQ_HTTP_BUFFER_ERROR: return "connection failed";
         case EVREQ_HTTP_DATA_TOO_LONG: return "sent a response too large";
-        default: return "could not be reached";
+        default: return "failed";
         }
+}
+
+/* Why the current attempt failed, for routerd. */
+static const char *proxy_failure(const ProxyRequest *p) {
+        if (p->up_error < 0 && !p->up_connected)
+                return "could not connect";
+        return upstream_error_string(p->up_error);
 }
 
 static ShimErrorForm proxy_error_form(const ProxyRequest *p) {
@@ -227,6 +242,7 @@ static struct bufferevent *proxy_client_bev(ProxyRequest *p) {
 }
 
 static void proxy_client_close_cb(struct evhttp_connection *evcon, void *userdata);
+static void proxy_client_drained_cb(struct evhttp_connection *evcon, void *userdata);
 
 /* While the request is answered: learn at once when the client goes away (libevent stops
  * reading after the request; a client that gave up during a model load would otherwise
@@ -266,6 +282,8 @@ static void proxy_free(ProxyRequest *p) {
         m->requests_active--;
         for (unsigned i = 0; i < p->n_tried; i++)
                 free(p->tried[i]);
+        if (p->pending)
+                evbuffer_free(p->pending);
         free(p->uri);
         free(p->model);
         free(p->address);
@@ -275,17 +293,11 @@ static void proxy_free(ProxyRequest *p) {
 /* Ends the current attempt's hold on its upstream connection: back to the pool after a
  * complete response, else dropped. */
 static void proxy_attempt_release(ProxyRequest *p, bool reusable) {
-        if (p->up_output_cb && p->up_evcon) {
-                struct bufferevent *bev = evhttp_connection_get_bufferevent(p->up_evcon);
-
-                evbuffer_remove_cb_entry(bufferevent_get_output(bev), p->up_output_cb);
-        }
-        p->up_output_cb = NULL;
         if (p->up_evcon) {
                 struct bufferevent *bev = evhttp_connection_get_bufferevent(p->up_evcon);
 
-                if (p->paused)
-                        bufferevent_enable(bev, EV_READ);
+                if (p->up_output_cb)
+                        evbuffer_remove_cb_entry(bufferevent_get_output(bev), p->up_output_cb);
                 /* Bytes after the end of the response (a body sent for HEAD, say) would be read
                  * as the start of the next response: such a connection is not reused. */
                 if (reusable && evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
@@ -293,12 +305,16 @@ static void proxy_attempt_release(ProxyRequest *p, bool reusable) {
                                   "the connection.", p->id, p->url.hostport);
                         reusable = false;
                 }
-                if (reusable)
+                if (reusable) {
+                        /* A pause must not outlive the request on a pooled connection. */
+                        if (p->paused)
+                                bufferevent_enable(bev, EV_READ);
                         upstream_pool_put(p->m->pool, p->url.hostport, p->up_evcon);
-                else
+                } else
                         upstream_pool_discard(p->m->pool, p->up_evcon);
                 p->up_evcon = NULL;
         }
+        p->up_output_cb = NULL;
         p->paused = false;
         if (p->up_in_flight) {
                 router_cache_in_flight(p->m->router, p->node_id, -1);
@@ -372,6 +388,8 @@ static int proxy_pick_retry(ProxyRequest *p) {
         char node_id[NODE_ID_LEN + 1];
         const char *reason = NULL;
 
+        if (++p->n_retries > PROXY_MAX_RETRIES)
+                return -ENOENT;
         /* Silence after the request went out is not worth waiting for twice. */
         if (p->up_error == EVREQ_HTTP_TIMEOUT && p->up_connected)
                 return -ENOENT;
@@ -462,18 +480,17 @@ static int proxy_attempt(ProxyRequest *p) {
                 evcon = upstream_pool_take(m->pool, p->url.hostport);
         p->force_fresh = false;
         p->up_reused = evcon != NULL;
-        if (evcon) {
-                p->up_connected = true;
-                evhttp_connection_set_timeout_tv(evcon, &m->upstream_tv);
-        } else {
+        if (!evcon) {
                 evcon = evhttp_connection_base_new(m->base, NULL, p->url.host, p->url.port);
                 if (!evcon)
                         return log_oom();
-                evhttp_connection_set_timeout_tv(evcon, &m->connect_tv);
-                p->up_output_cb = evbuffer_add_cb(bufferevent_get_output(evhttp_connection_get_bufferevent(evcon)),
-                                                  proxy_upstream_output_cb, p);
         }
         p->up_evcon = evcon;
+        /* The connect timeout until bytes leave (a pooled connection the upstream closed
+         * meanwhile reconnects here too), then the upstream timeout. */
+        p->up_output_cb = evbuffer_add_cb(bufferevent_get_output(evhttp_connection_get_bufferevent(evcon)),
+                                          proxy_upstream_output_cb, p);
+        evhttp_connection_set_timeout_tv(evcon, p->up_output_cb ? &m->connect_tv : &m->upstream_tv);
 
         ureq = evhttp_request_new(proxy_upstream_done_cb, p);
         if (!ureq) {
@@ -531,7 +548,7 @@ static void proxy_start(ProxyRequest *p) {
 static void proxy_upstream_failed(ProxyRequest *p) {
         p->up_req = NULL;
         if (!p->started)
-                proxy_report(p, 502, upstream_error_string(p->up_error));
+                proxy_report(p, 502, proxy_failure(p));
         proxy_attempt_release(p, false);
 
         if (p->in_attempt) {
@@ -563,6 +580,11 @@ static void proxy_start_reply(ProxyRequest *p, struct evhttp_request *ureq) {
                         evhttp_add_header(out, h->key, h->value);
         /* With the upstream's Content-Length, libevent sends the body as is (no chunking). */
         p->content_length = evhttp_find_header(in, "Content-Length") != NULL;
+        /* An HTTP/1.0 client gets no chunked encoding: without a length, the end of the body is
+         * the end of the connection. libevent 2.1 would answer its keep-alive with
+         * "Content-Length: 0" and keep the connection: forget that it asked. */
+        if (!p->content_length && p->client->major == 1 && p->client->minor == 0)
+                evhttp_remove_header(evhttp_request_get_input_headers(p->client), "Connection");
         shim_stream_init(&p->stream, shim_stream_kind_from_content_type(evhttp_find_header(in, "Content-Type")));
         p->started = true;
         evhttp_send_reply_start(p->client, p->status, evhttp_request_get_response_code_line(ureq));
@@ -581,9 +603,18 @@ static int proxy_upstream_header_cb(struct evhttp_request *ureq, void *userdata)
 }
 
 /* The client's output buffer drained completely: read from the upstream again. */
+/* Hands the gathered bytes (if any) to the client connection as one chunk. */
+static void proxy_flush_pending(ProxyRequest *p) {
+        if (p->pending && evbuffer_get_length(p->pending) > 0)
+                evhttp_send_reply_chunk_with_cb(p->client, p->pending, proxy_client_drained_cb, p);
+}
+
+/* The client's output buffer drained completely: send what was gathered meanwhile, and read
+ * from the upstream again. */
 static void proxy_client_drained_cb(struct evhttp_connection *evcon, void *userdata) {
         ProxyRequest *p = userdata;
 
+        proxy_flush_pending(p);
         if (!p->paused || !p->up_evcon)
                 return;
         p->paused = false;
@@ -613,6 +644,30 @@ static void proxy_stream_account(ProxyRequest *p, struct evbuffer *buf) {
                 free(vec);
 }
 
+/* Copies in's bytes to the end of p->pending, filling its last chain, and empties in. */
+static int proxy_gather(ProxyRequest *p, struct evbuffer *in) {
+        struct evbuffer_iovec vec[8];
+        int n;
+
+        if (!p->pending) {
+                p->pending = evbuffer_new();
+                if (!p->pending)
+                        return -ENOMEM;
+        }
+        while ((n = evbuffer_peek(in, -1, NULL, vec, ELEMENTSOF(vec))) > 0) {
+                size_t len = 0;
+
+                n = MIN(n, (int) ELEMENTSOF(vec));
+                for (int i = 0; i < n; i++) {
+                        if (evbuffer_add(p->pending, vec[i].iov_base, vec[i].iov_len) < 0)
+                                return -ENOMEM;
+                        len += vec[i].iov_len;
+                }
+                (void) evbuffer_drain(in, len);
+        }
+        return 0;
+}
+
 static void proxy_upstream_chunk_cb(struct evhttp_request *ureq, void *userdata) {
         ProxyRequest *p = userdata;
         struct evbuffer *in = evhttp_request_get_input_buffer(ureq);
@@ -629,15 +684,22 @@ static void proxy_upstream_chunk_cb(struct evhttp_request *ureq, void *userdata)
         proxy_stream_account(p, in);
         p->m->counters.bytes_to_clients += n;
 
-        /* Moves the chains (no copy) to the client's output buffer. The callback runs when
-         * that buffer has drained to the socket. */
-        evhttp_send_reply_chunk_with_cb(p->client, in, proxy_client_drained_cb, p);
+        client_out = bufferevent_get_output(proxy_client_bev(p));
+        if (evbuffer_get_length(client_out) < PENDING_FLUSH_SIZE && !(p->pending && evbuffer_get_length(p->pending) > 0))
+                /* The client keeps up: move the chains (no copy) to its output buffer. The
+                 * callback runs when that buffer has drained to the socket. */
+                evhttp_send_reply_chunk_with_cb(p->client, in, proxy_client_drained_cb, p);
+        else if (proxy_gather(p, in) < 0 || evbuffer_get_length(p->pending) >= PENDING_FLUSH_SIZE)
+                /* Behind: gather the bytes compactly (one small chain per moved token would
+                 * cost ~10x its size) until the output drains, handing them on 16 KiB at a
+                 * time. The output holds bytes sent with the drain callback, so it will run. */
+                proxy_flush_pending(p);
 
         /* Backpressure: a client that reads slower than the upstream writes must not make us
          * buffer the whole response. Stop reading the upstream until the client caught up;
          * TCP then pushes back on the upstream (Ollama blocks in its write). */
-        client_out = bufferevent_get_output(proxy_client_bev(p));
-        if (!p->paused && evbuffer_get_length(client_out) > p->m->config->max_stream_buffer) {
+        if (!p->paused && evbuffer_get_length(client_out) + (p->pending ? evbuffer_get_length(p->pending) : 0) >
+                                  p->m->config->max_stream_buffer) {
                 p->paused = true;
                 bufferevent_disable(evhttp_connection_get_bufferevent(p->up_evcon), EV_READ);
         }
@@ -654,6 +716,7 @@ static void proxy_finish(ProxyRequest *p) {
         proxy_report(p, p->status, NULL);
         proxy_log(p, LOG_DEBUG, p->status, NULL);
         proxy_unwatch_client(p);
+        proxy_flush_pending(p);
         evhttp_send_reply_end(p->client);
         proxy_free(p);
 }
@@ -716,6 +779,7 @@ static void proxy_fail_mid_stream(ProxyRequest *p) {
          * closed, so the client sees a truncated response rather than a wrong one. */
         if (shim_stream_error_form(p->stream.kind, &form) >= 0 && !p->content_length &&
             shim_error_format(form, p->status, message, &body) >= 0 && (buf = evbuffer_new())) {
+                proxy_flush_pending(p);
                 (void) evbuffer_add_printf(buf, "%s%s", shim_stream_error_prefix(&p->stream), body);
                 p->m->counters.bytes_to_clients += evbuffer_get_length(buf);
                 evhttp_send_reply_chunk(p->client, buf);

@@ -239,7 +239,7 @@ class Limits(unittest.TestCase):
 
 class SlowReader(unittest.TestCase):
     def test_slow_reader_memory_bound(self):
-        # A stream of ~30 MB produced as fast as the double can; the client reads 1 byte / 10 ms.
+        # A stream of ~25 MB produced as fast as the double can; the client reads 1 byte / 10 ms.
         double = Double('--token-delay-ms', '0', '--tokens', '250000')
         budget = harness.parse_size(os.environ.get('IT_MAX_STREAM_BUFFER', '1M'))
         node = Node(double.url, '--max-stream-buffer', str(budget))
@@ -271,7 +271,7 @@ class SlowReader(unittest.TestCase):
             bound = (4 * budget + 4 * 1024 * 1024) // 1024
             self.assertLess(growth, bound,
                             'shimd RSS grew by %d KiB (from %d KiB; bound %d KiB for --max-stream-buffer %d) '
-                            'while a slow client read %d bytes of a ~30 MB stream' % (
+                            'while a slow client read %d bytes of a ~25 MB stream' % (
                                 growth, base, bound, budget, got))
             r = node.request('GET', '/api/version', timeout=5)
             self.assertEqual(r.status, 200)

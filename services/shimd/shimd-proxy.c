@@ -602,7 +602,6 @@ static int proxy_upstream_header_cb(struct evhttp_request *ureq, void *userdata)
         return 0;
 }
 
-/* The client's output buffer drained completely: read from the upstream again. */
 /* Hands the gathered bytes (if any) to the client connection as one chunk. */
 static void proxy_flush_pending(ProxyRequest *p) {
         if (p->pending && evbuffer_get_length(p->pending) > 0)
@@ -843,7 +842,6 @@ static void proxy_extract_model(ProxyRequest *p, struct evbuffer *body) {
         if (vec != vec_small)
                 free(vec);
 }
-
 
 void proxy_handle_request(struct evhttp_request *req, void *userdata) {
         ShimListener *l = userdata;

@@ -30,10 +30,26 @@ typedef struct ShimRequestClass {
 /* method as on the wire ("POST"); uri is the request target, query allowed. */
 void shim_request_classify(const char *method, const char *uri, ShimRequestClass *ret);
 
-/* Reads the top-level string "model" from a JSON object given as pieces (an evbuffer's
- * chunks). *ret is malloc'ed. -EINVAL: not a JSON object; -ENOENT: no non-empty string model;
- * -ENAMETOOLONG: longer than SHIM_MODEL_NAME_MAX. */
+/* Reads the top-level "model" from a JSON object given as pieces (an evbuffer's chunks), in
+ * one pass without building a tree, as Go's encoding/json decoder (Ollama's) would assign it:
+ * the last of duplicate keys wins, null leaves it alone, keys match ignoring case, escapes are
+ * decoded; bytes after the object are not read. *ret is malloc'ed. -EINVAL: not a valid JSON
+ * object (Ollama answers 400); -ENOENT: no non-empty string model, or a "model" that is not a
+ * string; -ENAMETOOLONG: longer than SHIM_MODEL_NAME_MAX. */
 int shim_request_extract_model(const struct iovec *iov, size_t n_iov, char **ret);
+
+/* The headers the proxy treats specially, told apart with one pass over a name. */
+typedef enum ShimHeader {
+        SHIM_HEADER_OTHER,
+        SHIM_HEADER_HOP_BY_HOP,         /* the fixed hop-by-hop set, Connection aside */
+        SHIM_HEADER_CONNECTION,
+        SHIM_HEADER_CONTENT_LENGTH,
+        SHIM_HEADER_CONTENT_TYPE,
+        SHIM_HEADER_HOST,
+        SHIM_HEADER_EXPECT,
+} ShimHeader;
+
+ShimHeader shim_header_classify(const char *name);
 
 /* Hop-by-hop headers (RFC 9110 7.6.1) are not forwarded: the fixed set, plus any header named
  * in the message's own Connection header (connection: its value, may be NULL). */

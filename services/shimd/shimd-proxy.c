@@ -5,6 +5,7 @@
  * cancelled because the client went away. docs/shim-proxy.md tells the object lifetimes. */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event_struct.h>
 #include <event2/http.h>
 #include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
@@ -65,6 +66,7 @@ struct ProxyRequest {
         unsigned n_retries;
 
         /* The response. */
+        struct event flush_event;       /* writes what this iteration queued for the client */
         bool started;
         bool paused;
         struct evbuffer *pending; /* gathered while the client is behind, NULL until needed */
@@ -244,6 +246,43 @@ static struct bufferevent *proxy_client_bev(ProxyRequest *p) {
 static void proxy_client_close_cb(struct evhttp_connection *evcon, void *userdata);
 static void proxy_client_drained_cb(struct evhttp_connection *evcon, void *userdata);
 
+/* Writes what evhttp just queued on bev at once instead of waiting for the socket to be
+ * reported writable. A bufferevent only writes from its EV_WRITE event: enabling it, a loop
+ * iteration, and disabling it again cost two epoll_ctl() and an epoll_wait() per write, for a
+ * socket that is almost always writable. When everything went out, EV_WRITE is disabled again
+ * (in the same iteration, so the event loop's change list makes no system call at all) and
+ * true is returned: the caller then does what the write callback would have done. On a short
+ * write or an error nothing changes: the bufferevent writes the rest, or reports the error,
+ * as usual. docs/shim-performance.md. */
+static bool bev_write_through(struct bufferevent *bev) {
+        struct evbuffer *out = bufferevent_get_output(bev);
+        evutil_socket_t fd = bufferevent_getfd(bev);
+
+        ssize_t n;
+
+        if (fd < 0 || evbuffer_get_length(out) == 0)
+                return false;
+        /* A socket bufferevent keeps its output's start frozen so that only it drains it; it
+         * thaws it around its own writes just so. */
+        (void) evbuffer_unfreeze(out, 1);
+        n = evbuffer_write(out, fd);
+        (void) evbuffer_freeze(out, 1);
+        if (n <= 0 || evbuffer_get_length(out) > 0)
+                return false;
+        bufferevent_disable(bev, EV_WRITE);
+        return true;
+}
+
+/* Runs bev's write callback, as the bufferevent would once its output drained. */
+static void bev_run_write_cb(struct bufferevent *bev) {
+        bufferevent_data_cb writecb;
+        void *arg;
+
+        bufferevent_getcb(bev, NULL, &writecb, NULL, &arg);
+        if (writecb)
+                writecb(bev, arg);
+}
+
 /* While the request is answered: learn at once when the client goes away (libevent stops
  * reading after the request; a client that gave up during a model load would otherwise
  * keep Ollama busy until the first token), hold back pipelined bytes, and time out a client
@@ -280,6 +319,7 @@ static void proxy_free(ProxyRequest *p) {
 
         LIST_REMOVE(p, link);
         m->requests_active--;
+        (void) event_del(&p->flush_event);
         for (unsigned i = 0; i < p->n_tried; i++)
                 free(p->tried[i]);
         if (p->pending)
@@ -347,13 +387,13 @@ static void proxy_log(ProxyRequest *p, int level, int status, const char *error)
 
 /* ---- choosing the upstream ---- */
 
-static int proxy_set_target(ProxyRequest *p, const char *node_id, const char *address) {
-        char *a = strdup(address);
-
-        if (!a)
+/* Takes address; url is its parsed form (parsed once per table or at start, not per request). */
+static int proxy_set_target(ProxyRequest *p, const char *node_id, char *address, const ShimUrl *url) {
+        if (!address)
                 return -ENOMEM;
         free(p->address);
-        p->address = a;
+        p->address = address;
+        p->url = *url;
         snprintf(p->node_id, sizeof(p->node_id), "%s", strempty(node_id));
         if (!isempty(node_id) && p->n_tried < PROXY_MAX_NODES) {
                 p->tried[p->n_tried] = strdup(node_id);
@@ -366,13 +406,14 @@ static int proxy_set_target(ProxyRequest *p, const char *node_id, const char *ad
 /* First choice: a routed request goes where the routing table says; everything else, and a
  * model no live node serves, goes to this node's own Ollama (which gives the exact answer). */
 static int proxy_pick_first(ProxyRequest *p) {
-        _cleanup_free_ char *address = NULL;
+        char *address = NULL;
         char node_id[NODE_ID_LEN + 1];
         const char *reason = NULL;
+        ShimUrl url;
 
-        if (p->model && router_cache_pick(p->m->router, p->model, NULL, node_id, &address, &reason) >= 0)
-                return proxy_set_target(p, node_id, address);
-        return proxy_set_target(p, NULL, p->m->config->upstream_url);
+        if (p->model && router_cache_pick(p->m->router, p->model, NULL, node_id, &address, &url, &reason) >= 0)
+                return proxy_set_target(p, node_id, address, &url);
+        return proxy_set_target(p, NULL, strdup(p->m->config->upstream_url), &p->m->upstream);
 }
 
 /* Requests that may run twice: safe methods, and inference (no state changes in Ollama). */
@@ -384,9 +425,10 @@ static bool proxy_is_repeatable(const ProxyRequest *p) {
 /* After a failure before the first response byte: 0 with a new target (or the same one on a
  * fresh connection), -ENOENT when there is nothing left to try. */
 static int proxy_pick_retry(ProxyRequest *p) {
-        _cleanup_free_ char *address = NULL;
+        char *address = NULL;
         char node_id[NODE_ID_LEN + 1];
         const char *reason = NULL;
+        ShimUrl url;
 
         if (++p->n_retries > PROXY_MAX_RETRIES)
                 return -ENOENT;
@@ -405,10 +447,10 @@ static int proxy_pick_retry(ProxyRequest *p) {
 
         if (!p->model || isempty(p->node_id) || p->n_tried >= PROXY_MAX_NODES)
                 return -ENOENT;
-        if (router_cache_pick(p->m->router, p->model, p->tried, node_id, &address, &reason) < 0)
+        if (router_cache_pick(p->m->router, p->model, p->tried, node_id, &address, &url, &reason) < 0)
                 return -ENOENT;
         log_debug("Request %" PRIu64 ": retrying on node %s (%s)", p->id, node_id, reason);
-        return proxy_set_target(p, node_id, address);
+        return proxy_set_target(p, node_id, address, &url);
 }
 
 /* ---- the upstream request ---- */
@@ -429,22 +471,36 @@ static void proxy_upstream_output_cb(struct evbuffer *buf, const struct evbuffer
         evhttp_connection_set_timeout_tv(p->up_evcon, &p->m->upstream_tv);
 }
 
+/* The value of the Connection header, if any: it names more hop-by-hop headers. */
+static const char *headers_connection(struct evkeyvalq *headers) {
+        struct evkeyval *h;
+
+        TAILQ_FOREACH(h, headers, next)
+                if (shim_header_classify(h->key) == SHIM_HEADER_CONNECTION)
+                        return h->value;
+        return NULL;
+}
+
 static void proxy_copy_request_headers(ProxyRequest *p, struct evhttp_request *ureq, size_t body_len) {
         struct evkeyvalq *in = evhttp_request_get_input_headers(p->client);
         struct evkeyvalq *out = evhttp_request_get_output_headers(ureq);
-        const char *connection = evhttp_find_header(in, "Connection");
+        const char *connection = headers_connection(in);
         struct evkeyval *h;
         char len[32];
 
         TAILQ_FOREACH(h, in, next) {
                 /* Host names the upstream (Ollama on loopback answers 403 otherwise); the body
                  * length is ours to state; 100-continue was settled with the client. */
-                if (strcasecmp(h->key, "Host") == 0 || strcasecmp(h->key, "Content-Length") == 0 ||
-                    strcasecmp(h->key, "Expect") == 0)
-                        continue;
-                if (shim_header_is_hop_by_hop(h->key, connection))
-                        continue;
-                evhttp_add_header(out, h->key, h->value);
+                switch (shim_header_classify(h->key)) {
+                case SHIM_HEADER_OTHER:
+                case SHIM_HEADER_CONTENT_TYPE:
+                        if (connection && shim_header_is_hop_by_hop(h->key, connection))
+                                continue;
+                        evhttp_add_header(out, h->key, h->value);
+                        break;
+                default:
+                        break;
+                }
         }
         evhttp_add_header(out, "Host", p->url.hostport);
         if (body_len > 0 || p->method == EVHTTP_REQ_POST || p->method == EVHTTP_REQ_PUT ||
@@ -460,7 +516,8 @@ static int proxy_attempt(ProxyRequest *p) {
         struct evbuffer *body = evhttp_request_get_input_buffer(p->client);
         struct evhttp_connection *evcon = NULL;
         struct evhttp_request *ureq;
-        _cleanup_free_ char *target = NULL;
+        _cleanup_free_ char *target_buf = NULL;
+        const char *target = p->uri;
         int r;
 
         p->attempt_failed = false;
@@ -469,12 +526,11 @@ static int proxy_attempt(ProxyRequest *p) {
         p->t_attempt = now_usec();
         p->t_first_byte = 0;
 
-        r = shim_url_parse(p->address, &p->url);
-        if (r < 0)
-                return log_warning_errno(r, "Request %" PRIu64 ": invalid upstream URL '%s': %m", p->id, p->address);
-
-        if (asprintf(&target, "%s%s", p->url.prefix, p->uri) < 0)
-                return log_oom();
+        if (p->url.prefix[0]) {
+                if (asprintf(&target_buf, "%s%s", p->url.prefix, p->uri) < 0)
+                        return log_oom();
+                target = target_buf;
+        }
 
         if (!p->force_fresh)
                 evcon = upstream_pool_take(m->pool, p->url.hostport);
@@ -526,7 +582,14 @@ static int proxy_attempt(ProxyRequest *p) {
                 proxy_attempt_release(p, false);
                 return -EIO;
         }
-        return p->attempt_failed ? -ECONNREFUSED : 0;
+        if (p->attempt_failed)
+                return -ECONNREFUSED;
+        /* On a kept-alive connection the request is queued now (a new one writes once
+         * connected): send it at once, then let evhttp wait for the response, as its write
+         * callback does when the output drained. */
+        if (p->up_evcon && bev_write_through(evhttp_connection_get_bufferevent(p->up_evcon)))
+                bev_run_write_cb(evhttp_connection_get_bufferevent(p->up_evcon));
+        return 0;
 }
 
 static void proxy_fail_before_start(ProxyRequest *p);
@@ -571,21 +634,38 @@ static void proxy_upstream_failed(ProxyRequest *p) {
 static void proxy_start_reply(ProxyRequest *p, struct evhttp_request *ureq) {
         struct evkeyvalq *in = evhttp_request_get_input_headers(ureq);
         struct evkeyvalq *out = evhttp_request_get_output_headers(p->client);
-        const char *connection = evhttp_find_header(in, "Connection");
+        const char *connection = headers_connection(in), *content_type = NULL;
         struct evkeyval *h;
 
         p->status = evhttp_request_get_response_code(ureq);
-        TAILQ_FOREACH(h, in, next)
-                if (!shim_header_is_hop_by_hop(h->key, connection))
-                        evhttp_add_header(out, h->key, h->value);
-        /* With the upstream's Content-Length, libevent sends the body as is (no chunking). */
-        p->content_length = evhttp_find_header(in, "Content-Length") != NULL;
+        p->content_length = false;
+        TAILQ_FOREACH(h, in, next) {
+                switch (shim_header_classify(h->key)) {
+                case SHIM_HEADER_HOP_BY_HOP:
+                case SHIM_HEADER_CONNECTION:
+                        continue;
+                case SHIM_HEADER_CONTENT_LENGTH:
+                        /* With the upstream's Content-Length, libevent sends the body as is (no
+                         * chunking). */
+                        p->content_length = true;
+                        break;
+                case SHIM_HEADER_CONTENT_TYPE:
+                        if (!content_type)
+                                content_type = h->value;
+                        break;
+                default:
+                        break;
+                }
+                if (connection && shim_header_is_hop_by_hop(h->key, connection))
+                        continue;
+                evhttp_add_header(out, h->key, h->value);
+        }
         /* An HTTP/1.0 client gets no chunked encoding: without a length, the end of the body is
          * the end of the connection. libevent 2.1 would answer its keep-alive with
          * "Content-Length: 0" and keep the connection: forget that it asked. */
         if (!p->content_length && p->client->major == 1 && p->client->minor == 0)
                 evhttp_remove_header(evhttp_request_get_input_headers(p->client), "Connection");
-        shim_stream_init(&p->stream, shim_stream_kind_from_content_type(evhttp_find_header(in, "Content-Type")));
+        shim_stream_init(&p->stream, shim_stream_kind_from_content_type(content_type));
         p->started = true;
         evhttp_send_reply_start(p->client, p->status, evhttp_request_get_response_code_line(ureq));
 }
@@ -667,6 +747,16 @@ static int proxy_gather(ProxyRequest *p, struct evbuffer *in) {
         return 0;
 }
 
+/* Runs once per loop iteration that queued chunks for the client (event_active() from the
+ * chunk callback): writes them at once, and when all went out, does what the drain callback
+ * would have done. */
+static void proxy_flush_cb(evutil_socket_t fd, short what, void *userdata) {
+        ProxyRequest *p = userdata;
+
+        if (p->client_evcon && bev_write_through(proxy_client_bev(p)))
+                proxy_client_drained_cb(p->client_evcon, p);
+}
+
 static void proxy_upstream_chunk_cb(struct evhttp_request *ureq, void *userdata) {
         ProxyRequest *p = userdata;
         struct evbuffer *in = evhttp_request_get_input_buffer(ureq);
@@ -684,11 +774,14 @@ static void proxy_upstream_chunk_cb(struct evhttp_request *ureq, void *userdata)
         p->m->counters.bytes_to_clients += n;
 
         client_out = bufferevent_get_output(proxy_client_bev(p));
-        if (evbuffer_get_length(client_out) < PENDING_FLUSH_SIZE && !(p->pending && evbuffer_get_length(p->pending) > 0))
+        if (evbuffer_get_length(client_out) < PENDING_FLUSH_SIZE && !(p->pending && evbuffer_get_length(p->pending) > 0)) {
                 /* The client keeps up: move the chains (no copy) to its output buffer. The
-                 * callback runs when that buffer has drained to the socket. */
+                 * callback runs when that buffer has drained to the socket; when it all went
+                 * out at once, we do what the callback would have done. */
                 evhttp_send_reply_chunk_with_cb(p->client, in, proxy_client_drained_cb, p);
-        else if (proxy_gather(p, in) < 0 || evbuffer_get_length(p->pending) >= PENDING_FLUSH_SIZE)
+                /* Written once per loop iteration, after all that one read brought. */
+                event_active(&p->flush_event, EV_TIMEOUT, 1);
+        } else if (proxy_gather(p, in) < 0 || evbuffer_get_length(p->pending) >= PENDING_FLUSH_SIZE)
                 /* Behind: gather the bytes compactly (one small chain per moved token would
                  * cost ~10x its size) until the output drains, handing them on 16 KiB at a
                  * time. The output holds bytes sent with the drain callback, so it will run. */
@@ -711,12 +804,29 @@ static void proxy_upstream_error_cb(enum evhttp_request_error error, void *userd
         p->up_error = (int) error;
 }
 
+/* Ends the client's reply, writing its last bytes at once (see bev_write_through()). */
+static void proxy_reply_end(ProxyRequest *p) {
+        struct bufferevent *bev = proxy_client_bev(p);
+
+        if (!p->client->chunked) {
+                /* With its output empty, evhttp_send_reply_end() completes the request at
+                 * once (and may free the connection): write first. */
+                (void) bev_write_through(bev);
+                evhttp_send_reply_end(p->client);
+                return;
+        }
+        /* Chunked: the end only queues the last chunk and waits for the output to drain. */
+        evhttp_send_reply_end(p->client);
+        if (bev_write_through(bev))
+                bev_run_write_cb(bev);
+}
+
 static void proxy_finish(ProxyRequest *p) {
         proxy_report(p, p->status, NULL);
         proxy_log(p, LOG_DEBUG, p->status, NULL);
         proxy_unwatch_client(p);
         proxy_flush_pending(p);
-        evhttp_send_reply_end(p->client);
+        proxy_reply_end(p);
         proxy_free(p);
 }
 
@@ -879,6 +989,7 @@ void proxy_handle_request(struct evhttp_request *req, void *userdata) {
         p->client_evcon = evhttp_request_get_connection(req);
         p->t_start = now_usec();
         p->up_error = -1;
+        (void) event_assign(&p->flush_event, m->base, -1, 0, proxy_flush_cb, p);
         shim_stream_init(&p->stream, SHIM_STREAM_RAW);
         evhttp_connection_get_peer(p->client_evcon, &host, &port);
         snprintf(p->peer, sizeof(p->peer), "%s:%u", strempty(host), port);

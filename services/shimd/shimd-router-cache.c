@@ -13,15 +13,23 @@
 #define ROUTER_PATH "/org/mycelia/Router1"
 #define ROUTER_IFACE "org.mycelia.Router1"
 
+/* One entry of the next report. Successful outcomes of the same (node, model, status) within
+ * one report interval are folded into one entry: ttfb and duration are sums until sent (then
+ * means over n_ttfb and n), tokens a sum. Failures stay one entry each. */
 typedef struct Outcome {
         char node_id[NODE_ID_LEN + 1];
         char *model;
         uint64_t ttfb_usec;
         uint64_t duration_usec;
-        uint32_t tokens;
+        uint64_t tokens;
         uint32_t http_status;
         char *error;
+        uint32_t n;             /* outcomes folded into this entry */
+        uint32_t n_ttfb;        /* of those, with a time to first byte */
 } Outcome;
+
+/* Successful entries searched for folding; beyond that, outcomes get entries of their own. */
+#define ROUTER_REPORT_MAX_FOLDED 64
 
 typedef struct InFlight {
         char node_id[NODE_ID_LEN + 1];
@@ -32,8 +40,10 @@ typedef struct InFlight {
 struct RouterCache {
         Manager *m;
         RouteTable table;
+        ShimUrl *urls;          /* the table's node addresses, parsed; port 0: unusable */
         RoutePolicy policy;
-        bool loaded;
+        bool has_table;         /* a table was read from routerd (it may be gone since) */
+        bool connected;         /* routerd is on the bus and its table is current */
 
         sd_bus_slot *match_properties;
         sd_bus_slot *match_owner;
@@ -41,6 +51,8 @@ struct RouterCache {
 
         Outcome *outcomes;
         size_t n_outcomes;
+        size_t folded[ROUTER_REPORT_MAX_FOLDED]; /* indexes of foldable entries in outcomes */
+        size_t n_folded;
         uint64_t outcomes_dropped;
         InFlight *in_flight;
         size_t n_in_flight;
@@ -52,17 +64,27 @@ static void outcome_done(Outcome *o) {
         free(o->error);
 }
 
-static void router_cache_set_loaded(RouterCache *c, bool loaded) {
-        if (c->loaded != loaded)
-                log_info("Routing table from %s %s.", ROUTER_NAME, loaded ? "loaded" : "lost; requests go to the local Ollama");
-        c->loaded = loaded;
-        c->m->router_connected = loaded;
+/* connected: routerd answered and is on the bus. The table itself is kept when routerd goes
+ * away (DESIGN.md: serve from what we last knew until the peer is back). */
+static void router_cache_set_connected(RouterCache *c, bool connected) {
+        if (c->connected != connected) {
+                if (connected)
+                        log_info("Routing table from %s loaded.", ROUTER_NAME);
+                else if (c->table.n_nodes > 0)
+                        log_info("%s is gone; routing from its last table until it is back.", ROUTER_NAME);
+                else
+                        log_info("%s is gone; requests go to the local Ollama.", ROUTER_NAME);
+        }
+        c->connected = connected;
+        if (connected)
+                c->has_table = true;
+        c->m->router_connected = connected;
 }
 
 static void router_cache_arm(RouterCache *c) {
         struct timeval tv = { 0, ROUTER_REPORT_INTERVAL_USEC };
 
-        if (!c->loaded || !c->m->bus || evtimer_pending(c->report_timer, NULL))
+        if (!c->connected || !c->m->bus || evtimer_pending(c->report_timer, NULL))
                 return;
         (void) evtimer_add(c->report_timer, &tv);
 }
@@ -85,8 +107,12 @@ static int router_cache_send(RouterCache *c) {
         for (size_t i = 0; i < c->n_outcomes; i++) {
                 Outcome *o = &c->outcomes[i];
 
-                r = sd_bus_message_append(msg, "(ssttuus)", o->node_id, strempty(o->model), o->ttfb_usec,
-                                          o->duration_usec, o->tokens, o->http_status, strempty(o->error));
+                uint32_t n = MAX(o->n, 1u);
+
+                r = sd_bus_message_append(msg, "(ssttuus)", o->node_id, strempty(o->model),
+                                          o->n_ttfb > 0 ? o->ttfb_usec / o->n_ttfb : 0, o->duration_usec / n,
+                                          (uint32_t) MIN(o->tokens, (uint64_t) UINT32_MAX), o->http_status,
+                                          strempty(o->error));
                 if (r < 0)
                         return r;
         }
@@ -137,6 +163,7 @@ static void router_cache_report_cb(evutil_socket_t fd, short what, void *userdat
         for (size_t i = 0; i < c->n_outcomes; i++)
                 outcome_done(&c->outcomes[i]);
         c->n_outcomes = 0;
+        c->n_folded = 0;
 
         /* Nodes with nothing in flight were just reported as 0: forget them. */
         for (size_t i = 0; i < c->n_in_flight; i++) {
@@ -179,6 +206,7 @@ RouterCache *router_cache_free(RouterCache *c) {
                 outcome_done(&c->outcomes[i]);
         free(c->outcomes);
         free(c->in_flight);
+        free(c->urls);
         if (c->report_timer)
                 event_free(c->report_timer);
         route_table_clear(&c->table);
@@ -250,14 +278,32 @@ fail:
         return r;
 }
 
-static void router_cache_replace_table(RouterCache *c, RouteTable *t) {
+static int router_cache_replace_table(RouterCache *c, RouteTable *t) {
+        ShimUrl *urls = NULL;
+
+        /* Each address is parsed once per table, not once per request. */
+        if (t->n_nodes > 0) {
+                urls = calloc(t->n_nodes, sizeof(ShimUrl));
+                if (!urls)
+                        return -ENOMEM;
+        }
+        for (size_t i = 0; i < t->n_nodes; i++)
+                if (shim_url_parse(t->nodes[i].address, &urls[i]) < 0) {
+                        log_debug("Node %s has an unusable address '%s', not routing to it.", t->nodes[i].id,
+                                  strempty(t->nodes[i].address));
+                        urls[i].port = 0;
+                }
+
         /* Keep the round-robin position: a table update must not send the next requests all to
          * the first node again. */
         t->round_robin_cursor = c->table.round_robin_cursor;
         t->generation = c->table.generation + 1;
         route_table_clear(&c->table);
+        free(c->urls);
         c->table = *t;
+        c->urls = urls;
         log_debug("Routing table: %zu nodes.", c->table.n_nodes);
+        return 0;
 }
 
 /* Reads one (sv) entry of Router1's properties; unknown names are skipped. */
@@ -273,7 +319,11 @@ static int router_cache_read_property(RouterCache *c, sd_bus_message *msg, const
                 r = router_cache_parse_nodes(c, msg, &t);
                 if (r < 0)
                         return r;
-                router_cache_replace_table(c, &t);
+                r = router_cache_replace_table(c, &t);
+                if (r < 0) {
+                        route_table_clear(&t);
+                        return r;
+                }
                 return sd_bus_message_exit_container(msg);
         }
         if (streq(name, "Policy")) {
@@ -333,16 +383,16 @@ static int router_cache_get_all_cb(sd_bus_message *reply, void *userdata, sd_bus
                 const sd_bus_error *e = sd_bus_message_get_error(reply);
 
                 log_debug("Cannot read %s properties: %s", ROUTER_NAME, e ? e->message : "unknown error");
-                router_cache_set_loaded(c, false);
+                router_cache_set_connected(c, false);
                 return 0;
         }
         r = router_cache_read_properties(c, reply, &nodes_seen);
         if (r < 0 || !nodes_seen) {
                 log_warning_errno(r, "Failed to read the routing table from %s: %m", ROUTER_NAME);
-                router_cache_set_loaded(c, false);
+                router_cache_set_connected(c, false);
                 return 0;
         }
-        router_cache_set_loaded(c, true);
+        router_cache_set_connected(c, true);
 
         /* routerd (re)started: tell it what is in flight now. */
         for (size_t i = 0; i < c->n_in_flight; i++)
@@ -395,7 +445,7 @@ static int router_cache_properties_changed_cb(sd_bus_message *msg, void *userdat
         if (nodes_invalidated)
                 (void) router_cache_get_all(c);
         else if (nodes_seen)
-                router_cache_set_loaded(c, true);
+                router_cache_set_connected(c, true);
         return 0;
 }
 
@@ -408,8 +458,15 @@ static int router_cache_name_owner_changed_cb(sd_bus_message *msg, void *userdat
         if (r < 0 || !streq(name, ROUTER_NAME))
                 return 0;
         if (isempty(new_owner)) {
-                router_cache_set_loaded(c, false);
+                /* Keep routing from the last table; outcomes are not kept for a routerd that
+                 * is not there (the next one starts its averages afresh), in-flight counts are
+                 * (sent again when it is back). */
+                router_cache_set_connected(c, false);
                 c->get_all = sd_bus_slot_unref(c->get_all);
+                for (size_t i = 0; i < c->n_outcomes; i++)
+                        outcome_done(&c->outcomes[i]);
+                c->n_outcomes = 0;
+                c->n_folded = 0;
                 return 0;
         }
         log_debug("%s is on the bus (%s), reading its routing table.", ROUTER_NAME, new_owner);
@@ -440,27 +497,30 @@ int router_cache_start(RouterCache *c) {
 }
 
 bool router_cache_loaded(RouterCache *c) {
-        return c && c->loaded;
+        return c && c->has_table;
 }
 
 int router_cache_pick(RouterCache *c, const char *model, char *const *exclude, char ret_node_id[NODE_ID_LEN + 1],
-                      char **ret_address, const char **ret_reason) {
+                      char **ret_address, ShimUrl *ret_url, const char **ret_reason) {
+        const ShimUrl *url;
         RouteNode *n;
         char *address;
         int r;
 
-        if (!c->loaded || !model)
+        if (!c->has_table || !model)
                 return -ENOENT;
         r = route_table_pick(&c->table, c->policy, model, NULL, exclude, &n, ret_reason);
         if (r < 0)
                 return r;
-        if (isempty(n->address))
+        url = &c->urls[n - c->table.nodes];
+        if (isempty(n->address) || url->port == 0)
                 return -ENOENT;
         address = strdup(n->address);
         if (!address)
                 return -ENOMEM;
         snprintf(ret_node_id, NODE_ID_LEN + 1, "%s", n->id);
         *ret_address = address;
+        *ret_url = *url;
         return 0;
 }
 
@@ -501,12 +561,34 @@ void router_cache_in_flight(RouterCache *c, const char *node_id, int delta) {
         router_cache_arm(c);
 }
 
+static bool outcome_foldable(uint32_t http_status, const char *error) {
+        return http_status >= 200 && http_status < 300 && isempty(error);
+}
+
 void router_cache_report(RouterCache *c, const char *node_id, const char *model, usec_t ttfb_usec,
                          usec_t duration_usec, uint32_t tokens, uint32_t http_status, const char *error) {
+        bool foldable = outcome_foldable(http_status, error);
         Outcome *o;
 
-        if (!c || !c->loaded || !c->m->bus || isempty(node_id))
+        if (!c || !c->connected || !c->m->bus || isempty(node_id))
                 return;
+        model = strempty(model);
+
+        if (foldable)
+                for (size_t i = 0; i < c->n_folded; i++) {
+                        o = &c->outcomes[c->folded[i]];
+                        if (o->http_status == http_status && streq(o->node_id, node_id) && streq(o->model, model)) {
+                                o->n++;
+                                o->duration_usec += duration_usec;
+                                o->tokens += tokens;
+                                if (ttfb_usec > 0) {
+                                        o->ttfb_usec += ttfb_usec;
+                                        o->n_ttfb++;
+                                }
+                                return;
+                        }
+                }
+
         if (c->n_outcomes >= ROUTER_REPORT_MAX_OUTCOMES) {
                 c->outcomes_dropped++;
                 return;
@@ -517,14 +599,18 @@ void router_cache_report(RouterCache *c, const char *node_id, const char *model,
                 .duration_usec = duration_usec,
                 .tokens = tokens,
                 .http_status = http_status,
-                .model = strdup(strempty(model)),
-                .error = strdup(strempty(error)),
+                .model = strdup(model),
+                .error = foldable ? NULL : strdup(strempty(error)),
+                .n = 1,
+                .n_ttfb = ttfb_usec > 0,
         };
-        if (!o->model || !o->error) {
+        if (!o->model || (!foldable && !o->error)) {
                 outcome_done(o);
                 return;
         }
         snprintf(o->node_id, sizeof(o->node_id), "%s", node_id);
+        if (foldable && c->n_folded < ROUTER_REPORT_MAX_FOLDED)
+                c->folded[c->n_folded++] = c->n_outcomes;
         c->n_outcomes++;
         router_cache_arm(c);
 }
@@ -533,6 +619,8 @@ void router_cache_bus_lost(RouterCache *c) {
         if (!c)
                 return;
         c->get_all = sd_bus_slot_unref(c->get_all);
-        router_cache_set_loaded(c, false);
+        /* Without a bus the table can never be brought up to date again: stop routing by it. */
+        c->has_table = false;
+        router_cache_set_connected(c, false);
         (void) evtimer_del(c->report_timer);
 }

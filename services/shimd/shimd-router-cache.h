@@ -16,18 +16,22 @@ RouterCache *router_cache_free(RouterCache *c);
 /* Subscribes to Router1's signals and reads its properties; no-op without a bus. */
 int router_cache_start(RouterCache *c);
 
-/* Whether a routing table from a live routerd is loaded. */
+/* Whether a routing table is loaded: read from routerd, which may have left the bus since (the
+ * last table is kept until it is back). Shim1.RouterConnected says whether it is there. */
 bool router_cache_loaded(RouterCache *c);
 
-/* Picks a node for model, skipping the ids in exclude (NULL-terminated). Copies the node's id
- * and address (the table may change before the request ends). -ENOENT: no live node serves it. */
+/* Picks a node for model, skipping the ids in exclude (NULL-terminated). Copies the node's id,
+ * address and parsed address (the table may change before the request ends). -ENOENT: no live
+ * node serves it. */
 int router_cache_pick(RouterCache *c, const char *model, char *const *exclude, char ret_node_id[NODE_ID_LEN + 1],
-                      char **ret_address, const char **ret_reason);
+                      char **ret_address, ShimUrl *ret_url, const char **ret_reason);
 
 /* A request to node_id started (+1) or ended (-1). */
 void router_cache_in_flight(RouterCache *c, const char *node_id, int delta);
 
-/* One routed request (or attempt) ended. error: NULL or "" on success. */
+/* One routed request (or attempt) ended. error: NULL or "" on success. Successful outcomes of
+ * the same node, model and status within one report interval are sent as one entry (mean ttfb
+ * and duration, summed tokens); see docs/router-outcomes.md. */
 void router_cache_report(RouterCache *c, const char *node_id, const char *model, usec_t ttfb_usec,
                          usec_t duration_usec, uint32_t tokens, uint32_t http_status, const char *error);
 

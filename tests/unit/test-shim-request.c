@@ -91,6 +91,137 @@ START_TEST(test_extract_model_errors) {
 }
 END_TEST
 
+/* Extracts model from body split into pieces of every size (the body is short); all agree. */
+static int extract_all_pieces(const char *body, char **ret) {
+        size_t len = strlen(body);
+        char *first_model = NULL;
+        int first;
+
+        ck_assert_uint_lt(len, 256);
+        first = extract(body, 1, &first_model);
+        for (size_t piece = 2; piece <= len; piece++) {
+                _cleanup_free_ char *model = NULL;
+                int r = extract(body, piece, &model);
+
+                ck_assert_msg(r == first, "%s: pieces of %zu give %d, not %d", body, piece, r, first);
+                if (r >= 0)
+                        ck_assert_str_eq(model, first_model);
+        }
+        *ret = first_model;
+        return first;
+}
+
+START_TEST(test_extract_model_scanner) {
+        static const struct {
+                const char *body;
+                int r;
+                const char *model;
+        } cases[] = {
+                /* Whitespace anywhere between tokens. */
+                { " \t\r\n{ \"model\" \n:\t\"m1\" , \"prompt\" : \"hi\" } ", 0, "m1" },
+                { "{\"model\":\"m1\"}", 0, "m1" },
+                /* Escapes in keys and values. */
+                { "{\"mo\\u0064el\":\"m\\u0031\"}", 0, "m1" },
+                { "{\"model\":\"a\\\"b\\\\c\\/d\\n\"}", 0, "a\"b\\c/d\n" },
+                { "{\"m\\\"odel\":\"x\",\"model\":\"y\"}", 0, "y" },
+                { "{\"model\":\"\\u00e9\\ud83d\\ude00\"}", 0, "\xc3\xa9\xf0\x9f\x98\x80" },
+                /* A lone surrogate becomes U+FFFD, as in Go. */
+                { "{\"model\":\"a\\ud83dz\"}", 0, "a\xef\xbf\xbdz" },
+                /* Nested objects and arrays before "model". */
+                { "{\"options\":{\"a\":[1,2,{\"b\":[[]]}],\"c\":{}},\"x\":[],\"model\":\"m2\"}", 0, "m2" },
+                { "{\"a\":-0.5e+10,\"b\":true,\"c\":false,\"d\":null,\"e\":[-1,0,12.25E-3],\"model\":\"m3\"}", 0, "m3" },
+                /* "model" inside nested objects, arrays and string values does not count. */
+                { "{\"options\":{\"model\":\"nested\"}}", -ENOENT, NULL },
+                { "{\"x\":[{\"model\":\"nested\"}],\"y\":\"\\\"model\\\":\\\"s\\\"\"}", -ENOENT, NULL },
+                { "{\"prompt\":\"model\",\"model\":\"real\",\"z\":{\"model\":\"nested\"}}", 0, "real" },
+                /* Duplicate keys: the last wins (Go's encoding/json), null leaves the value. */
+                { "{\"model\":\"first\",\"model\":\"second\"}", 0, "second" },
+                { "{\"model\":\"first\",\"model\":null}", 0, "first" },
+                { "{\"model\":null,\"model\":\"second\"}", 0, "second" },
+                /* Go matches keys ignoring case when no exact match exists. */
+                { "{\"Model\":\"upper\"}", 0, "upper" },
+                { "{\"model\":\"a\",\"MODEL\":\"b\"}", 0, "b" },
+                { "{\"models\":\"no\",\"mode\":\"no\"}", -ENOENT, NULL },
+                /* Go fails to assign a non-string: no model (the local Ollama answers 400). */
+                { "{\"model\":\"a\",\"model\":42}", -ENOENT, NULL },
+                { "{\"model\":[\"a\"]}", -ENOENT, NULL },
+                { "{\"model\":{\"model\":\"a\"}}", -ENOENT, NULL },
+                { "{\"model\":true}", -ENOENT, NULL },
+                { "{\"model\":\"a\\u0000b\"}", -ENOENT, NULL },
+                /* Bytes after the object are not read (Go's Decoder stops there too). */
+                { "{\"model\":\"m\"} trailing", 0, "m" },
+                /* Invalid JSON anywhere: no model. */
+                { "{\"model\":\"m\",}", -EINVAL, NULL },
+                { "{\"model\":\"m\" \"x\":1}", -EINVAL, NULL },
+                { "{\"model\":\"m\",\"x\":[1,]}", -EINVAL, NULL },
+                { "{\"model\":\"m\",\"x\":01}", -EINVAL, NULL },
+                { "{\"model\":\"m\",\"x\":1.}", -EINVAL, NULL },
+                { "{\"model\":\"m\",\"x\":-}", -EINVAL, NULL },
+                { "{\"model\":\"m\",\"x\":1e}", -EINVAL, NULL },
+                { "{\"model\":\"m\",\"x\":tru}", -EINVAL, NULL },
+                { "{\"model\":\"m\",\"x\":truex}", -EINVAL, NULL },
+                { "{\"model\":\"m\",\"x\":NaN}", -EINVAL, NULL },
+                { "{\"model\":\"m\",\"x\":\"\\x\"}", -EINVAL, NULL },
+                { "{\"model\":\"m\",\"x\":\"\\u12g4\"}", -EINVAL, NULL },
+                { "{\"model\":\"m\",\"x\":\"a\tb\"}", -EINVAL, NULL },
+                { "{\"model\":\"m\",\"x\":[}", -EINVAL, NULL },
+                { "{\"model\":\"m\",\"x\":{]}", -EINVAL, NULL },
+                { "{\"model\":\"m\",\"x\":{\"a\"}}", -EINVAL, NULL },
+                { "{\"model\":\"m\",\"x\":{1:2}}", -EINVAL, NULL },
+                { "{'model':'m'}", -EINVAL, NULL },
+                { "{\"model\":\"m\"", -EINVAL, NULL },
+                { "{\"model\":\"m", -EINVAL, NULL },
+                { "\xef\xbb\xbf{\"model\":\"m\"}", -EINVAL, NULL },
+                { "\"model\"", -EINVAL, NULL },
+                { "null", -EINVAL, NULL },
+                { "   ", -EINVAL, NULL },
+                { "{}", -ENOENT, NULL },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *model = NULL;
+                int r = extract_all_pieces(cases[i].body, &model);
+
+                ck_assert_msg(r == cases[i].r, "%s: %d, expected %d", cases[i].body, r, cases[i].r);
+                if (cases[i].model)
+                        ck_assert_str_eq(model, cases[i].model);
+        }
+}
+END_TEST
+
+START_TEST(test_extract_model_depth) {
+        /* Deep nesting is fine up to Go's limit (10000) and invalid past it. */
+        size_t n = 10000, len = 2 * n + 64;
+        _cleanup_free_ char *body = malloc(len);
+        char *model = NULL;
+        struct iovec iov;
+        size_t k = 0;
+
+        ck_assert_ptr_nonnull(body);
+        k += (size_t) sprintf(body, "{\"x\":");
+        for (size_t i = 0; i < n - 1; i++)
+                body[k++] = '[';
+        for (size_t i = 0; i < n - 1; i++)
+                body[k++] = ']';
+        k += (size_t) sprintf(body + k, ",\"model\":\"deep\"}");
+        iov = (struct iovec) { body, k };
+        ck_assert_int_eq(shim_request_extract_model(&iov, 1, &model), 0);
+        ck_assert_str_eq(model, "deep");
+        free(model);
+        model = NULL;
+
+        k = (size_t) sprintf(body, "{\"x\":");
+        for (size_t i = 0; i < n; i++)
+                body[k++] = '[';
+        for (size_t i = 0; i < n; i++)
+                body[k++] = ']';
+        k += (size_t) sprintf(body + k, ",\"model\":\"deep\"}");
+        iov = (struct iovec) { body, k };
+        ck_assert_int_eq(shim_request_extract_model(&iov, 1, &model), -EINVAL);
+        ck_assert_ptr_null(model);
+}
+END_TEST
+
 START_TEST(test_hop_by_hop) {
         static const char *const hop[] = {
                 "Connection", "connection", "Keep-Alive", "Proxy-Authorization", "Proxy-Anything",
@@ -113,6 +244,23 @@ START_TEST(test_hop_by_hop) {
         ck_assert(!shim_header_is_hop_by_hop("X-Sec", "x-secret"));
         ck_assert(!shim_header_is_hop_by_hop("Accept", ""));
         ck_assert(!shim_header_is_hop_by_hop(NULL, "x"));
+}
+END_TEST
+
+START_TEST(test_header_classify) {
+        ck_assert_int_eq(shim_header_classify("connection"), SHIM_HEADER_CONNECTION);
+        ck_assert_int_eq(shim_header_classify("CONTENT-LENGTH"), SHIM_HEADER_CONTENT_LENGTH);
+        ck_assert_int_eq(shim_header_classify("Content-Type"), SHIM_HEADER_CONTENT_TYPE);
+        ck_assert_int_eq(shim_header_classify("host"), SHIM_HEADER_HOST);
+        ck_assert_int_eq(shim_header_classify("Expect"), SHIM_HEADER_EXPECT);
+        ck_assert_int_eq(shim_header_classify("te"), SHIM_HEADER_HOP_BY_HOP);
+        ck_assert_int_eq(shim_header_classify("Keep-Alive"), SHIM_HEADER_HOP_BY_HOP);
+        ck_assert_int_eq(shim_header_classify("Proxy-Anything"), SHIM_HEADER_HOP_BY_HOP);
+        ck_assert_int_eq(shim_header_classify("Proxy-Connection"), SHIM_HEADER_HOP_BY_HOP);
+        ck_assert_int_eq(shim_header_classify("Content-Lengthy"), SHIM_HEADER_OTHER);
+        ck_assert_int_eq(shim_header_classify("Hos"), SHIM_HEADER_OTHER);
+        ck_assert_int_eq(shim_header_classify("X-Upgrade"), SHIM_HEADER_OTHER);
+        ck_assert_int_eq(shim_header_classify(""), SHIM_HEADER_OTHER);
 }
 END_TEST
 
@@ -186,7 +334,10 @@ static Suite *shim_request_suite(void) {
         tcase_add_test(tc, test_classify);
         tcase_add_test(tc, test_extract_model);
         tcase_add_test(tc, test_extract_model_errors);
+        tcase_add_test(tc, test_extract_model_scanner);
+        tcase_add_test(tc, test_extract_model_depth);
         tcase_add_test(tc, test_hop_by_hop);
+        tcase_add_test(tc, test_header_classify);
         tcase_add_test(tc, test_url_parse);
         tcase_add_test(tc, test_limits);
         suite_add_tcase(s, tc);

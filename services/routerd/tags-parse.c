@@ -3,6 +3,7 @@
  * spends ~250 bytes per value, so 8 MiB of "{}," would cost gigabytes; this costs nothing. */
 #include <stdio.h>
 
+#include "hex.h"
 #include "route-table.h"
 #include "tags-parse.h"
 
@@ -31,16 +32,6 @@ static bool json_accept(JsonScanner *s, char c) {
                 return true;
         }
         return false;
-}
-
-static int json_hex_digit(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
 }
 
 /* Scans a string starting at '"'. When buf is given, decodes it there as long as it is
@@ -83,7 +74,7 @@ static int json_scan_string(JsonScanner *s, char *buf, size_t size, bool *ret_ok
 
                                         if (s->p >= s->end)
                                                 return -EBADMSG;
-                                        d = json_hex_digit(*s->p++);
+                                        d = unhexchar(*s->p++);
                                         if (d < 0)
                                                 return -EBADMSG;
                                         c = c << 4 | (unsigned) d;

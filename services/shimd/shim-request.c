@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <strings.h>
 
+#include "hex.h"
 #include "shim-request.h"
 
 typedef struct EndpointInfo {
@@ -230,16 +231,6 @@ static bool is_json_space(char c) {
         return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-static int hex_value(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 /* Starts the value beginning with c, in state SCAN_VALUE. */
 static void scan_value_start(ModelScanner *s, char c) {
         switch (c) {
@@ -416,7 +407,7 @@ static void scan_feed(ModelScanner *s, const char *p, size_t n) {
                 }
 
                 case SCAN_UNICODE: {
-                        int v = hex_value(c);
+                        int v = unhexchar(c);
 
                         if (v < 0) {
                                 s->state = SCAN_ERROR;

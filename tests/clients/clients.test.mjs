@@ -325,14 +325,20 @@ clientTest('openai: embeddings.create', async () => {
         assert.deepEqual(got.data.map((d) => d.index), [0, 1]);
 
         /*
-         * Without encoding_format the SDK asks for base64 and decodes what comes back as packed
-         * float32; a server that ignores the field and sends floats gets quarter-width garbage. Not
-         * ours to fix, but the node must not make it different from talking to Ollama directly.
+         * Without encoding_format the SDK asks for base64 and decodes packed float32, as Ollama's
+         * OpenAI layer sends it: through the node it must be the same vector as the float form,
+         * to float32 precision, and the same as talking to the double directly.
          */
         const dflt = { model: embedModel, input: 'gamma' };
         const [gotDefault, expectedDefault] = await both('openai embeddings, SDK default encoding',
                 (c) => c.openai.embeddings.create({ ...dflt }));
         assert.deepEqual(gotDefault.data.map((d) => d.embedding), expectedDefault.data.map((d) => d.embedding));
+        const [asFloat] = await both('openai embeddings, float form of the same input',
+                (c) => c.openai.embeddings.create({ ...dflt, encoding_format: 'float' }));
+        const decoded = gotDefault.data[0].embedding;
+        assert.equal(decoded.length, asFloat.data[0].embedding.length);
+        decoded.forEach((v, i) => assert.ok(Math.abs(v - asFloat.data[0].embedding[i]) < 1e-6,
+                `component ${i}: base64 ${v} vs float ${asFloat.data[0].embedding[i]}`));
 });
 
 clientTest('abort mid-stream, then a new request works', async () => {

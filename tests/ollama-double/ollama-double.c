@@ -97,6 +97,7 @@ struct Job {
         Model *model;
         char *echo_model;       /* the name as the client spelled it; responses echo it */
         bool stream;
+        bool base64;            /* /v1/embeddings with encoding_format "base64" */
         bool holds_slot;
         bool reply_started;
         bool load_only;
@@ -924,6 +925,32 @@ static json_object *embedding_array(const Job *j, const char *input, size_t len,
         return a;
 }
 
+/* OpenAI's encoding_format "base64": the vector as little-endian float32 bytes, base64 encoded,
+ * as Ollama's OpenAI layer sends it. Takes ownership of vec. */
+static json_object *embedding_base64(json_object *vec) {
+        size_t n = json_object_array_length(vec);
+        _cleanup_dfree_ uint8_t *bytes = calloc(n ? n : 1, 4);
+        _cleanup_dfree_ char *b64 = NULL;
+        size_t b64_len = sodium_base64_ENCODED_LEN(n * 4, sodium_base64_VARIANT_ORIGINAL);
+        json_object *s = NULL;
+
+        b64 = malloc(b64_len);
+        if (bytes && b64) {
+                for (size_t i = 0; i < n; i++) {
+                        float f = (float) json_object_get_double(json_object_array_get_idx(vec, i));
+                        uint32_t u;
+
+                        memcpy(&u, &f, 4);
+                        for (int k = 0; k < 4; k++)
+                                bytes[i * 4 + k] = (uint8_t) (u >> (8 * k));
+                }
+                sodium_bin2base64(b64, b64_len, bytes, n * 4, sodium_base64_VARIANT_ORIGINAL);
+                s = json_object_new_string(b64);
+        }
+        json_object_put(vec);
+        return s ?: json_object_new_string("");
+}
+
 static void job_step_embed(Job *j) {
         _cleanup_json_ json_object *o = json_object_new_object();
         size_t n = j->inputs ? json_object_array_length(j->inputs) : 0;
@@ -954,7 +981,7 @@ static void job_step_embed(Job *j) {
                         json_object *e = json_object_new_object();
 
                         json_add_str(e, "object", "embedding");
-                        json_add(e, "embedding", vec);
+                        json_add(e, "embedding", j->base64 ? embedding_base64(vec) : vec);
                         json_add_int(e, "index", (int64_t) i);
                         (void) json_object_array_add(list, e);
                 } else
@@ -1584,6 +1611,7 @@ static int handle_embed_common(Double *d, struct evhttp_request *req, EmbedVaria
         json_object *input = NULL;
         int64_t dims = 0;
         unsigned tokens = 0;
+        bool oai_base64 = false;
         InferenceFields f;
         Model *m;
         Job *j;
@@ -1633,6 +1661,8 @@ static int handle_embed_common(Double *d, struct evhttp_request *req, EmbedVaria
                                 reply_oai_error(req, 400, "invalid_request_error", msg ?: "invalid encoding_format");
                                 return 0;
                         }
+                        oai_base64 = ef && json_object_is_type(ef, json_type_string) &&
+                                     strcasecmp(json_object_get_string(ef), "base64") == 0;
                         if (!input || (json_object_is_type(input, json_type_array) && json_object_array_length(input) == 0)) {
                                 reply_oai_error(req, 400, "invalid_request_error", "invalid input");
                                 return 0;
@@ -1693,6 +1723,7 @@ static int handle_embed_common(Double *d, struct evhttp_request *req, EmbedVaria
         j->model = m;
         j->echo_model = strdup(f.model);
         j->stream = false;
+        j->base64 = oai_base64;
         j->keep_alive_set = f.keep_alive_set;
         j->keep_alive_ns = f.keep_alive_ns;
         j->prompt_tokens = tokens;

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "build-config.h"
+#include "http-url.h"
 #include "log.h"
 #include "routerd-upstream.h"
 
@@ -231,50 +232,19 @@ static void upstream_poller_schedule(UpstreamPoller *p) {
 }
 
 static int upstream_url_parse(UpstreamPoller *p, const char *url) {
-        struct evhttp_uri *uri;
-        const char *scheme, *host, *path;
-        int port, r = 0;
-        size_t plen;
+        HttpBaseUrl u;
 
-        uri = evhttp_uri_parse_with_flags(url, 0);
-        if (!uri)
+        /* Every malformed URL is the same configuration error to our caller. */
+        if (http_base_url_parse(url, &u) < 0)
                 return -EINVAL;
-        scheme = evhttp_uri_get_scheme(uri);
-        host = evhttp_uri_get_host(uri);
-        port = evhttp_uri_get_port(uri);
-        path = evhttp_uri_get_path(uri);
-        if (!scheme || strcasecmp(scheme, "http") != 0 || isempty(host) || port == 0 || port > 65535 ||
-            evhttp_uri_get_query(uri) || evhttp_uri_get_userinfo(uri)) {
-                r = -EINVAL;
-                goto finish;
-        }
-        p->port = port < 0 ? 80 : (uint16_t) port;
-        if (host[0] == '[') {
-                p->host = strndup(host + 1, strlen(host) - 2);
-                r = asprintf(&p->host_port, "%s:%u", host, p->port);
-        } else {
-                p->host = strdup(host);
-                r = asprintf(&p->host_port, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, p->port);
-        }
-        if (r < 0 || !p->host) {
-                p->host_port = NULL;
-                r = -ENOMEM;
-                goto finish;
-        }
-        path = strempty(path);
-        plen = strlen(path);
-        if (plen > 0 && path[plen - 1] == '/')
-                plen--;
-        r = asprintf(&p->path, "%.*s/api/tags", (int) plen, path);
-        if (r < 0) {
+        p->port = u.port;
+        p->host = strdup(u.host);
+        p->host_port = strdup(u.hostport);
+        if (asprintf(&p->path, "%s/api/tags", u.prefix) < 0)
                 p->path = NULL;
-                r = -ENOMEM;
-                goto finish;
-        }
-        r = 0;
-finish:
-        evhttp_uri_free(uri);
-        return r;
+        if (!p->host || !p->host_port || !p->path)
+                return -ENOMEM;
+        return 0;
 }
 
 int upstream_poller_new(struct event_base *base, const char *url, usec_t timeout, usec_t tags_interval,

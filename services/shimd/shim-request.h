@@ -6,6 +6,7 @@
 
 #include <sys/uio.h>
 
+#include "http-url.h"
 #include "macro.h"
 
 /* Longest model name taken from a body; longer ones are served locally (Ollama rejects them). */
@@ -54,16 +55,6 @@ ShimHeader shim_header_classify(const char *name);
 /* Hop-by-hop headers (RFC 9110 7.6.1) are not forwarded: the fixed set, plus any header named
  * in the message's own Connection header (connection: its value, may be NULL). */
 bool shim_header_is_hop_by_hop(const char *name, const char *connection);
-
-/* An upstream base URL, "http://HOST[:PORT][/PREFIX]". */
-typedef struct ShimUrl {
-        char host[256];         /* without brackets for IPv6 */
-        uint16_t port;
-        char hostport[264];     /* for the Host header and the connection pool key */
-        char prefix[256];       /* path prefix without trailing '/', usually "" */
-} ShimUrl;
-
-int shim_url_parse(const char *url, ShimUrl *ret);
 
 /* Strict Content-Length: digits only, no overflow. */
 int shim_content_length_parse(const char *value, uint64_t *ret);

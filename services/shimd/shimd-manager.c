@@ -35,7 +35,7 @@ int manager_new(const MyceliaConfig *config, Manager **ret) {
         r = node_id_get(config->node_id, m->node_id);
         if (r < 0)
                 return log_error_errno(r, "Failed to get the node id: %m");
-        r = shim_url_parse(config->upstream_url, &m->upstream);
+        r = http_base_url_parse(config->upstream_url, &m->upstream);
         if (r < 0)
                 return log_error_errno(r, "Invalid upstream URL '%s' (want http://HOST:PORT): %m", config->upstream_url);
 

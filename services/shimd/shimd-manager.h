@@ -55,7 +55,7 @@ struct Manager {
 
         ShimListener api;
         ShimListener mesh;
-        ShimUrl upstream;       /* config->upstream_url, parsed */
+        HttpBaseUrl upstream;       /* config->upstream_url, parsed */
 
         RouterCache *router;
         UpstreamPool *pool;

@@ -49,7 +49,7 @@ struct ProxyRequest {
         /* The attempt in progress. */
         char node_id[NODE_ID_LEN + 1];  /* "" when not routed (config upstream) */
         char *address;
-        ShimUrl url;
+        HttpBaseUrl url;
         struct evhttp_connection *up_evcon;
         struct evhttp_request *up_req;
         struct evbuffer_cb_entry *up_output_cb;
@@ -388,7 +388,7 @@ static void proxy_log(ProxyRequest *p, int level, int status, const char *error)
 /* ---- choosing the upstream ---- */
 
 /* Takes address; url is its parsed form (parsed once per table or at start, not per request). */
-static int proxy_set_target(ProxyRequest *p, const char *node_id, char *address, const ShimUrl *url) {
+static int proxy_set_target(ProxyRequest *p, const char *node_id, char *address, const HttpBaseUrl *url) {
         if (!address)
                 return -ENOMEM;
         free(p->address);
@@ -409,7 +409,7 @@ static int proxy_pick_first(ProxyRequest *p) {
         char *address = NULL;
         char node_id[NODE_ID_LEN + 1];
         const char *reason = NULL;
-        ShimUrl url;
+        HttpBaseUrl url;
 
         if (p->model && router_cache_pick(p->m->router, p->model, NULL, node_id, &address, &url, &reason) >= 0)
                 return proxy_set_target(p, node_id, address, &url);
@@ -428,7 +428,7 @@ static int proxy_pick_retry(ProxyRequest *p) {
         char *address = NULL;
         char node_id[NODE_ID_LEN + 1];
         const char *reason = NULL;
-        ShimUrl url;
+        HttpBaseUrl url;
 
         if (++p->n_retries > PROXY_MAX_RETRIES)
                 return -ENOENT;

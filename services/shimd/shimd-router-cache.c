@@ -40,7 +40,7 @@ typedef struct InFlight {
 struct RouterCache {
         Manager *m;
         RouteTable table;
-        ShimUrl *urls;          /* the table's node addresses, parsed; port 0: unusable */
+        HttpBaseUrl *urls;          /* the table's node addresses, parsed; port 0: unusable */
         RoutePolicy policy;
         bool has_table;         /* a table was read from routerd (it may be gone since) */
         bool connected;         /* routerd is on the bus and its table is current */
@@ -279,16 +279,16 @@ fail:
 }
 
 static int router_cache_replace_table(RouterCache *c, RouteTable *t) {
-        ShimUrl *urls = NULL;
+        HttpBaseUrl *urls = NULL;
 
         /* Each address is parsed once per table, not once per request. */
         if (t->n_nodes > 0) {
-                urls = calloc(t->n_nodes, sizeof(ShimUrl));
+                urls = calloc(t->n_nodes, sizeof(HttpBaseUrl));
                 if (!urls)
                         return -ENOMEM;
         }
         for (size_t i = 0; i < t->n_nodes; i++)
-                if (shim_url_parse(t->nodes[i].address, &urls[i]) < 0) {
+                if (http_base_url_parse(t->nodes[i].address, &urls[i]) < 0) {
                         log_debug("Node %s has an unusable address '%s', not routing to it.", t->nodes[i].id,
                                   strempty(t->nodes[i].address));
                         urls[i].port = 0;
@@ -501,8 +501,8 @@ bool router_cache_loaded(RouterCache *c) {
 }
 
 int router_cache_pick(RouterCache *c, const char *model, char *const *exclude, char ret_node_id[NODE_ID_LEN + 1],
-                      char **ret_address, ShimUrl *ret_url, const char **ret_reason) {
-        const ShimUrl *url;
+                      char **ret_address, HttpBaseUrl *ret_url, const char **ret_reason) {
+        const HttpBaseUrl *url;
         RouteNode *n;
         char *address;
         int r;

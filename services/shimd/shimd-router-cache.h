@@ -24,7 +24,7 @@ bool router_cache_loaded(RouterCache *c);
  * address and parsed address (the table may change before the request ends). -ENOENT: no live
  * node serves it. */
 int router_cache_pick(RouterCache *c, const char *model, char *const *exclude, char ret_node_id[NODE_ID_LEN + 1],
-                      char **ret_address, ShimUrl *ret_url, const char **ret_reason);
+                      char **ret_address, HttpBaseUrl *ret_url, const char **ret_reason);
 
 /* A request to node_id started (+1) or ended (-1). */
 void router_cache_in_flight(RouterCache *c, const char *node_id, int delta);

@@ -265,36 +265,38 @@ START_TEST(test_header_classify) {
 END_TEST
 
 START_TEST(test_url_parse) {
-        ShimUrl u;
+        HttpBaseUrl u;
 
-        ck_assert_int_eq(shim_url_parse("http://127.0.0.1:11435", &u), 0);
+        ck_assert_int_eq(http_base_url_parse("http://127.0.0.1:11435", &u), 0);
         ck_assert_str_eq(u.host, "127.0.0.1");
         ck_assert_uint_eq(u.port, 11435);
         ck_assert_str_eq(u.hostport, "127.0.0.1:11435");
         ck_assert_str_eq(u.prefix, "");
 
-        ck_assert_int_eq(shim_url_parse("HTTP://localhost/ollama/", &u), 0);
+        ck_assert_int_eq(http_base_url_parse("HTTP://localhost/ollama/", &u), 0);
         ck_assert_str_eq(u.host, "localhost");
         ck_assert_uint_eq(u.port, 80);
         ck_assert_str_eq(u.hostport, "localhost:80");
         ck_assert_str_eq(u.prefix, "/ollama");
 
-        ck_assert_int_eq(shim_url_parse("http://[::1]:11436/", &u), 0);
+        ck_assert_int_eq(http_base_url_parse("http://[::1]:11436/", &u), 0);
         ck_assert_str_eq(u.host, "::1");
         ck_assert_str_eq(u.hostport, "[::1]:11436");
         ck_assert_str_eq(u.prefix, "");
 
-        ck_assert_int_eq(shim_url_parse("https://x:1", &u), -EPROTONOSUPPORT);
-        ck_assert_int_eq(shim_url_parse("127.0.0.1:11435", &u), -EPROTONOSUPPORT);
-        ck_assert_int_eq(shim_url_parse(NULL, &u), -EPROTONOSUPPORT);
-        ck_assert_int_eq(shim_url_parse("http://", &u), -EINVAL);
-        ck_assert_int_eq(shim_url_parse("http://:80", &u), -EINVAL);
-        ck_assert_int_eq(shim_url_parse("http://h:", &u), -EINVAL);
-        ck_assert_int_eq(shim_url_parse("http://h:0", &u), -EINVAL);
-        ck_assert_int_eq(shim_url_parse("http://h:65536", &u), -ERANGE);
-        ck_assert_int_eq(shim_url_parse("http://h:8x", &u), -EINVAL);
-        ck_assert_int_eq(shim_url_parse("http://[::1", &u), -EINVAL);
-        ck_assert_int_eq(shim_url_parse("http://user@h:1", &u), -EINVAL);
+        ck_assert_int_eq(http_base_url_parse("https://x:1", &u), -EPROTONOSUPPORT);
+        ck_assert_int_eq(http_base_url_parse("127.0.0.1:11435", &u), -EPROTONOSUPPORT);
+        ck_assert_int_eq(http_base_url_parse(NULL, &u), -EPROTONOSUPPORT);
+        ck_assert_int_eq(http_base_url_parse("http://", &u), -EINVAL);
+        ck_assert_int_eq(http_base_url_parse("http://:80", &u), -EINVAL);
+        ck_assert_int_eq(http_base_url_parse("http://h:", &u), -EINVAL);
+        ck_assert_int_eq(http_base_url_parse("http://h:0", &u), -EINVAL);
+        ck_assert_int_eq(http_base_url_parse("http://h:65536", &u), -ERANGE);
+        ck_assert_int_eq(http_base_url_parse("http://h:8x", &u), -EINVAL);
+        ck_assert_int_eq(http_base_url_parse("http://[::1", &u), -EINVAL);
+        ck_assert_int_eq(http_base_url_parse("http://user@h:1", &u), -EINVAL);
+        ck_assert_int_eq(http_base_url_parse("http://h:1/?x=1", &u), -EINVAL);
+        ck_assert_int_eq(http_base_url_parse("http://h:1/api#top", &u), -EINVAL);
 }
 END_TEST
 

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Unit tests of the Ollama test double's pure core (deterministic text, not a language model):
  * token and embedding generation, model names, and the request-field parsing. */
-#include <check.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -9,6 +8,7 @@
 #include <string.h>
 
 #include "double-text.h"
+#include "unit-test.h"
 
 START_TEST(test_fnv1a64) {
         ck_assert_uint_eq(double_text_fnv1a64(DOUBLE_TEXT_FNV_OFFSET, "", 0), UINT64_C(0xcbf29ce484222325));
@@ -468,12 +468,5 @@ static Suite *double_text_suite(void) {
 }
 
 int main(void) {
-        SRunner *sr = srunner_create(double_text_suite());
-        int failed;
-
-        srunner_set_tap(sr, "/dev/stdout");
-        srunner_run_all(sr, CK_SILENT);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        return unit_test_run(double_text_suite());
 }

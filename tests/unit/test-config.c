@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Unit tests for common/config.c: defaults, the INI file, flags over the file, size and
  * duration parsing, and flags left for the caller. */
-#include <check.h>
 #include <stdio.h>
 #include <syslog.h>
 
 #include "config.h"
 #include "log.h"
+#include "unit-test.h"
 
 static MyceliaConfig c;
 static char conf_path[64];
@@ -346,12 +346,5 @@ static Suite *config_suite(void) {
 }
 
 int main(void) {
-        SRunner *sr = srunner_create(config_suite());
-        int failed;
-
-        srunner_set_tap(sr, "-");
-        srunner_run_all(sr, CK_SILENT);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        return unit_test_run(config_suite());
 }

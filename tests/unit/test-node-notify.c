@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Unit tests for mycelia-node's sd_notify parser (services/node/node-notify.c): the fields
  * it acts on, and that hostile datagrams are bounded and never crash it. */
-#include <check.h>
 #include <stdio.h>
 
 #include "node-notify.h"
+#include "unit-test.h"
 
 static int parse(const char *s, NotifyMessage *m) {
         return notify_message_parse(s, strlen(s), m);
@@ -186,12 +186,5 @@ static Suite *notify_suite(void) {
 }
 
 int main(void) {
-        SRunner *sr = srunner_create(notify_suite());
-        int failed;
-
-        srunner_set_tap(sr, "-");
-        srunner_run_all(sr, CK_SILENT);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        return unit_test_run(notify_suite());
 }

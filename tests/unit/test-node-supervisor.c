@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Unit tests for mycelia-node's supervision state machine (services/node/node-supervisor.c),
  * driven with a fake clock and fake pids: ordering, backoff, watchdog, timeouts, shutdown. */
-#include <check.h>
 #include <signal.h>
 #include <stdio.h>
 
 #include "node-supervisor.h"
+#include "unit-test.h"
 
 #define MS USEC_PER_MSEC
 #define S USEC_PER_SEC
@@ -472,12 +472,5 @@ static Suite *supervisor_suite(void) {
 }
 
 int main(void) {
-        SRunner *sr = srunner_create(supervisor_suite());
-        int failed;
-
-        srunner_set_tap(sr, "-");
-        srunner_run_all(sr, CK_SILENT);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        return unit_test_run(supervisor_suite());
 }

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Unit tests for common/route-table.c: model name matching, the policies, and the limits
  * of the table that routerd owns and shimd mirrors. */
-#include <check.h>
 #include <limits.h>
 #include <stdio.h>
 
 #include "route-table.h"
+#include "unit-test.h"
 
 static RouteTable t;
 
@@ -338,12 +338,5 @@ static Suite *route_table_suite(void) {
 }
 
 int main(void) {
-        SRunner *sr = srunner_create(route_table_suite());
-        int failed;
-
-        srunner_set_tap(sr, "-");
-        srunner_run_all(sr, CK_SILENT);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        return unit_test_run(route_table_suite());
 }

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Unit tests for services/routerd/upstream-health.c: the up/down/probe schedule of an
  * upstream, driven by a fake clock, and the TTFB average. */
-#include <check.h>
 
 #include "upstream-health.h"
+#include "unit-test.h"
 
 #define S USEC_PER_SEC
 #define MS USEC_PER_MSEC
@@ -205,12 +205,5 @@ static Suite *health_suite(void) {
 }
 
 int main(void) {
-        SRunner *sr = srunner_create(health_suite());
-        int failed;
-
-        srunner_set_tap(sr, "-");
-        srunner_run_all(sr, CK_SILENT);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        return unit_test_run(health_suite());
 }

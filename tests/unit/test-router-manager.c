@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Unit tests for services/routerd/routerd-manager.c without a bus: configuration checks,
  * what ReportOutcome does to the table, Generation, and how change signals are coalesced. */
-#include <check.h>
 #include <stdio.h>
 
 #include "routerd-manager.h"
+#include "unit-test.h"
 
 #define LOCAL_ID "0123456789abcdef0123456789abcdef"
 #define PEER_ID "fedcba9876543210fedcba9876543210"
@@ -238,12 +238,5 @@ static Suite *manager_suite(void) {
 }
 
 int main(void) {
-        SRunner *sr = srunner_create(manager_suite());
-        int failed;
-
-        srunner_set_tap(sr, "-");
-        srunner_run_all(sr, CK_SILENT);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        return unit_test_run(manager_suite());
 }

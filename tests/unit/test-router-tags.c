@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Unit tests for services/routerd/tags-parse.c: what routerd makes of an Ollama /api/tags
  * body, well-formed, odd, hostile or huge. */
-#include <check.h>
 #include <stdio.h>
 
 #include "route-table.h"
 #include "tags-parse.h"
+#include "unit-test.h"
 
 static int parse_str(const char *s, TagsList *l) {
         return tags_parse(s, strlen(s), l);
@@ -321,13 +321,5 @@ static Suite *tags_suite(void) {
 }
 
 int main(void) {
-        SRunner *sr = srunner_create(tags_suite());
-        int failed;
-
-        /* TAP on stdout for meson's protocol: 'tap'; nothing else goes there. */
-        srunner_set_tap(sr, "-");
-        srunner_run_all(sr, CK_SILENT);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        return unit_test_run(tags_suite());
 }

@@ -2,13 +2,13 @@
 /* Unit tests for services/routerd/routerd-upstream.c against an in-process evhttp server on
  * 127.0.0.1: what is sent, and up/down for each way a fetch can fail. */
 #include <arpa/inet.h>
-#include <check.h>
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <stdio.h>
 
 #include "routerd-upstream.h"
+#include "unit-test.h"
 
 typedef struct FakeOllama {
         int status;             /* 0: never answer */
@@ -272,12 +272,5 @@ static Suite *upstream_suite(void) {
 }
 
 int main(void) {
-        SRunner *sr = srunner_create(upstream_suite());
-        int failed;
-
-        srunner_set_tap(sr, "-");
-        srunner_run_all(sr, CK_SILENT);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        return unit_test_run(upstream_suite());
 }

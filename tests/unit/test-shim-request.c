@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Unit tests for services/shimd/shim-request.c: classification, model extraction from a body
  * in pieces, the hop-by-hop filter, upstream URLs, and the limit checks and messages. */
-#include <check.h>
 #include <stdio.h>
 
 #include "shim-request.h"
+#include "unit-test.h"
 
 START_TEST(test_classify) {
         static const struct {
@@ -347,12 +347,5 @@ static Suite *shim_request_suite(void) {
 }
 
 int main(void) {
-        SRunner *sr = srunner_create(shim_request_suite());
-        int failed;
-
-        srunner_set_tap(sr, "-");
-        srunner_run_all(sr, CK_SILENT);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        return unit_test_run(shim_request_suite());
 }

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Unit tests for services/shimd/shim-stream.c: stream kind from Content-Type, chunk and token
  * counting across arbitrary chunk boundaries, done detection, and the error objects. */
-#include <check.h>
 #include <stdio.h>
 
 #include "shim-stream.h"
+#include "unit-test.h"
 
 static const char ndjson[] =
         "{\"model\":\"m\",\"response\":\"a\",\"done\":false}\n"
@@ -200,12 +200,5 @@ static Suite *shim_stream_suite(void) {
 }
 
 int main(void) {
-        SRunner *sr = srunner_create(shim_stream_suite());
-        int failed;
-
-        srunner_set_tap(sr, "-");
-        srunner_run_all(sr, CK_SILENT);
-        failed = srunner_ntests_failed(sr);
-        srunner_free(sr);
-        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+        return unit_test_run(shim_stream_suite());
 }

@@ -350,13 +350,8 @@ def split_addr(addr):
     return host.strip('[]'), int(port)
 
 
-class Response:
-    def __init__(self, status, reason, headers, body, elapsed):
-        self.status = status
-        self.reason = reason
-        self.headers = headers   # list of (name, value)
-        self.body = body
-        self.elapsed = elapsed
+class HeaderLookup:
+    """Case-insensitive lookup in self.headers, a list of (name, value) as received."""
 
     def header(self, name, default=None):
         name = name.lower()
@@ -368,6 +363,15 @@ class Response:
     @property
     def content_type(self):
         return self.header('Content-Type')
+
+
+class Response(HeaderLookup):
+    def __init__(self, status, reason, headers, body, elapsed):
+        self.status = status
+        self.reason = reason
+        self.headers = headers   # list of (name, value)
+        self.body = body
+        self.elapsed = elapsed
 
     def json(self):
         return json.loads(self.body.decode('utf-8'))
@@ -416,7 +420,7 @@ class ProtocolError(Exception):
     pass
 
 
-class RawStream:
+class RawStream(HeaderLookup):
     """A hand-parsed HTTP/1.1 exchange over one socket, so tests see when each byte arrives,
     whether a chunked body ended cleanly, and can read slowly or hang up mid-stream."""
 
@@ -488,17 +492,6 @@ class RawStream:
         self.chunked = 'chunked' in te
         cl = self.header('Content-Length')
         self.length = int(cl) if cl is not None and not self.chunked else None
-
-    def header(self, name, default=None):
-        name = name.lower()
-        for k, v in self.headers:
-            if k.lower() == name:
-                return v
-        return default
-
-    @property
-    def content_type(self):
-        return self.header('Content-Type')
 
     def chunks(self):
         """Yields (arrival_time, bytes) of body data as it arrives. Sets clean_end when the body

@@ -1322,6 +1322,41 @@ static int parse_num_predict(struct evhttp_request *req, ApiFlavour flavour, Inf
         return 0;
 }
 
+/* What generate and chat (and their /v1 forms) share once the model is known: refuse
+ * embedding models, read num_predict, make the job and copy the request's fields into it.
+ * Returns 1 with the job, or 0 after answering the request with an error. */
+static int job_new_generation(Double *d, struct evhttp_request *req, ApiFlavour flavour, JobKind kind, Model *m,
+                              InferenceFields *f, const char *what, Job **ret) {
+        Job *j;
+
+        if (model_is_embedding(m)) {
+                _cleanup_dfree_ char *msg = NULL;
+                char fallback[64];
+
+                if (asprintf(&msg, "\"%s\" does not support %s", f->model, what) < 0)
+                        msg = NULL;
+                (void) snprintf(fallback, sizeof(fallback), "model does not support %s", what);
+                reply_flavour_error(req, flavour, 400, msg ?: fallback);
+                return 0;
+        }
+        if (flavour == API_NATIVE && parse_num_predict(req, flavour, f) < 0)
+                return 0;
+
+        if (job_new(d, req, kind, &j) < 0) {
+                reply_flavour_error(req, flavour, 500, "out of memory");
+                return 0;
+        }
+        j->model = m;
+        j->echo_model = strdup(f->model);
+        j->stream = f->stream != 0;
+        j->include_usage = f->stream == 2;
+        j->keep_alive_set = f->keep_alive_set;
+        j->keep_alive_ns = f->keep_alive_ns;
+        *ret = j;
+        return 1;
+}
+
+
 static void job_setup_generation(Job *j, const char *model_name, const char *text, size_t len, unsigned prompt_tokens,
                                  int64_t num_predict) {
         Double *d = j->d;
@@ -1434,27 +1469,8 @@ static int handle_generate_common(Double *d, struct evhttp_request *req, ApiFlav
                 return 0;
         }
 
-        if (model_is_embedding(m)) {
-                _cleanup_dfree_ char *msg = NULL;
-
-                if (asprintf(&msg, "\"%s\" does not support generate", f.model) < 0)
-                        msg = NULL;
-                reply_flavour_error(req, flavour, 400, msg ?: "model does not support generate");
+        if (job_new_generation(d, req, flavour, flavour == API_OPENAI ? JOB_OAI_COMPLETION : JOB_GENERATE, m, &f, "generate", &j) <= 0)
                 return 0;
-        }
-        if (flavour == API_NATIVE && parse_num_predict(req, flavour, &f) < 0)
-                return 0;
-
-        if (job_new(d, req, flavour == API_OPENAI ? JOB_OAI_COMPLETION : JOB_GENERATE, &j) < 0) {
-                reply_flavour_error(req, flavour, 500, "out of memory");
-                return 0;
-        }
-        j->model = m;
-        j->echo_model = strdup(f.model);
-        j->stream = f.stream != 0;
-        j->include_usage = f.stream == 2;
-        j->keep_alive_set = f.keep_alive_set;
-        j->keep_alive_ns = f.keep_alive_ns;
         j->load_only = prompt_len == 0;
         (void) snprintf(j->id, sizeof(j->id), "cmpl-%" PRIu64, d->next_id++ % 999);
         job_setup_generation(j, m->name, prompt ?: "", prompt_len,
@@ -1561,27 +1577,8 @@ static int handle_chat_common(Double *d, struct evhttp_request *req, ApiFlavour 
                 reply_flavour_error(req, flavour, 404, msg ?: "model not found");
                 return 0;
         }
-        if (model_is_embedding(m)) {
-                _cleanup_dfree_ char *msg = NULL;
-
-                if (asprintf(&msg, "\"%s\" does not support chat", f.model) < 0)
-                        msg = NULL;
-                reply_flavour_error(req, flavour, 400, msg ?: "model does not support chat");
+        if (job_new_generation(d, req, flavour, flavour == API_OPENAI ? JOB_OAI_CHAT : JOB_CHAT, m, &f, "chat", &j) <= 0)
                 return 0;
-        }
-        if (flavour == API_NATIVE && parse_num_predict(req, flavour, &f) < 0)
-                return 0;
-
-        if (job_new(d, req, flavour == API_OPENAI ? JOB_OAI_CHAT : JOB_CHAT, &j) < 0) {
-                reply_flavour_error(req, flavour, 500, "out of memory");
-                return 0;
-        }
-        j->model = m;
-        j->echo_model = strdup(f.model);
-        j->stream = f.stream != 0;
-        j->include_usage = f.stream == 2;
-        j->keep_alive_set = f.keep_alive_set;
-        j->keep_alive_ns = f.keep_alive_ns;
         j->load_only = n_messages == 0;
         (void) snprintf(j->id, sizeof(j->id), "chatcmpl-%" PRIu64, d->next_id++ % 999);
         job_setup_generation(j, m->name, text, text_len, tokens, f.num_predict);

@@ -9,12 +9,16 @@
 #include <event2/http.h>
 #include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/util.h>
+#include <netinet/in.h>
 #include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <string.h>
 #include <strings.h>
 
 #include "log.h"
+#include "shim-http.h"
 #include "shim-stream.h"
 #include "shimd-errors.h"
 #include "shimd-proxy.h"
@@ -50,17 +54,16 @@ struct ProxyRequest {
         char node_id[NODE_ID_LEN + 1];  /* "" when not routed (config upstream) */
         char *address;
         HttpBaseUrl url;
-        struct evhttp_connection *up_evcon;
-        struct evhttp_request *up_req;
-        struct evbuffer_cb_entry *up_output_cb;
+        UpstreamConn *up;
         bool up_reused;
         bool up_connected;
         bool up_in_flight;      /* counted in the router cache's in-flight */
-        bool in_attempt;        /* inside evhttp_make_request(), which may call back */
-        bool attempt_failed;
+        bool up_head_done;      /* the final response head was read */
+        bool up_keep_alive;     /* the response allows another request on the connection */
         bool fresh_retry_done;
         bool force_fresh;
-        int up_error;           /* enum evhttp_request_error, -1 when libevent named none */
+        int up_error;           /* enum evhttp_request_error, -1 when none (or connect failed) */
+        ShimHttpBody body;
         char *tried[PROXY_MAX_NODES + 1];
         unsigned n_tried;
         unsigned n_retries;
@@ -78,11 +81,20 @@ struct ProxyRequest {
         usec_t t_first_byte;
 };
 
-/* ---- upstream connection pool ---- */
+/* ---- upstream connections and their pool ---- */
+
+/* One HTTP/1.1 connection to an upstream, on a plain bufferevent: serves one ProxyRequest at
+ * a time, or waits idle in the pool. */
+struct UpstreamConn {
+        UpstreamPool *pool;
+        struct bufferevent *bev;
+        ProxyRequest *p;        /* NULL while idle */
+        char hostport[sizeof(((HttpBaseUrl *) NULL)->hostport)];
+};
 
 typedef struct PoolEntry {
         char *hostport;
-        struct evhttp_connection **idle;
+        UpstreamConn **idle;
         unsigned n_idle;
 } PoolEntry;
 
@@ -91,18 +103,8 @@ struct UpstreamPool {
         unsigned max_idle;
         PoolEntry *entries;
         size_t n_entries;
-        struct evhttp_connection **dead;
-        size_t n_dead, size_dead;
-        struct event *reap;
+        struct evbuffer *scratch;       /* decoded body bytes on their way to a client */
 };
-
-static void pool_reap_cb(evutil_socket_t fd, short what, void *userdata) {
-        UpstreamPool *pool = userdata;
-
-        for (size_t i = 0; i < pool->n_dead; i++)
-                evhttp_connection_free(pool->dead[i]);
-        pool->n_dead = 0;
-}
 
 int upstream_pool_new(struct event_base *base, unsigned max_idle_per_upstream, UpstreamPool **ret) {
         UpstreamPool *pool;
@@ -112,8 +114,8 @@ int upstream_pool_new(struct event_base *base, unsigned max_idle_per_upstream, U
                 return -ENOMEM;
         pool->base = base;
         pool->max_idle = max_idle_per_upstream;
-        pool->reap = event_new(base, -1, 0, pool_reap_cb, pool);
-        if (!pool->reap) {
+        pool->scratch = evbuffer_new();
+        if (!pool->scratch) {
                 free(pool);
                 return -ENOMEM;
         }
@@ -121,19 +123,26 @@ int upstream_pool_new(struct event_base *base, unsigned max_idle_per_upstream, U
         return 0;
 }
 
+/* Closes the connection. Safe inside the bufferevent's own callbacks: libevent holds a
+ * reference on it while it runs them and finalizes it afterwards. */
+void upstream_conn_free(UpstreamConn *c) {
+        if (!c)
+                return;
+        bufferevent_free(c->bev);
+        free(c);
+}
+
 UpstreamPool *upstream_pool_free(UpstreamPool *pool) {
         if (!pool)
                 return NULL;
-        pool_reap_cb(-1, 0, pool);
         for (size_t i = 0; i < pool->n_entries; i++) {
                 for (unsigned j = 0; j < pool->entries[i].n_idle; j++)
-                        evhttp_connection_free(pool->entries[i].idle[j]);
+                        upstream_conn_free(pool->entries[i].idle[j]);
                 free(pool->entries[i].idle);
                 free(pool->entries[i].hostport);
         }
         free(pool->entries);
-        free(pool->dead);
-        event_free(pool->reap);
+        evbuffer_free(pool->scratch);
         free(pool);
         return NULL;
 }
@@ -162,7 +171,29 @@ static PoolEntry *pool_entry(UpstreamPool *pool, const char *hostport, bool crea
         return e;
 }
 
-struct evhttp_connection *upstream_pool_take(UpstreamPool *pool, const char *hostport) {
+/* An idle connection said something (EOF, reset, stray bytes): it cannot carry a request any
+ * more. */
+static void upstream_idle_drop(UpstreamConn *c) {
+        PoolEntry *e = pool_entry(c->pool, c->hostport, false);
+
+        for (unsigned i = 0; e && i < e->n_idle; i++)
+                if (e->idle[i] == c) {
+                        memmove(&e->idle[i], &e->idle[i + 1], (e->n_idle - i - 1) * sizeof(void *));
+                        e->n_idle--;
+                        break;
+                }
+        upstream_conn_free(c);
+}
+
+static void upstream_idle_read_cb(struct bufferevent *bev, void *userdata) {
+        upstream_idle_drop(userdata);
+}
+
+static void upstream_idle_event_cb(struct bufferevent *bev, short what, void *userdata) {
+        upstream_idle_drop(userdata);
+}
+
+UpstreamConn *upstream_pool_take(UpstreamPool *pool, const char *hostport) {
         PoolEntry *e = pool_entry(pool, hostport, false);
 
         if (!e || e->n_idle == 0)
@@ -171,33 +202,60 @@ struct evhttp_connection *upstream_pool_take(UpstreamPool *pool, const char *hos
         return e->idle[--e->n_idle];
 }
 
-void upstream_pool_discard(UpstreamPool *pool, struct evhttp_connection *evcon) {
-        if (!evcon)
-                return;
-        if (pool->n_dead >= pool->size_dead) {
-                size_t n = MAX(pool->size_dead * 2, (size_t) 16);
-                struct evhttp_connection **d = realloc(pool->dead, n * sizeof(void *));
+/* Keeps c for another request (reading it, so that a close is noticed at once), or closes it
+ * when the pool is full. */
+void upstream_pool_put(UpstreamPool *pool, UpstreamConn *c) {
+        PoolEntry *e = pool_entry(pool, c->hostport, true);
 
-                if (!d) {
-                        /* Cannot defer: leak rather than free inside a callback of its own. */
-                        log_oom();
-                        return;
-                }
-                pool->dead = d;
-                pool->size_dead = n;
+        c->p = NULL;
+        if (!e || e->n_idle >= pool->max_idle) {
+                upstream_conn_free(c);
+                return;
         }
-        pool->dead[pool->n_dead++] = evcon;
-        event_active(pool->reap, EV_TIMEOUT, 0);
+        bufferevent_setcb(c->bev, upstream_idle_read_cb, NULL, upstream_idle_event_cb, c);
+        bufferevent_set_timeouts(c->bev, NULL, NULL);
+        bufferevent_disable(c->bev, EV_WRITE);
+        bufferevent_enable(c->bev, EV_READ);
+        e->idle[e->n_idle++] = c;
 }
 
-void upstream_pool_put(UpstreamPool *pool, const char *hostport, struct evhttp_connection *evcon) {
-        PoolEntry *e = pool_entry(pool, hostport, true);
+/* A new connection to url, connecting. Name resolution blocks, as evhttp's did without a DNS
+ * base; upstream addresses are literal in practice. */
+static int upstream_conn_new(UpstreamPool *pool, const HttpBaseUrl *url, UpstreamConn **ret) {
+        struct evutil_addrinfo hints = {
+                .ai_family = AF_UNSPEC,
+                .ai_socktype = SOCK_STREAM,
+                .ai_protocol = IPPROTO_TCP,
+        }, *ai = NULL;
+        char port[8];
+        UpstreamConn *c;
+        int r;
 
-        if (!e || e->n_idle >= pool->max_idle) {
-                upstream_pool_discard(pool, evcon);
-                return;
+        snprintf(port, sizeof(port), "%u", url->port);
+        if (evutil_getaddrinfo(url->host, port, &hints, &ai) != 0 || !ai)
+                return -EHOSTUNREACH;
+        c = calloc(1, sizeof(*c));
+        if (!c) {
+                evutil_freeaddrinfo(ai);
+                return -ENOMEM;
         }
-        e->idle[e->n_idle++] = evcon;
+        c->pool = pool;
+        snprintf(c->hostport, sizeof(c->hostport), "%s", url->hostport);
+        c->bev = bufferevent_socket_new(pool->base, -1, BEV_OPT_CLOSE_ON_FREE);
+        if (!c->bev) {
+                evutil_freeaddrinfo(ai);
+                free(c);
+                return -ENOMEM;
+        }
+        /* A refused connect on loopback is reported from the loop, not from here. */
+        r = bufferevent_socket_connect(c->bev, ai->ai_addr, (int) ai->ai_addrlen);
+        evutil_freeaddrinfo(ai);
+        if (r < 0) {
+                upstream_conn_free(c);
+                return -ECONNREFUSED;
+        }
+        *ret = c;
+        return 0;
 }
 
 /* ---- helpers ---- */
@@ -332,29 +390,29 @@ static void proxy_free(ProxyRequest *p) {
 
 /* Ends the current attempt's hold on its upstream connection: back to the pool after a
  * complete response, else dropped. */
+/* Ends the current attempt's hold on its upstream connection: back to the pool after a
+ * complete response that allows it, else closed. */
 static void proxy_attempt_release(ProxyRequest *p, bool reusable) {
-        if (p->up_evcon) {
-                struct bufferevent *bev = evhttp_connection_get_bufferevent(p->up_evcon);
+        UpstreamConn *c = p->up;
 
-                if (p->up_output_cb)
-                        evbuffer_remove_cb_entry(bufferevent_get_output(bev), p->up_output_cb);
+        if (c) {
+                p->up = NULL;
+                c->p = NULL;
                 /* Bytes after the end of the response (a body sent for HEAD, say) would be read
                  * as the start of the next response: such a connection is not reused. */
-                if (reusable && evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
+                if (reusable && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
                         log_debug("Request %" PRIu64 ": upstream %s sent bytes after the response, not reusing "
                                   "the connection.", p->id, p->url.hostport);
                         reusable = false;
                 }
-                if (reusable) {
-                        /* A pause must not outlive the request on a pooled connection. */
-                        if (p->paused)
-                                bufferevent_enable(bev, EV_READ);
-                        upstream_pool_put(p->m->pool, p->url.hostport, p->up_evcon);
-                } else
-                        upstream_pool_discard(p->m->pool, p->up_evcon);
-                p->up_evcon = NULL;
+                /* An answer that came before the whole request went out. */
+                if (reusable && evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+                        reusable = false;
+                if (reusable)
+                        upstream_pool_put(p->m->pool, c);
+                else
+                        upstream_conn_free(c);
         }
-        p->up_output_cb = NULL;
         p->paused = false;
         if (p->up_in_flight) {
                 router_cache_in_flight(p->m->router, p->node_id, -1);
@@ -362,7 +420,6 @@ static void proxy_attempt_release(ProxyRequest *p, bool reusable) {
         }
 }
 
-/* Tells routerd what happened on a routed attempt. */
 static void proxy_report(ProxyRequest *p, int status, const char *error) {
         usec_t now = now_usec();
 
@@ -455,21 +512,9 @@ static int proxy_pick_retry(ProxyRequest *p) {
 
 /* ---- the upstream request ---- */
 
-static int proxy_upstream_header_cb(struct evhttp_request *ureq, void *userdata);
-static void proxy_upstream_chunk_cb(struct evhttp_request *ureq, void *userdata);
-static void proxy_upstream_error_cb(enum evhttp_request_error error, void *userdata);
-static void proxy_upstream_done_cb(struct evhttp_request *ureq, void *userdata);
-
-/* Once bytes of the request leave for the upstream, the connection is up: from then on the
- * upstream timeout applies instead of the connect timeout (libevent 2.1 has one timeout). */
-static void proxy_upstream_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *userdata) {
-        ProxyRequest *p = userdata;
-
-        if (info->n_deleted == 0 || p->up_connected || !p->up_evcon)
-                return;
-        p->up_connected = true;
-        evhttp_connection_set_timeout_tv(p->up_evcon, &p->m->upstream_tv);
-}
+static void proxy_upstream_read_cb(struct bufferevent *bev, void *userdata);
+static void proxy_upstream_write_cb(struct bufferevent *bev, void *userdata);
+static void proxy_upstream_event_cb(struct bufferevent *bev, short what, void *userdata);
 
 /* The value of the Connection header, if any: it names more hop-by-hop headers. */
 static const char *headers_connection(struct evkeyvalq *headers) {
@@ -481,13 +526,37 @@ static const char *headers_connection(struct evkeyvalq *headers) {
         return NULL;
 }
 
-static void proxy_copy_request_headers(ProxyRequest *p, struct evhttp_request *ureq, size_t body_len) {
-        struct evkeyvalq *in = evhttp_request_get_input_headers(p->client);
-        struct evkeyvalq *out = evhttp_request_get_output_headers(ureq);
-        const char *connection = headers_connection(in);
-        struct evkeyval *h;
-        char len[32];
+static char *append(char *d, const char *s) {
+        return mempcpy(d, s, strlen(s));
+}
 
+/* Queues the request on out: the head, built in one buffer with memcpy, then the client's
+ * body by reference (nothing copied; it stays intact for a retry). */
+static int proxy_queue_request(ProxyRequest *p, struct evbuffer *out) {
+        struct evkeyvalq *in = evhttp_request_get_input_headers(p->client);
+        struct evbuffer *body = evhttp_request_get_input_buffer(p->client);
+        const char *connection = headers_connection(in), *method = method_name(p->method);
+        size_t body_len = evbuffer_get_length(body), need;
+        _cleanup_free_ char *heap = NULL;
+        char stack[4096], *buf = stack, *d;
+        struct evkeyval *h;
+
+        need = strlen(method) + strlen(p->url.prefix) + strlen(p->uri) + strlen(p->url.hostport) +
+               sizeof(" HTTP/1.1\r\nHost: \r\nContent-Length: \r\n\r\n") + 2 + 24;
+        TAILQ_FOREACH(h, in, next)
+                need += strlen(h->key) + strlen(h->value) + 4;
+        if (need > sizeof(stack)) {
+                heap = malloc(need);
+                if (!heap)
+                        return -ENOMEM;
+                buf = heap;
+        }
+
+        d = append(buf, method);
+        *d++ = ' ';
+        d = append(d, p->url.prefix);
+        d = append(d, p->uri);
+        d = append(d, " HTTP/1.1\r\n");
         TAILQ_FOREACH(h, in, next) {
                 /* Host names the upstream (Ollama on loopback answers 403 otherwise); the body
                  * length is ours to state; 100-continue was settled with the client. */
@@ -496,104 +565,93 @@ static void proxy_copy_request_headers(ProxyRequest *p, struct evhttp_request *u
                 case SHIM_HEADER_CONTENT_TYPE:
                         if (connection && shim_header_is_hop_by_hop(h->key, connection))
                                 continue;
-                        evhttp_add_header(out, h->key, h->value);
+                        d = append(d, h->key);
+                        d = append(d, ": ");
+                        d = append(d, h->value);
+                        d = append(d, "\r\n");
                         break;
                 default:
                         break;
                 }
         }
-        evhttp_add_header(out, "Host", p->url.hostport);
+        d = append(d, "Host: ");
+        d = append(d, p->url.hostport);
+        d = append(d, "\r\n");
         if (body_len > 0 || p->method == EVHTTP_REQ_POST || p->method == EVHTTP_REQ_PUT ||
-            p->method == EVHTTP_REQ_PATCH) {
-                snprintf(len, sizeof(len), "%zu", body_len);
-                evhttp_add_header(out, "Content-Length", len);
-        }
+            p->method == EVHTTP_REQ_PATCH)
+                d += sprintf(d, "Content-Length: %zu\r\n", body_len);
+        d = append(d, "\r\n");
+
+        if (evbuffer_add(out, buf, (size_t) (d - buf)) < 0)
+                return -ENOMEM;
+        if (body_len > 0 && evbuffer_add_buffer_reference(out, body) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+/* The request went out: from now on the upstream timeout applies to reads (until then the
+ * connect timeout, which libevent applies to the connect and the writes). */
+static void proxy_upstream_sent(ProxyRequest *p) {
+        p->up_connected = true;
+        bufferevent_set_timeouts(p->up->bev, &p->m->upstream_tv, NULL);
 }
 
 /* Starts the current target; 0 when in flight, negative when it failed synchronously. */
 static int proxy_attempt(ProxyRequest *p) {
         Manager *m = p->m;
-        struct evbuffer *body = evhttp_request_get_input_buffer(p->client);
-        struct evhttp_connection *evcon = NULL;
-        struct evhttp_request *ureq;
-        _cleanup_free_ char *target_buf = NULL;
-        const char *target = p->uri;
+        UpstreamConn *c = NULL;
+        struct bufferevent *bev;
         int r;
 
-        p->attempt_failed = false;
         p->up_error = -1;
         p->up_connected = false;
+        p->up_head_done = false;
+        p->up_keep_alive = false;
         p->t_attempt = now_usec();
         p->t_first_byte = 0;
 
-        if (p->url.prefix[0]) {
-                if (asprintf(&target_buf, "%s%s", p->url.prefix, p->uri) < 0)
-                        return log_oom();
-                target = target_buf;
-        }
-
         if (!p->force_fresh)
-                evcon = upstream_pool_take(m->pool, p->url.hostport);
+                c = upstream_pool_take(m->pool, p->url.hostport);
         p->force_fresh = false;
-        p->up_reused = evcon != NULL;
-        if (!evcon) {
-                evcon = evhttp_connection_base_new(m->base, NULL, p->url.host, p->url.port);
-                if (!evcon)
+        p->up_reused = c != NULL;
+        if (!c) {
+                r = upstream_conn_new(m->pool, &p->url, &c);
+                if (r == -ENOMEM)
                         return log_oom();
+                if (r < 0) {
+                        proxy_report(p, 502, proxy_failure(p));
+                        return r;
+                }
         }
-        p->up_evcon = evcon;
-        /* The connect timeout until bytes leave (a pooled connection the upstream closed
-         * meanwhile reconnects here too), then the upstream timeout. */
-        p->up_output_cb = evbuffer_add_cb(bufferevent_get_output(evhttp_connection_get_bufferevent(evcon)),
-                                          proxy_upstream_output_cb, p);
-        evhttp_connection_set_timeout_tv(evcon, p->up_output_cb ? &m->connect_tv : &m->upstream_tv);
-
-        ureq = evhttp_request_new(proxy_upstream_done_cb, p);
-        if (!ureq) {
-                proxy_attempt_release(p, false);
-                return log_oom();
-        }
-        evhttp_request_set_header_cb(ureq, proxy_upstream_header_cb);
-        evhttp_request_set_chunked_cb(ureq, proxy_upstream_chunk_cb);
-        evhttp_request_set_error_cb(ureq, proxy_upstream_error_cb);
-        proxy_copy_request_headers(p, ureq, evbuffer_get_length(body));
-        /* By reference: the client's body stays intact for a retry, and nothing is copied. */
-        if (evbuffer_get_length(body) > 0 &&
-            evbuffer_add_buffer_reference(evhttp_request_get_output_buffer(ureq), body) < 0) {
-                evhttp_request_free(ureq);
-                proxy_attempt_release(p, false);
-                return log_oom();
-        }
+        c->p = p;
+        p->up = c;
+        bev = c->bev;
+        bufferevent_setcb(bev, proxy_upstream_read_cb, proxy_upstream_write_cb, proxy_upstream_event_cb, c);
+        /* The connect timeout until the request is out (a pooled connection the upstream closed
+         * meanwhile fails here too), then the upstream timeout. */
+        bufferevent_set_timeouts(bev, NULL, &m->connect_tv);
+        bufferevent_enable(bev, EV_READ | EV_WRITE);
 
         if (!isempty(p->node_id)) {
                 router_cache_in_flight(m->router, p->node_id, +1);
                 p->up_in_flight = true;
         }
-
-        p->up_req = ureq;
-        /* evhttp_make_request() reports a connect that fails at once (ECONNREFUSED on
-         * loopback) by calling proxy_upstream_done_cb() before it returns. */
-        p->in_attempt = true;
-        r = evhttp_make_request(evcon, ureq, p->method, target);
-        p->in_attempt = false;
-        if (r < 0) {
-                /* libevent freed the request or still holds it queued: either way not ours. */
-                p->up_req = NULL;
+        if (proxy_queue_request(p, bufferevent_get_output(bev)) < 0) {
                 proxy_attempt_release(p, false);
-                return -EIO;
+                return log_oom();
         }
-        if (p->attempt_failed)
-                return -ECONNREFUSED;
-        /* On a kept-alive connection the request is queued now (a new one writes once
-         * connected): send it at once, then let evhttp wait for the response, as its write
-         * callback does when the output drained. */
-        if (p->up_evcon && bev_write_through(evhttp_connection_get_bufferevent(p->up_evcon)))
-                bev_run_write_cb(evhttp_connection_get_bufferevent(p->up_evcon));
+        /* On a kept-alive connection send it at once (a new one writes once connected). */
+        if (p->up_reused) {
+                p->up_connected = true;
+                if (bev_write_through(bev))
+                        proxy_upstream_sent(p);
+        }
         return 0;
 }
 
 static void proxy_fail_before_start(ProxyRequest *p);
 static void proxy_fail_mid_stream(ProxyRequest *p);
+static void proxy_finish(ProxyRequest *p);
 
 static void proxy_start(ProxyRequest *p) {
         for (;;) {
@@ -607,18 +665,12 @@ static void proxy_start(ProxyRequest *p) {
         }
 }
 
-/* The upstream failed; libevent has freed (or will free) its request. */
+/* The current attempt failed (p->up_error says how). */
 static void proxy_upstream_failed(ProxyRequest *p) {
-        p->up_req = NULL;
         if (!p->started)
                 proxy_report(p, 502, proxy_failure(p));
         proxy_attempt_release(p, false);
 
-        if (p->in_attempt) {
-                /* proxy_attempt() is still on the stack: it reports the failure. */
-                p->attempt_failed = true;
-                return;
-        }
         p->m->counters.upstream_errors++;
         if (p->started) {
                 proxy_fail_mid_stream(p);
@@ -631,16 +683,27 @@ static void proxy_upstream_failed(ProxyRequest *p) {
         proxy_start(p);
 }
 
-static void proxy_start_reply(ProxyRequest *p, struct evhttp_request *ureq) {
-        struct evkeyvalq *in = evhttp_request_get_input_headers(ureq);
+/* Copies the status and end-to-end headers of the upstream's response to the client's and
+ * starts the reply. head is the response head in the read buffer: names, values and the reason
+ * are NUL-terminated in place (the head is drained right after). */
+static void proxy_start_reply(ProxyRequest *p, char *head, const ShimHttpResponse *r) {
         struct evkeyvalq *out = evhttp_request_get_output_headers(p->client);
-        const char *connection = headers_connection(in), *content_type = NULL;
-        struct evkeyval *h;
+        const char *connection = NULL, *content_type = NULL;
 
-        p->status = evhttp_request_get_response_code(ureq);
+        for (unsigned i = 0; i < r->n_headers; i++) {
+                head[r->headers[i].name + r->headers[i].name_len] = '\0';
+                head[r->headers[i].value + r->headers[i].value_len] = '\0';
+        }
+        head[r->reason + r->reason_len] = '\0';
+        if (r->connection >= 0)
+                connection = head + r->headers[r->connection].value;
+
+        p->status = r->status;
         p->content_length = false;
-        TAILQ_FOREACH(h, in, next) {
-                switch (shim_header_classify(h->key)) {
+        for (unsigned i = 0; i < r->n_headers; i++) {
+                const char *name = head + r->headers[i].name, *value = head + r->headers[i].value;
+
+                switch (shim_header_classify(name)) {
                 case SHIM_HEADER_HOP_BY_HOP:
                 case SHIM_HEADER_CONNECTION:
                         continue;
@@ -651,14 +714,14 @@ static void proxy_start_reply(ProxyRequest *p, struct evhttp_request *ureq) {
                         break;
                 case SHIM_HEADER_CONTENT_TYPE:
                         if (!content_type)
-                                content_type = h->value;
+                                content_type = value;
                         break;
                 default:
                         break;
                 }
-                if (connection && shim_header_is_hop_by_hop(h->key, connection))
+                if (connection && shim_header_is_hop_by_hop(name, connection))
                         continue;
-                evhttp_add_header(out, h->key, h->value);
+                evhttp_add_header(out, name, value);
         }
         /* An HTTP/1.0 client gets no chunked encoding: without a length, the end of the body is
          * the end of the connection. libevent 2.1 would answer its keep-alive with
@@ -667,22 +730,9 @@ static void proxy_start_reply(ProxyRequest *p, struct evhttp_request *ureq) {
                 evhttp_remove_header(evhttp_request_get_input_headers(p->client), "Connection");
         shim_stream_init(&p->stream, shim_stream_kind_from_content_type(content_type));
         p->started = true;
-        evhttp_send_reply_start(p->client, p->status, evhttp_request_get_response_code_line(ureq));
+        evhttp_send_reply_start(p->client, p->status, r->reason_len > 0 ? head + r->reason : NULL);
 }
 
-static int proxy_upstream_header_cb(struct evhttp_request *ureq, void *userdata) {
-        ProxyRequest *p = userdata;
-
-        /* 1xx are interim: the real status follows. */
-        if (evhttp_request_get_response_code(ureq) < 200)
-                return 0;
-        if (!p->t_first_byte)
-                p->t_first_byte = now_usec();
-        proxy_start_reply(p, ureq);
-        return 0;
-}
-
-/* Hands the gathered bytes (if any) to the client connection as one chunk. */
 static void proxy_flush_pending(ProxyRequest *p) {
         if (p->pending && evbuffer_get_length(p->pending) > 0)
                 evhttp_send_reply_chunk_with_cb(p->client, p->pending, proxy_client_drained_cb, p);
@@ -694,10 +744,10 @@ static void proxy_client_drained_cb(struct evhttp_connection *evcon, void *userd
         ProxyRequest *p = userdata;
 
         proxy_flush_pending(p);
-        if (!p->paused || !p->up_evcon)
+        if (!p->paused || !p->up)
                 return;
         p->paused = false;
-        bufferevent_enable(evhttp_connection_get_bufferevent(p->up_evcon), EV_READ);
+        bufferevent_enable(p->up->bev, EV_READ);
 }
 
 static void proxy_stream_account(ProxyRequest *p, struct evbuffer *buf) {
@@ -757,18 +807,13 @@ static void proxy_flush_cb(evutil_socket_t fd, short what, void *userdata) {
                 proxy_client_drained_cb(p->client_evcon, p);
 }
 
-static void proxy_upstream_chunk_cb(struct evhttp_request *ureq, void *userdata) {
-        ProxyRequest *p = userdata;
-        struct evbuffer *in = evhttp_request_get_input_buffer(ureq);
+/* Relays decoded body bytes (all of in) to the client. */
+static void proxy_relay(ProxyRequest *p, struct evbuffer *in) {
         struct evbuffer *client_out;
         size_t n = evbuffer_get_length(in);
 
         if (n == 0)
                 return;
-        if (!p->started)
-                proxy_start_reply(p, ureq);
-        if (!p->t_first_byte)
-                p->t_first_byte = now_usec();
 
         proxy_stream_account(p, in);
         p->m->counters.bytes_to_clients += n;
@@ -786,22 +831,19 @@ static void proxy_upstream_chunk_cb(struct evhttp_request *ureq, void *userdata)
                  * cost ~10x its size) until the output drains, handing them on 16 KiB at a
                  * time. The output holds bytes sent with the drain callback, so it will run. */
                 proxy_flush_pending(p);
+        /* Both ways empty in; only a failed gather (out of memory) leaves bytes, which are dropped:
+         * the scratch buffer is shared. */
+        (void) evbuffer_drain(in, evbuffer_get_length(in));
 
         /* Backpressure: a client that reads slower than the upstream writes must not make us
          * buffer the whole response. Stop reading the upstream until the client caught up;
          * TCP then pushes back on the upstream (Ollama blocks in its write). */
-        if (!p->paused && evbuffer_get_length(client_out) + (p->pending ? evbuffer_get_length(p->pending) : 0) >
-                                  p->m->config->max_stream_buffer) {
+        if (!p->paused && p->up &&
+            evbuffer_get_length(client_out) + (p->pending ? evbuffer_get_length(p->pending) : 0) >
+                    p->m->config->max_stream_buffer) {
                 p->paused = true;
-                bufferevent_disable(evhttp_connection_get_bufferevent(p->up_evcon), EV_READ);
+                bufferevent_disable(p->up->bev, EV_READ);
         }
-}
-
-static void proxy_upstream_error_cb(enum evhttp_request_error error, void *userdata) {
-        ProxyRequest *p = userdata;
-
-        /* Followed by proxy_upstream_done_cb(NULL), which handles it. */
-        p->up_error = (int) error;
 }
 
 /* Ends the client's reply, writing its last bytes at once (see bev_write_through()). */
@@ -830,24 +872,111 @@ static void proxy_finish(ProxyRequest *p) {
         proxy_free(p);
 }
 
-static void proxy_upstream_done_cb(struct evhttp_request *ureq, void *userdata) {
-        ProxyRequest *p = userdata;
+/* Reads the response head (skipping 1xx); returns true once the final head was handled,
+ * false when more bytes are needed or the attempt failed (p may then be gone). */
+static bool proxy_read_head(ProxyRequest *p, struct evbuffer *in) {
+        while (!p->up_head_done) {
+                ShimHttpResponse r;
+                size_t len = evbuffer_get_length(in), n = MIN(len, (size_t) SHIM_HTTP_HEAD_MAX);
+                char *head;
+                ssize_t k;
 
-        /* NULL: failed after libevent reported an error; status 0: the connect failed. */
-        if (!ureq || evhttp_request_get_response_code(ureq) == 0) {
-                proxy_upstream_failed(p);
+                if (len == 0)
+                        return false;
+                head = (char *) evbuffer_pullup(in, (ssize_t) n);
+                if (!head) {
+                        p->up_error = EVREQ_HTTP_BUFFER_ERROR;
+                        proxy_upstream_failed(p);
+                        return false;
+                }
+                k = shim_http_response_parse(head, n, &r);
+                if (k == -EAGAIN)
+                        return false;
+                if (k < 0) {
+                        p->up_error = k == -E2BIG ? EVREQ_HTTP_DATA_TOO_LONG : EVREQ_HTTP_INVALID_HEADER;
+                        proxy_upstream_failed(p);
+                        return false;
+                }
+                /* 1xx are interim: the real status follows. */
+                if (r.status >= 200) {
+                        p->up_head_done = true;
+                        p->up_keep_alive = r.keep_alive;
+                        if (!p->t_first_byte)
+                                p->t_first_byte = now_usec();
+                        shim_http_body_init(&p->body, shim_http_response_body_kind(&r, p->method == EVHTTP_REQ_HEAD),
+                                            r.content_length);
+                        proxy_start_reply(p, head, &r);
+                }
+                (void) evbuffer_drain(in, (size_t) k);
+        }
+        return true;
+}
+
+static void proxy_upstream_complete(ProxyRequest *p, bool reusable) {
+        proxy_attempt_release(p, reusable);
+        proxy_finish(p);
+}
+
+static void proxy_upstream_read_cb(struct bufferevent *bev, void *userdata) {
+        UpstreamConn *c = userdata;
+        ProxyRequest *p = c->p;
+        struct evbuffer *in = bufferevent_get_input(bev), *scratch = c->pool->scratch;
+
+        if (!proxy_read_head(p, in))
+                return;
+
+        while (!p->body.done && evbuffer_get_length(in) > 0) {
+                struct evbuffer_iovec v;
+                size_t payload;
+                ssize_t n;
+
+                if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+                        break;
+                n = shim_http_body_feed(&p->body, v.iov_base, v.iov_len, &payload);
+                if (n < 0) {
+                        proxy_relay(p, scratch);
+                        p->up_error = EVREQ_HTTP_INVALID_HEADER;
+                        proxy_upstream_failed(p);
+                        return;
+                }
+                if (n == 0)
+                        break;
+                if (payload > 0)
+                        (void) evbuffer_remove_buffer(in, scratch, payload);
+                else
+                        (void) evbuffer_drain(in, (size_t) n);
+        }
+        proxy_relay(p, scratch);
+        if (p->body.done)
+                proxy_upstream_complete(p, p->up_keep_alive);
+}
+
+static void proxy_upstream_write_cb(struct bufferevent *bev, void *userdata) {
+        UpstreamConn *c = userdata;
+
+        proxy_upstream_sent(c->p);
+}
+
+static void proxy_upstream_event_cb(struct bufferevent *bev, short what, void *userdata) {
+        UpstreamConn *c = userdata;
+        ProxyRequest *p = c->p;
+
+        if (what & BEV_EVENT_CONNECTED) {
+                p->up_connected = true;
                 return;
         }
-
-        p->up_req = NULL;
-        if (!p->started) {
-                if (!p->t_first_byte)
-                        p->t_first_byte = now_usec();
-                proxy_start_reply(p, ureq);
+        /* A body delimited by the end of the connection is complete now. */
+        if ((what & BEV_EVENT_EOF) && p->up_head_done && p->body.kind == SHIM_HTTP_BODY_EOF) {
+                proxy_upstream_complete(p, false);
+                return;
         }
-        /* Complete: the connection is idle again (libevent watches it for close). */
-        proxy_attempt_release(p, true);
-        proxy_finish(p);
+        if (what & BEV_EVENT_TIMEOUT)
+                p->up_error = EVREQ_HTTP_TIMEOUT;
+        else if ((what & BEV_EVENT_EOF) || p->up_connected)
+                p->up_error = EVREQ_HTTP_EOF;
+        else
+                p->up_error = -1;       /* the connect failed */
+        proxy_upstream_failed(p);
 }
 
 /* ---- ending badly ---- */
@@ -913,16 +1042,9 @@ static void proxy_client_close_cb(struct evhttp_connection *evcon, void *userdat
         p->client = NULL;
         p->client_evcon = NULL;
 
-        if (p->up_req) {
-                /* Closing the upstream connection is what makes Ollama stop generating. */
-                evhttp_request_set_error_cb(p->up_req, NULL);
-                evhttp_request_set_chunked_cb(p->up_req, NULL);
-                evhttp_request_set_header_cb(p->up_req, NULL);
-                evhttp_cancel_request(p->up_req);
-                p->up_req = NULL;
-        }
         /* 499: nginx's "client closed request", for routerd's statistics. */
         proxy_report(p, p->started ? p->status : 499, "client disconnected");
+        /* Closing the upstream connection is what makes Ollama stop generating. */
         proxy_attempt_release(p, false);
         proxy_free(p);
 }

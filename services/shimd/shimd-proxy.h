@@ -13,12 +13,12 @@ void proxy_handle_request(struct evhttp_request *req, void *userdata);
 /* Cancels every request in flight (shutdown): upstreams are closed, clients are let go. */
 void proxy_abort_all(Manager *m);
 
-/* Idle keep-alive connections per upstream "host:port". libevent runs one request per
- * connection at a time, so a connection is taken for one request and put back after a
- * complete response; failed connections are dropped (freed on the next loop iteration, never
- * inside their own callbacks). */
+/* Idle keep-alive connections per upstream "host:port" (our own HTTP/1.1 client on a plain
+ * bufferevent, one request per connection at a time): a connection is taken for one request
+ * and put back after a complete response; idle ones are read, so that a close is noticed. */
+typedef struct UpstreamConn UpstreamConn;
 int upstream_pool_new(struct event_base *base, unsigned max_idle_per_upstream, UpstreamPool **ret);
 UpstreamPool *upstream_pool_free(UpstreamPool *pool);
-struct evhttp_connection *upstream_pool_take(UpstreamPool *pool, const char *hostport);
-void upstream_pool_put(UpstreamPool *pool, const char *hostport, struct evhttp_connection *evcon);
-void upstream_pool_discard(UpstreamPool *pool, struct evhttp_connection *evcon);
+UpstreamConn *upstream_pool_take(UpstreamPool *pool, const char *hostport);
+void upstream_pool_put(UpstreamPool *pool, UpstreamConn *c);
+void upstream_conn_free(UpstreamConn *c);

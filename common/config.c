@@ -14,6 +14,8 @@ typedef enum ConfigType {
         CONFIG_SIZE,
         CONFIG_UINT,
         CONFIG_DURATION,
+        CONFIG_BOOL,
+        CONFIG_LIST,    /* comma-separated; a repeated flag appends */
 } ConfigType;
 
 typedef struct ConfigOption {
@@ -33,9 +35,10 @@ static const ConfigOption config_options[] = {
         O("node", "id", "node-id", CONFIG_STRING, node_id, "", "node id, 32 hex digits (default: from machine id)"),
         O("node", "state_dir", "state-dir", CONFIG_STRING, state_dir, LOCALSTATEDIR "/lib/mycelia", "state directory"),
         O("node", "log_level", "log-level", CONFIG_STRING, log_level, "", "debug, info, notice, warning, err (default: $MYCELIA_LOG_LEVEL, else info)"),
+        O("node", "mesh_key", "mesh-key", CONFIG_STRING, mesh_key, SYSCONFDIR "/mycelia/mesh.key", "file with the mesh key (base64 of 32 bytes; myceliactl keygen)"),
         O("bus", "address", "bus", CONFIG_STRING, bus_address, "", "D-Bus address (default: the system bus)"),
         O("shim", "api", "api", CONFIG_STRING, api_listen, "127.0.0.1:11434", "ADDR:PORT of the Ollama API for local clients"),
-        O("shim", "mesh", "mesh", CONFIG_STRING, mesh_listen, "", "ADDR:PORT of the mesh API for peers (empty: off)"),
+        O("shim", "mesh", "mesh", CONFIG_STRING, mesh_listen, "", "ADDR:PORT of the mesh API for peers, 11438 by convention (empty: off)"),
         O("shim", "max_body_size", "max-body-size", CONFIG_SIZE, max_body_size, "100M", "largest request body accepted"),
         O("shim", "max_header_size", "max-header-size", CONFIG_SIZE, max_header_size, "64K", "largest request header block accepted"),
         O("shim", "max_requests", "max-requests", CONFIG_UINT, max_requests, "512", "concurrent requests before 503 server busy"),
@@ -47,6 +50,14 @@ static const ConfigOption config_options[] = {
         O("router", "policy", "policy", CONFIG_STRING, route_policy, "round-robin", "routing policy"),
         O("router", "tags_interval", "tags-interval", CONFIG_DURATION, tags_interval, "10s", "how often the upstream's model list is refreshed"),
         O("router", "probe_interval", "probe-interval", CONFIG_DURATION, probe_interval, "1s", "how often a down upstream is probed"),
+        O("gossip", "listen", "gossip", CONFIG_STRING, gossip_listen, "0.0.0.0:11436", "ADDR:PORT of SWIM gossip (UDP) and push-pull (TCP)"),
+        O("gossip", "advertise", "gossip-advertise", CONFIG_STRING, gossip_advertise, "", "ADDR:PORT peers reach this node's gossip at (default: derived from the listen address)"),
+        O("gossip", "probe_interval", "gossip-probe-interval", CONFIG_DURATION, gossip_probe_interval, "200ms", "one member is probed this often"),
+        O("gossip", "probe_timeout", "gossip-probe-timeout", CONFIG_DURATION, gossip_probe_timeout, "100ms", "ack wait before indirect probes"),
+        O("gossip", "suspicion_mult", "gossip-suspicion-mult", CONFIG_UINT, gossip_suspicion_mult, "4", "suspicion timeout in probe intervals, times log10(members)"),
+        O("gossip", "push_pull_interval", "gossip-push-pull-interval", CONFIG_DURATION, gossip_push_pull_interval, "30s", "full-state exchange with one member this often"),
+        O("discovery", "seeds", "seed", CONFIG_LIST, seeds, "", "HOST:PORT gossip address of a peer to join; repeatable, or comma-separated"),
+        O("discovery", "mdns", "mdns", CONFIG_BOOL, mdns, "yes", "publish and browse _mycelia._tcp with avahi-daemon"),
 };
 
 int parse_size(const char *s, uint64_t *ret) {
@@ -139,6 +150,21 @@ static int config_option_apply(MyceliaConfig *c, const ConfigOption *o, const ch
                 return 0;
         case CONFIG_DURATION:
                 return parse_duration(value, (usec_t *) field);
+        case CONFIG_BOOL:
+                r = parse_boolean(value);
+                if (r < 0)
+                        return r;
+                *(bool *) field = r;
+                return 0;
+        case CONFIG_LIST: {
+                /* The file and the first flag replace the default; config_list_append() adds. */
+                char *copy = strdup(value);
+                if (!copy)
+                        return -ENOMEM;
+                free(*(char **) field);
+                *(char **) field = copy;
+                return 0;
+        }
         }
         return -EINVAL;
 }
@@ -152,11 +178,39 @@ void config_init(MyceliaConfig *c) {
 
 void config_done(MyceliaConfig *c) {
         for (size_t i = 0; i < ELEMENTSOF(config_options); i++)
-                if (config_options[i].type == CONFIG_STRING) {
+                if (IN_SET(config_options[i].type, CONFIG_STRING, CONFIG_LIST)) {
                         char **p = (char **) ((uint8_t *) c + config_options[i].offset);
                         free(*p);
                         *p = NULL;
                 }
+}
+
+int parse_boolean(const char *s) {
+        static const char *const yes[] = { "1", "yes", "y", "true", "t", "on" };
+        static const char *const no[] = { "0", "no", "n", "false", "f", "off" };
+
+        if (!s)
+                return -EINVAL;
+        for (size_t i = 0; i < ELEMENTSOF(yes); i++)
+                if (strcaseeq(s, yes[i]))
+                        return 1;
+        for (size_t i = 0; i < ELEMENTSOF(no); i++)
+                if (strcaseeq(s, no[i]))
+                        return 0;
+        return -EINVAL;
+}
+
+static int config_list_append(MyceliaConfig *c, const ConfigOption *o, const char *value) {
+        char **field = (char **) ((uint8_t *) c + o->offset);
+        char *joined;
+
+        if (isempty(*field))
+                return config_option_apply(c, o, value);
+        if (asprintf(&joined, "%s,%s", *field, value) < 0)
+                return -ENOMEM;
+        free(*field);
+        *field = joined;
+        return 0;
 }
 
 int config_set(MyceliaConfig *c, const char *section, const char *key, const char *value) {
@@ -270,7 +324,8 @@ int config_load(MyceliaConfig *c, int argc, char **argv, int *ret_unknown, int *
         if (r < 0)
                 return r;
 
-        /* Pass 2: flags override the file. */
+        /* Pass 2: flags override the file; a list flag given more than once accumulates. */
+        bool list_seen[ELEMENTSOF(config_options)] = {};
         for (int i = 1; i < argc; i++) {
                 const ConfigOption *o;
                 const char *value;
@@ -293,7 +348,12 @@ int config_load(MyceliaConfig *c, int argc, char **argv, int *ret_unknown, int *
                         fprintf(stderr, "--%s needs a value\n", name);
                         return -EINVAL;
                 }
-                r = config_option_apply(c, o, value);
+                if (o->type == CONFIG_LIST && list_seen[o - config_options])
+                        r = config_list_append(c, o, value);
+                else
+                        r = config_option_apply(c, o, value);
+                if (o->type == CONFIG_LIST)
+                        list_seen[o - config_options] = true;
                 if (r < 0) {
                         fprintf(stderr, "Invalid value for --%s: '%s'\n", name, value);
                         return r;

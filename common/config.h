@@ -16,6 +16,7 @@ typedef struct MyceliaConfig {
         char *node_id;            /* 32 hex digits; derived from /etc/machine-id when unset */
         char *state_dir;
         char *log_level;
+        char *mesh_key;           /* file with the mesh key: base64 of 32 bytes */
         /* [bus] */
         char *bus_address;        /* empty: the system bus (honours DBUS_SYSTEM_BUS_ADDRESS) */
         /* [shim] */
@@ -34,6 +35,16 @@ typedef struct MyceliaConfig {
         char *route_policy;
         usec_t tags_interval;     /* how often the upstream's /api/tags is re-read */
         usec_t probe_interval;    /* how often a down upstream is probed */
+        /* [gossip] */
+        char *gossip_listen;      /* ADDR:PORT for SWIM datagrams (UDP) and push-pull (TCP) */
+        char *gossip_advertise;   /* ADDR:PORT peers reach our gossip at; empty: derived */
+        usec_t gossip_probe_interval;
+        usec_t gossip_probe_timeout;
+        unsigned gossip_suspicion_mult;
+        usec_t gossip_push_pull_interval;
+        /* [discovery] */
+        char *seeds;              /* "HOST:PORT,..." gossip addresses; --seed is repeatable */
+        bool mdns;                /* publish and browse _mycelia._tcp with Avahi */
 } MyceliaConfig;
 
 void config_init(MyceliaConfig *c);
@@ -53,5 +64,7 @@ void config_help(FILE *f);
 
 /* "100M" -> 104857600. Suffixes K, M, G (powers of 1024), optional trailing B. */
 int parse_size(const char *s, uint64_t *ret);
+/* "yes"/"no", "true"/"false", "on"/"off", "1"/"0" -> 1 or 0; -EINVAL otherwise. */
+int parse_boolean(const char *s);
 /* "5s", "250ms", "2m", "1h", "10us"; a bare number is seconds. */
 int parse_duration(const char *s, usec_t *ret);

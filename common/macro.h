@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
@@ -25,6 +26,20 @@
 #define strneq(a, b, n) (strncmp((a), (b), (n)) == 0)
 #define isempty(s) (!(s) || (s)[0] == '\0')
 #define strempty(s) ((s) ?: "")
+#define strcaseeq(a, b) (strcasecmp((a), (b)) == 0)
+
+/* True when x equals one of the listed values. */
+#define IN_SET(x, first, ...)                                                   \
+        ({                                                                      \
+                const __typeof__(x) _set_[] = { first, __VA_ARGS__ };           \
+                bool _found_ = false;                                           \
+                for (size_t _i_ = 0; _i_ < ELEMENTSOF(_set_); _i_++)            \
+                        if ((x) == _set_[_i_]) {                                \
+                                _found_ = true;                                 \
+                                break;                                          \
+                        }                                                       \
+                _found_;                                                        \
+        })
 
 /* Hand ownership of a pointer on: returns it and clears the source, so _cleanup_ skips it. */
 #define TAKE_PTR(p)                             \

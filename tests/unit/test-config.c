@@ -305,6 +305,57 @@ START_TEST(test_parse_duration) {
 }
 END_TEST
 
+START_TEST(test_mesh_defaults) {
+        ck_assert_str_eq(c.gossip_listen, "0.0.0.0:11436");
+        ck_assert_str_eq(c.gossip_advertise, "");
+        ck_assert_uint_eq(c.gossip_probe_interval, 200 * USEC_PER_MSEC);
+        ck_assert_uint_eq(c.gossip_probe_timeout, 100 * USEC_PER_MSEC);
+        ck_assert_uint_eq(c.gossip_suspicion_mult, 4);
+        ck_assert_uint_eq(c.gossip_push_pull_interval, 30 * USEC_PER_SEC);
+        ck_assert_str_eq(c.seeds, "");
+        ck_assert(c.mdns);
+        ck_assert(strstr(c.mesh_key, "/mycelia/mesh.key"));
+}
+END_TEST
+
+/* --seed accumulates; the file's list is replaced by the first flag, not appended to. */
+START_TEST(test_seed_flags_accumulate) {
+        char *argv[] = { "prog", "--config", (char *) write_conf("[discovery]\nseeds=file:1\nmdns=off\n"),
+                         "--seed", "a:1", "--seed=[::1]:2", "--seed", "c:3,d:4", NULL };
+
+        ck_assert_int_eq(load(argv, NULL, NULL), 0);
+        ck_assert_str_eq(c.seeds, "a:1,[::1]:2,c:3,d:4");
+        ck_assert(!c.mdns);
+}
+END_TEST
+
+START_TEST(test_seeds_from_file) {
+        char *argv[] = { "prog", "--config", (char *) write_conf("[discovery]\nseeds=h1:11436,h2:11436\n"), NULL };
+
+        ck_assert_int_eq(load(argv, NULL, NULL), 0);
+        ck_assert_str_eq(c.seeds, "h1:11436,h2:11436");
+}
+END_TEST
+
+START_TEST(test_parse_boolean) {
+        ck_assert_int_eq(parse_boolean("yes"), 1);
+        ck_assert_int_eq(parse_boolean("On"), 1);
+        ck_assert_int_eq(parse_boolean("1"), 1);
+        ck_assert_int_eq(parse_boolean("false"), 0);
+        ck_assert_int_eq(parse_boolean("off"), 0);
+        ck_assert_int_eq(parse_boolean(""), -EINVAL);
+        ck_assert_int_eq(parse_boolean("maybe"), -EINVAL);
+        ck_assert_int_eq(parse_boolean(NULL), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_bad_bool_flag) {
+        char *argv[] = { "prog", "--mdns", "perhaps", NULL };
+
+        ck_assert_int_eq(load(argv, NULL, NULL), -EINVAL);
+}
+END_TEST
+
 START_TEST(test_help_text) {
         char *buf = NULL;
         size_t size = 0;
@@ -340,6 +391,11 @@ static Suite *config_suite(void) {
         tcase_add_test(tc, test_log_level_applied);
         tcase_add_test(tc, test_parse_size);
         tcase_add_test(tc, test_parse_duration);
+        tcase_add_test(tc, test_mesh_defaults);
+        tcase_add_test(tc, test_seed_flags_accumulate);
+        tcase_add_test(tc, test_seeds_from_file);
+        tcase_add_test(tc, test_parse_boolean);
+        tcase_add_test(tc, test_bad_bool_flag);
         tcase_add_test(tc, test_help_text);
         suite_add_tcase(s, tc);
         return s;

@@ -1,0 +1,758 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* myceliactl: look inside a Mycelia node and steer it over D-Bus, in the manner of resolvectl
+ * and networkctl. Human tables by default, --json for scripts; exit codes in docs/myceliactl.md. */
+#include <getopt.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <systemd/sd-bus.h>
+
+#include "build-config.h"
+#include "ctl-table.h"
+#include "macro.h"
+#include "mesh-key.h"
+
+#define EXIT_USAGE 2
+#define EXIT_DAEMON_DOWN 3
+#define EXIT_NO_ROUTE 4
+
+#define GOSSIP_NAME "org.mycelia.Gossip1"
+#define GOSSIP_PATH "/org/mycelia/Gossip1"
+#define ROUTER_NAME "org.mycelia.Router1"
+#define ROUTER_PATH "/org/mycelia/Router1"
+#define SHIM_NAME "org.mycelia.Shim1"
+#define SHIM_PATH "/org/mycelia/Shim1"
+#define DISCOVERY_NAME "org.mycelia.Discovery1"
+
+static const char *arg_bus = NULL;
+static bool arg_json = false;
+static bool arg_legend = true;
+
+/* One member as Gossip1 describes it: (ssassua{ss}). */
+typedef struct CtlMember {
+        char *id;
+        char *name;
+        char **addresses;
+        char *state;
+        uint32_t incarnation;
+        char **meta;            /* key, value, key, value, ..., NULL */
+} CtlMember;
+
+static void strv_free(char **l) {
+        if (!l)
+                return;
+        for (char **p = l; *p; p++)
+                free(*p);
+        free(l);
+}
+
+static void ctl_member_done(CtlMember *m) {
+        free(m->id);
+        free(m->name);
+        strv_free(m->addresses);
+        free(m->state);
+        strv_free(m->meta);
+        *m = (CtlMember) {};
+}
+
+static void ctl_members_free(CtlMember *m, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                ctl_member_done(&m[i]);
+        free(m);
+}
+
+static const char *ctl_member_meta(const CtlMember *m, const char *key) {
+        for (char **p = m->meta; p && p[0] && p[1]; p += 2)
+                if (streq(p[0], key))
+                        return p[1];
+        return NULL;
+}
+
+static int bus_open(sd_bus **ret) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        int r;
+
+        if (isempty(arg_bus))
+                r = sd_bus_open_system(&bus);
+        else {
+                r = sd_bus_new(&bus);
+                if (r >= 0)
+                        r = sd_bus_set_address(bus, arg_bus);
+                if (r >= 0)
+                        r = sd_bus_set_bus_client(bus, true);
+                if (r >= 0)
+                        r = sd_bus_start(bus);
+        }
+        if (r < 0) {
+                fprintf(stderr, "Cannot connect to the bus%s%s: %s\n", arg_bus ? " at " : "", strempty(arg_bus),
+                        strerror(-r));
+                return -EXIT_DAEMON_DOWN;
+        }
+        *ret = TAKE_PTR(bus);
+        return 0;
+}
+
+static const char *daemon_of(const char *bus_name) {
+        if (streq(bus_name, GOSSIP_NAME))
+                return "mycelia-gossipd";
+        if (streq(bus_name, ROUTER_NAME))
+                return "mycelia-routerd";
+        if (streq(bus_name, SHIM_NAME))
+                return "mycelia-shimd";
+        if (streq(bus_name, DISCOVERY_NAME))
+                return "mycelia-discoveryd";
+        return bus_name;
+}
+
+/* Turns a failed call into a message and an exit code: a missing daemon is EXIT_DAEMON_DOWN. */
+static int call_failed(const char *bus_name, const sd_bus_error *error, int r) {
+        if (sd_bus_error_has_names(error, SD_BUS_ERROR_SERVICE_UNKNOWN, SD_BUS_ERROR_NAME_HAS_NO_OWNER,
+                                   SD_BUS_ERROR_NO_REPLY, SD_BUS_ERROR_DISCONNECTED)) {
+                fprintf(stderr, "%s is not running (%s has no owner on the bus).\n", daemon_of(bus_name), bus_name);
+                return -EXIT_DAEMON_DOWN;
+        }
+        fprintf(stderr, "%s: %s\n", daemon_of(bus_name), error && error->message ? error->message : strerror(-r));
+        return -EXIT_FAILURE;
+}
+
+static bool name_has_owner(sd_bus *bus, const char *name) {
+        return sd_bus_get_name_creds(bus, name, 0, NULL) >= 0;
+}
+
+static int read_strv(sd_bus_message *m, char ***ret) {
+        char **l = NULL;
+        size_t n = 0;
+        const char *s;
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'a', "s");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_read_basic(m, 's', &s)) > 0) {
+                char **nl = reallocarray(l, n + 2, sizeof(char *));
+                if (!nl) {
+                        strv_free(l);
+                        return -ENOMEM;
+                }
+                l = nl;
+                l[n] = strdup(s);
+                l[++n] = NULL;
+                if (!l[n - 1]) {
+                        strv_free(l);
+                        return -ENOMEM;
+                }
+        }
+        if (r < 0 || (r = sd_bus_message_exit_container(m)) < 0) {
+                strv_free(l);
+                return r;
+        }
+        if (!l)
+                l = calloc(1, sizeof(char *));
+        if (!l)
+                return -ENOMEM;
+        *ret = l;
+        return 0;
+}
+
+/* Reads one (ssassua{ss}) into m. Returns 0 at the end of the enclosing array. */
+static int read_member(sd_bus_message *msg, CtlMember *m) {
+        const char *id, *name, *state;
+        size_t n_meta = 0;
+        int r;
+
+        r = sd_bus_message_enter_container(msg, 'r', "ssassua{ss}");
+        if (r <= 0)
+                return r;
+        r = sd_bus_message_read(msg, "ss", &id, &name);
+        if (r < 0)
+                return r;
+        m->id = strdup(id);
+        m->name = strdup(name);
+        if (!m->id || !m->name)
+                return -ENOMEM;
+        r = read_strv(msg, &m->addresses);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(msg, "su", &state, &m->incarnation);
+        if (r < 0)
+                return r;
+        m->state = strdup(state);
+        if (!m->state)
+                return -ENOMEM;
+        m->meta = calloc(1, sizeof(char *));
+        if (!m->meta)
+                return -ENOMEM;
+        r = sd_bus_message_enter_container(msg, 'a', "{ss}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(msg, 'e', "ss")) > 0) {
+                const char *k, *v;
+                char **nl;
+
+                r = sd_bus_message_read(msg, "ss", &k, &v);
+                if (r < 0)
+                        return r;
+                nl = reallocarray(m->meta, n_meta + 3, sizeof(char *));
+                if (!nl)
+                        return -ENOMEM;
+                m->meta = nl;
+                m->meta[n_meta] = strdup(k);
+                m->meta[n_meta + 1] = strdup(v);
+                m->meta[n_meta + 2] = NULL;
+                n_meta += 2;
+                if (!m->meta[n_meta - 2] || !m->meta[n_meta - 1])
+                        return -ENOMEM;
+                r = sd_bus_message_exit_container(msg);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(msg);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(msg);
+        return r < 0 ? r : 1;
+}
+
+static int get_members(sd_bus *bus, CtlMember **ret, size_t *ret_n) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        CtlMember *members = NULL;
+        size_t n = 0;
+        int r;
+
+        r = sd_bus_get_property(bus, GOSSIP_NAME, GOSSIP_PATH, GOSSIP_NAME, "Members", &error, &reply,
+                                "a(ssassua{ss})");
+        if (r < 0)
+                return call_failed(GOSSIP_NAME, &error, r);
+        r = sd_bus_message_enter_container(reply, 'a', "(ssassua{ss})");
+        for (; r >= 0;) {
+                CtlMember *nm = reallocarray(members, n + 1, sizeof(CtlMember));
+                if (!nm) {
+                        r = -ENOMEM;
+                        break;
+                }
+                members = nm;
+                members[n] = (CtlMember) {};
+                r = read_member(reply, &members[n]);
+                if (r <= 0) {
+                        ctl_member_done(&members[n]);
+                        break;
+                }
+                n++;
+        }
+        if (r < 0) {
+                ctl_members_free(members, n);
+                fprintf(stderr, "Failed to parse Gossip1.Members: %s\n", strerror(-r));
+                return -EXIT_FAILURE;
+        }
+        *ret = members;
+        *ret_n = n;
+        return 0;
+}
+
+/* (node_id, name, address, state, in_flight, capacity, ttfb_ewma_usec, models) */
+typedef struct CtlRoute {
+        char *id, *name, *address, *state;
+        uint32_t in_flight, capacity;
+        uint64_t ttfb_usec;
+        char **models;
+} CtlRoute;
+
+static void ctl_routes_free(CtlRoute *r, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                free(r[i].id);
+                free(r[i].name);
+                free(r[i].address);
+                free(r[i].state);
+                strv_free(r[i].models);
+        }
+        free(r);
+}
+
+static int get_routes(sd_bus *bus, CtlRoute **ret, size_t *ret_n) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        CtlRoute *routes = NULL;
+        size_t n = 0;
+        int r;
+
+        r = sd_bus_get_property(bus, ROUTER_NAME, ROUTER_PATH, ROUTER_NAME, "Nodes", &error, &reply,
+                                "a(ssssuutas)");
+        if (r < 0)
+                return call_failed(ROUTER_NAME, &error, r);
+        r = sd_bus_message_enter_container(reply, 'a', "(ssssuutas)");
+        while (r >= 0) {
+                const char *id, *name, *address, *state;
+                CtlRoute *nr, *e;
+
+                r = sd_bus_message_enter_container(reply, 'r', "ssssuutas");
+                if (r <= 0)
+                        break;
+                nr = reallocarray(routes, n + 1, sizeof(CtlRoute));
+                if (!nr) {
+                        r = -ENOMEM;
+                        break;
+                }
+                routes = nr;
+                e = &routes[n++];
+                *e = (CtlRoute) {};
+                r = sd_bus_message_read(reply, "ssssuut", &id, &name, &address, &state, &e->in_flight,
+                                        &e->capacity, &e->ttfb_usec);
+                if (r < 0)
+                        break;
+                e->id = strdup(id);
+                e->name = strdup(name);
+                e->address = strdup(address);
+                e->state = strdup(state);
+                if (!e->id || !e->name || !e->address || !e->state) {
+                        r = -ENOMEM;
+                        break;
+                }
+                r = read_strv(reply, &e->models);
+                if (r < 0)
+                        break;
+                r = sd_bus_message_exit_container(reply);
+        }
+        if (r < 0) {
+                ctl_routes_free(routes, n);
+                fprintf(stderr, "Failed to parse Router1.Nodes: %s\n", strerror(-r));
+                return -EXIT_FAILURE;
+        }
+        *ret = routes;
+        *ret_n = n;
+        return 0;
+}
+
+static char *strv_join(char **l, const char *sep) {
+        size_t len = 1, sep_len = strlen(sep);
+        char *s, *p;
+
+        for (char **i = l; i && *i; i++)
+                len += strlen(*i) + sep_len;
+        s = p = malloc(len);
+        if (!s)
+                return NULL;
+        *p = '\0';
+        for (char **i = l; i && *i; i++) {
+                if (i != l)
+                        p = stpcpy(p, sep);
+                p = stpcpy(p, *i);
+        }
+        return s;
+}
+
+static json_object *json_strv(char **l) {
+        json_object *a = json_object_new_array();
+
+        for (char **i = l; a && i && *i; i++)
+                json_object_array_add(a, json_object_new_string(*i));
+        return a;
+}
+
+static json_object *json_member(const CtlMember *m) {
+        json_object *o = json_object_new_object(), *meta = json_object_new_object();
+
+        json_object_object_add(o, "id", json_object_new_string(m->id));
+        json_object_object_add(o, "name", json_object_new_string(m->name));
+        json_object_object_add(o, "addresses", json_strv(m->addresses));
+        json_object_object_add(o, "state", json_object_new_string(m->state));
+        json_object_object_add(o, "incarnation", json_object_new_int64(m->incarnation));
+        for (char **p = m->meta; p && p[0] && p[1]; p += 2)
+                json_object_object_add(meta, p[0], json_object_new_string(p[1]));
+        json_object_object_add(o, "metadata", meta);
+        return o;
+}
+
+static json_object *json_route(const CtlRoute *e) {
+        json_object *o = json_object_new_object();
+
+        json_object_object_add(o, "id", json_object_new_string(e->id));
+        json_object_object_add(o, "name", json_object_new_string(e->name));
+        json_object_object_add(o, "address", json_object_new_string(e->address));
+        json_object_object_add(o, "state", json_object_new_string(e->state));
+        json_object_object_add(o, "in_flight", json_object_new_int64(e->in_flight));
+        json_object_object_add(o, "capacity", json_object_new_int64(e->capacity));
+        json_object_object_add(o, "ttfb_ewma_usec", json_object_new_int64((int64_t) e->ttfb_usec));
+        json_object_object_add(o, "models", json_strv(e->models));
+        return o;
+}
+
+static int json_print(json_object *o) {
+        puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(o);
+        return 0;
+}
+
+static int print_members_table(CtlMember *members, size_t n) {
+        _cleanup_(ctl_table_freep) CtlTable *t = NULL;
+
+        t = ctl_table_new("ID", "NAME", "GOSSIP", "STATE", "INC", "MESH", "MODELS", NULL);
+        if (!t)
+                return -ENOMEM;
+        ctl_table_set_max_width(t, 6, 60);
+        for (size_t i = 0; i < n; i++) {
+                const CtlMember *m = &members[i];
+                const char *models = ctl_member_meta(m, "models");
+
+                ctl_table_addf(t, "%.12s", m->id);
+                ctl_table_add(t, m->name);
+                ctl_table_add(t, m->addresses && m->addresses[0] ? m->addresses[0] : NULL);
+                ctl_table_add(t, m->state);
+                ctl_table_addf(t, "%" PRIu32, m->incarnation);
+                ctl_table_add(t, ctl_member_meta(m, "mesh"));
+                ctl_table_add(t, isempty(models) ? NULL : models);
+        }
+        ctl_table_print(t, stdout, arg_legend);
+        if (arg_legend)
+                printf("\n%zu members listed.\n", n);
+        return 0;
+}
+
+static int verb_members(sd_bus *bus, int argc, char **argv) {
+        CtlMember *members = NULL;
+        size_t n = 0;
+        int r;
+
+        r = get_members(bus, &members, &n);
+        if (r < 0)
+                return r;
+        if (arg_json) {
+                json_object *a = json_object_new_array();
+                for (size_t i = 0; i < n; i++)
+                        json_object_array_add(a, json_member(&members[i]));
+                json_print(a);
+        } else
+                print_members_table(members, n);
+        ctl_members_free(members, n);
+        return 0;
+}
+
+static int print_routes_table(CtlRoute *routes, size_t n) {
+        _cleanup_(ctl_table_freep) CtlTable *t = NULL;
+
+        t = ctl_table_new("ID", "NAME", "ADDRESS", "STATE", "IN-FLIGHT", "TTFB", "MODELS", NULL);
+        if (!t)
+                return -ENOMEM;
+        ctl_table_set_max_width(t, 6, 60);
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *models = strv_join(routes[i].models, ",");
+
+                ctl_table_addf(t, "%.12s", routes[i].id);
+                ctl_table_add(t, routes[i].name);
+                ctl_table_add(t, routes[i].address);
+                ctl_table_add(t, routes[i].state);
+                ctl_table_addf(t, "%" PRIu32, routes[i].in_flight);
+                if (routes[i].ttfb_usec > 0)
+                        ctl_table_addf(t, "%.1fms", routes[i].ttfb_usec / 1000.0);
+                else
+                        ctl_table_add(t, NULL);
+                ctl_table_add(t, isempty(models) ? NULL : models);
+        }
+        return ctl_table_print(t, stdout, arg_legend);
+}
+
+static int get_string_property(sd_bus *bus, const char *name, const char *path, const char *property,
+                               char **ret) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        r = sd_bus_get_property_string(bus, name, path, name, property, &error, ret);
+        return r < 0 ? call_failed(name, &error, r) : 0;
+}
+
+static int verb_status(sd_bus *bus, int argc, char **argv) {
+        static const char *const names[] = { GOSSIP_NAME, DISCOVERY_NAME, ROUTER_NAME, SHIM_NAME };
+        _cleanup_free_ char *local_id = NULL, *policy = NULL, *api = NULL, *mesh = NULL;
+        CtlMember *members = NULL;
+        CtlRoute *routes = NULL;
+        size_t n_members = 0, n_routes = 0;
+        unsigned counts[4] = {};
+        const CtlMember *self = NULL;
+        bool all_up = true;
+
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                if (!name_has_owner(bus, names[i]))
+                        all_up = false;
+
+        /* Every part is optional: print what the daemons that run can tell. */
+        if (name_has_owner(bus, ROUTER_NAME)) {
+                (void) get_string_property(bus, ROUTER_NAME, ROUTER_PATH, "LocalNodeId", &local_id);
+                (void) get_string_property(bus, ROUTER_NAME, ROUTER_PATH, "Policy", &policy);
+                (void) get_routes(bus, &routes, &n_routes);
+        }
+        if (name_has_owner(bus, SHIM_NAME)) {
+                (void) get_string_property(bus, SHIM_NAME, SHIM_PATH, "ApiAddress", &api);
+                (void) get_string_property(bus, SHIM_NAME, SHIM_PATH, "MeshAddress", &mesh);
+        }
+        if (name_has_owner(bus, GOSSIP_NAME))
+                (void) get_members(bus, &members, &n_members);
+
+        for (size_t i = 0; i < n_members; i++) {
+                if (local_id && streq(members[i].id, local_id))
+                        self = &members[i];
+                if (streq(members[i].state, "alive"))
+                        counts[0]++;
+                else if (streq(members[i].state, "suspect"))
+                        counts[1]++;
+                else if (streq(members[i].state, "dead"))
+                        counts[2]++;
+                else
+                        counts[3]++;
+        }
+
+        if (arg_json) {
+                json_object *o = json_object_new_object(), *daemons = json_object_new_object();
+                json_object *ma = json_object_new_array(), *ra = json_object_new_array();
+
+                for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                        json_object_object_add(daemons, daemon_of(names[i]),
+                                               json_object_new_boolean(name_has_owner(bus, names[i])));
+                json_object_object_add(o, "daemons", daemons);
+                json_object_object_add(o, "id", local_id ? json_object_new_string(local_id) : NULL);
+                json_object_object_add(o, "api", api ? json_object_new_string(api) : NULL);
+                json_object_object_add(o, "mesh", mesh ? json_object_new_string(mesh) : NULL);
+                json_object_object_add(o, "policy", policy ? json_object_new_string(policy) : NULL);
+                for (size_t i = 0; i < n_members; i++)
+                        json_object_array_add(ma, json_member(&members[i]));
+                for (size_t i = 0; i < n_routes; i++)
+                        json_object_array_add(ra, json_route(&routes[i]));
+                json_object_object_add(o, "members", ma);
+                json_object_object_add(o, "routes", ra);
+                json_print(o);
+        } else {
+                printf("%12s %s%s%s%s\n", "Node:", self ? self->name : "", self ? " (" : "", strempty(local_id),
+                       self ? ")" : "");
+                printf("%12s", "Daemons:");
+                for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                        printf(" %s %s", daemon_of(names[i]) + strlen("mycelia-"),
+                               name_has_owner(bus, names[i]) ? "up" : "DOWN");
+                putchar('\n');
+                if (self)
+                        printf("%12s %s, incarnation %" PRIu32 ", gossip %s\n", "State:", self->state,
+                               self->incarnation, self->addresses && self->addresses[0] ? self->addresses[0] : "-");
+                printf("%12s %s\n", "API:", api ?: "-");
+                printf("%12s %s\n", "Mesh:", isempty(mesh) ? "-" : mesh);
+                if (name_has_owner(bus, GOSSIP_NAME))
+                        printf("%12s %u alive, %u suspect, %u dead, %u left\n", "Members:", counts[0], counts[1],
+                               counts[2], counts[3]);
+                if (self && ctl_member_meta(self, "models"))
+                        printf("%12s %s\n", "Models:", ctl_member_meta(self, "models"));
+                if (policy)
+                        printf("%12s %s\n", "Policy:", policy);
+                if (n_routes > 0) {
+                        putchar('\n');
+                        print_routes_table(routes, n_routes);
+                }
+        }
+
+        ctl_members_free(members, n_members);
+        ctl_routes_free(routes, n_routes);
+        if (!all_up) {
+                if (!arg_json)
+                        fprintf(stderr, "Some daemons of this node are not running.\n");
+                return -EXIT_DAEMON_DOWN;
+        }
+        return 0;
+}
+
+static int verb_route(sd_bus *bus, int argc, char **argv) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        const char *id, *address, *reason;
+        int r;
+
+        r = sd_bus_call_method(bus, ROUTER_NAME, ROUTER_PATH, ROUTER_NAME, "Route", &error, &reply, "ssas",
+                               argv[1], "", 0);
+        if (r < 0) {
+                if (sd_bus_error_has_name(&error, "org.mycelia.Router1.NoRoute")) {
+                        if (arg_json)
+                                json_print(json_object_new_object());
+                        fprintf(stderr, "No live node serves %s.\n", argv[1]);
+                        return -EXIT_NO_ROUTE;
+                }
+                return call_failed(ROUTER_NAME, &error, r);
+        }
+        r = sd_bus_message_read(reply, "sss", &id, &address, &reason);
+        if (r < 0) {
+                fprintf(stderr, "Failed to parse the reply of Route: %s\n", strerror(-r));
+                return -EXIT_FAILURE;
+        }
+        if (arg_json) {
+                json_object *o = json_object_new_object();
+                json_object_object_add(o, "model", json_object_new_string(argv[1]));
+                json_object_object_add(o, "id", json_object_new_string(id));
+                json_object_object_add(o, "address", json_object_new_string(address));
+                json_object_object_add(o, "reason", json_object_new_string(reason));
+                return json_print(o);
+        }
+        printf("%s -> %s at %s (%s)\n", argv[1], id, address, reason);
+        return 0;
+}
+
+static int verb_join(sd_bus *bus, int argc, char **argv) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        uint32_t accepted;
+        int r;
+
+        r = sd_bus_message_new_method_call(bus, &m, GOSSIP_NAME, GOSSIP_PATH, GOSSIP_NAME, "Join");
+        if (r >= 0)
+                r = sd_bus_message_append_strv(m, argv + 1);
+        if (r < 0) {
+                fprintf(stderr, "Failed to build the call: %s\n", strerror(-r));
+                return -EXIT_FAILURE;
+        }
+        r = sd_bus_call(bus, m, 0, &error, &reply);
+        if (r < 0)
+                return call_failed(GOSSIP_NAME, &error, r);
+        r = sd_bus_message_read(reply, "u", &accepted);
+        if (r < 0)
+                return -EXIT_FAILURE;
+        if (arg_json) {
+                json_object *o = json_object_new_object();
+                json_object_object_add(o, "accepted", json_object_new_int64(accepted));
+                return json_print(o);
+        }
+        printf("Joining through %" PRIu32 " of %d addresses; see 'myceliactl members'.\n", accepted, argc - 1);
+        return 0;
+}
+
+static int verb_leave(sd_bus *bus, int argc, char **argv) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        r = sd_bus_call_method(bus, GOSSIP_NAME, GOSSIP_PATH, GOSSIP_NAME, "Leave", &error, NULL, "");
+        if (r < 0)
+                return call_failed(GOSSIP_NAME, &error, r);
+        if (!arg_json)
+                printf("Left the mesh; mycelia-gossipd exits.\n");
+        return 0;
+}
+
+static int verb_keygen(int argc, char **argv) {
+        const char *path = argc > 1 ? argv[1] : SYSCONFDIR "/mycelia/mesh.key";
+        int r;
+
+        r = mesh_key_generate(path);
+        if (r == -EEXIST) {
+                fprintf(stderr, "%s exists; refusing to replace a mesh key (remove it first).\n", path);
+                return -EXIT_FAILURE;
+        }
+        if (r < 0) {
+                fprintf(stderr, "Failed to write %s: %s\n", path, strerror(-r));
+                return -EXIT_FAILURE;
+        }
+        if (arg_json) {
+                json_object *o = json_object_new_object();
+                json_object_object_add(o, "path", json_object_new_string(path));
+                return json_print(o);
+        }
+        printf("Wrote a new mesh key to %s (mode 0640). Copy it to every node of the mesh.\n", path);
+        return 0;
+}
+
+static void help(void) {
+        printf("myceliactl [OPTIONS...] COMMAND ...\n\n"
+               "Look inside a Mycelia Mesh node and steer it.\n\n"
+               "Commands:\n"
+               "  status                this node, its daemons, members and routes (default)\n"
+               "  members               every member the gossip knows\n"
+               "  route MODEL           where a request for MODEL would go, and why\n"
+               "  join ADDR:PORT...     make this node known at these gossip addresses\n"
+               "  leave                 leave the mesh gracefully (mycelia-gossipd exits)\n"
+               "  keygen [FILE]         write a new mesh key (default %s/mycelia/mesh.key)\n\n"
+               "Options:\n"
+               "  -h --help             show this help\n"
+               "     --version          show the version\n"
+               "     --bus ADDRESS      D-Bus address (default: the system bus)\n"
+               "     --json             print JSON\n"
+               "     --no-legend        no table headers and footers\n\n"
+               "Exit status: 0 success, 1 failure, 2 usage error, 3 a daemon is not running,\n"
+               "4 no node serves the model (route).\n",
+               SYSCONFDIR);
+}
+
+typedef struct Verb {
+        const char *name;
+        int min_args, max_args;     /* including the verb itself */
+        bool needs_bus;
+        int (*run)(sd_bus *bus, int argc, char **argv);
+} Verb;
+
+static int verb_keygen_bus(sd_bus *bus, int argc, char **argv) {
+        return verb_keygen(argc, argv);
+}
+
+static const Verb verbs[] = {
+        { "status", 1, 1, true, verb_status },
+        { "members", 1, 1, true, verb_members },
+        { "route", 2, 2, true, verb_route },
+        { "join", 2, 65, true, verb_join },
+        { "leave", 1, 1, true, verb_leave },
+        { "keygen", 1, 2, false, verb_keygen_bus },
+};
+
+int main(int argc, char *argv[]) {
+        enum { ARG_VERSION = 0x100, ARG_BUS, ARG_JSON, ARG_NO_LEGEND };
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, ARG_VERSION },
+                { "bus", required_argument, NULL, ARG_BUS },
+                { "json", no_argument, NULL, ARG_JSON },
+                { "no-legend", no_argument, NULL, ARG_NO_LEGEND },
+                {}
+        };
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        const Verb *verb = NULL;
+        char *default_argv[] = { (char *) "status", NULL };
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        help();
+                        return EXIT_SUCCESS;
+                case ARG_VERSION:
+                        printf("myceliactl %s\n", PACKAGE_VERSION);
+                        return EXIT_SUCCESS;
+                case ARG_BUS:
+                        arg_bus = optarg;
+                        break;
+                case ARG_JSON:
+                        arg_json = true;
+                        break;
+                case ARG_NO_LEGEND:
+                        arg_legend = false;
+                        break;
+                default:
+                        return EXIT_USAGE;
+                }
+
+        argc -= optind;
+        argv += optind;
+        if (argc == 0) {
+                argc = 1;
+                argv = default_argv;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                if (streq(verbs[i].name, argv[0]))
+                        verb = &verbs[i];
+        if (!verb) {
+                fprintf(stderr, "Unknown command '%s'. See 'myceliactl --help'.\n", argv[0]);
+                return EXIT_USAGE;
+        }
+        if (argc < verb->min_args || argc > verb->max_args) {
+                fprintf(stderr, "'%s' takes %s. See 'myceliactl --help'.\n", verb->name,
+                        verb->min_args == verb->max_args ? (verb->min_args == 1 ? "no arguments" : "one argument")
+                                                         : "a different number of arguments");
+                return EXIT_USAGE;
+        }
+        if (verb->needs_bus) {
+                r = bus_open(&bus);
+                if (r < 0)
+                        return -r;
+        }
+        r = verb->run(bus, argc, argv);
+        return r < 0 ? -r : EXIT_SUCCESS;
+}

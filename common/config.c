@@ -58,6 +58,7 @@ static const ConfigOption config_options[] = {
         O("gossip", "push_pull_interval", "gossip-push-pull-interval", CONFIG_DURATION, gossip_push_pull_interval, "30s", "full-state exchange with one member this often"),
         O("discovery", "seeds", "seed", CONFIG_LIST, seeds, "", "HOST:PORT gossip address of a peer to join; repeatable, or comma-separated"),
         O("discovery", "mdns", "mdns", CONFIG_BOOL, mdns, "yes", "publish and browse _mycelia._tcp with avahi-daemon"),
+        O("discovery", "avahi_bus", "avahi-bus", CONFIG_STRING, avahi_bus, "unix:path=/run/dbus/system_bus_socket", "D-Bus address of the system bus avahi-daemon is on"),
 };
 
 int parse_size(const char *s, uint64_t *ret) {

@@ -45,6 +45,7 @@ typedef struct MyceliaConfig {
         /* [discovery] */
         char *seeds;              /* "HOST:PORT,..." gossip addresses; --seed is repeatable */
         bool mdns;                /* publish and browse _mycelia._tcp with Avahi */
+        char *avahi_bus;          /* D-Bus address of the system bus avahi-daemon is on */
 } MyceliaConfig;
 
 void config_init(MyceliaConfig *c);

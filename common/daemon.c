@@ -134,6 +134,16 @@ int listen_fd_take(const char *name) {
         return -ENOENT;
 }
 
+int listen_fds_take(const char *name, int *fds, size_t max) {
+        size_t n = 0;
+        int fd;
+
+        /* listen_fd_take() hands each fd out once, so this simply takes them in order. */
+        while (n < max && (fd = listen_fd_take(name)) >= 0)
+                fds[n++] = fd;
+        return (int) n;
+}
+
 int sockaddr_parse(const char *addr_port, struct sockaddr_storage *ret, socklen_t *ret_len) {
         struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV | AI_PASSIVE };
         struct addrinfo *res = NULL;

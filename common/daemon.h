@@ -25,6 +25,9 @@ void daemon_notify_stopping(void);
  * none. The first call reads and unsets the LISTEN_* variables. Both this and listen_tcp()
  * turn Nagle off on the listener, so accepted connections write each token at once. */
 int listen_fd_take(const char *name);
+/* Takes every fd passed with FileDescriptorName=name (at most max, in LISTEN_FDS order) into
+ * fds; returns how many (0 when none). A service may get several, e.g. a UDP and a TCP socket. */
+int listen_fds_take(const char *name, int *fds, size_t max);
 /* Binds and listens on a TCP "ADDR:PORT" ("[::1]:11434", "0.0.0.0:11436", "localhost:0"). */
 int listen_tcp(const char *addr_port, int *ret_fd);
 /* Resolves "ADDR:PORT" (numeric or a host name) to a socket address. */

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* mycelia-node's Manager: a private dbus-daemon, an sd_notify socket, and the daemons of one
  * node forked, watched and restarted like systemd would, driven by node-supervisor.c. */
+#include <arpa/inet.h>
+#include <assert.h>
 #include <event2/event.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,32 +23,44 @@
 #include "build-config.h"
 #include "daemon.h"
 #include "log.h"
+#include "mesh-key.h"
 #include "node-manager.h"
 #include "node-notify.h"
 #include "node-supervisor.h"
+#include "route-table.h"
 
 #define NODE_SOCKETS_MAX 4
 
 typedef struct NodeDaemon {
         const char *svc;        /* its folder under services/ */
         const char *binary;
+        /* A node without it still serves its own Ollama: when the binary is missing the
+         * launcher warns and runs the rest (a tree or an install without the mesh daemons). */
+        bool optional;
         /* Listening sockets the launcher binds once and hands over at every start, as
          * systemd's .socket units do (LISTEN_FDS, names in LISTEN_FDNAMES): the address stays
          * the same across restarts and clients wait in the backlog meanwhile. */
         const char *sockets[NODE_SOCKETS_MAX];
 } NodeDaemon;
 
-/* The daemons of a node, in start order: each starts once the one before is ready.
- * discoveryd, gossipd and shardd slot in here. */
+/* The daemons of a node, in start order: each starts once the one before is ready, so
+ * routerd finds Gossip1 at start and shimd finds Router1. shardd slots in before shimd.
+ * "gossip" is two sockets with one name, UDP then TCP on the same port, as two ListenDatagram=/
+ * ListenStream= lines of one .socket unit with FileDescriptorName=gossip would hand over. */
 static const NodeDaemon node_daemons[] = {
-        { "routerd", "mycelia-routerd", {} },
-        { "shimd", "mycelia-shimd", { "api", "mesh" } },
+        { "gossipd", "mycelia-gossipd", true, { "gossip", "gossip" } },
+        { "discoveryd", "mycelia-discoveryd", true, {} },
+        { "routerd", "mycelia-routerd", false, {} },
+        { "shimd", "mycelia-shimd", false, { "api", "mesh" } },
 };
 
 typedef struct NodeSocket {
-        const char *name;       /* "api", "mesh": the fd name the daemon asks for */
+        const char *name;       /* "api", "mesh", "gossip": the fd name the daemon asks for */
         int fd;                 /* -EBADF when that listener is off */
 } NodeSocket;
+
+/* Tries with port 0 before giving up: the UDP port the kernel picked may be taken for TCP. */
+#define GOSSIP_BIND_ATTEMPTS 16
 
 /* Longest wait for dbus-daemon to print its address, and for it to exit when stopped. */
 #define BUS_START_TIMEOUT_USEC (10 * USEC_PER_SEC)
@@ -76,13 +91,24 @@ struct Manager {
 
         char *state_dir_configured;
         bool override_bus;
+        bool mdns_off;
         char **daemon_args;             /* "", then the flags every daemon gets */
+        /* The daemons this node runs (optional ones that are missing left out), in start
+         * order; index k here is unit k of the supervisor. */
+        const NodeDaemon *daemons[ELEMENTSOF(node_daemons)];
+        size_t n_daemons;
         char *daemon_paths[ELEMENTSOF(node_daemons)];
         char **daemon_argv[ELEMENTSOF(node_daemons)];
         NodeSocket sockets[ELEMENTSOF(node_daemons)][NODE_SOCKETS_MAX];
         char *api_listen;
         char *mesh_listen;
+        char *gossip_listen;
+        char *mesh_key_configured;      /* NULL: the default file, else STATE_DIR/mesh.key */
+        char *mesh_key;                 /* the file every daemon is given */
         char *api_fallback;
+        char gossip_bound[NOTIFY_ADDRESS_MAX];  /* "" when this node runs no gossipd */
+        char mesh_bound[NOTIFY_ADDRESS_MAX];
+        char node_id[NODE_ID_LEN + 1];
         char api[NOTIFY_ADDRESS_MAX];   /* last X_MYCELIA_API */
         char mesh[NOTIFY_ADDRESS_MAX];  /* last X_MYCELIA_MESH */
 
@@ -222,6 +248,9 @@ Manager *manager_free(Manager *m) {
         }
         free(m->api_listen);
         free(m->mesh_listen);
+        free(m->gossip_listen);
+        free(m->mesh_key_configured);
+        free(m->mesh_key);
         strv_free(m->daemon_args);
         free(m->state_dir_configured);
         free(m->state_dir);
@@ -549,13 +578,17 @@ static int spawn_unit(Manager *m, size_t i, pid_t *ret_pid) {
 
 static void announce_ready(Manager *m) {
         const char *api = m->api[0] ? m->api : m->api_fallback;
+        const char *mesh = m->mesh[0] ? m->mesh : m->mesh_bound;
 
         if (!m->api[0])
                 log_warning("mycelia-shimd did not report its API address; printing the configured one.");
-        printf("mycelia-node: ready api=http://%s bus=%s\n", api, m->bus_address);
+        /* Fields are only ever added at the end: scripts and tests parse this line. An empty
+         * gossip= or mesh= means that part is off. */
+        printf("mycelia-node: ready api=http://%s bus=%s gossip=%s mesh=%s node=%s\n", api,
+               m->bus_address, m->gossip_bound, mesh, m->node_id);
         (void) fflush(stdout);
-        log_info("Node ready: api http://%s%s%s, bus %s", api, m->mesh[0] ? ", mesh " : "", m->mesh,
-                 m->bus_address);
+        log_info("Node %s ready: api http://%s, gossip %s, mesh %s, bus %s", m->node_id, api,
+                 m->gossip_bound[0] ? m->gossip_bound : "off", mesh[0] ? mesh : "off", m->bus_address);
         /* When the launcher itself runs under systemd (Type=notify). */
         (void) sd_notifyf(0, "READY=1\nSTATUS=Serving http://%s", api);
 }
@@ -830,39 +863,163 @@ static const char *socket_address(const Manager *m, const char *name) {
                 return m->api_listen;
         if (streq(name, "mesh"))
                 return m->mesh_listen;
+        if (streq(name, "gossip"))
+                return m->gossip_listen;
         return NULL;
 }
 
+static uint16_t sockaddr_port(const struct sockaddr_storage *sa) {
+        if (sa->ss_family == AF_INET)
+                return ntohs(((const struct sockaddr_in *) sa)->sin_port);
+        return ntohs(((const struct sockaddr_in6 *) sa)->sin6_port);
+}
+
+static void sockaddr_set_port(struct sockaddr_storage *sa, uint16_t port) {
+        if (sa->ss_family == AF_INET)
+                ((struct sockaddr_in *) sa)->sin_port = htons(port);
+        else
+                ((struct sockaddr_in6 *) sa)->sin6_port = htons(port);
+}
+
+/* Gossip's UDP socket and its TCP push-pull listener on one port number, as a seed HOST:PORT
+ * must reach both. With port 0 the UDP socket picks the number first and TCP follows; when
+ * that number is taken for TCP, both are closed and tried again. */
+static int gossip_sockets_open(const char *addr, int *ret_udp, int *ret_tcp) {
+        struct sockaddr_storage sa;
+        socklen_t len;
+        bool any_port;
+        int one = 1, r;
+
+        r = sockaddr_parse(addr, &sa, &len);
+        if (r < 0)
+                return r;
+        if (!IN_SET(sa.ss_family, AF_INET, AF_INET6))
+                return -EAFNOSUPPORT;
+        any_port = sockaddr_port(&sa) == 0;
+
+        for (unsigned attempt = 0;; attempt++) {
+                _cleanup_close_ int udp = -EBADF, tcp = -EBADF;
+                struct sockaddr_storage bound = sa;
+                socklen_t bound_len = len;
+
+                udp = socket(sa.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+                if (udp < 0)
+                        return -errno;
+                if (bind(udp, (struct sockaddr *) &sa, len) < 0)
+                        return -errno;
+                if (getsockname(udp, (struct sockaddr *) &bound, &bound_len) < 0)
+                        return -errno;
+
+                tcp = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+                if (tcp < 0)
+                        return -errno;
+                (void) setsockopt(tcp, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+                sockaddr_set_port(&sa, sockaddr_port(&bound));
+                r = bind(tcp, (struct sockaddr *) &sa, len) < 0 ? -errno : 0;
+                sockaddr_set_port(&sa, 0);
+                if (r == -EADDRINUSE && any_port && attempt + 1 < GOSSIP_BIND_ATTEMPTS) {
+                        log_debug("Port %u is free for UDP but not for TCP; trying another.",
+                                  sockaddr_port(&bound));
+                        continue;
+                }
+                if (r < 0)
+                        return r;
+                if (listen(tcp, SOMAXCONN) < 0)
+                        return -errno;
+                *ret_udp = TAKE_FD(udp);
+                *ret_tcp = TAKE_FD(tcp);
+                return 0;
+        }
+}
+
+static int socket_open_failed(const char *addr, const char *name, int r) {
+        if (r == -EADDRINUSE)
+                return log_error_errno(r, "Failed to listen on %s (--%s): %m. Is another "
+                                       "Mycelia node or Ollama using it? Pick another with --%s ADDR:PORT.",
+                                       addr, name, name);
+        return log_error_errno(r, "Failed to listen on %s (--%s): %m", addr, name);
+}
+
 static int sockets_open(Manager *m) {
-        for (size_t i = 0; i < ELEMENTSOF(node_daemons); i++)
-                for (size_t k = 0; k < NODE_SOCKETS_MAX && node_daemons[i].sockets[k]; k++) {
+        for (size_t i = 0; i < m->n_daemons; i++)
+                for (size_t k = 0; k < NODE_SOCKETS_MAX && m->daemons[i]->sockets[k]; k++) {
                         NodeSocket *s = &m->sockets[i][k];
                         const char *addr;
                         char bound[NOTIFY_ADDRESS_MAX];
                         int r;
 
-                        s->name = node_daemons[i].sockets[k];
+                        s->name = m->daemons[i]->sockets[k];
                         addr = socket_address(m, s->name);
                         if (isempty(addr))
                                 continue;       /* off, e.g. no mesh listener */
-                        r = listen_tcp(addr, &s->fd);
-                        if (r == -EADDRINUSE)
-                                return log_error_errno(r, "Failed to listen on %s (--%s): %m. Is another "
-                                                       "Mycelia node or Ollama using it? Pick another with --%s ADDR:PORT.",
-                                                       addr, s->name, s->name);
-                        if (r < 0)
-                                return log_error_errno(r, "Failed to listen on %s (--%s): %m", addr, s->name);
-                        if (sockaddr_format_local(s->fd, bound, sizeof(bound)) >= 0) {
-                                log_debug("Listening on %s for %s (%s).", bound, node_daemons[i].binary, s->name);
-                                if (streq(s->name, "api")) {
-                                        /* The real port when --api asked for port 0. */
-                                        free(m->api_fallback);
-                                        m->api_fallback = strdup(bound);
-                                        if (!m->api_fallback)
-                                                return log_oom();
-                                }
+                        if (streq(s->name, "gossip")) {
+                                /* The pair: UDP in slot k, TCP in slot k + 1, both "gossip". */
+                                assert(k + 1 < NODE_SOCKETS_MAX && m->daemons[i]->sockets[k + 1] &&
+                                       streq(m->daemons[i]->sockets[k + 1], "gossip"));
+                                r = gossip_sockets_open(addr, &s->fd, &m->sockets[i][k + 1].fd);
+                                if (r < 0)
+                                        return socket_open_failed(addr, s->name, r);
+                                m->sockets[i][k + 1].name = s->name;
+                                r = sockaddr_format_local(s->fd, m->gossip_bound, sizeof(m->gossip_bound));
+                                if (r < 0)
+                                        return log_error_errno(r, "Failed to read the gossip address: %m");
+                                log_debug("Gossip on %s (UDP and TCP) for %s.", m->gossip_bound,
+                                          m->daemons[i]->binary);
+                                k++;
+                                continue;
                         }
+                        r = listen_tcp(addr, &s->fd);
+                        if (r < 0)
+                                return socket_open_failed(addr, s->name, r);
+                        r = sockaddr_format_local(s->fd, bound, sizeof(bound));
+                        if (r < 0)
+                                return log_error_errno(r, "Failed to read the address of --%s: %m", s->name);
+                        log_debug("Listening on %s for %s (%s).", bound, m->daemons[i]->binary, s->name);
+                        if (streq(s->name, "api")) {
+                                /* The real port when --api asked for port 0. */
+                                free(m->api_fallback);
+                                m->api_fallback = strdup(bound);
+                                if (!m->api_fallback)
+                                        return log_oom();
+                        } else if (streq(s->name, "mesh"))
+                                snprintf(m->mesh_bound, sizeof(m->mesh_bound), "%s", bound);
                 }
+        return 0;
+}
+
+/* The mesh key every daemon of the node is given: the configured file, else the default
+ * file when it exists, else STATE_DIR/mesh.key, created on the first start. It is loaded once
+ * here so that a missing or bad key stops the node before anything starts. */
+static int mesh_key_prepare(Manager *m) {
+        uint8_t key[MESH_KEY_SIZE];
+        int r;
+
+        if (m->mesh_key_configured)
+                m->mesh_key = strdup(m->mesh_key_configured);
+        else if (access(SYSCONFDIR "/mycelia/mesh.key", F_OK) >= 0)
+                m->mesh_key = strdup(SYSCONFDIR "/mycelia/mesh.key");
+        else {
+                m->mesh_key = path_join(m->state_dir, "mesh.key");
+                if (!m->mesh_key)
+                        return log_oom();
+                r = mesh_key_generate(m->mesh_key);
+                if (r >= 0)
+                        log_info("Created a mesh key for this node: %s. Nodes meant to form one mesh "
+                                 "need the same key (--mesh-key FILE).", m->mesh_key);
+                else if (r != -EEXIST)
+                        return log_error_errno(r, "Failed to create the mesh key %s: %m", m->mesh_key);
+        }
+        if (!m->mesh_key)
+                return log_oom();
+
+        r = mesh_key_load(m->mesh_key, key);
+        explicit_bzero(key, sizeof(key));
+        if (r == -ENOENT)
+                return log_error_errno(r, "The mesh key %s does not exist. Create one (myceliactl keygen, or "
+                                       "head -c 32 /dev/urandom | base64 > FILE) or leave --mesh-key out.",
+                                       m->mesh_key);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the mesh key %s: %m", m->mesh_key);
         return 0;
 }
 
@@ -925,12 +1082,13 @@ static int state_dir_prepare(Manager *m, const char *configured) {
         return 0;
 }
 
-/* argv0, then args, then --bus=bus_override when given; NULL-terminated. */
-static char **daemon_argv_new(const char *argv0, char *const *args, size_t n_args, const char *bus_override) {
+/* argv0, then args, then the n_extra flags in extra; NULL-terminated. */
+static char **daemon_argv_new(const char *argv0, char *const *args, size_t n_args, char *const *extra,
+                              size_t n_extra) {
         size_t n = 0;
         char **v;
 
-        v = calloc(n_args + 3, sizeof(char *));
+        v = calloc(n_args + n_extra + 2, sizeof(char *));
         if (!v)
                 return NULL;
         v[n] = strdup(argv0);
@@ -941,19 +1099,23 @@ static char **daemon_argv_new(const char *argv0, char *const *args, size_t n_arg
                 if (!v[n++])
                         goto fail;
         }
-        if (bus_override) {
-                /* The last flag wins over the file and earlier flags. */
-                if (asprintf(&v[n], "--bus=%s", bus_override) < 0) {
-                        v[n] = NULL;
+        for (size_t i = 0; i < n_extra; i++) {
+                v[n] = strdup(extra[i]);
+                if (!v[n++])
                         goto fail;
-                }
-                n++;
         }
         v[n] = NULL;
         return v;
 fail:
         strv_free(v);
         return NULL;
+}
+
+static bool manager_runs(const Manager *m, const char *svc) {
+        for (size_t i = 0; i < m->n_daemons; i++)
+                if (streq(m->daemons[i]->svc, svc))
+                        return true;
+        return false;
 }
 
 int manager_new(const ManagerParams *p, Manager **ret) {
@@ -971,32 +1133,54 @@ int manager_new(const ManagerParams *p, Manager **ret) {
         m->self_pid = getpid();
         m->api_fallback = strdup(strempty(p->api_fallback));
         m->state_dir_configured = strdup(strempty(p->state_dir));
-        m->daemon_args = daemon_argv_new("", p->daemon_args, p->n_daemon_args, NULL);
+        m->daemon_args = daemon_argv_new("", p->daemon_args, p->n_daemon_args, NULL, 0);
         if (!m->api_fallback || !m->state_dir_configured || !m->daemon_args)
                 return log_oom();
         m->override_bus = p->override_bus;
+        m->mdns_off = p->mdns_off;
         m->api_listen = strdup(strempty(p->api_listen));
         m->mesh_listen = strdup(strempty(p->mesh_listen));
-        if (!m->api_listen || !m->mesh_listen)
+        m->gossip_listen = strdup(strempty(p->gossip_listen));
+        if (!m->api_listen || !m->mesh_listen || !m->gossip_listen)
                 return log_oom();
+        if (p->mesh_key) {
+                m->mesh_key_configured = strdup(p->mesh_key);
+                if (!m->mesh_key_configured)
+                        return log_oom();
+        }
+        snprintf(m->node_id, sizeof(m->node_id), "%s", strempty(p->node_id));
 
         supervisor_init(&m->supervisor, NULL);
         for (size_t i = 0; i < ELEMENTSOF(node_daemons); i++) {
-                const char *name = node_daemons[i].binary;
+                const NodeDaemon *d = &node_daemons[i];
+                size_t u = m->n_daemons;
 
-                r = manager_find_daemon(p->libexec_dir, node_daemons[i].svc, &m->daemon_paths[i]);
+                r = manager_find_daemon(p->libexec_dir, d->svc, &m->daemon_paths[u]);
+                if (r == -ENOENT && d->optional) {
+                        log_warning("%s not found%s%s; this node runs without it.", d->binary,
+                                    p->libexec_dir ? " in " : "", strempty(p->libexec_dir));
+                        continue;
+                }
                 if (r == -ENOENT) {
                         if (p->libexec_dir)
-                                return log_error_errno(r, "%s not found in %s.", name, p->libexec_dir);
+                                return log_error_errno(r, "%s not found in %s.", d->binary, p->libexec_dir);
                         return log_error_errno(r, "%s not found next to mycelia-node, in the build tree, "
-                                               "or in %s/mycelia; use --libexec-dir DIR.", name, LIBEXECDIR);
+                                               "or in %s/mycelia; use --libexec-dir DIR.", d->binary, LIBEXECDIR);
                 }
                 if (r < 0)
-                        return log_error_errno(r, "Failed to find %s: %m", name);
-                log_debug("Using %s", m->daemon_paths[i]);
-                r = supervisor_add_unit(&m->supervisor, name);
+                        return log_error_errno(r, "Failed to find %s: %m", d->binary);
+                log_debug("Using %s", m->daemon_paths[u]);
+                r = supervisor_add_unit(&m->supervisor, d->binary);
                 if (r < 0)
                         return log_error_errno(r, "Too many daemons: %m");
+                m->daemons[m->n_daemons++] = d;
+        }
+        if (!manager_runs(m, "gossipd")) {
+                /* Nobody to hand them to: no gossip address in the ready line either. */
+                free(m->gossip_listen);
+                m->gossip_listen = strdup("");
+                if (!m->gossip_listen)
+                        return log_oom();
         }
 
         m->base = event_base_new();
@@ -1019,30 +1203,74 @@ int manager_new(const ManagerParams *p, Manager **ret) {
         return 0;
 }
 
+#define EXTRA_FLAGS_MAX 5
+
+/* What the launcher decided goes after the user's flags, where the last flag wins: the bound
+ * addresses (port 0 resolved, so discoveryd publishes and gossipd advertises real ports), the
+ * mesh key, and the private bus. Returns the number of flags put in extra, or -ENOMEM. */
+static int manager_extra_flags(Manager *m, char *extra[static EXTRA_FLAGS_MAX]) {
+        const char *flag[EXTRA_FLAGS_MAX], *value[EXTRA_FLAGS_MAX];
+        int n = 0;
+
+        if (m->gossip_bound[0])
+                flag[n] = "gossip", value[n++] = m->gossip_bound;
+        if (m->mesh_bound[0])
+                flag[n] = "mesh", value[n++] = m->mesh_bound;
+        flag[n] = "mesh-key", value[n++] = m->mesh_key;
+        if (m->mdns_off)
+                flag[n] = "mdns", value[n++] = "no";
+        if (m->override_bus)
+                flag[n] = "bus", value[n++] = m->bus_address;
+
+        for (int i = 0; i < n; i++)
+                if (asprintf(&extra[i], "--%s=%s", flag[i], value[i]) < 0) {
+                        for (int j = 0; j < i; j++) {
+                                free(extra[j]);
+                                extra[j] = NULL;
+                        }
+                        return -ENOMEM;
+                }
+        return n;
+}
+
 int manager_start(Manager *m) {
         SupervisorActions a = {};
+        char *extra[EXTRA_FLAGS_MAX] = {};
         size_t n_args = 0;
-        int r;
+        int n_extra, r;
 
         r = state_dir_prepare(m, m->state_dir_configured);
+        if (r < 0)
+                return r;
+        r = mesh_key_prepare(m);
         if (r < 0)
                 return r;
 
         if (m->override_bus)
                 log_warning("Ignoring the configured bus address: the daemons of this node use its private bus %s.",
                             m->bus_address);
-        while (m->daemon_args[1 + n_args])
-                n_args++;
-        for (size_t i = 0; i < ELEMENTSOF(node_daemons); i++) {
-                m->daemon_argv[i] = daemon_argv_new(m->daemon_paths[i], m->daemon_args + 1, n_args,
-                                                    m->override_bus ? m->bus_address : NULL);
-                if (!m->daemon_argv[i])
-                        return log_oom();
-        }
 
         r = sockets_open(m);
         if (r < 0)
                 return r;
+
+        n_extra = manager_extra_flags(m, extra);
+        if (n_extra < 0)
+                return log_oom();
+        while (m->daemon_args[1 + n_args])
+                n_args++;
+        for (size_t i = 0; i < m->n_daemons; i++) {
+                m->daemon_argv[i] = daemon_argv_new(m->daemon_paths[i], m->daemon_args + 1, n_args, extra,
+                                                    (size_t) n_extra);
+                if (!m->daemon_argv[i])
+                        break;
+        }
+        for (int i = 0; i < n_extra; i++)
+                free(extra[i]);
+        for (size_t i = 0; i < m->n_daemons; i++)
+                if (!m->daemon_argv[i])
+                        return log_oom();
+
         r = notify_socket_open(m);
         if (r < 0)
                 return r;

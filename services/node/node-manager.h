@@ -15,7 +15,12 @@ typedef struct ManagerParams {
         const char *api_listen;         /* --api: bound here and handed to shimd as fd "api" */
         const char *mesh_listen;        /* --mesh, or empty: handed to shimd as fd "mesh" */
         const char *api_fallback;       /* printed when shimd does not report X_MYCELIA_API */
+        const char *gossip_listen;      /* --gossip: UDP and TCP on one port, handed to gossipd as "gossip" */
+        const char *mesh_key;           /* --mesh-key, or NULL: the default file if it exists, else
+                                         * STATE_DIR/mesh.key (created when missing) */
+        const char *node_id;            /* printed in the ready line */
         bool override_bus;              /* the config named a bus: point the daemons at ours */
+        bool mdns_off;                  /* pass --mdns=no to the daemons */
 } ManagerParams;
 
 int manager_new(const ManagerParams *p, Manager **ret);

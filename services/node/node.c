@@ -1,21 +1,41 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* mycelia-node: runs one Mycelia node without systemd (development, containers, tests):
  * a private bus and every daemon of the node, supervised. main() only. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 
 #include "build-config.h"
 #include "config.h"
+#include "daemon.h"
 #include "log.h"
 #include "node-manager.h"
+#include "route-table.h"
+
+/* Put in place of a default before the configuration is read: still there afterwards means
+ * neither the file nor a flag set that key, and the launcher picks its own default. */
+#define NODE_UNSET "\001unset"
+
+/* A launcher node is for local meshes, demos and tests (systemd's units run real installs):
+ * unless told otherwise its gossip is on loopback with a free port, so several nodes share a
+ * host and nothing is exposed to the network. */
+#define NODE_GOSSIP_DEFAULT "127.0.0.1:0"
 
 static void help(void) {
         printf("Usage: mycelia-node [OPTIONS]\n"
                "\n"
                "Runs one Mycelia node without systemd: a private D-Bus daemon in the state\n"
-               "directory and the node's daemons (mycelia-routerd, mycelia-shimd), restarted\n"
-               "when they fail. Prints one line on stdout when the node is ready:\n"
-               "  mycelia-node: ready api=http://HOST:PORT bus=unix:path=STATE_DIR/bus.sock\n"
+               "directory and the node's daemons (mycelia-gossipd, mycelia-discoveryd,\n"
+               "mycelia-routerd, mycelia-shimd), restarted when they fail. Prints one line on\n"
+               "stdout when the node is ready:\n"
+               "  mycelia-node: ready api=http://HOST:PORT bus=unix:path=STATE_DIR/bus.sock \\\n"
+               "        gossip=ADDR:PORT mesh=ADDR:PORT node=ID\n"
                "and stops everything on SIGTERM or SIGINT.\n"
+               "\n"
+               "Defaults that differ from the daemons' (see docs/launcher.md): --gossip %s,\n"
+               "--mesh on the gossip host with a free port, --mesh-key %s/mycelia/mesh.key if\n"
+               "it exists, else STATE_DIR/mesh.key (created), --mdns no while gossip is on\n"
+               "loopback.\n"
                "\n"
                "Launcher options:\n"
                "  --libexec-dir DIR          where the daemons are (default: next to mycelia-node,\n"
@@ -24,8 +44,43 @@ static void help(void) {
                "  --version                  show the version\n"
                "\n"
                "Node options, passed unchanged to every daemon:\n",
-               LIBEXECDIR);
+               NODE_GOSSIP_DEFAULT, SYSCONFDIR, LIBEXECDIR);
         config_help(stdout);
+}
+
+/* "127.0.0.1:11436" -> "127.0.0.1:0", "[::1]:7000" -> "[::1]:0": the mesh listener's default,
+ * on the host gossip listens on. */
+static char *address_any_port(const char *addr) {
+        const char *colon = strrchr(addr, ':');
+        char *s;
+
+        if (!colon)
+                return NULL;
+        if (asprintf(&s, "%.*s:0", (int) (colon - addr), addr) < 0)
+                return NULL;
+        return s;
+}
+
+static bool address_is_loopback(const char *addr) {
+        struct sockaddr_storage sa;
+        socklen_t len;
+
+        if (sockaddr_parse(addr, &sa, &len) < 0)
+                return false;
+        if (sa.ss_family == AF_INET)
+                return (ntohl(((struct sockaddr_in *) &sa)->sin_addr.s_addr) >> 24) == 127;
+        if (sa.ss_family == AF_INET6)
+                return IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *) &sa)->sin6_addr);
+        return false;
+}
+
+static bool args_have_flag(char **args, int n, const char *flag) {
+        size_t len = strlen(flag);
+
+        for (int i = 1; i < n; i++)
+                if (strneq(args[i], flag, len) && IN_SET(args[i][len], '\0', '='))
+                        return true;
+        return false;
 }
 
 int main(int argc, char **argv) {
@@ -33,7 +88,9 @@ int main(int argc, char **argv) {
         _cleanup_free_ char **pass = NULL;
         _cleanup_free_ int *unknown = NULL;
         _cleanup_(config_done) MyceliaConfig config = {};
-        const char *libexec_dir = NULL;
+        _cleanup_free_ char *mesh_default = NULL;
+        const char *libexec_dir = NULL, *gossip, *mesh, *mesh_key;
+        char node_id[NODE_ID_LEN + 1];
         int n_pass = 0, n_unknown = 0, r;
 
         log_setup("mycelia-node", LOG_TARGET_AUTO);
@@ -75,6 +132,9 @@ int main(int argc, char **argv) {
         pass[n_pass] = NULL;
 
         config_init(&config);
+        (void) config_set(&config, "gossip", "listen", NODE_UNSET);
+        (void) config_set(&config, "shim", "mesh", NODE_UNSET);
+        (void) config_set(&config, "node", "mesh_key", NODE_UNSET);
         r = config_load(&config, n_pass, pass, unknown, &n_unknown);
         if (r == 1) {
                 help();
@@ -89,15 +149,43 @@ int main(int argc, char **argv) {
         if (!isempty(config.node_name))
                 log_set_node(config.node_name);
 
+        gossip = streq(config.gossip_listen, NODE_UNSET) ? NODE_GOSSIP_DEFAULT : config.gossip_listen;
+        if (isempty(gossip)) {
+                log_error("--gossip needs ADDR:PORT (port 0 picks a free one).");
+                return EXIT_FAILURE;
+        }
+        if (streq(config.mesh_listen, NODE_UNSET)) {
+                mesh = mesh_default = address_any_port(gossip);
+                if (!mesh) {
+                        log_error("Invalid gossip address '%s'; use ADDR:PORT.", gossip);
+                        return EXIT_FAILURE;
+                }
+        } else
+                mesh = config.mesh_listen;      /* "" turns the mesh listener off */
+        mesh_key = streq(config.mesh_key, NODE_UNSET) ? NULL : config.mesh_key;
+
+        r = node_id_get(config.node_id, node_id);
+        if (r < 0) {
+                log_error_errno(r, "Failed to get the node id (%s): %m. Give one with --node-id "
+                                "(32 hex digits); several nodes on one host need one each.",
+                                isempty(config.node_id) ? "no /etc/machine-id?" : config.node_id);
+                return EXIT_FAILURE;
+        }
+
         r = manager_new(&(ManagerParams) {
                                 .state_dir = config.state_dir,
                                 .libexec_dir = libexec_dir,
                                 .daemon_args = pass + 1,
                                 .n_daemon_args = (size_t) n_pass - 1,
                                 .api_listen = config.api_listen,
-                                .mesh_listen = config.mesh_listen,
+                                .mesh_listen = mesh,
                                 .api_fallback = config.api_listen,
+                                .gossip_listen = gossip,
+                                .mesh_key = mesh_key,
+                                .node_id = node_id,
                                 .override_bus = !isempty(config.bus_address),
+                                /* mDNS would announce to the LAN a node it cannot reach. */
+                                .mdns_off = address_is_loopback(gossip) && !args_have_flag(pass, n_pass, "--mdns"),
                         },
                         &m);
         if (r < 0)

@@ -7,6 +7,7 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "routerd-gossip.h"
 #include "routerd-manager.h"
 
 static void manager_exit(Manager *m, int code) {
@@ -61,11 +62,11 @@ static void manager_nodes_changed(Manager *m, bool load_only) {
         (void) evtimer_add(m->emit_timer, &tv);
 }
 
-static void manager_batch_begin(Manager *m) {
+void manager_batch_begin(Manager *m) {
         m->batch++;
 }
 
-static void manager_batch_end(Manager *m) {
+void manager_batch_end(Manager *m) {
         assert(m->batch > 0);
         if (--m->batch > 0 || !m->batch_dirty)
                 return;
@@ -146,6 +147,104 @@ int manager_node_set_models(Manager *m, const char *id, char *const *models, siz
         return 1;
 }
 
+int manager_node_remove(Manager *m, const char *id) {
+        RouteNode *n = route_table_find(&m->table, id);
+        NodeStats *s;
+        size_t i;
+
+        if (!n)
+                return -ENOENT;
+        if (n->local)
+                return -EPERM;
+        i = (size_t) (n - m->table.nodes);
+        route_node_done(n);
+        memmove(&m->table.nodes[i], &m->table.nodes[i + 1], (m->table.n_nodes - i - 1) * sizeof(RouteNode));
+        m->table.n_nodes--;
+
+        /* Its counters go with it: the stats table is bounded like the routing table. */
+        s = manager_stats_get(m, id, false);
+        if (s) {
+                i = (size_t) (s - m->stats);
+                memmove(&m->stats[i], &m->stats[i + 1], (m->n_stats - i - 1) * sizeof(NodeStats));
+                m->n_stats--;
+        }
+        manager_nodes_changed(m, false);
+        return 1;
+}
+
+/* Replaces *field with a copy of value when they differ; 1 when changed. */
+static int update_string(char **field, const char *value) {
+        char *copy;
+
+        if (*field && streq(*field, strempty(value)))
+                return 0;
+        copy = strdup(strempty(value));
+        if (!copy)
+                return -ENOMEM;
+        free(*field);
+        *field = copy;
+        return 1;
+}
+
+/* A remote node's shown in_flight: what this node's shim has in flight there, or what the
+ * node says it has in flight in all (gossip, up to a second old), whichever is more. */
+static unsigned remote_in_flight(const NodeStats *s) {
+        return s ? MAX(s->shim_in_flight, s->gossip_in_flight) : 0;
+}
+
+int manager_node_set_remote(Manager *m, const char *id, const char *name, const char *address,
+                            char *const *models, size_t n_models, bool up, unsigned in_flight,
+                            unsigned capacity) {
+        RouteNode *n = route_table_find(&m->table, id);
+        bool changed = false, load_changed = false;
+        NodeStats *s;
+        int r;
+
+        if (n && n->local)
+                return -EPERM;
+
+        manager_batch_begin(m);
+        if (!n) {
+                r = manager_node_add(m, id, name, address, false);
+                if (r < 0)
+                        goto finish;
+                n = route_table_find(&m->table, id);
+        }
+        r = update_string(&n->name, name);
+        if (r < 0)
+                goto finish;
+        changed = changed || r > 0;
+        r = update_string(&n->address, address);
+        if (r < 0)
+                goto finish;
+        changed = changed || r > 0;
+        r = manager_node_set_models(m, id, models, n_models);
+        if (r < 0)
+                goto finish;
+        r = manager_node_set_up(m, id, up);
+        if (r < 0)
+                goto finish;
+
+        s = manager_stats_get(m, id, true);
+        if (s)
+                s->gossip_in_flight = in_flight;
+        if (n->capacity != capacity) {
+                n->capacity = capacity;
+                load_changed = true;
+        }
+        if (n->in_flight != remote_in_flight(s)) {
+                n->in_flight = remote_in_flight(s);
+                load_changed = true;
+        }
+        r = 0;
+finish:
+        /* Inside the batch: one Generation for the whole update. */
+        if (changed || load_changed)
+                manager_nodes_changed(m, false);
+        manager_batch_end(m);
+        return r;
+}
+
 int manager_route(Manager *m, const char *model, const char *affinity_key, char *const *exclude,
                   RouteNode **ret_node, const char **ret_reason) {
         int r;
@@ -205,10 +304,16 @@ int manager_report(Manager *m, const RouteOutcome *outcomes, size_t n_outcomes,
         for (size_t i = 0; i < m->table.n_nodes; i++) {
                 RouteNode *n = &m->table.nodes[i];
                 unsigned count = 0;
+                NodeStats *s;
 
                 for (size_t j = 0; j < n_in_flight; j++)
                         if (streq(in_flight[j].node_id, n->id))
                                 count = in_flight[j].count;
+                s = manager_stats_get(m, n->id, false);
+                if (s)
+                        s->shim_in_flight = count;
+                if (!n->local)
+                        count = MAX(count, s ? s->gossip_in_flight : 0);
                 if (n->in_flight != count) {
                         n->in_flight = count;
                         changed = true;
@@ -228,11 +333,19 @@ int manager_report(Manager *m, const RouteOutcome *outcomes, size_t n_outcomes,
 void manager_clear_in_flight(Manager *m) {
         bool changed = false;
 
-        for (size_t i = 0; i < m->table.n_nodes; i++)
-                if (m->table.nodes[i].in_flight > 0) {
-                        m->table.nodes[i].in_flight = 0;
+        for (size_t i = 0; i < m->table.n_nodes; i++) {
+                RouteNode *n = &m->table.nodes[i];
+                NodeStats *s = manager_stats_get(m, n->id, false);
+                unsigned count;
+
+                if (s)
+                        s->shim_in_flight = 0;
+                count = n->local ? 0 : remote_in_flight(s);
+                if (n->in_flight != count) {
+                        n->in_flight = count;
                         changed = true;
                 }
+        }
         if (changed)
                 manager_nodes_changed(m, true);
 }
@@ -284,6 +397,7 @@ static void manager_local_fetched(UpstreamPoller *p, int error, const char *reas
                         log_debug("Local Ollama still down (%u failed probes): %s", h->consecutive_failures,
                                   strempty(reason));
                 (void) manager_node_set_up(m, m->local_id, false);
+                router_gossip_local_changed(m);
                 manager_update_status(m);
                 return;
         }
@@ -303,6 +417,7 @@ static void manager_local_fetched(UpstreamPoller *p, int error, const char *reas
                 log_info("Local Ollama serves %zu model(s).", tags->n_models);
         (void) manager_node_set_up(m, m->local_id, true);
         manager_batch_end(m);
+        router_gossip_local_changed(m);
 
         if (state_changed)
                 log_notice("Local Ollama at %s is up.", upstream_poller_get_host_port(p));
@@ -339,6 +454,21 @@ static int manager_request_name_cb(sd_bus_message *reply, void *userdata, sd_bus
                  route_policy_to_string(m->policy), m->local_name, m->local_id);
         manager_format_status(m, m->last_status, sizeof(m->last_status));
         daemon_notify_ready(m->last_status);
+        return 0;
+}
+
+int manager_request_name(Manager *m) {
+        int r;
+
+        if (m->name_slot || m->ready)
+                return 0;
+        r = sd_bus_request_name_async(m->bus, &m->name_slot, ROUTER_BUS_NAME, 0, manager_request_name_cb, m);
+        if (r < 0) {
+                log_error_errno(r, "Failed to request the bus name %s: %m", ROUTER_BUS_NAME);
+                manager_exit(m, EXIT_FAILURE);
+                return r;
+        }
+        bus_event_rearm(m->bus_event);
         return 0;
 }
 
@@ -396,7 +526,7 @@ int manager_new(struct event_base *base, const MyceliaConfig *config, Manager **
         log_set_node(m->local_name);
 
         m->emit_timer = evtimer_new(base, manager_emit_timer_cb, m);
-        if (!m->emit_timer)
+        if (!m->emit_timer || router_gossip_init(m) < 0)
                 return log_oom();
 
         r = upstream_poller_new(base, config->upstream_url, config->connect_timeout, config->tags_interval,
@@ -419,6 +549,7 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
         upstream_poller_free(m->local_upstream);
+        router_gossip_done(m);
         sd_bus_slot_unref(m->shim_match_slot);
         sd_bus_slot_unref(m->name_slot);
         sd_bus_slot_unref(m->vtable_slot);
@@ -450,10 +581,11 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to watch %s on the bus: %m", SHIM_BUS_NAME);
 
-        r = sd_bus_request_name_async(m->bus, &m->name_slot, ROUTER_BUS_NAME, 0, manager_request_name_cb, m);
+        /* The name is requested once the first read of Gossip1.Members ended (or failed):
+         * a restarted routerd must not show the shim a table without its peers. */
+        r = router_gossip_start(m);
         if (r < 0)
-                return log_error_errno(r, "Failed to request the bus name %s: %m", ROUTER_BUS_NAME);
-        bus_event_rearm(m->bus_event);
+                return log_error_errno(r, "Failed to watch %s on the bus: %m", GOSSIP_BUS_NAME);
 
         r = upstream_poller_start(m->local_upstream);
         if (r < 0)

@@ -9,6 +9,7 @@
 #include "bus-event.h"
 #include "config.h"
 #include "route-table.h"
+#include "routerd-gossip.h"
 #include "routerd-upstream.h"
 
 #define ROUTER_BUS_NAME "org.mycelia.Router1"
@@ -29,6 +30,8 @@ typedef struct NodeStats {
         uint64_t n_outcomes;
         uint64_t n_failures;
         uint64_t n_tokens;
+        unsigned shim_in_flight;        /* from the last ReportOutcome */
+        unsigned gossip_in_flight;      /* a peer's own count, from its gossip metadata */
 } NodeStats;
 
 /* One request's fate as ReportOutcome carries it. */
@@ -64,6 +67,7 @@ typedef struct Manager {
         sd_bus_slot *vtable_slot;
         sd_bus_slot *name_slot;
         sd_bus_slot *shim_match_slot;
+        RouterGossip gossip;
         bool ready;
         char last_status[256];   /* last STATUS= sent */
 
@@ -95,6 +99,17 @@ int manager_start(Manager *m);
 int manager_node_add(Manager *m, const char *id, const char *name, const char *address, bool local);
 int manager_node_set_up(Manager *m, const char *id, bool up);
 int manager_node_set_models(Manager *m, const char *id, char *const *models, size_t n_models);
+/* Removes a peer (never the local node: -EPERM). */
+int manager_node_remove(Manager *m, const char *id);
+/* Adds or updates a peer from gossip: name, address, models, up, its own in-flight count and
+ * capacity, in one Generation. */
+int manager_node_set_remote(Manager *m, const char *id, const char *name, const char *address,
+                            char *const *models, size_t n_models, bool up, unsigned in_flight,
+                            unsigned capacity);
+
+/* Changes between begin and end (nested) go out as one Generation bump and one signal. */
+void manager_batch_begin(Manager *m);
+void manager_batch_end(Manager *m);
 
 /* Route(): -ENOENT when no live node serves the model. */
 int manager_route(Manager *m, const char *model, const char *affinity_key, char *const *exclude,
@@ -107,6 +122,9 @@ int manager_report(Manager *m, const RouteOutcome *outcomes, size_t n_outcomes,
 void manager_clear_in_flight(Manager *m);
 
 const NodeStats *manager_get_stats(Manager *m, const char *id);
+
+/* Requests org.mycelia.Router1 (once; READY follows when it is ours). */
+int manager_request_name(Manager *m);
 
 /* routerd-bus.c */
 int manager_bus_register(Manager *m);

@@ -7,6 +7,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "log.h"
+#include "mesh-key.h"
 #include "shimd-errors.h"
 #include "shimd-manager.h"
 #include "shimd-proxy.h"
@@ -80,6 +81,8 @@ Manager *manager_free(Manager *m) {
         free(m->mesh.address);
         m->router = router_cache_free(m->router);
         m->pool = upstream_pool_free(m->pool);
+        mesh_auth_key_wipe(&m->mesh_auth);
+        sd_bus_slot_unref(m->gossip_owner_slot);
         sd_bus_slot_unref(m->vtable_slot);
         bus_event_free(m->bus_event);
         daemon_loop_free(m->loop);
@@ -137,6 +140,34 @@ static int manager_listen(Manager *m, ShimListener *l, const char *fdname, const
         return 0;
 }
 
+/* The mesh key signs what this node forwards and checks what peers forward to it. A mesh
+ * listener without it would be an open relay to this node's Ollama: refuse to start. Without
+ * a mesh listener the key is optional; without it, nothing is forwarded to peers. */
+static int manager_load_mesh_key(Manager *m) {
+        const char *path = m->config->mesh_key;
+        uint8_t key[MESH_KEY_SIZE];
+        int r;
+
+        r = isempty(path) ? -ENOENT : mesh_key_load(path, key);
+        if (r >= 0) {
+                r = mesh_auth_key_derive(key, sizeof(key), &m->mesh_auth);
+                explicit_bzero(key, sizeof(key));
+                if (r < 0)
+                        return log_error_errno(r, "Failed to derive the mesh HTTP key: %m");
+                m->have_mesh_key = true;
+                log_debug("Mesh key loaded from %s.", path);
+                return 0;
+        }
+        if (m->mesh.http)
+                return log_error_errno(r, "The mesh listener on %s needs the mesh key, but %s could not be loaded: %m. "
+                                       "Create one (myceliactl keygen) or point [node] mesh_key / --mesh-key at it, "
+                                       "or turn the mesh listener off.",
+                                       m->mesh.address, isempty(path) ? "(none configured)" : path);
+        log_info("No mesh key (%s: %s); requests are not forwarded to peers.", isempty(path) ? "(none)" : path,
+                 strerror(-r));
+        return 0;
+}
+
 static void manager_bus_disconnected(void *userdata) {
         Manager *m = userdata;
 
@@ -155,11 +186,9 @@ int manager_start(Manager *m) {
         r = manager_listen(m, &m->mesh, "mesh", c->mesh_listen);
         if (r < 0)
                 return r;
-        if (m->mesh.http)
-                /* The mesh authenticator (from the mesh key) is checked here when the mesh lands;
-                 * until then the mesh listener trusts its network: bind it to loopback or a LAN
-                 * you control. */
-                log_notice("Mesh API on %s has no authentication yet.", m->mesh.address);
+        r = manager_load_mesh_key(m);
+        if (r < 0)
+                return r;
 
         shim_error_pages_setup(&(ShimErrorPages) {
                 .max_body_size = c->max_body_size,
@@ -180,6 +209,9 @@ int manager_start(Manager *m) {
                 r = router_cache_start(m->router);
                 if (r < 0)
                         return log_error_errno(r, "Failed to subscribe to org.mycelia.Router1: %m");
+                r = manager_gossip_start(m);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to watch org.mycelia.Gossip1: %m");
                 bus_event_rearm(m->bus_event);
         }
 

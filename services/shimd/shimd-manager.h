@@ -12,6 +12,7 @@
 #include "bus-event.h"
 #include "config.h"
 #include "daemon.h"
+#include "mesh-auth.h"
 #include "route-table.h"
 #include "shim-request.h"
 
@@ -38,6 +39,7 @@ typedef struct ShimCounters {
         uint64_t requests_failed;
         uint64_t rejected_busy;
         uint64_t rejected_too_large;
+        uint64_t rejected_unauthenticated; /* mesh listener: no valid X-Mycelia-Auth */
         uint64_t client_cancelled;
         uint64_t upstream_errors;
         uint64_t bytes_to_clients;
@@ -59,6 +61,13 @@ struct Manager {
 
         RouterCache *router;
         UpstreamPool *pool;
+
+        /* From the mesh key: signs requests forwarded to peers, checks the mesh listener's. */
+        MeshAuthKey mesh_auth;
+        bool have_mesh_key;
+
+        /* org.mycelia.Gossip1: where this shim's listeners are, published as metadata. */
+        sd_bus_slot *gossip_owner_slot;
 
         LIST_HEAD(, ProxyRequest) requests;
         unsigned requests_active;
@@ -82,3 +91,6 @@ int manager_run(Manager *m);
 
 /* shimd-bus.c */
 int manager_bus_publish(Manager *m);
+
+/* shimd-gossip.c: publishes "api" and "mesh" now and whenever gossipd (re)appears. */
+int manager_gossip_start(Manager *m);

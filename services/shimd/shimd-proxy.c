@@ -12,12 +12,14 @@
 #include <event2/util.h>
 #include <netinet/in.h>
 #include <inttypes.h>
+#include <sodium.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
 #include "log.h"
+#include "mesh-auth.h"
 #include "shim-http.h"
 #include "shim-stream.h"
 #include "shimd-errors.h"
@@ -34,6 +36,10 @@
  * at most PROXY_MAX_RETRIES times in all (that, and once on a fresh connection). */
 #define PROXY_MAX_NODES 2
 #define PROXY_MAX_RETRIES 2
+/* Not evhttp_request_errors: the routing table dropped the node, or marked it down, while the
+ * attempt ran. */
+#define PROXY_ERROR_NODE_LOST 1000
+#define PROXY_ERROR_NODE_DOWN 1001
 
 struct ProxyRequest {
         Manager *m;
@@ -62,6 +68,7 @@ struct ProxyRequest {
         bool up_keep_alive;     /* the response allows another request on the connection */
         bool fresh_retry_done;
         bool force_fresh;
+        bool node_lost;         /* the attempt was cut because its node left the table */
         int up_error;           /* enum evhttp_request_error, -1 when none (or connect failed) */
         ShimHttpBody body;
         char *tried[PROXY_MAX_NODES + 1];
@@ -202,6 +209,17 @@ UpstreamConn *upstream_pool_take(UpstreamPool *pool, const char *hostport) {
         return e->idle[--e->n_idle];
 }
 
+/* Closes every idle connection to hostport (a peer that left: its sockets may be half dead). */
+static void upstream_pool_drop(UpstreamPool *pool, const char *hostport) {
+        PoolEntry *e = pool_entry(pool, hostport, false);
+
+        if (!e)
+                return;
+        for (unsigned i = 0; i < e->n_idle; i++)
+                upstream_conn_free(e->idle[i]);
+        e->n_idle = 0;
+}
+
 /* Keeps c for another request (reading it, so that a close is noticed at once), or closes it
  * when the pool is full. */
 void upstream_pool_put(UpstreamPool *pool, UpstreamConn *c) {
@@ -219,20 +237,27 @@ void upstream_pool_put(UpstreamPool *pool, UpstreamConn *c) {
         e->idle[e->n_idle++] = c;
 }
 
-/* A new connection to url, connecting. Name resolution blocks, as evhttp's did without a DNS
- * base; upstream addresses are literal in practice. */
+/* A new connection to url, connecting. A numeric host (every peer address from gossip, and
+ * the usual 127.0.0.1 upstream) is converted without any lookup; only a configured host name
+ * (the local upstream, "localhost" say) goes through the blocking resolver. */
 static int upstream_conn_new(UpstreamPool *pool, const HttpBaseUrl *url, UpstreamConn **ret) {
         struct evutil_addrinfo hints = {
                 .ai_family = AF_UNSPEC,
                 .ai_socktype = SOCK_STREAM,
                 .ai_protocol = IPPROTO_TCP,
+                .ai_flags = EVUTIL_AI_NUMERICHOST | EVUTIL_AI_NUMERICSERV,
         }, *ai = NULL;
         char port[8];
         UpstreamConn *c;
         int r;
 
         snprintf(port, sizeof(port), "%u", url->port);
-        if (evutil_getaddrinfo(url->host, port, &hints, &ai) != 0 || !ai)
+        r = evutil_getaddrinfo(url->host, port, &hints, &ai);
+        if (r == EVUTIL_EAI_NONAME) {
+                hints.ai_flags = EVUTIL_AI_NUMERICSERV;
+                r = evutil_getaddrinfo(url->host, port, &hints, &ai);
+        }
+        if (r != 0 || !ai)
                 return -EHOSTUNREACH;
         c = calloc(1, sizeof(*c));
         if (!c) {
@@ -282,6 +307,8 @@ static const char *upstream_error_string(int e) {
         case EVREQ_HTTP_INVALID_HEADER: return "sent an invalid response";
         case EVREQ_HTTP_BUFFER_ERROR: return "connection failed";
         case EVREQ_HTTP_DATA_TOO_LONG: return "sent a response too large";
+        case PROXY_ERROR_NODE_LOST: return "left the mesh";
+        case PROXY_ERROR_NODE_DOWN: return "is suspected down";
         default: return "failed";
         }
 }
@@ -470,7 +497,10 @@ static int proxy_pick_first(ProxyRequest *p) {
 
         if (p->model && router_cache_pick(p->m->router, p->model, NULL, node_id, &address, &url, &reason) >= 0)
                 return proxy_set_target(p, node_id, address, &url);
-        return proxy_set_target(p, NULL, strdup(p->m->config->upstream_url), &p->m->upstream);
+        /* Served for a peer: counted as this node's load (in flight, outcomes) like a request
+         * routed here, so routerd's figures for this node, and what it gossips, include it. */
+        return proxy_set_target(p, p->listener == SHIM_LISTENER_MESH ? p->m->node_id : NULL,
+                                strdup(p->m->config->upstream_url), &p->m->upstream);
 }
 
 /* Requests that may run twice: safe methods, and inference (no state changes in Ollama). */
@@ -496,7 +526,7 @@ static int proxy_pick_retry(ProxyRequest *p) {
         /* A pooled keep-alive connection may have been closed by the upstream just before we
          * used it: that says nothing about the node; try it once more on a new connection, if
          * running the request twice is harmless (it may have reached the upstream). */
-        if (p->up_reused && !p->fresh_retry_done && proxy_is_repeatable(p)) {
+        if (p->up_reused && !p->fresh_retry_done && !p->node_lost && proxy_is_repeatable(p)) {
                 p->fresh_retry_done = true;
                 p->force_fresh = true;
                 return 0;
@@ -530,6 +560,60 @@ static char *append(char *d, const char *s) {
         return mempcpy(d, s, strlen(s));
 }
 
+/* Whether the current attempt goes to a peer's mesh API (not to this node's Ollama). */
+static bool proxy_target_is_peer(const ProxyRequest *p) {
+        return !isempty(p->node_id) && !streq(p->node_id, p->m->node_id);
+}
+
+/* The body as iovecs for mesh-auth (evbuffer_iovec is laid out as struct iovec, see below);
+ * *ret_heap is set when more pieces than fit in small were needed. */
+static int body_iovecs(struct evbuffer *body, struct evbuffer_iovec *small, int n_small,
+                       struct evbuffer_iovec **ret_vec, struct evbuffer_iovec **ret_heap) {
+        int n = evbuffer_peek(body, -1, NULL, NULL, 0);
+        struct evbuffer_iovec *vec = small;
+
+        *ret_heap = NULL;
+        if (n <= 0) {
+                *ret_vec = small;
+                return 0;
+        }
+        if (n > n_small) {
+                vec = malloc(sizeof(*vec) * (size_t) n);
+                if (!vec)
+                        return -ENOMEM;
+                *ret_heap = vec;
+        }
+        *ret_vec = vec;
+        return evbuffer_peek(body, -1, NULL, vec, n);
+}
+
+/* X-Mycelia-Auth for the current attempt to a peer: over the method, the request target as
+ * sent, the peer's node id and the body. */
+static int proxy_sign(ProxyRequest *p, struct evbuffer *body, char value[MESH_AUTH_VALUE_MAX]) {
+        struct evbuffer_iovec small[16], *vec, *heap = NULL;
+        _cleanup_free_ char *target = NULL;
+        uint8_t nonce[MESH_AUTH_NONCE_SIZE];
+        int n, r;
+
+        if (asprintf(&target, "%s%s", p->url.prefix, p->uri) < 0)
+                return -ENOMEM;
+        n = body_iovecs(body, small, (int) ELEMENTSOF(small), &vec, &heap);
+        if (n < 0)
+                return n;
+        randombytes_buf(nonce, sizeof(nonce));
+        r = mesh_auth_sign(&p->m->mesh_auth,
+                           &(MeshAuthRequest) {
+                                   .method = method_name(p->method),
+                                   .uri = target,
+                                   .node_id = p->node_id,
+                                   .body = (const struct iovec *) vec,
+                                   .n_body = (size_t) n,
+                           },
+                           (uint64_t) time(NULL), nonce, value, MESH_AUTH_VALUE_MAX);
+        free(heap);
+        return r;
+}
+
 /* Queues the request on out: the head, built in one buffer with memcpy, then the client's
  * body by reference (nothing copied; it stays intact for a retry). */
 static int proxy_queue_request(ProxyRequest *p, struct evbuffer *out) {
@@ -538,11 +622,25 @@ static int proxy_queue_request(ProxyRequest *p, struct evbuffer *out) {
         const char *connection = headers_connection(in), *method = method_name(p->method);
         size_t body_len = evbuffer_get_length(body), need;
         _cleanup_free_ char *heap = NULL;
-        char stack[4096], *buf = stack, *d;
+        char stack[4096], *buf = stack, *d, auth[MESH_AUTH_VALUE_MAX] = "";
+        bool peer = proxy_target_is_peer(p);
         struct evkeyval *h;
 
+        if (peer) {
+                int r;
+
+                /* No key, no forwarding: the router cache keeps peers down then, so this is a
+                 * race with a table update at most. */
+                if (!p->m->have_mesh_key)
+                        return -ENOKEY;
+                r = proxy_sign(p, body, auth);
+                if (r < 0)
+                        return r;
+        }
+
         need = strlen(method) + strlen(p->url.prefix) + strlen(p->uri) + strlen(p->url.hostport) +
-               sizeof(" HTTP/1.1\r\nHost: \r\nContent-Length: \r\n\r\n") + 2 + 24;
+               sizeof(" HTTP/1.1\r\nHost: \r\nContent-Length: \r\n\r\n") + 2 + 24 +
+               sizeof(MESH_HOP_HEADER ": 1\r\n" MESH_AUTH_HEADER ": \r\n") + strlen(auth);
         TAILQ_FOREACH(h, in, next)
                 need += strlen(h->key) + strlen(h->value) + 4;
         if (need > sizeof(stack)) {
@@ -565,6 +663,10 @@ static int proxy_queue_request(ProxyRequest *p, struct evbuffer *out) {
                 case SHIM_HEADER_CONTENT_TYPE:
                         if (connection && shim_header_is_hop_by_hop(h->key, connection))
                                 continue;
+                        /* Ours are set below for peers only (the api listener already dropped
+                         * the client's; the mesh listener's go no further). */
+                        if (mesh_header_is_ours(h->key))
+                                continue;
                         d = append(d, h->key);
                         d = append(d, ": ");
                         d = append(d, h->value);
@@ -577,6 +679,13 @@ static int proxy_queue_request(ProxyRequest *p, struct evbuffer *out) {
         d = append(d, "Host: ");
         d = append(d, p->url.hostport);
         d = append(d, "\r\n");
+        if (peer) {
+                /* The hop marker: the peer serves it from its own Ollama (it came in on its mesh
+                 * listener anyway; the header says so to logs and to anything in between). */
+                d = append(d, MESH_HOP_HEADER ": 1\r\n" MESH_AUTH_HEADER ": ");
+                d = append(d, auth);
+                d = append(d, "\r\n");
+        }
         if (body_len > 0 || p->method == EVHTTP_REQ_POST || p->method == EVHTTP_REQ_PUT ||
             p->method == EVHTTP_REQ_PATCH)
                 d += sprintf(d, "Content-Length: %zu\r\n", body_len);
@@ -636,9 +745,14 @@ static int proxy_attempt(ProxyRequest *p) {
                 router_cache_in_flight(m->router, p->node_id, +1);
                 p->up_in_flight = true;
         }
-        if (proxy_queue_request(p, bufferevent_get_output(bev)) < 0) {
+        r = proxy_queue_request(p, bufferevent_get_output(bev));
+        if (r < 0) {
                 proxy_attempt_release(p, false);
-                return log_oom();
+                if (r == -ENOMEM)
+                        return log_oom();
+                log_debug_errno(r, "Request %" PRIu64 ": cannot forward to node %s: %m", p->id, p->node_id);
+                proxy_report(p, 502, "no mesh key to forward with");
+                return r;
         }
         /* On a kept-alive connection send it at once (a new one writes once connected). */
         if (p->up_reused) {
@@ -1075,6 +1189,73 @@ static void proxy_extract_model(ProxyRequest *p, struct evbuffer *body) {
                 free(vec);
 }
 
+/* Client requests never carry our headers onward: a client cannot claim to be a hop. */
+static void proxy_strip_mesh_headers(struct evhttp_request *req) {
+        struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
+        struct evkeyval *h, *next;
+
+        for (h = TAILQ_FIRST(headers); h; h = next) {
+                next = TAILQ_NEXT(h, next);
+                if (mesh_header_is_ours(h->key)) {
+                        TAILQ_REMOVE(headers, h, next);
+                        free(h->key);
+                        free(h->value);
+                        free(h);
+                }
+        }
+}
+
+static const char *mesh_auth_error_string(int r) {
+        switch (r) {
+        case -ENOKEY: return "no " MESH_AUTH_HEADER " header";
+        case -EBADMSG: return "malformed " MESH_AUTH_HEADER;
+        case -ETIME: return "timestamp outside the window (clock skew or replay)";
+        case -EKEYREJECTED: return "wrong key, or the request was changed";
+        default: return "cannot be checked";
+        }
+}
+
+/* The mesh listener's gate: a valid X-Mycelia-Auth for this request, meant for this node. */
+static int proxy_mesh_verify(Manager *m, struct evhttp_request *req, const char *method, const char *uri) {
+        struct evbuffer_iovec small[16], *vec, *heap = NULL;
+        struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
+        int n, r;
+
+        if (!m->have_mesh_key)
+                return -ENOKEY;
+        n = body_iovecs(evhttp_request_get_input_buffer(req), small, (int) ELEMENTSOF(small), &vec, &heap);
+        if (n < 0)
+                return n;
+        r = mesh_auth_verify(&m->mesh_auth,
+                             &(MeshAuthRequest) {
+                                     .method = method,
+                                     .uri = uri,
+                                     .node_id = m->node_id,
+                                     .body = (const struct iovec *) vec,
+                                     .n_body = (size_t) n,
+                             },
+                             (uint64_t) time(NULL), evhttp_find_header(headers, MESH_AUTH_HEADER));
+        free(heap);
+        return r;
+}
+
+static void proxy_reject_unauthenticated(Manager *m, struct evhttp_request *req, const char *method,
+                                         const char *uri, int error) {
+        uint64_t n = ++m->counters.rejected_unauthenticated;
+        struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+        char *host = NULL;
+        uint16_t port = 0;
+
+        if (evcon)
+                evhttp_connection_get_peer(evcon, &host, &port);
+        /* Every one at debug; the 1st, 2nd, 4th, 8th... at notice, so a flood cannot fill the
+         * journal but a misconfigured peer is seen. */
+        log_full((n & (n - 1)) == 0 ? LOG_NOTICE : LOG_DEBUG,
+                 "Refused %s %s on the mesh listener from %s:%u: %s (%" PRIu64 " refused so far).", method, uri,
+                 strempty(host), port, mesh_auth_error_string(error), n);
+        shim_reply_error(req, 401, SHIM_ERROR_JSON, "mesh authentication failed", false);
+}
+
 void proxy_handle_request(struct evhttp_request *req, void *userdata) {
         ShimListener *l = userdata;
         Manager *m = l->manager;
@@ -1085,7 +1266,17 @@ void proxy_handle_request(struct evhttp_request *req, void *userdata) {
         char *host = NULL;
         uint16_t port = 0;
 
+        if (l->kind == SHIM_LISTENER_API)
+                proxy_strip_mesh_headers(req);
         m->counters.requests_total++;
+        if (l->kind == SHIM_LISTENER_MESH) {
+                int r = proxy_mesh_verify(m, req, method_name(method), uri);
+
+                if (r < 0) {
+                        proxy_reject_unauthenticated(m, req, method_name(method), uri, r);
+                        return;
+                }
+        }
         shim_request_classify(method_name(method), uri, &cls);
 
         if (shim_limit_requests_reached(m->requests_active, m->config->max_requests)) {
@@ -1130,6 +1321,28 @@ void proxy_handle_request(struct evhttp_request *req, void *userdata) {
                 return;
         }
         proxy_start(p);
+}
+
+void proxy_node_lost(Manager *m, const char *node_id, const char *hostport, bool removed) {
+        ProxyRequest *p, *next;
+
+        if (!isempty(hostport))
+                upstream_pool_drop(m->pool, hostport);
+        for (p = LIST_FIRST(&m->requests); p; p = next) {
+                next = LIST_NEXT(p, link);
+                if (!p->up || !streq(p->node_id, node_id))
+                        continue;
+                /* A suspect may be refuted in a moment: a stream it is serving goes on; one that
+                 * has not started moves to the next candidate. */
+                if (p->started && !removed)
+                        continue;
+                log_debug("Request %" PRIu64 ": node %s %s; %s.", p->id, node_id,
+                          removed ? "left the routing table" : "is down",
+                          p->started ? "ending the stream" : "trying the next candidate");
+                p->node_lost = true;
+                p->up_error = removed ? PROXY_ERROR_NODE_LOST : PROXY_ERROR_NODE_DOWN;
+                proxy_upstream_failed(p);
+        }
 }
 
 void proxy_abort_all(Manager *m) {

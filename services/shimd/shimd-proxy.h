@@ -10,6 +10,11 @@
 /* evhttp's generic callback; userdata is the ShimListener the request arrived on. */
 void proxy_handle_request(struct evhttp_request *req, void *userdata);
 
+/* The routing table dropped node_id (removed) or marked it down: its idle pooled connections
+ * (to hostport) are closed; its requests that have not started answering are retried on the
+ * next candidate; when removed, streams in progress end with an error object too. */
+void proxy_node_lost(Manager *m, const char *node_id, const char *hostport, bool removed);
+
 /* Cancels every request in flight (shutdown): upstreams are closed, clients are let go. */
 void proxy_abort_all(Manager *m);
 

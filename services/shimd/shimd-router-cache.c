@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "log.h"
+#include "shimd-proxy.h"
 #include "shimd-router-cache.h"
 
 #define ROUTER_NAME "org.mycelia.Router1"
@@ -278,8 +279,47 @@ fail:
         return r;
 }
 
+/* A peer that was up in the old table and is gone from the new one, or down in it. */
+typedef struct LostNode {
+        char id[NODE_ID_LEN + 1];
+        char hostport[sizeof(((HttpBaseUrl *) NULL)->hostport)];
+        bool removed;
+} LostNode;
+
+/* Peers of the current table that t drops or marks down; *ret is malloc'ed (may be NULL). */
+static int router_cache_lost_nodes(RouterCache *c, RouteTable *t, LostNode **ret, size_t *ret_n) {
+        LostNode *lost = NULL;
+        size_t n = 0;
+
+        for (size_t i = 0; i < c->table.n_nodes; i++) {
+                RouteNode *old = &c->table.nodes[i], *new;
+
+                if (old->local)
+                        continue;
+                new = route_table_find(t, old->id);
+                if (new && (new->up || !old->up) && streq(new->address, old->address))
+                        continue;
+                if (!lost) {
+                        lost = calloc(c->table.n_nodes, sizeof(LostNode));
+                        if (!lost)
+                                return -ENOMEM;
+                }
+                snprintf(lost[n].id, sizeof(lost[n].id), "%s", old->id);
+                snprintf(lost[n].hostport, sizeof(lost[n].hostport), "%s", c->urls[i].hostport);
+                /* A new address is the same as leaving for what runs at the old one. */
+                lost[n].removed = !new || !streq(new->address, old->address);
+                n++;
+        }
+        *ret = lost;
+        *ret_n = n;
+        return 0;
+}
+
 static int router_cache_replace_table(RouterCache *c, RouteTable *t) {
+        _cleanup_free_ LostNode *lost = NULL;
         HttpBaseUrl *urls = NULL;
+        size_t n_lost = 0;
+        int r;
 
         /* Each address is parsed once per table, not once per request. */
         if (t->n_nodes > 0) {
@@ -287,12 +327,21 @@ static int router_cache_replace_table(RouterCache *c, RouteTable *t) {
                 if (!urls)
                         return -ENOMEM;
         }
-        for (size_t i = 0; i < t->n_nodes; i++)
+        for (size_t i = 0; i < t->n_nodes; i++) {
                 if (http_base_url_parse(t->nodes[i].address, &urls[i]) < 0) {
                         log_debug("Node %s has an unusable address '%s', not routing to it.", t->nodes[i].id,
                                   strempty(t->nodes[i].address));
                         urls[i].port = 0;
                 }
+                /* Unusable entries are down here, so that picking skips them for the next. */
+                if (urls[i].port == 0 || (!t->nodes[i].local && !c->m->have_mesh_key))
+                        t->nodes[i].up = false;
+        }
+        r = router_cache_lost_nodes(c, t, &lost, &n_lost);
+        if (r < 0) {
+                free(urls);
+                return r;
+        }
 
         /* Keep the round-robin position: a table update must not send the next requests all to
          * the first node again. */
@@ -303,6 +352,10 @@ static int router_cache_replace_table(RouterCache *c, RouteTable *t) {
         c->table = *t;
         c->urls = urls;
         log_debug("Routing table: %zu nodes.", c->table.n_nodes);
+
+        /* With the new table in place (retries pick from it): stop waiting on peers that are gone. */
+        for (size_t i = 0; i < n_lost; i++)
+                proxy_node_lost(c->m, lost[i].id, lost[i].hostport, lost[i].removed);
         return 0;
 }
 

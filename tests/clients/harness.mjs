@@ -185,7 +185,7 @@ export async function startMesh({ doubleArgs = [], nodeArgs = [] } = {}) {
                 const n = startProcess('mycelia-node',
                         [nodeBin, '--api', '127.0.0.1:0', '--upstream', doubleUrl, '--state-dir', stateDir,
                          '--node-id', randomNodeId(), '--name', 'clients', ...nodeArgs],
-                        /^mycelia-node: ready api=(http:\/\/\S+:\d+) bus=(\S+)\s*$/, START_TIMEOUT_MS);
+                        /^mycelia-node: ready api=(http:\/\/\S+:\d+) bus=(\S+)(?: \S+=\S*)*\s*$/, START_TIMEOUT_MS);
                 node = n.child;
                 const m = await n.ready;
                 return {

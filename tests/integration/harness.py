@@ -4,7 +4,7 @@
 """Helpers shared by tests/integration/test_*.py. Python 3 standard library only.
 
 Paths come from the environment meson sets: MYCELIA_NODE, MYCELIA_SHIMD, MYCELIA_ROUTERD,
-OLLAMA_DOUBLE, MYCELIA_DBUS_XML_DIR. Every wait has a timeout; every process is started in its own
+MYCELIA_GOSSIPD and MYCELIA_DISCOVERYD (when built), OLLAMA_DOUBLE, MYCELIA_DBUS_XML_DIR. Every wait has a timeout; every process is started in its own
 process group with PR_SET_PDEATHSIG and is killed by teardown (try/finally, atexit, SIGTERM).
 """
 
@@ -927,29 +927,70 @@ class Double:
 NODE_ID = '0123456789abcdef0123456789abcdef'
 
 
-class Node:
-    """mycelia-node with its own state dir, on 127.0.0.1:0, pointed at upstream."""
+# The daemons a launcher runs, in its start order, with the environment variable naming each
+# binary. gossipd and discoveryd are optional for the launcher: without them a node runs alone.
+NODE_DAEMONS = (('MYCELIA_GOSSIPD', 'mycelia-gossipd'), ('MYCELIA_DISCOVERYD', 'mycelia-discoveryd'),
+                ('MYCELIA_ROUTERD', 'mycelia-routerd'), ('MYCELIA_SHIMD', 'mycelia-shimd'))
 
-    def __init__(self, upstream, *extra, node_id=NODE_ID, name='test', ready_timeout=20.0):
+READY_RX = r'mycelia-node: ready api=(\S+) bus=(\S+)(.*)$'
+
+
+def random_node_id():
+    return os.urandom(16).hex()
+
+
+def write_mesh_key(path):
+    """A fresh mesh key file (base64 of 32 random bytes), as mesh_key_generate() writes it."""
+    import base64
+    with open(path, 'w') as f:
+        f.write(base64.b64encode(os.urandom(32)).decode() + '\n')
+    os.chmod(path, 0o640)
+    return path
+
+
+class Member:
+    """One entry of Gossip1.Members / LocalNode: (id, name, addresses, state, incarnation, meta)."""
+
+    def __init__(self, t):
+        self.id, self.name, self.addresses, self.state, self.incarnation, self.meta = t
+        self.incarnation = int(self.incarnation)
+
+    def __repr__(self):
+        return '<Member %s %s %s inc=%d %s>' % (self.id[:8], self.name, self.state, self.incarnation,
+                                                 ','.join(self.addresses))
+
+
+class Node:
+    """mycelia-node with its own state dir, on 127.0.0.1:0, pointed at upstream. The ready line's
+    fields are in api_url, bus, gossip, mesh and ready_node_id ('' when that part is off)."""
+
+    def __init__(self, upstream, *extra, node_id=NODE_ID, name='test', ready_timeout=20.0,
+                 daemons=None):
         self.dir = make_tmpdir('mycelia-node-')
         self.state_dir = os.path.join(self.dir, 'state')
         os.mkdir(self.state_dir)
-        # The launcher finds its daemons in one folder: give it the build tree's binaries there.
+        # The launcher finds its daemons in one folder: give it the build tree's binaries there
+        # (daemons: the environment variables to take, default all that are built).
         self.libexec = os.path.join(self.dir, 'libexec')
         os.mkdir(self.libexec)
-        for var, exe in (('MYCELIA_SHIMD', 'mycelia-shimd'), ('MYCELIA_ROUTERD', 'mycelia-routerd')):
+        for var, exe in NODE_DAEMONS:
             src = env_path(var)
-            if src:
+            if src and os.path.exists(src) and (daemons is None or var in daemons):
                 os.symlink(os.path.abspath(src), os.path.join(self.libexec, exe))
         self.node_id = node_id
         self.name = name
-        argv = [env_path('MYCELIA_NODE'), '--api', '127.0.0.1:0', '--upstream', upstream,
-                '--state-dir', self.state_dir, '--node-id', node_id, '--name', name,
-                '--libexec-dir', self.libexec] + [str(a) for a in extra]
-        self.proc = Proc(argv, name='mycelia-node', logdir=self.dir)
-        m = self.proc.wait_line(r'mycelia-node: ready api=(\S+) bus=(\S+)', timeout=ready_timeout)
+        self.upstream = upstream
+        self.argv = [env_path('MYCELIA_NODE'), '--api', '127.0.0.1:0', '--upstream', upstream,
+                     '--state-dir', self.state_dir, '--node-id', node_id, '--name', name,
+                     '--libexec-dir', self.libexec] + [str(a) for a in extra]
+        self.proc = Proc(self.argv, name='mycelia-node', logdir=self.dir)
+        m = self.proc.wait_line(READY_RX, timeout=ready_timeout)
         self.api_url = m.group(1)
         self.bus = m.group(2)
+        fields = dict(f.split('=', 1) for f in m.group(3).split() if '=' in f)
+        self.gossip = fields.get('gossip', '')
+        self.mesh = fields.get('mesh', '')
+        self.ready_node_id = fields.get('node', '')
         self.addr = split_addr(self.api_url)
 
     @property
@@ -986,6 +1027,21 @@ class Node:
 
     def routerd_pid(self):
         return self.daemon_pid('mycelia-routerd', 'org.mycelia.Router1')
+
+    def gossipd_pid(self):
+        return self.daemon_pid('mycelia-gossipd', 'org.mycelia.Gossip1')
+
+    def discoveryd_pid(self):
+        return self.daemon_pid('mycelia-discoveryd', 'org.mycelia.Discovery1')
+
+    def members(self, timeout=5.0):
+        """Gossip1.Members as {id: Member}."""
+        data = busctl(self.bus, 'get-property', 'org.mycelia.Gossip1', '/org/mycelia/Gossip1',
+                      'org.mycelia.Gossip1', 'Members', timeout=timeout)['data']
+        return {t[0]: Member(t) for t in data}
+
+    def gossip_counters(self):
+        return self.prop('org.mycelia.Gossip1', 'Counters')
 
     def tail(self):
         return self.proc.tail(60)

@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The Manager of mycelia-gossipd: drives the SWIM core from the loop (timer, sockets), joins
+ * what discoveryd finds, serves org.mycelia.Gossip1 and keeps the state file. */
+#pragma once
+
+#include <event2/event.h>
+#include <systemd/sd-bus.h>
+
+#include "bus-event.h"
+#include "config.h"
+#include "gossipd-net.h"
+#include "gossipd-state.h"
+#include "swim.h"
+
+#define GOSSIP_BUS_NAME "org.mycelia.Gossip1"
+#define GOSSIP_OBJECT_PATH "/org/mycelia/Gossip1"
+#define GOSSIP_INTERFACE "org.mycelia.Gossip1"
+#define DISCOVERY_BUS_NAME "org.mycelia.Discovery1"
+#define DISCOVERY_OBJECT_PATH "/org/mycelia/Discovery1"
+#define DISCOVERY_INTERFACE "org.mycelia.Discovery1"
+
+/* Push-pulls waiting for one of the GOSSIP_PUSH_PULL_OUT_MAX slots; more are dropped (the
+ * datagram announce still goes). */
+#define GOSSIP_JOIN_PENDING_MAX 64U
+/* Addresses given to Join() that are retried while this node is alone. */
+#define GOSSIP_JOIN_REMEMBERED_MAX 64U
+/* Addresses one Join() call may carry. */
+#define GOSSIP_JOIN_ARGS_MAX 256U
+/* Peers from discoveryd kept for the retries, and gossip addresses kept per peer. */
+#define GOSSIP_DISCOVERY_PEERS_MAX 256U
+#define GOSSIP_PEER_ADDRS_MAX 8U
+/* While no other member is alive, every known address is tried this often. */
+#define GOSSIP_ALONE_RETRY_USEC (5 * USEC_PER_SEC)
+/* The state file is written at most this often (and at exit). */
+#define GOSSIP_SAVE_INTERVAL_USEC (2 * USEC_PER_SEC)
+/* The swim timer fires at least this often, a safety net should a deadline be missed. */
+#define GOSSIP_TIMER_MAX_USEC (1 * USEC_PER_SEC)
+
+typedef struct DiscoveryPeer {
+        char *key;              /* the node id, or the name for a seed (id "") */
+        char id[NODE_ID_LEN + 1];
+        SwimAddr addrs[GOSSIP_PEER_ADDRS_MAX];
+        size_t n_addrs;
+} DiscoveryPeer;
+
+/* The daemon's own counters, shown beside swim's in Counters. */
+typedef struct ManagerCounters {
+        uint64_t joins;                 /* addresses joined (Join, discovery, saved, retries) */
+        uint64_t joins_dropped;         /* pending push-pull queue full */
+        uint64_t signals_failed;        /* member signals that could not be sent */
+} ManagerCounters;
+
+typedef struct Manager {
+        struct event_base *base;
+        const MyceliaConfig *config;
+        char local_id[NODE_ID_LEN + 1];
+        char *local_name;
+        SwimAddr advertise;
+        char advertise_string[SWIM_ADDR_STRING_MAX];
+
+        Swim *swim;
+        GossipNet *net;
+        struct event *swim_timer;
+        struct event *alone_timer;
+        struct event *save_timer;
+
+        SwimAddr pending[GOSSIP_JOIN_PENDING_MAX];
+        size_t n_pending;
+        SwimAddr remembered[GOSSIP_JOIN_REMEMBERED_MAX];
+        size_t n_remembered;
+        DiscoveryPeer *peers;
+        size_t n_peers;
+        GossipState *saved;             /* from the state file at start; NULL when none */
+
+        char *state_path;
+        char *state_written;            /* text last written, to skip identical rewrites */
+        bool state_dirty;
+        bool state_warned;
+        usec_t last_save;
+
+        BusEvent *bus_event;
+        sd_bus *bus;                    /* borrowed from bus_event */
+        sd_bus_slot *vtable_slot;
+        sd_bus_slot *name_slot;
+        sd_bus_slot *discovery_owner_slot;
+        sd_bus_slot *discovery_signal_slot;
+        sd_bus_slot *discovery_peers_slot;
+        bool ready;
+        char last_status[256];
+
+        bool left;
+        int exit_code;
+        ManagerCounters counters;
+} Manager;
+
+/* Configuration, key, sockets and the swim instance; no bus yet. Logs what failed. */
+int manager_new(struct event_base *base, const MyceliaConfig *config, Manager **ret);
+Manager *manager_free(Manager *m);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
+
+/* Connects to the bus, serves Gossip1, requests the name (READY follows), follows discoveryd
+ * and rejoins the saved members. */
+int manager_start(Manager *m);
+/* After the loop: leaves gracefully unless Leave() did already, and writes the state file. */
+void manager_stop(Manager *m);
+
+/* Parses and joins "ADDR:PORT" strings; returns how many parsed. */
+unsigned manager_join_strings(Manager *m, char *const *addrs, size_t n, bool remember);
+/* Leave(): swim_leave(), flush the datagrams, write the state, end the loop with 0. */
+void manager_leave(Manager *m);
+/* SetLocalMetadata(): swim_set_local_meta()'s result. */
+int manager_set_local_meta(Manager *m, const char *key, const char *value);
+
+/* Call after every call into swim: sends its datagrams, emits its events, starts a due
+ * push-pull and re-arms the timer. */
+void manager_after_swim(Manager *m);
+
+/* gossipd-bus.c */
+int manager_bus_register(Manager *m);
+int manager_bus_emit_member(Manager *m, const SwimEvent *event);
+int manager_bus_follow_discovery(Manager *m);
+int manager_bus_read_discovery_peers(Manager *m);
+/* A peer from the PeerDiscovered signal or the Peers property: remembered for the retries and
+ * joined unless it is an alive member already. */
+void manager_discovery_peer(Manager *m, const char *id, const char *name, char *const *gossip, size_t n_gossip);
+/* Forgets the discovery peers (before a fresh read of the Peers property). */
+void manager_discovery_reset(Manager *m);

@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* From a Gossip1 member to a routing table entry: its mesh URL, models, load and whether it is
+ * up; and the metadata values routerd publishes about this node. Pure: strings in, strings out. */
+#pragma once
+
+#include "macro.h"
+#include "route-table.h"
+
+/* Metadata is 4096 bytes per node in all (swim.h); the model list gets at most this much. */
+#define GOSSIP_MODELS_META_MAX 3072
+/* Longest model name taken from metadata (as tags-parse.c takes from /api/tags). */
+#define GOSSIP_MODEL_NAME_MAX 512
+/* Load values above this are clamped: a peer cannot make in_flight or capacity absurd. */
+#define GOSSIP_LOAD_MAX 1000000U
+/* Addresses and metadata entries read from one member; more are ignored. */
+#define GOSSIP_MEMBER_ADDRESSES_MAX 16
+#define GOSSIP_MEMBER_META_MAX 64
+
+/* A member as Gossip1 describes it: (id, name, addresses, state, incarnation, metadata).
+ * Borrowed strings. */
+typedef struct GossipMember {
+        const char *id;
+        const char *name;
+        const char *addresses[GOSSIP_MEMBER_ADDRESSES_MAX];
+        size_t n_addresses;
+        const char *state;
+        uint32_t incarnation;
+        const char *meta_keys[GOSSIP_MEMBER_META_MAX];
+        const char *meta_values[GOSSIP_MEMBER_META_MAX];
+        size_t n_meta;
+} GossipMember;
+
+/* What the routing table should hold for a member. */
+typedef struct GossipRoute {
+        char *address;          /* "http://HOST:PORT", numeric host, IPv6 in brackets */
+        char **models;
+        size_t n_models;
+        unsigned in_flight;
+        unsigned capacity;
+        bool up;                /* state "alive" */
+} GossipRoute;
+
+void gossip_route_done(GossipRoute *r);
+
+/* The value of metadata key, NULL when absent. */
+const char *gossip_member_meta(const GossipMember *m, const char *key);
+
+/* Decides the entry for m. Returns 1 with *ret filled when it belongs in the table (alive, or
+ * suspect with up = false), 0 when it does not (dead, left, unknown state, no usable "mesh"
+ * metadata: nothing can be forwarded to it; *ret_reason says which), -ENOMEM. */
+int gossip_member_route(const GossipMember *m, GossipRoute *ret, const char **ret_reason);
+
+/* "http://HOST:PORT" from mesh metadata "ADDR:PORT"; an unspecified host (0.0.0.0, ::, or
+ * empty) is replaced by the host of gossip_addr ("ADDR:PORT", may be NULL). Hosts must be
+ * numeric (no DNS from what a peer says). -EINVAL when unusable. */
+int gossip_mesh_url(const char *mesh, const char *gossip_addr, char *buf, size_t size);
+
+/* Splits "a,b,c": empty items skipped, names longer than GOSSIP_MODEL_NAME_MAX or with bytes
+ * outside printable ASCII (spaces too) skipped, at most ROUTE_MAX_MODELS kept. */
+int gossip_models_parse(const char *s, char ***ret, size_t *ret_n);
+void gossip_models_free(char **models, size_t n);
+
+/* Joins models with ',' for publishing, at most GOSSIP_MODELS_META_MAX bytes: names with a ','
+ * are left out, and the list is cut at a name boundary (*ret_truncated says so). */
+int gossip_models_format(char *const *models, size_t n, char **ret, bool *ret_truncated);
+
+/* Unsigned decimal, clamped to GOSSIP_LOAD_MAX; 0 for anything else. */
+unsigned gossip_load_parse(const char *s);

@@ -1,0 +1,420 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The Gossip1 client of mycelia-routerd: NameOwnerChanged, Members and the Member* signals feed
+ * the routing table; SetLocalMetadata publishes models and load. All calls are asynchronous;
+ * when gossipd is away the last peers are kept and everything is re-read when it is back. */
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "log.h"
+#include "routerd-manager.h"
+
+static void timeval_from_usec(struct timeval *tv, usec_t u) {
+        tv->tv_sec = (time_t) (u / USEC_PER_SEC);
+        tv->tv_usec = (suseconds_t) (u % USEC_PER_SEC);
+}
+
+/* ---- the table side (no bus) ---- */
+
+int router_gossip_apply(Manager *m, const GossipMember *g, bool removed) {
+        _cleanup_(gossip_route_done) GossipRoute route = {};
+        const char *reason = "left or failed";
+        RouteNode *n;
+        bool was_up;
+        int r = 0;
+
+        if (isempty(g->id) || streq(g->id, m->local_id))
+                return 0;
+        n = route_table_find(&m->table, g->id);
+        was_up = n && n->up;
+
+        if (!removed) {
+                r = gossip_member_route(g, &route, &reason);
+                if (r < 0)
+                        return r;
+        }
+        if (r == 0) {
+                if (n && manager_node_remove(m, g->id) > 0)
+                        log_info("Peer %s (%s) is out of the routing table: %s.", strempty(g->name), g->id, reason);
+                else
+                        log_debug("Peer %s (%s) not routable: %s.", strempty(g->name), g->id, reason);
+                return 0;
+        }
+
+        r = manager_node_set_remote(m, g->id, g->name, route.address, route.models, route.n_models, route.up,
+                                    route.in_flight, route.capacity);
+        if (r < 0)
+                return log_warning_errno(r, "Failed to add peer %s (%s) to the routing table: %m",
+                                         strempty(g->name), g->id);
+        if (!n)
+                log_info("Peer %s (%s) at %s: %s, %zu model(s).", strempty(g->name), g->id, route.address,
+                         route.up ? "up" : "down (suspect)", route.n_models);
+        else if (was_up != route.up)
+                log_info("Peer %s (%s) is %s.", strempty(g->name), g->id,
+                         route.up ? "up again" : "suspected down; routing around it");
+        return 1;
+}
+
+void router_gossip_sweep(Manager *m, char (*seen)[NODE_ID_LEN + 1], size_t n_seen) {
+        for (size_t i = 0; i < m->table.n_nodes;) {
+                RouteNode *n = &m->table.nodes[i];
+                bool found = n->local;
+
+                for (size_t j = 0; !found && j < n_seen; j++)
+                        found = streq(seen[j], n->id);
+                if (found) {
+                        i++;
+                        continue;
+                }
+                log_info("Peer %s (%s) is no longer a member; out of the routing table.", n->name, n->id);
+                (void) manager_node_remove(m, n->id);
+        }
+}
+
+/* ---- reading members from the bus ---- */
+
+/* Reads one (ssassua{ss}); 0 at the end of an enclosing array. Strings stay in msg. */
+static int gossip_read_member(sd_bus_message *msg, GossipMember *g) {
+        int r;
+
+        *g = (GossipMember) {};
+        r = sd_bus_message_enter_container(msg, 'r', "ssassua{ss}");
+        if (r <= 0)
+                return r;
+        r = sd_bus_message_read(msg, "ss", &g->id, &g->name);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_enter_container(msg, 'a', "s");
+        if (r < 0)
+                return r;
+        for (;;) {
+                const char *a;
+
+                r = sd_bus_message_read(msg, "s", &a);
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        break;
+                if (g->n_addresses < GOSSIP_MEMBER_ADDRESSES_MAX)
+                        g->addresses[g->n_addresses++] = a;
+        }
+        r = sd_bus_message_exit_container(msg);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(msg, "su", &g->state, &g->incarnation);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_enter_container(msg, 'a', "{ss}");
+        if (r < 0)
+                return r;
+        for (;;) {
+                const char *k, *v;
+
+                r = sd_bus_message_read(msg, "{ss}", &k, &v);
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        break;
+                if (g->n_meta < GOSSIP_MEMBER_META_MAX) {
+                        g->meta_keys[g->n_meta] = k;
+                        g->meta_values[g->n_meta++] = v;
+                }
+        }
+        r = sd_bus_message_exit_container(msg);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(msg);
+        if (r < 0)
+                return r;
+        return 1;
+}
+
+/* Replaces the peers of the table with the members of a Members value (variant opened). */
+static int gossip_sync(Manager *m, sd_bus_message *msg) {
+        _cleanup_free_ char (*seen)[NODE_ID_LEN + 1] = NULL;
+        GossipMember *g = NULL;
+        size_t n_seen = 0;
+        int r;
+
+        seen = calloc(ROUTER_GOSSIP_MEMBERS_MAX, sizeof(*seen));
+        g = malloc(sizeof(*g));
+        if (!seen || !g) {
+                free(g);
+                return -ENOMEM;
+        }
+        r = sd_bus_message_enter_container(msg, 'a', "(ssassua{ss})");
+        if (r < 0)
+                goto finish;
+
+        manager_batch_begin(m);
+        while ((r = gossip_read_member(msg, g)) > 0) {
+                if (n_seen >= ROUTER_GOSSIP_MEMBERS_MAX)
+                        continue;
+                if (router_gossip_apply(m, g, false) > 0)
+                        snprintf(seen[n_seen++], sizeof(seen[0]), "%s", g->id);
+        }
+        /* A bad reply changes nothing further: peers it did not list are only dropped after a
+         * complete read. */
+        if (r >= 0)
+                router_gossip_sweep(m, seen, n_seen);
+        manager_batch_end(m);
+        if (r >= 0)
+                r = sd_bus_message_exit_container(msg);
+finish:
+        free(g);
+        return r;
+}
+
+/* ---- publishing ---- */
+
+static int gossip_publish_reply_cb(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+
+        if (e)
+                log_debug("SetLocalMetadata failed: %s", e->message ?: e->name);
+        return 0;
+}
+
+static int gossip_publish(Manager *m, const char *key, const char *value) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
+        int r;
+
+        if (!m->bus)
+                return 0;
+        r = sd_bus_message_new_method_call(m->bus, &msg, GOSSIP_BUS_NAME, GOSSIP_OBJECT_PATH, GOSSIP_INTERFACE,
+                                           "SetLocalMetadata");
+        if (r < 0)
+                return r;
+        (void) sd_bus_message_set_auto_start(msg, false);
+        r = sd_bus_message_append(msg, "ss", key, value);
+        if (r < 0)
+                return r;
+        r = sd_bus_call_async(m->bus, NULL, msg, gossip_publish_reply_cb, NULL, 0);
+        if (r < 0)
+                return r;
+        m->gossip.n_publishes++;
+        bus_event_rearm(m->bus_event);
+        return 0;
+}
+
+/* "models": the local model names while the local Ollama is up, "" (removed) while it is not,
+ * so that peers do not forward to a node that cannot serve. */
+static void gossip_publish_models(Manager *m, bool force) {
+        _cleanup_free_ char *value = NULL;
+        RouteNode *n = route_table_find(&m->table, m->local_id);
+        bool truncated = false;
+        int r;
+
+        if (!m->gossip.present || !n)
+                return;
+        if (n->up)
+                r = gossip_models_format(n->models, n->n_models, &value, &truncated);
+        else
+                r = (value = strdup("")) ? 0 : -ENOMEM;
+        if (r < 0) {
+                log_oom();
+                return;
+        }
+        if (!force && m->gossip.published_models && streq(m->gossip.published_models, value))
+                return;
+        if (truncated)
+                log_warning("The model list is longer than %u bytes; peers learn only the first models.",
+                            GOSSIP_MODELS_META_MAX);
+        r = gossip_publish(m, "models", value);
+        if (r < 0) {
+                log_debug_errno(r, "Failed to publish the model list: %m");
+                return;
+        }
+        free(m->gossip.published_models);
+        m->gossip.published_models = TAKE_PTR(value);
+}
+
+static void gossip_publish_load(Manager *m, bool force) {
+        RouteNode *n = route_table_find(&m->table, m->local_id);
+        char buf[16];
+
+        if (!m->gossip.present || !n)
+                return;
+        if (force || !m->gossip.load_published || n->in_flight != m->gossip.published_in_flight) {
+                snprintf(buf, sizeof(buf), "%u", n->in_flight);
+                if (gossip_publish(m, "in_flight", buf) >= 0)
+                        m->gossip.published_in_flight = n->in_flight;
+        }
+        if (force || !m->gossip.load_published || n->capacity != m->gossip.published_capacity) {
+                snprintf(buf, sizeof(buf), "%u", n->capacity);
+                if (gossip_publish(m, "capacity", buf) >= 0)
+                        m->gossip.published_capacity = n->capacity;
+        }
+        m->gossip.load_published = true;
+}
+
+static void gossip_load_timer_cb(evutil_socket_t fd, short what, void *userdata) {
+        gossip_publish_load(userdata, false);
+}
+
+void router_gossip_local_changed(Manager *m) {
+        gossip_publish_models(m, false);
+}
+
+/* gossipd is there (again): it may have started empty, so everything is said anew. */
+static void gossip_appeared(Manager *m) {
+        struct timeval tv;
+
+        m->gossip.present = true;
+        gossip_publish_models(m, true);
+        gossip_publish_load(m, true);
+        timeval_from_usec(&tv, ROUTER_GOSSIP_LOAD_INTERVAL_USEC);
+        (void) event_add(m->gossip.load_timer, &tv);
+}
+
+static void gossip_vanished(Manager *m) {
+        m->gossip.present = false;
+        m->gossip.get_slot = sd_bus_slot_unref(m->gossip.get_slot);
+        /* If that was the first read, its answer will not come: serve without it. */
+        (void) manager_request_name(m);
+        (void) event_del(m->gossip.load_timer);
+        free(m->gossip.published_models);
+        m->gossip.published_models = NULL;
+        m->gossip.load_published = false;
+}
+
+/* ---- bus callbacks ---- */
+
+static int gossip_get_members_cb(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        Manager *m = userdata;
+        const sd_bus_error *e;
+        int r;
+
+        m->gossip.get_slot = sd_bus_slot_unref(m->gossip.get_slot);
+        /* The first read is over, whatever it brought: routerd may serve now. */
+        (void) manager_request_name(m);
+        e = sd_bus_message_get_error(reply);
+        if (e) {
+                /* Not there (yet): NameOwnerChanged will say when it is. */
+                log_debug("Cannot read %s Members: %s", GOSSIP_BUS_NAME, e->message ?: e->name);
+                return 0;
+        }
+        r = sd_bus_message_enter_container(reply, 'v', "a(ssassua{ss})");
+        if (r >= 0)
+                r = gossip_sync(m, reply);
+        if (r < 0) {
+                log_warning_errno(r, "Failed to read the members from %s: %m", GOSSIP_BUS_NAME);
+                return 0;
+        }
+        m->gossip.n_syncs++;
+        log_debug("Read the members from %s: %zu node(s) in the routing table.", GOSSIP_BUS_NAME,
+                  m->table.n_nodes);
+        if (!m->gossip.present)
+                gossip_appeared(m);
+        return 0;
+}
+
+static int gossip_get_members(Manager *m) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
+        int r;
+
+        m->gossip.get_slot = sd_bus_slot_unref(m->gossip.get_slot);
+        r = sd_bus_message_new_method_call(m->bus, &msg, GOSSIP_BUS_NAME, GOSSIP_OBJECT_PATH,
+                                           "org.freedesktop.DBus.Properties", "Get");
+        if (r < 0)
+                return r;
+        (void) sd_bus_message_set_auto_start(msg, false);
+        r = sd_bus_message_append(msg, "ss", GOSSIP_INTERFACE, "Members");
+        if (r < 0)
+                return r;
+        r = sd_bus_call_async(m->bus, &m->gossip.get_slot, msg, gossip_get_members_cb, m,
+                              ROUTER_GOSSIP_GET_TIMEOUT_USEC);
+        if (r < 0)
+                return r;
+        bus_event_rearm(m->bus_event);
+        return 0;
+}
+
+static int gossip_owner_changed_cb(sd_bus_message *msg, void *userdata, sd_bus_error *ret_error) {
+        const char *name, *old_owner, *new_owner;
+        Manager *m = userdata;
+        int r;
+
+        r = sd_bus_message_read(msg, "sss", &name, &old_owner, &new_owner);
+        if (r < 0 || !streq(name, GOSSIP_BUS_NAME))
+                return 0;
+        if (isempty(new_owner)) {
+                log_info("%s left the bus; routing to the last known peers until it is back.", GOSSIP_BUS_NAME);
+                gossip_vanished(m);
+                return 0;
+        }
+        log_info("%s is on the bus; reading members and publishing this node's models.", GOSSIP_BUS_NAME);
+        gossip_appeared(m);
+        r = gossip_get_members(m);
+        if (r < 0)
+                log_warning_errno(r, "Failed to ask %s for its members: %m", GOSSIP_BUS_NAME);
+        return 0;
+}
+
+static int gossip_signal_cb(sd_bus_message *msg, void *userdata, sd_bus_error *ret_error) {
+        const char *member = sd_bus_message_get_member(msg);
+        Manager *m = userdata;
+        GossipMember g;
+        bool removed;
+        int r;
+
+        if (!member)
+                return 0;
+        if (streq(member, "MemberJoined") || streq(member, "MemberUpdated"))
+                removed = false;
+        else if (streq(member, "MemberLeft") || streq(member, "MemberFailed"))
+                removed = true;
+        else
+                return 0;
+
+        r = gossip_read_member(msg, &g);
+        if (r <= 0) {
+                log_debug_errno(r, "Ignoring a malformed %s signal: %m", member);
+                return 0;
+        }
+        m->gossip.n_events++;
+        manager_batch_begin(m);
+        (void) router_gossip_apply(m, &g, removed);
+        manager_batch_end(m);
+        return 0;
+}
+
+/* ---- life cycle ---- */
+
+int router_gossip_init(Manager *m) {
+        m->gossip.load_timer = event_new(m->base, -1, EV_PERSIST, gossip_load_timer_cb, m);
+        return m->gossip.load_timer ? 0 : -ENOMEM;
+}
+
+void router_gossip_done(Manager *m) {
+        m->gossip.get_slot = sd_bus_slot_unref(m->gossip.get_slot);
+        m->gossip.signal_slot = sd_bus_slot_unref(m->gossip.signal_slot);
+        m->gossip.owner_slot = sd_bus_slot_unref(m->gossip.owner_slot);
+        if (m->gossip.load_timer)
+                event_free(m->gossip.load_timer);
+        m->gossip.load_timer = NULL;
+        free(m->gossip.published_models);
+        m->gossip.published_models = NULL;
+}
+
+int router_gossip_start(Manager *m) {
+        int r;
+
+        r = sd_bus_add_match_async(m->bus, &m->gossip.owner_slot,
+                                   "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
+                                   "interface='org.freedesktop.DBus',member='NameOwnerChanged',"
+                                   "arg0='" GOSSIP_BUS_NAME "'",
+                                   gossip_owner_changed_cb, NULL, m);
+        if (r < 0)
+                return r;
+        r = sd_bus_match_signal_async(m->bus, &m->gossip.signal_slot, GOSSIP_BUS_NAME, GOSSIP_OBJECT_PATH,
+                                      GOSSIP_INTERFACE, NULL, gossip_signal_cb, NULL, m);
+        if (r < 0)
+                return r;
+        /* Sent after the matches, so gossipd appearing after this fails is still seen. */
+        r = gossip_get_members(m);
+        if (r < 0) {
+                log_warning_errno(r, "Failed to ask %s for its members: %m", GOSSIP_BUS_NAME);
+                return manager_request_name(m);
+        }
+        return 0;
+}

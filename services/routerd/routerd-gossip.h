@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* routerd's side of org.mycelia.Gossip1: peers from Members and the Member* signals into the
+ * routing table, and this node's models and load published as gossip metadata. */
+#pragma once
+
+#include <event2/event.h>
+#include <systemd/sd-bus.h>
+
+#include "gossip-members.h"
+
+#define GOSSIP_BUS_NAME "org.mycelia.Gossip1"
+#define GOSSIP_OBJECT_PATH "/org/mycelia/Gossip1"
+#define GOSSIP_INTERFACE "org.mycelia.Gossip1"
+/* in_flight and capacity go out at most this often, and only when they changed. */
+#define ROUTER_GOSSIP_LOAD_INTERVAL_USEC (1 * USEC_PER_SEC)
+/* A hung gossipd delays routerd's start by at most this (the name is requested after the first
+ * Members read). */
+#define ROUTER_GOSSIP_GET_TIMEOUT_USEC (2 * USEC_PER_SEC)
+/* Members read from one Members reply; more are ignored (the table holds ROUTE_MAX_NODES). */
+#define ROUTER_GOSSIP_MEMBERS_MAX 4096
+
+typedef struct Manager Manager;
+
+typedef struct RouterGossip {
+        sd_bus_slot *owner_slot;
+        sd_bus_slot *signal_slot;
+        sd_bus_slot *get_slot;
+        bool present;                   /* gossipd owns its name (as far as we know) */
+        struct event *load_timer;
+        char *published_models;         /* last "models" value sent; NULL: none since it appeared */
+        bool load_published;
+        unsigned published_in_flight;
+        unsigned published_capacity;
+        uint64_t n_events;
+        uint64_t n_syncs;
+        uint64_t n_publishes;
+} RouterGossip;
+
+int router_gossip_init(Manager *m);
+void router_gossip_done(Manager *m);
+
+/* Subscribes to Gossip1's signals and its name, reads Members. Needs m->bus. */
+int router_gossip_start(Manager *m);
+
+/* The local node's models or state changed: publish "models" if its value changed. */
+void router_gossip_local_changed(Manager *m);
+
+/* Applies one member (no bus needed; unit tests call these): adds, updates or removes its
+ * RouteNode. removed: it came with MemberLeft/MemberFailed. The local node is skipped.
+ * Returns 1 when it is in the table afterwards, 0 when not, negative errno. */
+int router_gossip_apply(Manager *m, const GossipMember *g, bool removed);
+/* After a full Members read: removes every peer whose id is not in seen. */
+void router_gossip_sweep(Manager *m, char (*seen)[NODE_ID_LEN + 1], size_t n_seen);

@@ -12,7 +12,9 @@
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-id128.h>
 
+#include "build-config.h"
 #include "daemon.h"
+#include "log.h"
 
 /* Mycelia's app id for sd_id128_get_machine_app_specific(): node ids are stable per machine
  * but do not reveal the machine id. */
@@ -237,5 +239,35 @@ int node_id_get(const char *configured, char *buf) {
                         return r;
         }
         sd_id128_to_string(id, buf);
+        return 0;
+}
+
+int daemon_parse_args(const char *program, const char *summary, MyceliaConfig *config, int argc, char **argv) {
+        _cleanup_free_ int *unknown = NULL;
+        int n_unknown = 0, r;
+
+        unknown = calloc(argc > 0 ? argc : 1, sizeof(int));
+        if (!unknown)
+                return log_oom();
+        r = config_load(config, argc, argv, unknown, &n_unknown);
+        if (r == 1) {
+                printf("%s [OPTIONS]\n\n%s\n\n"
+                       "  -h --help                  show this help\n"
+                       "     --version                show the version\n",
+                       program, summary);
+                config_help(stdout);
+                return 1;
+        }
+        if (r < 0)
+                return r;
+        for (int i = 0; i < n_unknown; i++)
+                if (streq(argv[unknown[i]], "--version")) {
+                        printf("%s %s\n", program, PACKAGE_VERSION);
+                        return 1;
+                }
+        if (n_unknown > 0) {
+                log_error("Unknown argument '%s'; see --help.", argv[unknown[0]]);
+                return -EINVAL;
+        }
         return 0;
 }

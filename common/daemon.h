@@ -7,6 +7,7 @@
 #include <event2/event.h>
 #include <sys/socket.h>
 
+#include "config.h"
 #include "macro.h"
 
 typedef struct DaemonLoop DaemonLoop;
@@ -38,3 +39,8 @@ int sockaddr_format_local(int fd, char *buf, size_t size);
 /* The node id: configured (32 hex digits) or the machine's app-specific id for Mycelia.
  * buf must hold 33 bytes. */
 int node_id_get(const char *configured, char *buf);
+
+/* The command line every daemon shares: --help (usage line, summary, then every config flag),
+ * --version, and config_load() for the rest. Returns 0 to go on, 1 when help or the version was
+ * printed (exit successfully), negative errno (already reported) for a bad argument. */
+int daemon_parse_args(const char *program, const char *summary, MyceliaConfig *config, int argc, char **argv);

@@ -7,49 +7,20 @@
 #include "discoveryd-manager.h"
 #include "log.h"
 
-static void help(void) {
-        printf("mycelia-discoveryd [OPTIONS]\n\n"
-               "Publishes this node as %s with avahi-daemon, browses for the others, resolves the\n"
-               "static seeds and serves org.mycelia.Discovery1.\n\n"
-               "  -h --help                  show this help\n"
-               "     --version                show the version\n",
-               DISCOVERY_SERVICE_TYPE);
-        config_help(stdout);
-}
-
 int main(int argc, char **argv) {
         _cleanup_(manager_freep) Manager *m = NULL;
         _cleanup_(daemon_loop_freep) DaemonLoop *loop = NULL;
-        _cleanup_free_ int *unknown = NULL;
         struct event_base *base = NULL;
         MyceliaConfig config;
-        int n_unknown = 0, r, exit_code = EXIT_FAILURE;
+        int r, exit_code = EXIT_FAILURE;
 
         log_setup("mycelia-discoveryd", LOG_TARGET_AUTO);
         config_init(&config);
 
-        unknown = calloc(argc > 0 ? argc : 1, sizeof(int));
-        if (!unknown) {
-                log_oom();
-                goto finish;
-        }
-        r = config_load(&config, argc, argv, unknown, &n_unknown);
-        if (r == 1) {
-                help();
-                exit_code = EXIT_SUCCESS;
-                goto finish;
-        }
-        if (r < 0)
-                goto finish;
-        for (int i = 0; i < n_unknown; i++) {
-                if (streq(argv[unknown[i]], "--version")) {
-                        printf("mycelia-discoveryd %s\n", PACKAGE_VERSION);
-                        exit_code = EXIT_SUCCESS;
-                        goto finish;
-                }
-        }
-        if (n_unknown > 0) {
-                log_error("Unknown argument '%s'; see --help.", argv[unknown[0]]);
+        r = daemon_parse_args("mycelia-discoveryd", "Publishes this node as " DISCOVERY_SERVICE_TYPE " with avahi-daemon, browses for the\n"
+                              "others, resolves the static seeds and serves org.mycelia.Discovery1.", &config, argc, argv);
+        if (r != 0) {
+                exit_code = r > 0 ? EXIT_SUCCESS : EXIT_FAILURE;
                 goto finish;
         }
 

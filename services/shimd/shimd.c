@@ -5,37 +5,24 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "daemon.h"
 #include "log.h"
 #include "shimd-manager.h"
-
-static void help(void) {
-        printf("mycelia-shimd [OPTIONS]\n\n"
-               "Serves the Ollama API and forwards each request to the node best placed to answer.\n\n");
-        config_help(stdout);
-}
 
 int main(int argc, char **argv) {
         _cleanup_(manager_freep) Manager *m = NULL;
         MyceliaConfig config;
-        int unknown[argc > 0 ? argc : 1], n_unknown = 0, r;
+        int r;
         char hostname[256] = "";
 
         log_setup("mycelia-shimd", LOG_TARGET_AUTO);
         config_init(&config);
-        r = config_load(&config, argc, argv, unknown, &n_unknown);
-        if (r == 1) {
-                help();
+        r = daemon_parse_args("mycelia-shimd",
+                              "Serves the Ollama API and forwards each request to the node best placed to answer.",
+                              &config, argc, argv);
+        if (r != 0) {
                 config_done(&config);
-                return EXIT_SUCCESS;
-        }
-        if (r < 0) {
-                config_done(&config);
-                return EXIT_FAILURE;
-        }
-        if (n_unknown > 0) {
-                fprintf(stderr, "Unknown argument '%s', see --help.\n", argv[unknown[0]]);
-                config_done(&config);
-                return EXIT_FAILURE;
+                return r > 0 ? EXIT_SUCCESS : EXIT_FAILURE;
         }
         if (isempty(config.node_name))
                 (void) gethostname(hostname, sizeof(hostname) - 1);

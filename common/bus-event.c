@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "bus-event.h"
+#include "log.h"
 
 struct BusEvent {
         struct event_base *base;
@@ -163,4 +164,25 @@ sd_bus *bus_event_get_bus(BusEvent *b) {
 void bus_event_set_disconnect_cb(BusEvent *b, void (*cb)(void *userdata), void *userdata) {
         b->disconnect_cb = cb;
         b->disconnect_userdata = userdata;
+}
+
+int bus_request_name_result(sd_bus_message *reply, const char *name) {
+        const sd_bus_error *e;
+        uint32_t ret;
+        int r;
+
+        e = sd_bus_message_get_error(reply);
+        if (e) {
+                log_error("Failed to acquire the bus name %s: %s", name, e->message ?: e->name);
+                return -sd_bus_error_get_errno(e) ?: -EIO;
+        }
+        r = sd_bus_message_read(reply, "u", &ret);
+        if (r < 0)
+                return log_error_errno(r, "Failed to parse the reply to RequestName for %s: %m", name);
+        /* 1: primary owner, 4: already the owner; 2 (queued) and 3 (exists) mean someone else has it. */
+        if (ret != 1 && ret != 4) {
+                log_error("The bus name %s is owned by another process.", name);
+                return -EEXIST;
+        }
+        return 0;
 }

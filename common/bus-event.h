@@ -28,6 +28,10 @@ void bus_event_rearm(BusEvent *b);
 void bus_event_set_disconnect_cb(BusEvent *b, void (*cb)(void *userdata), void *userdata);
 
 
+/* Reads the reply to an asynchronous RequestName: 0 when the name is ours, negative errno
+ * (logged) when the call failed or another process owns it (daemons do not queue). */
+int bus_request_name_result(sd_bus_message *reply, const char *name);
+
 static inline void bus_error_freep(sd_bus_error *e) {
         sd_bus_error_free(e);
 }

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <limits.h>
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -270,4 +271,17 @@ int daemon_parse_args(const char *program, const char *summary, MyceliaConfig *c
                 return -EINVAL;
         }
         return 0;
+}
+
+int node_name_get(const MyceliaConfig *c, char **ret) {
+        char host[HOST_NAME_MAX + 1] = "";
+
+        if (!isempty(c->node_name)) {
+                *ret = strdup(c->node_name);
+                return *ret ? 0 : -ENOMEM;
+        }
+        if (gethostname(host, sizeof(host) - 1) < 0)
+                return -errno;
+        *ret = strdup(host[0] == '\0' ? "localhost" : host);
+        return *ret ? 0 : -ENOMEM;
 }

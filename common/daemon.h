@@ -39,6 +39,8 @@ int sockaddr_format_local(int fd, char *buf, size_t size);
 /* The node id: configured (32 hex digits) or the machine's app-specific id for Mycelia.
  * buf must hold 33 bytes. */
 int node_id_get(const char *configured, char *buf);
+/* The node's human name: [node] name, else the host name ("localhost" when that is empty). */
+int node_name_get(const MyceliaConfig *c, char **ret);
 
 /* The command line every daemon shares: --help (usage line, summary, then every config flag),
  * --version, and config_load() for the rest. Returns 0 to go on, 1 when help or the version was

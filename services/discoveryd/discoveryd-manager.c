@@ -379,20 +379,9 @@ static void manager_exit(Manager *m, int code) {
 
 static int manager_request_name_cb(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         Manager *m = userdata;
-        const sd_bus_error *e;
         char status[256];
-        uint32_t ret;
-        int r;
 
-        e = sd_bus_message_get_error(reply);
-        if (e) {
-                log_error("Failed to acquire the bus name %s: %s", DISCOVERY_BUS_NAME, e->message ?: e->name);
-                manager_exit(m, EXIT_FAILURE);
-                return 0;
-        }
-        r = sd_bus_message_read(reply, "u", &ret);
-        if (r < 0 || (ret != 1 && ret != 4)) {
-                log_error("The bus name %s is owned by another process.", DISCOVERY_BUS_NAME);
+        if (bus_request_name_result(reply, DISCOVERY_BUS_NAME) < 0) {
                 manager_exit(m, EXIT_FAILURE);
                 return 0;
         }
@@ -407,19 +396,6 @@ static int manager_request_name_cb(sd_bus_message *reply, void *userdata, sd_bus
 static void manager_bus_disconnected(void *userdata) {
         log_error("Lost the connection to the bus; exiting.");
         manager_exit(userdata, EXIT_FAILURE);
-}
-
-static int local_name_get(const MyceliaConfig *c, char **ret) {
-        char host[HOST_NAME_MAX + 1] = "";
-
-        if (!isempty(c->node_name)) {
-                *ret = strdup(c->node_name);
-                return *ret ? 0 : -ENOMEM;
-        }
-        if (gethostname(host, sizeof(host) - 1) < 0)
-                return -errno;
-        *ret = strdup(host[0] == '\0' ? "localhost" : host);
-        return *ret ? 0 : -ENOMEM;
 }
 
 int manager_new(struct event_base *base, const MyceliaConfig *config, Manager **ret) {
@@ -439,7 +415,7 @@ int manager_new(struct event_base *base, const MyceliaConfig *config, Manager **
         if (r < 0)
                 return log_error_errno(r, "Failed to determine the node id%s%s: %m",
                                        isempty(config->node_id) ? "" : " from ", strempty(config->node_id));
-        r = local_name_get(config, &m->local_name);
+        r = node_name_get(config, &m->local_name);
         if (r < 0)
                 return log_error_errno(r, "Failed to determine the node name: %m");
         log_set_node(m->local_name);

@@ -465,19 +465,6 @@ int manager_set_local_meta(Manager *m, const char *key, const char *value) {
 
 /* --- setup --- */
 
-static int local_name_get(const MyceliaConfig *c, char **ret) {
-        char host[HOST_NAME_MAX + 1] = "";
-
-        if (!isempty(c->node_name)) {
-                *ret = strndup(c->node_name, SWIM_NAME_MAX);
-                return *ret ? 0 : -ENOMEM;
-        }
-        if (gethostname(host, sizeof(host) - 1) < 0)
-                return -errno;
-        *ret = strndup(host[0] == '\0' ? "localhost" : host, SWIM_NAME_MAX);
-        return *ret ? 0 : -ENOMEM;
-}
-
 /* The "gossip" fds of socket activation (one UDP, one TCP), else bound by hand. */
 static int manager_sockets(Manager *m, int *ret_udp, int *ret_tcp) {
         _cleanup_close_ int udp = -EBADF, tcp = -EBADF;
@@ -622,7 +609,7 @@ int manager_new(struct event_base *base, const MyceliaConfig *config, Manager **
         if (r < 0)
                 return log_error_errno(r, "Failed to determine the node id%s%s: %m",
                                        isempty(config->node_id) ? "" : " from ", strempty(config->node_id));
-        r = local_name_get(config, &m->local_name);
+        r = node_name_get(config, &m->local_name);
         if (r < 0)
                 return log_error_errno(r, "Failed to determine the node name: %m");
         log_set_node(m->local_name);
@@ -732,25 +719,8 @@ Manager *manager_free(Manager *m) {
 
 static int manager_request_name_cb(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         Manager *m = userdata;
-        const sd_bus_error *e;
-        uint32_t ret;
-        int r;
 
-        e = sd_bus_message_get_error(reply);
-        if (e) {
-                log_error("Failed to acquire the bus name %s: %s", GOSSIP_BUS_NAME, e->message ?: e->name);
-                manager_exit(m, EXIT_FAILURE);
-                return 0;
-        }
-        r = sd_bus_message_read(reply, "u", &ret);
-        if (r < 0) {
-                log_error_errno(r, "Failed to parse the reply to RequestName: %m");
-                manager_exit(m, EXIT_FAILURE);
-                return 0;
-        }
-        /* 1: primary owner, 4: already owner; 3: someone else has it (we do not queue). */
-        if (ret != 1 && ret != 4) {
-                log_error("The bus name %s is owned by another process.", GOSSIP_BUS_NAME);
+        if (bus_request_name_result(reply, GOSSIP_BUS_NAME) < 0) {
                 manager_exit(m, EXIT_FAILURE);
                 return 0;
         }

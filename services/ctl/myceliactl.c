@@ -8,6 +8,7 @@
 
 #include "build-config.h"
 #include "ctl-table.h"
+#include "gossip-member.h"
 #include "macro.h"
 #include "mesh-key.h"
 
@@ -27,44 +28,12 @@ static const char *arg_bus = NULL;
 static bool arg_json = false;
 static bool arg_legend = true;
 
-/* One member as Gossip1 describes it: (ssassua{ss}). */
-typedef struct CtlMember {
-        char *id;
-        char *name;
-        char **addresses;
-        char *state;
-        uint32_t incarnation;
-        char **meta;            /* key, value, key, value, ..., NULL */
-} CtlMember;
-
 static void strv_free(char **l) {
         if (!l)
                 return;
         for (char **p = l; *p; p++)
                 free(*p);
         free(l);
-}
-
-static void ctl_member_done(CtlMember *m) {
-        free(m->id);
-        free(m->name);
-        strv_free(m->addresses);
-        free(m->state);
-        strv_free(m->meta);
-        *m = (CtlMember) {};
-}
-
-static void ctl_members_free(CtlMember *m, size_t n) {
-        for (size_t i = 0; i < n; i++)
-                ctl_member_done(&m[i]);
-        free(m);
-}
-
-static const char *ctl_member_meta(const CtlMember *m, const char *key) {
-        for (char **p = m->meta; p && p[0] && p[1]; p += 2)
-                if (streq(p[0], key))
-                        return p[1];
-        return NULL;
 }
 
 static int bus_open(sd_bus **ret) {
@@ -153,100 +122,37 @@ static int read_strv(sd_bus_message *m, char ***ret) {
         return 0;
 }
 
-/* Reads one (ssassua{ss}) into m. Returns 0 at the end of the enclosing array. */
-static int read_member(sd_bus_message *msg, CtlMember *m) {
-        const char *id, *name, *state;
-        size_t n_meta = 0;
-        int r;
-
-        r = sd_bus_message_enter_container(msg, 'r', "ssassua{ss}");
-        if (r <= 0)
-                return r;
-        r = sd_bus_message_read(msg, "ss", &id, &name);
-        if (r < 0)
-                return r;
-        m->id = strdup(id);
-        m->name = strdup(name);
-        if (!m->id || !m->name)
-                return -ENOMEM;
-        r = read_strv(msg, &m->addresses);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_read(msg, "su", &state, &m->incarnation);
-        if (r < 0)
-                return r;
-        m->state = strdup(state);
-        if (!m->state)
-                return -ENOMEM;
-        m->meta = calloc(1, sizeof(char *));
-        if (!m->meta)
-                return -ENOMEM;
-        r = sd_bus_message_enter_container(msg, 'a', "{ss}");
-        if (r < 0)
-                return r;
-        while ((r = sd_bus_message_enter_container(msg, 'e', "ss")) > 0) {
-                const char *k, *v;
-                char **nl;
-
-                r = sd_bus_message_read(msg, "ss", &k, &v);
-                if (r < 0)
-                        return r;
-                nl = reallocarray(m->meta, n_meta + 3, sizeof(char *));
-                if (!nl)
-                        return -ENOMEM;
-                m->meta = nl;
-                m->meta[n_meta] = strdup(k);
-                m->meta[n_meta + 1] = strdup(v);
-                m->meta[n_meta + 2] = NULL;
-                n_meta += 2;
-                if (!m->meta[n_meta - 2] || !m->meta[n_meta - 1])
-                        return -ENOMEM;
-                r = sd_bus_message_exit_container(msg);
-                if (r < 0)
-                        return r;
-        }
-        if (r < 0)
-                return r;
-        r = sd_bus_message_exit_container(msg);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_exit_container(msg);
-        return r < 0 ? r : 1;
-}
-
-static int get_members(sd_bus *bus, CtlMember **ret, size_t *ret_n) {
+/* Members as Gossip1 lists them; the strings stay in *ret_reply. */
+static int get_members(sd_bus *bus, sd_bus_message **ret_reply, GossipMember **ret, size_t *ret_n) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        CtlMember *members = NULL;
+        _cleanup_free_ GossipMember *members = NULL;
         size_t n = 0;
         int r;
 
         r = sd_bus_get_property(bus, GOSSIP_NAME, GOSSIP_PATH, GOSSIP_NAME, "Members", &error, &reply,
-                                "a(ssassua{ss})");
+                                "a" GOSSIP_MEMBER_SIGNATURE);
         if (r < 0)
                 return call_failed(GOSSIP_NAME, &error, r);
-        r = sd_bus_message_enter_container(reply, 'a', "(ssassua{ss})");
-        for (; r >= 0;) {
-                CtlMember *nm = reallocarray(members, n + 1, sizeof(CtlMember));
+        r = sd_bus_message_enter_container(reply, 'a', GOSSIP_MEMBER_SIGNATURE);
+        while (r >= 0) {
+                GossipMember *nm = reallocarray(members, n + 1, sizeof(GossipMember));
                 if (!nm) {
                         r = -ENOMEM;
                         break;
                 }
                 members = nm;
-                members[n] = (CtlMember) {};
-                r = read_member(reply, &members[n]);
-                if (r <= 0) {
-                        ctl_member_done(&members[n]);
+                r = gossip_member_read(reply, &members[n]);
+                if (r <= 0)
                         break;
-                }
                 n++;
         }
         if (r < 0) {
-                ctl_members_free(members, n);
                 fprintf(stderr, "Failed to parse Gossip1.Members: %s\n", strerror(-r));
                 return -EXIT_FAILURE;
         }
-        *ret = members;
+        *ret_reply = TAKE_PTR(reply);
+        *ret = TAKE_PTR(members);
         *ret_n = n;
         return 0;
 }
@@ -350,16 +256,19 @@ static json_object *json_strv(char **l) {
         return a;
 }
 
-static json_object *json_member(const CtlMember *m) {
+static json_object *json_member(const GossipMember *m) {
         json_object *o = json_object_new_object(), *meta = json_object_new_object();
+        json_object *addresses = json_object_new_array();
 
         json_object_object_add(o, "id", json_object_new_string(m->id));
         json_object_object_add(o, "name", json_object_new_string(m->name));
-        json_object_object_add(o, "addresses", json_strv(m->addresses));
+        for (size_t i = 0; i < m->n_addresses; i++)
+                json_object_array_add(addresses, json_object_new_string(m->addresses[i]));
+        json_object_object_add(o, "addresses", addresses);
         json_object_object_add(o, "state", json_object_new_string(m->state));
         json_object_object_add(o, "incarnation", json_object_new_int64(m->incarnation));
-        for (char **p = m->meta; p && p[0] && p[1]; p += 2)
-                json_object_object_add(meta, p[0], json_object_new_string(p[1]));
+        for (size_t i = 0; i < m->n_meta; i++)
+                json_object_object_add(meta, m->meta_keys[i], json_object_new_string(m->meta_values[i]));
         json_object_object_add(o, "metadata", meta);
         return o;
 }
@@ -384,7 +293,7 @@ static int json_print(json_object *o) {
         return 0;
 }
 
-static int print_members_table(CtlMember *members, size_t n) {
+static int print_members_table(const GossipMember *members, size_t n) {
         _cleanup_(ctl_table_freep) CtlTable *t = NULL;
 
         t = ctl_table_new("ID", "NAME", "GOSSIP", "STATE", "INC", "MESH", "MODELS", NULL);
@@ -392,15 +301,15 @@ static int print_members_table(CtlMember *members, size_t n) {
                 return -ENOMEM;
         ctl_table_set_max_width(t, 6, 60);
         for (size_t i = 0; i < n; i++) {
-                const CtlMember *m = &members[i];
-                const char *models = ctl_member_meta(m, "models");
+                const GossipMember *m = &members[i];
+                const char *models = gossip_member_meta(m, "models");
 
                 ctl_table_addf(t, "%.12s", m->id);
                 ctl_table_add(t, m->name);
-                ctl_table_add(t, m->addresses && m->addresses[0] ? m->addresses[0] : NULL);
+                ctl_table_add(t, m->n_addresses > 0 ? m->addresses[0] : NULL);
                 ctl_table_add(t, m->state);
                 ctl_table_addf(t, "%" PRIu32, m->incarnation);
-                ctl_table_add(t, ctl_member_meta(m, "mesh"));
+                ctl_table_add(t, gossip_member_meta(m, "mesh"));
                 ctl_table_add(t, isempty(models) ? NULL : models);
         }
         ctl_table_print(t, stdout, arg_legend);
@@ -410,11 +319,12 @@ static int print_members_table(CtlMember *members, size_t n) {
 }
 
 static int verb_members(sd_bus *bus, int argc, char **argv) {
-        CtlMember *members = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_free_ GossipMember *members = NULL;
         size_t n = 0;
         int r;
 
-        r = get_members(bus, &members, &n);
+        r = get_members(bus, &reply, &members, &n);
         if (r < 0)
                 return r;
         if (arg_json) {
@@ -424,7 +334,6 @@ static int verb_members(sd_bus *bus, int argc, char **argv) {
                 json_print(a);
         } else
                 print_members_table(members, n);
-        ctl_members_free(members, n);
         return 0;
 }
 
@@ -464,11 +373,12 @@ static int get_string_property(sd_bus *bus, const char *name, const char *path, 
 static int verb_status(sd_bus *bus, int argc, char **argv) {
         static const char *const names[] = { GOSSIP_NAME, DISCOVERY_NAME, ROUTER_NAME, SHIM_NAME };
         _cleanup_free_ char *local_id = NULL, *policy = NULL, *api = NULL, *mesh = NULL;
-        CtlMember *members = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *members_reply = NULL;
+        _cleanup_free_ GossipMember *members = NULL;
         CtlRoute *routes = NULL;
         size_t n_members = 0, n_routes = 0;
         unsigned counts[4] = {};
-        const CtlMember *self = NULL;
+        const GossipMember *self = NULL;
         bool all_up = true;
 
         for (size_t i = 0; i < ELEMENTSOF(names); i++)
@@ -486,7 +396,7 @@ static int verb_status(sd_bus *bus, int argc, char **argv) {
                 (void) get_string_property(bus, SHIM_NAME, SHIM_PATH, "MeshAddress", &mesh);
         }
         if (name_has_owner(bus, GOSSIP_NAME))
-                (void) get_members(bus, &members, &n_members);
+                (void) get_members(bus, &members_reply, &members, &n_members);
 
         for (size_t i = 0; i < n_members; i++) {
                 if (local_id && streq(members[i].id, local_id))
@@ -530,14 +440,14 @@ static int verb_status(sd_bus *bus, int argc, char **argv) {
                 putchar('\n');
                 if (self)
                         printf("%12s %s, incarnation %" PRIu32 ", gossip %s\n", "State:", self->state,
-                               self->incarnation, self->addresses && self->addresses[0] ? self->addresses[0] : "-");
+                               self->incarnation, self->n_addresses > 0 ? self->addresses[0] : "-");
                 printf("%12s %s\n", "API:", api ?: "-");
                 printf("%12s %s\n", "Mesh:", isempty(mesh) ? "-" : mesh);
                 if (name_has_owner(bus, GOSSIP_NAME))
                         printf("%12s %u alive, %u suspect, %u dead, %u left\n", "Members:", counts[0], counts[1],
                                counts[2], counts[3]);
-                if (self && ctl_member_meta(self, "models"))
-                        printf("%12s %s\n", "Models:", ctl_member_meta(self, "models"));
+                if (self && gossip_member_meta(self, "models"))
+                        printf("%12s %s\n", "Models:", gossip_member_meta(self, "models"));
                 if (policy)
                         printf("%12s %s\n", "Policy:", policy);
                 if (n_routes > 0) {
@@ -546,7 +456,6 @@ static int verb_status(sd_bus *bus, int argc, char **argv) {
                 }
         }
 
-        ctl_members_free(members, n_members);
         ctl_routes_free(routes, n_routes);
         if (!all_up) {
                 if (!arg_json)

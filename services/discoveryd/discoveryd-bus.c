@@ -2,6 +2,7 @@
 /* org.mycelia.Discovery1 on the bus (dbus/org.mycelia.Discovery1.xml documents it), and what
  * discoveryd reads from org.mycelia.Gossip1: this node's LocalNode, for the ports to publish. */
 #include "discoveryd-manager.h"
+#include "gossip-member.h"
 #include "log.h"
 
 static int append_peer_fields(sd_bus_message *reply, const Peer *p) {
@@ -91,59 +92,19 @@ int manager_bus_emit_peer(Manager *m, PeerEvent event, const Peer *p) {
 /* Reads a Gossip1 member "(ssassua{ss})" and, when it is this node, takes the gossip port of
  * addresses[0] and the port of metadata "mesh". */
 static int manager_read_member(Manager *m, sd_bus_message *msg) {
-        const char *id, *name, *state, *first = NULL, *mesh = NULL;
+        const char *mesh;
         uint16_t gossip_port = 0, mesh_port = 0;
-        uint32_t incarnation;
+        GossipMember g;
         int r;
 
-        r = sd_bus_message_enter_container(msg, 'r', "ssassua{ss}");
-        if (r < 0)
-                return r;
-        r = sd_bus_message_read(msg, "ss", &id, &name);
-        if (r < 0)
-                return r;
-        if (!strcaseeq(id, m->local_id))
+        r = gossip_member_read(msg, &g);
+        if (r <= 0)
+                return r < 0 ? r : -EBADMSG;
+        if (!strcaseeq(g.id, m->local_id))
                 return 0;
-        r = sd_bus_message_enter_container(msg, 'a', "s");
-        if (r < 0)
-                return r;
-        for (;;) {
-                const char *a;
-
-                r = sd_bus_message_read(msg, "s", &a);
-                if (r < 0)
-                        return r;
-                if (r == 0)
-                        break;
-                if (!first)
-                        first = a;
-        }
-        r = sd_bus_message_exit_container(msg);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_read(msg, "su", &state, &incarnation);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_enter_container(msg, 'a', "{ss}");
-        if (r < 0)
-                return r;
-        for (;;) {
-                const char *k, *v;
-
-                r = sd_bus_message_read(msg, "{ss}", &k, &v);
-                if (r < 0)
-                        return r;
-                if (r == 0)
-                        break;
-                if (streq(k, "mesh"))
-                        mesh = v;
-        }
-        r = sd_bus_message_exit_container(msg);
-        if (r < 0)
-                return r;
-
-        if (first)
-                (void) seed_split(first, NULL, &gossip_port);
+        if (g.n_addresses > 0)
+                (void) seed_split(g.addresses[0], NULL, &gossip_port);
+        mesh = gossip_member_meta(&g, "mesh");
         if (mesh)
                 (void) seed_split(mesh, NULL, &mesh_port);
         manager_set_gossip_ports(m, gossip_port, mesh_port);

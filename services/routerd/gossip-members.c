@@ -19,13 +19,6 @@ void gossip_route_done(GossipRoute *r) {
         *r = (GossipRoute) {};
 }
 
-const char *gossip_member_meta(const GossipMember *m, const char *key) {
-        for (size_t i = 0; i < m->n_meta; i++)
-                if (m->meta_keys[i] && streq(m->meta_keys[i], key))
-                        return m->meta_values[i];
-        return NULL;
-}
-
 /* Splits "HOST:PORT" or "[V6]:PORT" into host (no brackets) and port. */
 static int split_host_port(const char *s, char *host, size_t host_size, uint16_t *ret_port) {
         const char *colon, *h;

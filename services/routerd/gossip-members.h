@@ -4,6 +4,7 @@
 #pragma once
 
 #include "macro.h"
+#include "gossip-member.h"
 #include "route-table.h"
 
 /* Metadata is 4096 bytes per node in all (swim.h); the model list gets at most this much. */
@@ -12,24 +13,6 @@
 #define GOSSIP_MODEL_NAME_MAX 512
 /* Load values above this are clamped: a peer cannot make in_flight or capacity absurd. */
 #define GOSSIP_LOAD_MAX 1000000U
-/* Addresses and metadata entries read from one member; more are ignored. */
-#define GOSSIP_MEMBER_ADDRESSES_MAX 16
-#define GOSSIP_MEMBER_META_MAX 64
-
-/* A member as Gossip1 describes it: (id, name, addresses, state, incarnation, metadata).
- * Borrowed strings. */
-typedef struct GossipMember {
-        const char *id;
-        const char *name;
-        const char *addresses[GOSSIP_MEMBER_ADDRESSES_MAX];
-        size_t n_addresses;
-        const char *state;
-        uint32_t incarnation;
-        const char *meta_keys[GOSSIP_MEMBER_META_MAX];
-        const char *meta_values[GOSSIP_MEMBER_META_MAX];
-        size_t n_meta;
-} GossipMember;
-
 /* What the routing table should hold for a member. */
 typedef struct GossipRoute {
         char *address;          /* "http://HOST:PORT", numeric host, IPv6 in brackets */
@@ -41,9 +24,6 @@ typedef struct GossipRoute {
 } GossipRoute;
 
 void gossip_route_done(GossipRoute *r);
-
-/* The value of metadata key, NULL when absent. */
-const char *gossip_member_meta(const GossipMember *m, const char *key);
 
 /* Decides the entry for m. Returns 1 with *ret filled when it belongs in the table (alive, or
  * suspect with up = false), 0 when it does not (dead, left, unknown state, no usable "mesh"

@@ -72,62 +72,6 @@ void router_gossip_sweep(Manager *m, char (*seen)[NODE_ID_LEN + 1], size_t n_see
 
 /* ---- reading members from the bus ---- */
 
-/* Reads one (ssassua{ss}); 0 at the end of an enclosing array. Strings stay in msg. */
-static int gossip_read_member(sd_bus_message *msg, GossipMember *g) {
-        int r;
-
-        *g = (GossipMember) {};
-        r = sd_bus_message_enter_container(msg, 'r', "ssassua{ss}");
-        if (r <= 0)
-                return r;
-        r = sd_bus_message_read(msg, "ss", &g->id, &g->name);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_enter_container(msg, 'a', "s");
-        if (r < 0)
-                return r;
-        for (;;) {
-                const char *a;
-
-                r = sd_bus_message_read(msg, "s", &a);
-                if (r < 0)
-                        return r;
-                if (r == 0)
-                        break;
-                if (g->n_addresses < GOSSIP_MEMBER_ADDRESSES_MAX)
-                        g->addresses[g->n_addresses++] = a;
-        }
-        r = sd_bus_message_exit_container(msg);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_read(msg, "su", &g->state, &g->incarnation);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_enter_container(msg, 'a', "{ss}");
-        if (r < 0)
-                return r;
-        for (;;) {
-                const char *k, *v;
-
-                r = sd_bus_message_read(msg, "{ss}", &k, &v);
-                if (r < 0)
-                        return r;
-                if (r == 0)
-                        break;
-                if (g->n_meta < GOSSIP_MEMBER_META_MAX) {
-                        g->meta_keys[g->n_meta] = k;
-                        g->meta_values[g->n_meta++] = v;
-                }
-        }
-        r = sd_bus_message_exit_container(msg);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_exit_container(msg);
-        if (r < 0)
-                return r;
-        return 1;
-}
-
 /* Replaces the peers of the table with the members of a Members value (variant opened). */
 static int gossip_sync(Manager *m, sd_bus_message *msg) {
         _cleanup_free_ char (*seen)[NODE_ID_LEN + 1] = NULL;
@@ -146,7 +90,7 @@ static int gossip_sync(Manager *m, sd_bus_message *msg) {
                 goto finish;
 
         manager_batch_begin(m);
-        while ((r = gossip_read_member(msg, g)) > 0) {
+        while ((r = gossip_member_read(msg, g)) > 0) {
                 if (n_seen >= ROUTER_GOSSIP_MEMBERS_MAX)
                         continue;
                 if (router_gossip_apply(m, g, false) > 0)
@@ -366,7 +310,7 @@ static int gossip_signal_cb(sd_bus_message *msg, void *userdata, sd_bus_error *r
         else
                 return 0;
 
-        r = gossip_read_member(msg, &g);
+        r = gossip_member_read(msg, &g);
         if (r <= 0) {
                 log_debug_errno(r, "Ignoring a malformed %s signal: %m", member);
                 return 0;

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* A member as org.mycelia.Gossip1 describes it, (ssassua{ss}), read from a bus message without
+ * copying: routerd, discoveryd and myceliactl all read Members, LocalNode and the signals. */
+#pragma once
+
+#include <systemd/sd-bus.h>
+
+#include "macro.h"
+
+#define GOSSIP_MEMBER_SIGNATURE "(ssassua{ss})"
+/* Addresses and metadata entries read from one member; more are ignored. */
+#define GOSSIP_MEMBER_ADDRESSES_MAX 16
+#define GOSSIP_MEMBER_META_MAX 64
+
+/* A member as Gossip1 describes it: (id, name, addresses, state, incarnation, metadata).
+ * Borrowed strings. */
+typedef struct GossipMember {
+        const char *id;
+        const char *name;
+        const char *addresses[GOSSIP_MEMBER_ADDRESSES_MAX];
+        size_t n_addresses;
+        const char *state;
+        uint32_t incarnation;
+        const char *meta_keys[GOSSIP_MEMBER_META_MAX];
+        const char *meta_values[GOSSIP_MEMBER_META_MAX];
+        size_t n_meta;
+} GossipMember;
+
+/* Reads one member at the read position of msg; the strings stay in msg. Returns 1, or 0 at
+ * the end of an enclosing array, or negative errno. Addresses and metadata beyond the limits
+ * above are skipped. */
+int gossip_member_read(sd_bus_message *msg, GossipMember *g);
+
+/* The value of metadata key, NULL when absent. */
+const char *gossip_member_meta(const GossipMember *m, const char *key);

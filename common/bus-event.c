@@ -186,3 +186,15 @@ int bus_request_name_result(sd_bus_message *reply, const char *name) {
         }
         return 0;
 }
+
+int bus_match_name_owner(sd_bus *bus, sd_bus_slot **slot, const char *name, sd_bus_message_handler_t cb,
+                         void *userdata) {
+        char match[256];
+
+        if (snprintf(match, sizeof(match),
+                     "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
+                     "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='%s'",
+                     name) >= (int) sizeof(match))
+                return -ENAMETOOLONG;
+        return sd_bus_add_match_async(bus, slot, match, cb, NULL, userdata);
+}

@@ -32,6 +32,11 @@ void bus_event_set_disconnect_cb(BusEvent *b, void (*cb)(void *userdata), void *
  * (logged) when the call failed or another process owns it (daemons do not queue). */
 int bus_request_name_result(sd_bus_message *reply, const char *name);
 
+/* Calls cb (asynchronously added match) with every NameOwnerChanged of the well-known name:
+ * how a daemon notices a peer daemon appear, restart or go. */
+int bus_match_name_owner(sd_bus *bus, sd_bus_slot **slot, const char *name, sd_bus_message_handler_t cb,
+                         void *userdata);
+
 static inline void bus_error_freep(sd_bus_error *e) {
         sd_bus_error_free(e);
 }

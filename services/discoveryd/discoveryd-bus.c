@@ -173,11 +173,7 @@ static int match_gossip_member(sd_bus_message *msg, void *userdata, sd_bus_error
 int manager_bus_watch_gossip(Manager *m) {
         int r;
 
-        r = sd_bus_add_match_async(m->bus, &m->gossip_owner_slot,
-                                   "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
-                                   "interface='org.freedesktop.DBus',member='NameOwnerChanged',"
-                                   "arg0='" GOSSIP_BUS_NAME "'",
-                                   match_gossip_owner_changed, NULL, m);
+        r = bus_match_name_owner(m->bus, &m->gossip_owner_slot, GOSSIP_BUS_NAME, match_gossip_owner_changed, m);
         if (r < 0)
                 return r;
         return sd_bus_add_match_async(m->bus, &m->gossip_signal_slot,

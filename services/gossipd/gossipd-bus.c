@@ -471,11 +471,8 @@ static int match_discovery_owner_changed(sd_bus_message *msg, void *userdata, sd
 int manager_bus_follow_discovery(Manager *m) {
         int r;
 
-        r = sd_bus_add_match_async(m->bus, &m->discovery_owner_slot,
-                                   "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
-                                   "interface='org.freedesktop.DBus',member='NameOwnerChanged',"
-                                   "arg0='" DISCOVERY_BUS_NAME "'",
-                                   match_discovery_owner_changed, NULL, m);
+        r = bus_match_name_owner(m->bus, &m->discovery_owner_slot, DISCOVERY_BUS_NAME,
+                                 match_discovery_owner_changed, m);
         if (r < 0)
                 return r;
         /* No sender= here: the interface name is discoveryd's alone, and the bus delivers

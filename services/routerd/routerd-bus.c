@@ -226,9 +226,5 @@ int manager_bus_emit_nodes_changed(Manager *m) {
 }
 
 int manager_bus_watch_shim(Manager *m) {
-        return sd_bus_add_match_async(m->bus, &m->shim_match_slot,
-                                      "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
-                                      "interface='org.freedesktop.DBus',member='NameOwnerChanged',"
-                                      "arg0='" SHIM_BUS_NAME "'",
-                                      match_shim_owner_changed, NULL, m);
+        return bus_match_name_owner(m->bus, &m->shim_match_slot, SHIM_BUS_NAME, match_shim_owner_changed, m);
 }

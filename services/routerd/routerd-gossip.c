@@ -343,11 +343,7 @@ void router_gossip_done(Manager *m) {
 int router_gossip_start(Manager *m) {
         int r;
 
-        r = sd_bus_add_match_async(m->bus, &m->gossip.owner_slot,
-                                   "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
-                                   "interface='org.freedesktop.DBus',member='NameOwnerChanged',"
-                                   "arg0='" GOSSIP_BUS_NAME "'",
-                                   gossip_owner_changed_cb, NULL, m);
+        r = bus_match_name_owner(m->bus, &m->gossip.owner_slot, GOSSIP_BUS_NAME, gossip_owner_changed_cb, m);
         if (r < 0)
                 return r;
         r = sd_bus_match_signal_async(m->bus, &m->gossip.signal_slot, GOSSIP_BUS_NAME, GOSSIP_OBJECT_PATH,

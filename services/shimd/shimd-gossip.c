@@ -64,10 +64,7 @@ int manager_gossip_start(Manager *m) {
 
         if (!m->bus)
                 return 0;
-        r = sd_bus_add_match_async(m->bus, &m->gossip_owner_slot,
-                                   "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
-                                   "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='" GOSSIP_NAME "'",
-                                   gossip_owner_changed_cb, NULL, m);
+        r = bus_match_name_owner(m->bus, &m->gossip_owner_slot, GOSSIP_NAME, gossip_owner_changed_cb, m);
         if (r < 0)
                 return r;
         /* If gossipd is not there yet this fails quietly, and NameOwnerChanged says when it is. */

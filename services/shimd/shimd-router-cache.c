@@ -540,10 +540,7 @@ int router_cache_start(RouterCache *c) {
                                       router_cache_properties_changed_cb, NULL, c);
         if (r < 0)
                 return r;
-        r = sd_bus_add_match_async(bus, &c->match_owner,
-                                   "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
-                                   "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='" ROUTER_NAME "'",
-                                   router_cache_name_owner_changed_cb, NULL, c);
+        r = bus_match_name_owner(bus, &c->match_owner, ROUTER_NAME, router_cache_name_owner_changed_cb, c);
         if (r < 0)
                 return r;
         return router_cache_get_all(c);

@@ -11,6 +11,14 @@
 #include "swim-wire.h"
 #include "swim.h"
 
+/* Epidemic dissemination stops once every holder has sent an update retransmit_limit() times;
+ * now and then a node is missed by all of them and would wait for the next push-pull (up to
+ * push_pull_interval). The node the news is about therefore re-queues its own record a few more
+ * times while it is fresh: a join or a metadata change reaches everyone in seconds, and a
+ * steady mesh pays nothing for it. */
+#define SELF_REFRESH_INTERVAL (1 * USEC_PER_SEC)
+#define SELF_REFRESH_WINDOW (10 * USEC_PER_SEC)
+
 /* Bounds of what remote parties can make this node hold, beyond the ones swim.h names. */
 #define EVENTS_MAX 4096
 #define OUTGOING_MAX 8192
@@ -83,6 +91,10 @@ struct Swim {
         uint32_t next_seq_no;
 
         usec_t next_probe_at, next_gossip_at, next_push_pull_at, member_deadline;
+        /* Fresh news about this node (start, metadata, refutation) is re-queued every
+         * SELF_REFRESH_INTERVAL for SELF_REFRESH_WINDOW, see self_refresh(). */
+        usec_t local_changed_at, next_self_refresh_at;
+        bool local_changed;
         bool push_pull_pending;
         SwimAddr push_pull_to;
 
@@ -556,8 +568,17 @@ static void refute(Swim *s, uint32_t incarnation) {
         l->pub.incarnation = incarnation + 1;
         l->alive_incarnation = l->pub.incarnation;
         s->counters.refutations++;
+        s->local_changed = true;
         (void) queue_push_full(s, l, true);
         event_push(s, SWIM_EVENT_UPDATED, l);
+}
+
+/* Someone still holds an older suspicion or death of us (it missed our refutation): spread our
+ * current alive record again. Nodes that have it ignore it, so this does not snowball. */
+static void reassert(Swim *s) {
+        if (s->left || s->local->queued)
+                return;
+        (void) queue_push_full(s, s->local, true);
 }
 
 static void apply_alive(Swim *s, usec_t now, const SwimRecord *r, bool *ret_new) {
@@ -642,6 +663,8 @@ static void apply_suspect(Swim *s, usec_t now, const uint8_t id[SWIM_ID_SIZE], u
         if (m == s->local) {
                 if (incarnation >= m->pub.incarnation)
                         refute(s, incarnation);
+                else
+                        reassert(s);
                 return;
         }
         if (!member_is_alive(m) || incarnation < m->pub.incarnation)
@@ -668,6 +691,8 @@ static void apply_dead(Swim *s, usec_t now, const uint8_t id[SWIM_ID_SIZE], uint
         if (m == s->local) {
                 if (incarnation >= m->pub.incarnation)
                         refute(s, incarnation);
+                else
+                        reassert(s);
                 return;
         }
         if (!member_is_alive(m) || incarnation < m->pub.incarnation)
@@ -846,7 +871,9 @@ static int send_datagram(Swim *s, const SwimAddr *to, Member *dest, const uint8_
         for (size_t i = 0; i < s->n_queue;) {
                 Member *m = s->queue[i];
 
-                if (m->sent >= limit) {
+                /* A node that misses a suspicion keeps routing to a dead node until the death
+                 * reaches it: changes of who is alive are worth twice the retransmissions. */
+                if (m->sent >= (m->urgent ? 2 * limit : limit)) {
                         queue_remove(s, m);
                         continue;
                 }
@@ -1058,11 +1085,31 @@ static usec_t advance(usec_t at, usec_t interval, usec_t now) {
         return at <= now ? now + interval : at;
 }
 
+static void self_refresh(Swim *s, usec_t now) {
+        if (s->local_changed) {
+                s->local_changed = false;
+                s->local_changed_at = now;
+                s->next_self_refresh_at = now + SELF_REFRESH_INTERVAL;
+                return;
+        }
+        if (now < s->next_self_refresh_at)
+                return;
+        if (now - s->local_changed_at >= SELF_REFRESH_WINDOW) {
+                s->next_self_refresh_at = USEC_INFINITY;
+                return;
+        }
+        s->next_self_refresh_at = advance(s->next_self_refresh_at, SELF_REFRESH_INTERVAL, now);
+        if (s->local->pub.state == SWIM_STATE_ALIVE && !s->local->queued)
+                (void) queue_push(s, s->local);
+}
+
 int swim_tick(Swim *s, usec_t now) {
         if (!s)
                 return -EINVAL;
         if (s->left)
                 return 0;
+
+        self_refresh(s, now);
 
         if (s->probe_active) {
                 if (!s->probe_acked && !s->probe_indirect_sent && now >= s->probe_start + s->config.probe_timeout)
@@ -1100,6 +1147,9 @@ usec_t swim_next_deadline(Swim *s) {
         d = MIN(s->next_probe_at, s->next_gossip_at);
         d = MIN(d, s->next_push_pull_at);
         d = MIN(d, s->member_deadline);
+        d = MIN(d, s->next_self_refresh_at);
+        if (s->local_changed)
+                d = MIN(d, s->next_gossip_at);
         if (s->probe_active) {
                 if (!s->probe_acked && !s->probe_indirect_sent)
                         d = MIN(d, s->probe_start + s->config.probe_timeout);
@@ -1644,6 +1694,8 @@ int swim_set_local_meta(Swim *s, usec_t now, const char *key, const char *value)
         }
 
         l->pub.meta_version++;
+        s->local_changed_at = now;
+        s->next_self_refresh_at = now + SELF_REFRESH_INTERVAL;
         if (!s->left)
                 (void) queue_push(s, l);
         event_push(s, SWIM_EVENT_UPDATED, l);
@@ -1699,6 +1751,8 @@ int swim_new(Swim **ret, const SwimConfig *config, const SwimLocal *local, SwimR
         /* Spread the timers of nodes started together. */
         s->next_probe_at = now + jitter(s, config->probe_interval);
         s->next_gossip_at = now + jitter(s, config->gossip_interval);
+        s->local_changed_at = now;
+        s->next_self_refresh_at = now + SELF_REFRESH_INTERVAL;
         s->next_push_pull_at = now + config->push_pull_interval / 2 + jitter(s, config->push_pull_interval / 2);
 
         *ret = s;

@@ -386,6 +386,36 @@ START_TEST(test_metadata) {
 }
 END_TEST
 
+/* A node that missed every retransmission of a metadata update still gets it within seconds,
+ * long before the next push-pull, from the owner's self-refresh of fresh news. */
+START_TEST(test_metadata_missed_update_refreshed) {
+        SwimConfig c = net_config();
+        const SwimMember *m;
+        TestNet net;
+
+        c.push_pull_interval = 3600 * SEC;
+        net_init(&net, 4, &c);
+        net_join_all(&net);
+        /* Let the self-refresh of the joins run out first. */
+        net_run(&net, 12 * SEC);
+
+        ck_assert_int_eq(swim_set_local_meta(net.nodes[0], net.now, "models", "news"), 1);
+        /* Node 3 is frozen while everyone spends the update's retransmissions. */
+        net.down[3] = true;
+        net_run(&net, 600 * MS);
+        m = net_view(&net, 3, 0);
+        ck_assert_ptr_nonnull(m);
+        ck_assert_uint_eq(m->n_meta, 0);
+        net.down[3] = false;
+
+        net_run(&net, 3 * SEC);
+        m = net_view(&net, 3, 0);
+        ck_assert_uint_eq(m->n_meta, 1);
+        ck_assert_str_eq(m->meta_values[0], "news");
+        net_done(&net);
+}
+END_TEST
+
 START_TEST(test_push_pull_merge) {
         SwimConfig c = net_config();
         TestNet net;
@@ -531,6 +561,7 @@ static Suite *suite(void) {
         tcase_add_test(tc, test_rejoin_after_dead_datagram);
         tcase_add_test(tc, test_rejoin_higher_incarnation);
         tcase_add_test(tc, test_metadata);
+        tcase_add_test(tc, test_metadata_missed_update_refreshed);
         tcase_add_test(tc, test_push_pull_merge);
         tcase_add_test(tc, test_stale_updates_ignored);
         tcase_add_test(tc, test_events_bounded);

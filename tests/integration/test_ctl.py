@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# myceliactl against two real nodes on loopback: what status, members and route print (tables and
+# --json), join and leave, keygen, and the exit codes scripts rely on (docs/myceliactl.md).
+import base64
+import json
+import os
+import stat
+import subprocess
+import unittest
+
+import harness
+from harness import Double, Node, random_node_id, wait_until, write_mesh_key
+
+harness.require_env('MYCELIA_NODE', 'MYCELIA_SHIMD', 'MYCELIA_ROUTERD', 'OLLAMA_DOUBLE', 'MYCELIACTL')
+if not all(harness.env_path(v) and os.path.exists(harness.env_path(v))
+           for v in ('MYCELIA_GOSSIPD', 'MYCELIA_DISCOVERYD')):
+    harness.skip_all('mycelia-gossipd and mycelia-discoveryd are not built in this tree')
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def ctl(*args, bus=None, timeout=15):
+    argv = [harness.env_path('MYCELIACTL')] + (['--bus', bus] if bus else []) + [str(a) for a in args]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+class TestCtl(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = harness.make_tmpdir('mycelia-ctl-')
+        key = write_mesh_key(os.path.join(cls.dir, 'mesh.key'))
+        cls.d1 = Double('--token-delay-ms', '0', '--models', 'alpha:latest')
+        cls.d2 = Double('--token-delay-ms', '0', '--models', 'beta:latest')
+        cls.n1 = Node(cls.d1.url, '--mesh-key', key, node_id=random_node_id(), name='ctl-one')
+        cls.n2 = Node(cls.d2.url, '--mesh-key', key, '--seed', cls.n1.gossip, node_id=random_node_id(),
+                      name='ctl-two')
+
+        def routed():
+            rc, out, _ = ctl('--json', 'status', bus=cls.n1.bus)
+            if rc != 0:
+                return False
+            routes = json.loads(out)['routes']
+            return sum(1 for r in routes if r['state'] == 'up' and r['models']) == 2
+        wait_until(routed, 15, what='both nodes up with models in node 1 routing table')
+
+    @classmethod
+    def tearDownClass(cls):
+        for x in (cls.n2, cls.n1, cls.d2, cls.d1):
+            x.stop()
+
+    def test_status_table(self):
+        rc, out, err = ctl('status', bus=self.n1.bus)
+        self.assertEqual(rc, 0, err)
+        self.assertIn('ctl-one', out)
+        self.assertIn('gossipd up discoveryd up routerd up shimd up', out)
+        self.assertIn('2 alive, 0 suspect, 0 dead, 0 left', out)
+        self.assertIn('alpha:latest', out)
+        self.assertIn('beta:latest', out)     # the routing table lists the peer's models
+        self.assertEqual(err, '')
+        # No command means status.
+        rc2, out2, _ = ctl(bus=self.n1.bus)
+        self.assertEqual(rc2, 0)
+        self.assertIn('ctl-one', out2)
+
+    def test_status_json(self):
+        rc, out, err = ctl('--json', 'status', bus=self.n1.bus)
+        self.assertEqual(rc, 0, err)
+        st = json.loads(out)
+        self.assertEqual(st['id'], self.n1.node_id)
+        self.assertTrue(all(st['daemons'].values()), st['daemons'])
+        self.assertEqual({m['name'] for m in st['members']}, {'ctl-one', 'ctl-two'})
+        by_name = {r['name']: r for r in st['routes']}
+        self.assertEqual(by_name['ctl-two']['models'], ['beta:latest'])
+        self.assertTrue(by_name['ctl-two']['address'].startswith('http://127.0.0.1:'))
+
+    def test_members(self):
+        rc, out, err = ctl('members', bus=self.n2.bus)
+        self.assertEqual(rc, 0, err)
+        lines = out.splitlines()
+        self.assertTrue(lines[0].startswith('ID'), out)
+        self.assertIn('2 members listed.', out)
+        rc, out, _ = ctl('--no-legend', 'members', bus=self.n2.bus)
+        self.assertEqual(rc, 0)
+        self.assertEqual(len(out.splitlines()), 2, out)
+        self.assertTrue(all(' alive ' in l for l in out.splitlines()), out)
+        rc, out, _ = ctl('--json', 'members', bus=self.n2.bus)
+        members = json.loads(out)
+        one = next(m for m in members if m['name'] == 'ctl-one')
+        self.assertEqual(one['addresses'], [self.n1.gossip])
+        self.assertEqual(one['metadata']['models'], 'alpha:latest')
+        self.assertEqual(one['metadata']['mesh'], self.n1.mesh)
+
+    def test_route(self):
+        rc, out, err = ctl('route', 'beta', bus=self.n1.bus)
+        self.assertEqual(rc, 0, err)
+        self.assertIn(self.n2.node_id, out)
+        rc, out, _ = ctl('--json', 'route', 'alpha:latest', bus=self.n1.bus)
+        self.assertEqual(rc, 0)
+        self.assertEqual(json.loads(out)['id'], self.n1.node_id)
+        rc, out, err = ctl('route', 'no-such-model', bus=self.n1.bus)
+        self.assertEqual(rc, 4)
+        self.assertIn('No live node serves no-such-model', err)
+
+    def test_join_arguments(self):
+        rc, out, err = ctl('join', 'not-an-address', bus=self.n1.bus)
+        self.assertEqual(rc, 1, out)
+        self.assertIn('mycelia-gossipd:', err)
+        rc, out, err = ctl('--json', 'join', self.n2.gossip, bus=self.n1.bus)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out)['accepted'], 1)
+
+    def test_usage_errors(self):
+        self.assertEqual(ctl('frobnicate')[0], 2)
+        self.assertEqual(ctl('route')[0], 2)
+        self.assertEqual(ctl('members', 'extra')[0], 2)
+        self.assertEqual(ctl('--no-such-option')[0], 2)
+
+    def test_bus_unreachable(self):
+        rc, out, err = ctl('members', bus='unix:path=' + os.path.join(self.dir, 'no-bus.sock'))
+        self.assertEqual(rc, 3)
+        self.assertIn('Cannot connect to the bus', err)
+
+    def test_keygen(self):
+        path = os.path.join(self.dir, 'new.key')
+        rc, out, err = ctl('keygen', path)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o640)
+        before = read(path)
+        self.assertEqual(len(base64.b64decode(before.strip(), validate=True)), 32)
+        rc, out, err = ctl('keygen', path)
+        self.assertEqual(rc, 1)
+        self.assertIn('refusing to replace', err)
+        self.assertEqual(read(path), before)
+
+
+class TestCtlDaemonDown(unittest.TestCase):
+    """A node whose gossipd is not running: the commands that need it say so and exit 3."""
+
+    def test_gossipd_down(self):
+        d = Double('--token-delay-ms', '0')
+        try:
+            n = Node(d.url, node_id=random_node_id(), name='lonely',
+                     daemons=('MYCELIA_ROUTERD', 'MYCELIA_SHIMD'))
+            try:
+                rc, out, err = ctl('members', bus=n.bus)
+                self.assertEqual(rc, 3)
+                self.assertIn('mycelia-gossipd is not running', err)
+                rc, out, err = ctl('status', bus=n.bus)
+                self.assertEqual(rc, 3)
+                self.assertIn('gossipd DOWN', out)
+                self.assertIn('routerd up shimd up', out)
+                # What runs still answers.
+                rc, out, err = ctl('route', d.chat_model(), bus=n.bus)
+                self.assertEqual(rc, 0, err)
+            finally:
+                n.stop()
+        finally:
+            d.stop()
+
+
+class TestCtlLeave(unittest.TestCase):
+    def test_leave(self):
+        dir = harness.make_tmpdir('mycelia-ctl-leave-')
+        key = write_mesh_key(os.path.join(dir, 'mesh.key'))
+        d = Double('--token-delay-ms', '0')
+        a = b = None
+        try:
+            a = Node(d.url, '--mesh-key', key, node_id=random_node_id(), name='stay')
+            b = Node(d.url, '--mesh-key', key, '--seed', a.gossip, node_id=random_node_id(), name='go')
+            wait_until(lambda: b.node_id in a.members() and a.members()[b.node_id].state == 'alive', 15,
+                       what='b alive at a')
+            inc = a.members()[b.node_id].incarnation
+            rc, out, err = ctl('leave', bus=b.bus)
+            self.assertEqual(rc, 0, err)
+            self.assertIn('Left the mesh', out)
+            # a sees b leave; the launcher then restarts b's gossipd, which rejoins higher.
+            wait_until(lambda: a.members()[b.node_id].incarnation > inc, 10, what='b left or rejoined at a')
+        finally:
+            for x in (b, a):
+                if x:
+                    x.stop()
+            d.stop()
+
+
+if __name__ == '__main__':
+    harness.main()

@@ -301,8 +301,44 @@ bool swim_meta_key_valid(const char *key, size_t len) {
         return true;
 }
 
+/* Strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF): names and values
+ * end up in D-Bus strings, which must be valid UTF-8, or every Members read would fail. */
+static bool utf8_valid(const char *s, size_t len) {
+        const uint8_t *p = (const uint8_t *) s, *end = p + len;
+
+        while (p < end) {
+                uint32_t c = *p;
+                size_t n;
+
+                if (c < 0x80) {
+                        p++;
+                        continue;
+                }
+                if (c >= 0xC2 && c <= 0xDF)
+                        n = 1, c &= 0x1F;
+                else if (c >= 0xE0 && c <= 0xEF)
+                        n = 2, c &= 0x0F;
+                else if (c >= 0xF0 && c <= 0xF4)
+                        n = 3, c &= 0x07;
+                else
+                        return false;
+                if ((size_t) (end - p) <= n)
+                        return false;
+                for (size_t i = 1; i <= n; i++) {
+                        if ((p[i] & 0xC0) != 0x80)
+                                return false;
+                        c = (c << 6) | (p[i] & 0x3F);
+                }
+                if ((n == 2 && c < 0x800) || (n == 3 && (c < 0x10000 || c > 0x10FFFF)) ||
+                    (c >= 0xD800 && c <= 0xDFFF))
+                        return false;
+                p += n + 1;
+        }
+        return true;
+}
+
 bool swim_meta_value_valid(const char *value, size_t len) {
-        return !memchr(value, '\0', len) && !memchr(value, '\n', len);
+        return !memchr(value, '\0', len) && !memchr(value, '\n', len) && utf8_valid(value, len);
 }
 
 bool swim_name_valid(const char *name, size_t len) {
@@ -311,7 +347,7 @@ bool swim_name_valid(const char *name, size_t len) {
         for (size_t i = 0; i < len; i++)
                 if ((unsigned char) name[i] < 0x20 || name[i] == 0x7f)
                         return false;
-        return true;
+        return utf8_valid(name, len);
 }
 
 void swim_record_write(SwimWriter *w, const uint8_t id[SWIM_ID_SIZE], SwimState state, uint32_t incarnation,

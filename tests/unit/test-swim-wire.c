@@ -538,6 +538,28 @@ START_TEST(test_push_pull_rejects) {
 }
 END_TEST
 
+/* Names and values end up in D-Bus strings: invalid UTF-8 is refused where they are decoded. */
+START_TEST(test_text_validation) {
+        static const char *const good[] = { "", "node-1", "Büro", "日本", "\xf0\x9f\x8d\x84", "a,b,c" };
+        static const char *const bad[] = {
+                "\xff", "\xc0\xaf",                   /* invalid byte, overlong '/' */
+                "\xe0\x80\xaf", "\xed\xa0\x80",        /* overlong, surrogate */
+                "\xf4\x90\x80\x80", "\xc3", "ab\xe6\x97", /* above U+10FFFF, truncated */
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                ck_assert(swim_name_valid(good[i], strlen(good[i])));
+                ck_assert(swim_meta_value_valid(good[i], strlen(good[i])));
+        }
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                ck_assert(!swim_name_valid(bad[i], strlen(bad[i])));
+                ck_assert(!swim_meta_value_valid(bad[i], strlen(bad[i])));
+        }
+        ck_assert(!swim_meta_value_valid("a\nb", 3));
+        ck_assert(!swim_name_valid("a\tb", 3));
+}
+END_TEST
+
 static Suite *suite(void) {
         Suite *s = suite_create("swim-wire");
         TCase *tc = tcase_create("core");
@@ -553,6 +575,7 @@ static Suite *suite(void) {
         tcase_add_test(tc, test_replay_crafted);
         tcase_add_test(tc, test_key_rotation);
         tcase_add_test(tc, test_push_pull_rejects);
+        tcase_add_test(tc, test_text_validation);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -335,7 +335,7 @@ static void usage(void) {
                "Runs N simulated SWIM nodes with the LAN defaults: converge, kill K nodes one after another,\n"
                "soak, then a new node joins and publishes metadata. Prints one JSON line; --check exits 1\n"
                "when a killed node is not dead everywhere, a live node was declared dead, or the\n"
-               "metadata did not reach every node.\n");
+               "metadata did not reach every node. SWIM_SIM_DEBUG=1 prints each kill's spread every 100 ms.\n");
 }
 
 int main(int argc, char **argv) {
@@ -454,6 +454,10 @@ int main(int argc, char **argv) {
                                 scan_events(&sim);
                         if (!t_suspect && count_seeing(&sim, victims[k], true) == up)
                                 t_suspect = sim.now;
+                        if (getenv("SWIM_SIM_DEBUG") && (sim.now - t_kill) % (100 * MS) == 0)
+                                fprintf(stderr, "kill %zu +%4" PRIu64 " ms: %zu/%zu suspect-or-dead, %zu dead\n", k,
+                                        (sim.now - t_kill) / MS, count_seeing(&sim, victims[k], true), up,
+                                        count_seeing(&sim, victims[k], false));
                         if (count_seeing(&sim, victims[k], false) == up) {
                                 t_dead = sim.now;
                                 break;
@@ -492,13 +496,17 @@ int main(int argc, char **argv) {
                 (void) swim_set_local_meta(sim.nodes[nn].swim, sim.now, "models", "llama3.2,qwen2.5");
                 t_meta = sim.now;
                 while (sim.now - t_meta < 30 * SEC) {
-                        if (count_meta(&sim, sim.nodes[nn].id, "models", "llama3.2,qwen2.5") == up - 1) {
+                        if (count_meta(&sim, sim.nodes[nn].id, "models", "llama3.2,qwen2.5") == up) {
                                 meta_ok = true;
                                 break;
                         }
                         step(&sim);
                 }
                 meta_spread_s = meta_ok ? (double) (sim.now - t_meta) / SEC : -1;
+                if (!meta_ok)
+                        fprintf(stderr, "swim-sim: metadata reached %zu of %zu nodes; %zu do not know the node\n",
+                                count_meta(&sim, sim.nodes[nn].id, "models", "llama3.2,qwen2.5"), up,
+                                count_seeing(&sim, sim.nodes[nn].id, true));
                 run_for(&sim, 1 * SEC);
                 scan_events(&sim);
         }

@@ -1,0 +1,70 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# The SWIM simulator benchmark: N = 10, 100, 1000 nodes with the LAN defaults and 5% loss,
+# several seeds and kills each; prints a Markdown section for bench/RESULTS.md.
+# Usage: bench/swim-sim.sh BUILD_DIR [SEEDS] [KILLS]   (defaults: 5 seeds, 5 kills; N=1000 runs
+# min(SEEDS, 2) seeds of 3 kills, it takes minutes per seed)
+set -euo pipefail
+
+build=${1:?usage: bench/swim-sim.sh BUILD_DIR [SEEDS] [KILLS]}
+seeds=${2:-5}
+kills=${3:-5}
+sim="$build/tests/sim/swim-sim"
+[ -x "$sim" ] || { echo "no $sim; build first" >&2; exit 1; }
+out=$(mktemp -d /tmp/swim-sim-bench.XXXXXX)
+
+for n in 10 100 1000; do
+        s=$seeds k=$kills
+        if [ "$n" -ge 1000 ]; then
+                s=$(( seeds < 2 ? seeds : 2 )) k=3
+        fi
+        for seed in $(seq 1 "$s"); do
+                echo "swim-sim: N=$n seed=$seed kills=$k" >&2
+                "$sim" --nodes "$n" --loss 0.05 --seed "$seed" --kills "$k" >>"$out/n$n.jsonl" 2>>"$out/n$n.err"
+        done
+done
+
+python3 - "$out" "$(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo unknown)" <<'PY'
+import json, math, os, sys, platform
+
+out, commit = sys.argv[1], sys.argv[2]
+
+def pct(v, p):
+    v = sorted(v)
+    if not v:
+        return float('nan')
+    return v[max(0, math.ceil(p / 100 * len(v)) - 1)]
+
+rows = []
+for n in (10, 100, 1000):
+    runs = [json.loads(l) for l in open(os.path.join(out, f'n{n}.jsonl'))]
+    sus = [x for r in runs for x in r['suspect_all_ms']]
+    dead = [x for r in runs for x in r['dead_all_ms']]
+    meta = [r['meta_spread_s'] * 1000 for r in runs]
+    join = [r['meta_join_s'] * 1000 for r in runs]
+    rows.append((n, len(runs), len(sus), pct(sus, 50), pct(sus, 99), max(sus), pct(dead, 50), pct(dead, 99),
+                 max(dead), pct(join, 50), max(join), pct(meta, 50), max(meta),
+                 sum(r['packets_per_node_per_s'] for r in runs) / len(runs),
+                 sum(r['bytes_per_node_per_s'] for r in runs) / len(runs),
+                 sum(r['false_deaths'] for r in runs), all(r['all_dead'] and r['meta_ok'] for r in runs),
+                 sum(r['converge_s'] for r in runs) / len(runs)))
+
+print(f"- Commit: {commit} plus the working tree; command: `bench/swim-sim.sh BUILD` (5 seeds x 5 kills for N = 10 and 100,"
+      " 2 seeds x 3 kills for N = 1000)")
+print(f"- Machine: {os.cpu_count()} CPUs, {platform.machine()}, kernel {platform.release()}")
+print("- LAN defaults (swim_config_lan), 5% independent datagram loss, 1-2 ms latency, push-pull over a lossless"
+      " \"TCP\"; joins one node every 10 ms by push-pull with a random node already in; kills one node at a time"
+      " after convergence. Times are from the kill until every live node holds the node suspect-or-dead (routing"
+      " stops using it) or dead; metadata: a node joins, and once all know it, sets \"models\"; packets and bytes"
+      " are sent datagrams per live node over 10 s of steady state.")
+print()
+print("| N | runs | kills | suspect-or-dead everywhere p50 | p99 | max | dead everywhere p50 | p99 | max |"
+      " new node known by all p50 / max | its metadata at all p50 / max | packets/node/s | bytes/node/s |"
+      " false deaths | all checks | converged after first start (avg) |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for (n, runs, k, s50, s99, smax, d50, d99, dmax, j50, jmax, m50, mmax, pps, bps, fd, ok, conv) in rows:
+    print(f"| {n} | {runs} | {k} | {s50:.0f} ms | {s99:.0f} ms | {smax:.0f} ms | {d50:.0f} ms | {d99:.0f} ms |"
+          f" {dmax:.0f} ms | {j50:.0f} / {jmax:.0f} ms | {m50:.0f} / {mmax:.0f} ms | {pps:.1f} | {bps:.0f} | {fd} |"
+          f" {'yes' if ok else 'NO'} | {conv:.1f} s |")
+PY
+echo "raw results: $out" >&2

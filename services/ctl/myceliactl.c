@@ -2,6 +2,7 @@
 /* myceliactl: look inside a Mycelia node and steer it over D-Bus, in the manner of resolvectl
  * and networkctl. Human tables by default, --json for scripts; exit codes in docs/myceliactl.md. */
 #include <getopt.h>
+#include <grp.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <systemd/sd-bus.h>
@@ -15,6 +16,9 @@
 #define EXIT_USAGE 2
 #define EXIT_DAEMON_DOWN 3
 #define EXIT_NO_ROUTE 4
+
+/* The group the daemons run as (units/sysusers.d-mycelia.conf). */
+#define MESH_KEY_GROUP "mycelia"
 
 #define GOSSIP_NAME "org.mycelia.Gossip1"
 #define GOSSIP_PATH "/org/mycelia/Gossip1"
@@ -541,6 +545,8 @@ static int verb_leave(sd_bus *bus, int argc, char **argv) {
 
 static int verb_keygen(int argc, char **argv) {
         const char *path = argc > 1 ? argv[1] : SYSCONFDIR "/mycelia/mesh.key";
+        const char *group = NULL;
+        struct group *g;
         int r;
 
         r = mesh_key_generate(path);
@@ -552,12 +558,23 @@ static int verb_keygen(int argc, char **argv) {
                 fprintf(stderr, "Failed to write %s: %s\n", path, strerror(-r));
                 return -EXIT_FAILURE;
         }
+        /* The daemons run as the mycelia user and read the key through its group. */
+        g = getgrnam(MESH_KEY_GROUP);
+        if (g) {
+                if (chown(path, (uid_t) -1, g->gr_gid) < 0)
+                        fprintf(stderr, "Could not give %s to group %s (%m); the daemons may not read it.\n",
+                                path, MESH_KEY_GROUP);
+                else
+                        group = MESH_KEY_GROUP;
+        }
         if (arg_json) {
                 json_object *o = json_object_new_object();
                 json_object_object_add(o, "path", json_object_new_string(path));
+                json_object_object_add(o, "group", group ? json_object_new_string(group) : NULL);
                 return json_print(o);
         }
-        printf("Wrote a new mesh key to %s (mode 0640). Copy it to every node of the mesh.\n", path);
+        printf("Wrote a new mesh key to %s (mode 0640%s%s). Copy it to every node of the mesh.\n", path,
+               group ? ", group " : "", strempty(group));
         return 0;
 }
 

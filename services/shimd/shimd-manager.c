@@ -140,9 +140,10 @@ static int manager_listen(Manager *m, ShimListener *l, const char *fdname, const
         return 0;
 }
 
-/* The mesh key signs what this node forwards and checks what peers forward to it. A mesh
- * listener without it would be an open relay to this node's Ollama: refuse to start. Without
- * a mesh listener the key is optional; without it, nothing is forwarded to peers. */
+/* The mesh key signs what this node forwards and checks what peers forward to it. Without it
+ * the API still serves from the local Ollama (a node is useful alone), nothing is forwarded to
+ * peers, and a mesh listener refuses every request (401: no authenticator can be checked), so
+ * it is never an open relay. */
 static int manager_load_mesh_key(Manager *m) {
         const char *path = m->config->mesh_key;
         uint8_t key[MESH_KEY_SIZE];
@@ -159,12 +160,13 @@ static int manager_load_mesh_key(Manager *m) {
                 return 0;
         }
         if (m->mesh.http)
-                return log_error_errno(r, "The mesh listener on %s needs the mesh key, but %s could not be loaded: %m. "
-                                       "Create one (myceliactl keygen) or point [node] mesh_key / --mesh-key at it, "
-                                       "or turn the mesh listener off.",
-                                       m->mesh.address, isempty(path) ? "(none configured)" : path);
-        log_info("No mesh key (%s: %s); requests are not forwarded to peers.", isempty(path) ? "(none)" : path,
-                 strerror(-r));
+                log_error_errno(r, "The mesh listener on %s needs the mesh key, but %s could not be loaded: %m. "
+                                "It refuses every request until one is there (myceliactl keygen, or [node] "
+                                "mesh_key / --mesh-key) and mycelia-shimd is restarted.",
+                                m->mesh.address, isempty(path) ? "(none configured)" : path);
+        else
+                log_info("No mesh key (%s: %s); requests are not forwarded to peers.",
+                         isempty(path) ? "(none)" : path, strerror(-r));
         return 0;
 }
 

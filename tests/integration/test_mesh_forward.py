@@ -202,5 +202,40 @@ class MeshForwardTest(unittest.TestCase):
             self.assertEqual(r.json()['model'], 'shared')
 
 
+
+class MeshWithoutKeyTest(unittest.TestCase):
+    """shimd with a mesh listener but no loadable mesh key: the API serves from the local Ollama,
+    the mesh listener refuses everything (an unauthenticated mesh API would be an open relay)."""
+
+    def test_api_serves_and_mesh_refuses(self):
+        d = Double('--token-delay-ms', '0')
+        bus = harness.PrivateBus()
+        shim = harness.Proc([harness.env_path('MYCELIA_SHIMD'), '--bus', bus.address, '--api', '127.0.0.1:0',
+                             '--mesh', '127.0.0.1:0', '--upstream', d.url, '--node-id', random_node_id(),
+                             '--mesh-key', os.path.join(bus.dir, 'no-such.key')], name='shimd')
+        try:
+            def addresses():
+                try:
+                    return (harness.bus_get_property(bus.address, 'org.mycelia.Shim1', 'ApiAddress'),
+                            harness.bus_get_property(bus.address, 'org.mycelia.Shim1', 'MeshAddress'))
+                except (harness.BusError, TimeoutError, KeyError, ValueError):
+                    return None
+            api, mesh = wait_until(addresses, 10, what='shimd on the bus')
+            model = d.chat_model()
+            body = {'model': model, 'prompt': 'hi', 'stream': False}
+            r = harness.http_request(harness.split_addr(api), 'POST', '/api/generate', body)
+            self.assertEqual(r.status, 200, r)
+            served = d.stats()['requests']
+            r = harness.http_request(harness.split_addr(mesh), 'POST', '/api/generate', body,
+                                     headers={'X-Mycelia-Auth': 'v1 1 00 00'})
+            self.assertEqual(r.status, 401, r)
+            self.assertIn('error', r.json())
+            self.assertEqual(d.stats()['requests'], served, 'the mesh listener reached the Ollama')
+            self.assertIsNone(shim.popen.poll(), 'shimd exited without a mesh key')
+        finally:
+            shim.stop(timeout=5)
+            bus.stop()
+            d.stop()
+
 if __name__ == '__main__':
     harness.main()

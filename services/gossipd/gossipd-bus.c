@@ -266,25 +266,26 @@ static int method_set_local_metadata(sd_bus_message *msg, void *userdata, sd_bus
         return sd_bus_reply_method_return(msg, NULL);
 }
 
-/* Join, Leave and SetLocalMetadata are privileged: sd-bus lets callers with the daemon's uid
- * (the other Mycelia daemons) or root in, the bus policy decides the rest. */
+/* Join, Leave and SetLocalMetadata change state. Who may call them is the bus policy's decision
+ * (dbus/org.mycelia.Gossip1.conf: root and the mycelia group), so they are marked UNPRIVILEGED:
+ * otherwise sd-bus itself refuses every caller of another uid without CAP_SYS_ADMIN. */
 static const sd_bus_vtable gossip_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_METHOD_WITH_ARGS("Join",
                                 SD_BUS_ARGS("as", addresses),
                                 SD_BUS_RESULT("u", accepted),
                                 method_join,
-                                0),
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Leave",
                                 SD_BUS_NO_ARGS,
                                 SD_BUS_NO_RESULT,
                                 method_leave,
-                                0),
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("SetLocalMetadata",
                                 SD_BUS_ARGS("s", key, "s", value),
                                 SD_BUS_NO_RESULT,
                                 method_set_local_metadata,
-                                0),
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_PROPERTY("Members", "a" MEMBER_SIGNATURE, property_get_members, 0, 0),
         SD_BUS_PROPERTY("LocalNode", MEMBER_SIGNATURE, property_get_local_node, 0, 0),
         SD_BUS_PROPERTY("Counters", "a{st}", property_get_counters, 0, 0),

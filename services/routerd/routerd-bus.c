@@ -189,6 +189,8 @@ static int method_report_outcome(sd_bus_message *msg, void *userdata, sd_bus_err
         return sd_bus_reply_method_return(msg, NULL);
 }
 
+/* Both methods are UNPRIVILEGED for sd-bus: the bus policy decides (dbus/org.mycelia.Router1.conf:
+ * Route is open, ReportOutcome is for root and the mycelia group). */
 static const sd_bus_vtable router_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_METHOD_WITH_ARGS("Route",

@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# A client of the node's api that test_supervision.py runs inside the container (systemd-run):
+# one request after another, each on a new connection, every outcome logged with its times.
+"""client_loop.py URL MODEL OUT STOPFILE: alternates GET /api/tags and POST /api/generate (MODEL,
+stream off) against URL until STOPFILE exists (or 180 s), appending one JSON
+line per request to OUT: {"start", "end" (CLOCK_MONOTONIC, shared with the host: no time
+namespace), "path", "ok", "status", "error"}."""
+
+import http.client
+import json
+import os
+import sys
+import time
+import urllib.parse
+
+
+def request(host, port, method, path, body=None):
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        headers = {'Content-Type': 'application/json'} if body is not None else {}
+        conn.request(method, path, body=json.dumps(body).encode() if body is not None else None, headers=headers)
+        r = conn.getresponse()
+        data = r.read()
+        if r.status != 200:
+            return False, r.status, data[:200].decode(errors='replace')
+        doc = json.loads(data)
+        if 'error' in doc:
+            return False, r.status, str(doc['error'])[:200]
+        return True, r.status, ''
+    finally:
+        conn.close()
+
+
+def main():
+    url, model, out_path, stop_file = sys.argv[1:5]
+    u = urllib.parse.urlsplit(url)
+    deadline = time.monotonic() + 180
+    with open(out_path, 'a', buffering=1) as out:
+        i = 0
+        while not os.path.exists(stop_file) and time.monotonic() < deadline:
+            if i % 2 == 0:
+                method, path, body = 'GET', '/api/tags', None
+            else:
+                method, path, body = 'POST', '/api/generate', {'model': model, 'prompt': 'hello', 'stream': False}
+            start = time.monotonic()
+            try:
+                ok, status, error = request(u.hostname, u.port, method, path, body)
+            except Exception as e:  # noqa: BLE001 every failure is a result
+                ok, status, error = False, 0, '%s: %s' % (type(e).__name__, e)
+            out.write(json.dumps({'start': start, 'end': time.monotonic(), 'path': path, 'ok': ok,
+                                  'status': status, 'error': error}) + '\n')
+            i += 1
+
+
+if __name__ == '__main__':
+    main()

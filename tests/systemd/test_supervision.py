@@ -1,0 +1,405 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# A real systemd supervises a node: the installed units, D-Bus policy and sysusers/tmpfiles in a
+# container booted with systemd-nspawn; restarts after kill -9, socket activation, myceliactl.
+"""The container boots the host's own root read-only with an empty, volatile /etc and /var
+(`systemd-nspawn -D / --volatile=yes`, ../../TESTBED notes). The project, installed with
+`meson install --destdir` from a --prefix=/usr build, is laid over the container's /usr with
+--overlay-ro, so every file sits where a package puts it; units meson installs under /lib are
+folded into usr/lib (Debian 12 is merged-/usr). One test-only file is added to that overlay: a
+preset that leaves mycelia.target disabled at the first boot, so the node starts when the test
+has made its mesh key. The Ollama test double and the client loop are bound in at /opt/mycelia-test.
+
+Needs root, systemd-nspawn and nsenter; otherwise exits 77. When the build under test is not
+configured with --prefix=/usr, a second build with that prefix (no tests) is made once, under
+this build's tests/systemd/prefix-usr. The container is stopped on every exit path (SIGTERM to
+nspawn, which powers it off; SIGKILL to its PID 1 if that does not end it)."""
+
+import atexit
+import ctypes
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+DAEMONS = ('gossipd', 'discoveryd', 'routerd', 'shimd')
+BUS = {'gossipd': ('org.mycelia.Gossip1', 'Members'), 'discoveryd': ('org.mycelia.Discovery1', 'Peers'),
+       'routerd': ('org.mycelia.Router1', 'Nodes'), 'shimd': ('org.mycelia.Shim1', 'RequestsTotal')}
+API = 'http://127.0.0.1:11434'
+MODEL = 'llama3.2:latest'
+RESTART_WITHIN = 2.0
+PR_SET_PDEATHSIG = 1
+
+
+def skip(reason):
+    print('SKIP: ' + reason, flush=True)
+    sys.exit(77)
+
+
+def env(name):
+    v = os.environ.get(name)
+    if not v:
+        skip('%s is not set (run through meson test)' % name)
+    return v
+
+
+def preflight():
+    if os.geteuid() != 0:
+        skip('needs root to boot a container with systemd-nspawn')
+    for tool in ('systemd-nspawn', 'nsenter', 'meson'):
+        if not shutil.which(tool):
+            skip('%s is not installed (package %s)' % (tool, {'systemd-nspawn': 'systemd-container',
+                                                              'nsenter': 'util-linux'}.get(tool, tool)))
+    if not os.path.exists('/usr/bin/python3'):
+        skip('/usr/bin/python3 is missing: the client loop inside the container needs it')
+    if not os.path.isdir('/usr/lib/systemd') or not os.path.exists('/usr/share/dbus-1/system.conf'):
+        skip('the host /usr has no systemd or dbus-daemon to boot a container from')
+
+
+def run(argv, timeout=120, check=True, **kw):
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, **kw)
+    if check and p.returncode != 0:
+        raise RuntimeError('%s failed (rc=%d):\n%s%s' % (' '.join(argv), p.returncode,
+                                                         p.stdout.decode(errors='replace'),
+                                                         p.stderr.decode(errors='replace')))
+    return p
+
+
+def installed_tree(tmp):
+    """DESTDIR of a --prefix=/usr build: this build when it has that prefix, else a second one."""
+    build = env('MYCELIA_BUILD_ROOT')
+    if env('MYCELIA_PREFIX') != '/usr':
+        sub = os.path.join(build, 'tests', 'systemd', 'prefix-usr')
+        if not os.path.exists(os.path.join(sub, 'build.ninja')):
+            print('# this build has prefix %s; configuring %s with --prefix=/usr' % (os.environ['MYCELIA_PREFIX'], sub),
+                  file=sys.stderr)
+            run(['meson', 'setup', '--prefix=/usr', '-Dtests=false', sub, env('MYCELIA_SOURCE_ROOT')], timeout=300)
+        run(['meson', 'compile', '-C', sub], timeout=600)
+        build = sub
+    destdir = os.path.join(tmp, 'destdir')
+    run(['meson', 'install', '-C', build, '--no-rebuild', '--quiet', '--destdir', destdir], timeout=300)
+    return destdir
+
+
+def stage_usr(destdir, stage):
+    """The /usr to lay over the container's: DESTDIR/usr plus DESTDIR/lib folded into usr/lib."""
+    usr = os.path.join(stage, 'usr')
+    shutil.copytree(os.path.join(destdir, 'usr'), usr, symlinks=True)
+    for top in ('lib', 'lib64', 'bin', 'sbin'):
+        src = os.path.join(destdir, top)
+        if os.path.isdir(src):
+            shutil.copytree(src, os.path.join(usr, top), symlinks=True, dirs_exist_ok=True)
+    preset = os.path.join(usr, 'lib', 'systemd', 'system-preset')
+    os.makedirs(preset, exist_ok=True)
+    with open(os.path.join(preset, '00-mycelia-test.preset'), 'w') as f:
+        f.write('# test only: the test starts mycelia.target once the mesh key exists\ndisable mycelia.target\n')
+    return usr
+
+
+def _pdeathsig_term():
+    # If the test dies, nspawn gets SIGTERM and powers the container off by itself.
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+class Container:
+    def __init__(self, usr, opt, out):
+        self.name = 'mycelia-sv-%d' % os.getpid()
+        self.log_path = os.path.join(os.path.dirname(out), 'nspawn.log')
+        self.log = open(self.log_path, 'wb')
+        argv = ['systemd-nspawn', '-D', '/', '--volatile=yes', '--private-network', '--register=no',
+                '--keep-unit', '--boot', '-M', self.name, '--console=pipe',
+                '--overlay-ro=/usr:%s:/usr' % usr,
+                '--bind-ro=%s:/opt/mycelia-test' % opt,
+                '--bind=%s:/opt/mycelia-out' % out,
+                '--', 'systemd.mask=avahi-daemon.service', 'systemd.mask=avahi-daemon.socket',
+                'systemd.mask=systemd-firstboot.service',
+                # Nothing comes online in a private network: do not let the boot wait for it.
+                'systemd.mask=systemd-networkd-wait-online.service',
+                'systemd.mask=NetworkManager-wait-online.service']
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+                                     preexec_fn=_pdeathsig_term)
+        self.leader = None
+        try:
+            self._wait_booted()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_booted(self):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            p = subprocess.run(['pgrep', '-x', 'systemd', '-P', str(self.proc.pid)], capture_output=True)
+            if p.returncode == 0:
+                self.leader = int(p.stdout.split()[0])
+                break
+            time.sleep(0.05)
+        if self.leader is None:
+            raise RuntimeError('the container did not start:\n' + self.log_tail())
+        # PID 1 answers on its private socket only after a moment; then wait for the boot to end.
+        state = ''
+        try:
+            while time.monotonic() < deadline:
+                state = self.out('systemctl', 'is-system-running', '--wait', check=False, timeout=30)
+                if state in ('running', 'degraded'):
+                    break
+                time.sleep(0.05)
+        except subprocess.TimeoutExpired:
+            pass
+        if state not in ('running', 'degraded'):
+            jobs = self.out('systemctl', 'list-jobs', '--no-pager', check=False)
+            raise RuntimeError('the container did not finish booting (%r); jobs:\n%s\n%s' % (
+                state, jobs, self.log_tail()))
+        print('# container %s: PID 1 is %d, %s' % (self.name, self.leader, state), file=sys.stderr)
+
+    def log_tail(self, n=40):
+        self.log.flush()
+        with open(self.log_path, 'rb') as f:
+            return '\n'.join(f.read().decode(errors='replace').splitlines()[-n:])
+
+    def run(self, *argv, check=True, timeout=30):
+        return run(['nsenter', '-t', str(self.leader), '-a'] + list(argv), check=check, timeout=timeout)
+
+    def out(self, *argv, **kw):
+        return self.run(*argv, **kw).stdout.decode(errors='replace').strip()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                if self.leader:
+                    try:
+                        os.kill(self.leader, signal.SIGKILL)   # PID 1 of the namespace: all of it
+                    except ProcessLookupError:
+                        pass
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.log.close()
+
+
+class Supervision(unittest.TestCase):
+    tmp = None
+    container = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix='mycelia-systemd-')
+        atexit.register(cls._cleanup)
+        try:
+            cls._setup()
+        except BaseException:
+            cls._cleanup()
+            raise
+
+    @classmethod
+    def _setup(cls):
+        t0 = time.monotonic()
+        destdir = installed_tree(cls.tmp)
+        usr = stage_usr(destdir, os.path.join(cls.tmp, 'stage'))
+        opt = os.path.join(cls.tmp, 'opt')
+        os.mkdir(opt)
+        shutil.copy(env('OLLAMA_DOUBLE'), os.path.join(opt, 'ollama-double'))
+        shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'client_loop.py'), opt)
+        cls.outdir = os.path.join(cls.tmp, 'out')
+        os.mkdir(cls.outdir)
+        os.chmod(cls.outdir, 0o777)
+        cls.container = c = Container(usr, opt, cls.outdir)
+        print('# installed, staged and booted in %.1fs' % (time.monotonic() - t0), file=sys.stderr)
+
+        # What a package's postinst does: sysusers/tmpfiles ran at boot; make the mesh key.
+        c.run('myceliactl', 'keygen')
+        c.run('chgrp', 'mycelia', '/etc/mycelia/mesh.key')
+        c.run('systemd-run', '--unit=ollama-double', '--quiet', '--property=Type=exec',
+              '/opt/mycelia-test/ollama-double', '--listen', '127.0.0.1:11435',
+              '--token-delay-ms', '2', '--tokens', '10', '--num-parallel', '4')
+        c.run('systemctl', 'start', 'mycelia.target', timeout=60)
+        cls.wait_all_active(15)
+
+    @classmethod
+    def _cleanup(cls):
+        # Idempotent: runs from tearDownClass, and from atexit when SIGTERM (meson's timeout)
+        # or an error ended the run elsewhere.
+        c, cls.container = cls.container, None
+        if c:
+            c.stop()
+        if cls.tmp:
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+            cls.tmp = None
+
+    @classmethod
+    def tearDownClass(cls):
+        cls._cleanup()
+
+    # helpers ------------------------------------------------------------------------------
+
+    @classmethod
+    def states(cls):
+        units = ['mycelia-%s.service' % d for d in DAEMONS]
+        out = cls.container.run('systemctl', 'is-active', *units, check=False).stdout.decode().split()
+        return dict(zip(DAEMONS, out))
+
+    @classmethod
+    def wait_all_active(cls, timeout):
+        deadline = time.monotonic() + timeout
+        while True:
+            st = cls.states()
+            if all(v == 'active' for v in st.values()):
+                return
+            if time.monotonic() > deadline:
+                status = cls.container.out('systemctl', 'status', '--no-pager', '-n', '20', 'mycelia*', check=False)
+                raise AssertionError('not all daemons active: %r\n%s' % (st, status))
+            time.sleep(0.1)
+
+    def main_pid(self, d):
+        return int(self.container.out('systemctl', 'show', '-P', 'MainPID', 'mycelia-%s.service' % d))
+
+    def bus_owner_pid(self, name):
+        p = self.container.run('busctl', 'call', 'org.freedesktop.DBus', '/org/freedesktop/DBus',
+                               'org.freedesktop.DBus', 'GetConnectionUnixProcessID', 's', name, check=False)
+        m = re.match(rb'u (\d+)', p.stdout)
+        return int(m.group(1)) if p.returncode == 0 and m else None
+
+    def curl(self, path, timeout=5):
+        p = self.container.run('curl', '-sS', '-m', str(timeout), '-o', '/dev/null', '-w', '%{http_code}',
+                               API + path, check=False, timeout=timeout + 5)
+        return p.stdout.decode().strip()
+
+    # tests ----------------------------------------------------------------------------------
+
+    def test_1_all_active_and_on_the_bus(self):
+        st = self.states()
+        self.assertEqual(st, {d: 'active' for d in DAEMONS})
+        for unit in ('mycelia-gossipd.socket', 'mycelia-shimd.socket', 'mycelia-shimd-mesh.socket', 'mycelia.target'):
+            self.assertEqual(self.container.out('systemctl', 'is-active', unit, check=False), 'active', unit)
+        for d in DAEMONS:
+            name, prop = BUS[d]
+            path = '/' + name.replace('.', '/')
+            self.assertEqual(self.bus_owner_pid(name), self.main_pid(d), '%s owned by mycelia-%sd' % (name, d))
+            # Reads are open on the system bus: as root and as nobody.
+            for who in ([], ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', '--']):
+                out = self.container.out(*(who + ['busctl', '--json=short', 'get-property', name, path, name, prop]))
+                self.assertIn('"data"', out)
+                self.container.run(*(who + ['busctl', 'introspect', name, path]))
+        # The daemons run as mycelia, with no capabilities.
+        for d in DAEMONS:
+            status = self.container.out('cat', '/proc/%d/status' % self.main_pid(d))
+            uid = self.container.out('id', '-u', 'mycelia')
+            self.assertRegex(status, r'Uid:\s+%s\s' % uid)
+            self.assertRegex(status, r'CapEff:\s+0+\n')
+
+    def test_2_api_through_socket_activation(self):
+        self.assertEqual(self.curl('/api/tags'), '200')
+        # Stop the service, keep the socket: the next connection starts mycelia-shimd again.
+        self.container.run('systemctl', 'stop', 'mycelia-shimd.service')
+        self.assertEqual(self.container.out('systemctl', 'is-active', 'mycelia-shimd.service', check=False), 'inactive')
+        self.assertEqual(self.container.out('systemctl', 'is-active', 'mycelia-shimd.socket', check=False), 'active')
+        self.assertEqual(self.curl('/api/tags'), '200')
+        self.assertEqual(self.container.out('systemctl', 'is-active', 'mycelia-shimd.service', check=False), 'active')
+        # And a generation through the whole node: shimd -> routerd's route -> the double.
+        p = self.container.run('curl', '-sS', '-m', '10', API + '/api/generate', '-d',
+                               json.dumps({'model': MODEL, 'prompt': 'hi', 'stream': False}))
+        self.assertTrue(json.loads(p.stdout).get('done'), p.stdout)
+
+    def test_3_myceliactl_status(self):
+        p = self.container.run('myceliactl', 'status', check=False)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        out = p.stdout.decode()
+        self.assertIn(MODEL, out, out)
+        self.container.run('myceliactl', 'members')
+        p = self.container.run('myceliactl', '--json', 'route', MODEL, check=False)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
+    def test_4_kill_9_restarts_while_clients_keep_going(self):
+        out = '/opt/mycelia-out/client-loop.jsonl'
+        stop = '/opt/mycelia-out/stop'
+        self.container.run('systemd-run', '--unit=mycelia-client-loop', '--quiet', '--property=Type=exec',
+                           '/usr/bin/python3', '/opt/mycelia-test/client_loop.py', API, MODEL, out, stop)
+        kills = {}
+        try:
+            time.sleep(1.0)
+            for d in DAEMONS:
+                old = self.main_pid(d)
+                before = time.monotonic()
+                self.container.run('kill', '-9', str(old))
+                after = time.monotonic()
+                kills[d] = (before, after)
+                name = BUS[d][0]
+                deadline = after + RESTART_WITHIN
+                while True:
+                    st = self.container.out('systemctl', 'is-active', 'mycelia-%s.service' % d, check=False)
+                    pid = self.main_pid(d)
+                    if st == 'active' and pid not in (0, old) and self.bus_owner_pid(name) == pid:
+                        break
+                    if time.monotonic() > deadline:
+                        self.fail('mycelia-%s not back within %.1fs of kill -9 (state %s, MainPID %d):\n%s' % (
+                            d, RESTART_WITHIN, st, pid, self.container.out(
+                                'journalctl', '--no-pager', '-n', '20', '-u', 'mycelia-%s.service' % d, check=False)))
+                    time.sleep(0.02)
+                print('# mycelia-%s: kill -9 -> active and on the bus again in %.2fs' % (d, time.monotonic() - before),
+                      file=sys.stderr)
+                time.sleep(0.7)   # clients keep going between the kills
+            self.assertEqual(set(self.states().values()), {'active'})
+        finally:
+            open(os.path.join(self.outdir, 'stop'), 'w').close()
+            for _ in range(100):
+                if self.container.out('systemctl', 'is-active', 'mycelia-client-loop.service', check=False) != 'active':
+                    break
+                time.sleep(0.1)
+        with open(os.path.join(self.outdir, 'client-loop.jsonl')) as f:
+            results = [json.loads(line) for line in f if line.strip()]
+        ok = [r for r in results if r['ok']]
+        failed = [r for r in results if not r['ok']]
+        b, a = kills['shimd']
+        # A request in flight when shimd was killed may fail: it was inside the killed process.
+        excused = [r for r in failed if r['start'] <= a and r['end'] >= b]
+        bad = [r for r in failed if r not in excused]
+        print('# client loop: %d requests, %d ok, %d failed inside the killed shimd, %d other failures' % (
+            len(results), len(ok), len(excused), len(bad)), file=sys.stderr)
+        for r in excused:
+            print('#   inside the killed shimd: %s %s' % (r['path'], r['error']), file=sys.stderr)
+        self.assertGreater(len(ok), 20, 'the client loop barely ran')
+        self.assertEqual(bad, [], 'requests failed outside the killed shimd (kills at %r)' % kills)
+
+    def test_5_stopping_one_leaves_the_others(self):
+        for d in ('routerd', 'gossipd', 'discoveryd'):
+            others = {k: self.main_pid(k) for k in DAEMONS if k != d}
+            old = self.main_pid(d)
+            self.container.run('systemctl', 'stop', 'mycelia-%s.service' % d)
+            # The stopped one may already be back through D-Bus activation (a peer daemon's call
+            # to its name), so what is checked is that its process ended and the others did not
+            # move.
+            self.assertNotEqual(self.container.run('kill', '-0', str(old), check=False).returncode, 0)
+            st = self.states()
+            self.assertEqual({k: v for k, v in st.items() if k != d}, {k: 'active' for k in others})
+            self.assertEqual({k: self.main_pid(k) for k in others}, others)
+            self.assertEqual(self.curl('/api/tags'), '200', 'api with mycelia-%s stopped' % d)
+            self.container.run('systemctl', 'start', 'mycelia-%s.service' % d)
+            self.wait_all_active(5)
+
+    def test_6_dbus_activation(self):
+        # A call to a stopped daemon's name starts its unit (SystemdService=), as nobody too.
+        self.container.run('systemctl', 'stop', 'mycelia-discoveryd.service')
+        self.assertEqual(self.container.out('systemctl', 'is-active', 'mycelia-discoveryd.service', check=False),
+                         'inactive')
+        self.container.run('setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', '--',
+                           'busctl', 'get-property', 'org.mycelia.Discovery1', '/org/mycelia/Discovery1',
+                           'org.mycelia.Discovery1', 'Published')
+        self.assertEqual(self.container.out('systemctl', 'is-active', 'mycelia-discoveryd.service', check=False),
+                         'active')
+
+
+def _on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+if __name__ == '__main__':
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    preflight()
+    unittest.main(verbosity=2)

@@ -79,8 +79,8 @@ class Bus(unittest.TestCase):
     def test_services_on_bus(self):
         names = harness.busctl(self.node.bus, 'call', 'org.freedesktop.DBus', '/org/freedesktop/DBus',
                                'org.freedesktop.DBus', 'ListNames')['data'][0]
-        self.assertIn('org.mycelia.Shim1', names)
-        self.assertIn('org.mycelia.Router1', names)
+        for name in ('org.mycelia.Shim1', 'org.mycelia.Router1', 'org.mycelia.Gossip1', 'org.mycelia.Discovery1'):
+            self.assertIn(name, names)
 
     def check_xml(self, iface):
         xml_dir = os.environ.get('MYCELIA_DBUS_XML_DIR')
@@ -100,6 +100,12 @@ class Bus(unittest.TestCase):
 
     def test_introspection_router(self):
         self.check_xml('org.mycelia.Router1')
+
+    def test_introspection_gossip(self):
+        self.check_xml('org.mycelia.Gossip1')
+
+    def test_introspection_discovery(self):
+        self.check_xml('org.mycelia.Discovery1')
 
     def test_busctl_introspect_lists_interfaces(self):
         for svc in ('org.mycelia.Shim1', 'org.mycelia.Router1'):

@@ -15,8 +15,11 @@
    active, the mesh key is 0640 root:mycelia, busctl reads every property of the four
    interfaces on the system bus, myceliactl status exits 0, the api on 127.0.0.1:11434 answers
    through socket activation (shimd stopped, the socket starts it) in front of the Ollama test
-   double on 127.0.0.1:11435 (the host's binary run in the container's network namespace), and
-   kill -9 of each daemon's MainPID is back and serving within 2 s.
+   double on 127.0.0.1:11435 (the host's binary run in the container's network namespace),
+   kill -9 of each daemon's MainPID is back and serving within 2 s while a client loop
+   (tests/systemd/client_loop.py, the host's python3 in the container's network namespace:
+   minbase has no python3) sees no failed request but those inside the killed shimd, and
+   `systemctl stop` of one daemon leaves the others running with the same MainPID.
 4. Upgrade to the repacked version: same key, restarted daemons, serving. Remove: nothing runs,
    units gone, key and state kept. Purge: key, /etc/mycelia and /var/lib/mycelia gone, no unit
    enabled, and no file left that was not there before the install, except dpkg/apt/journal
@@ -86,6 +89,7 @@ KEY = '/etc/mycelia/mesh.key'
 PKG_MOUNT = '/mnt/mycelia-pkgs'
 INNER_ENV = ['env', '-i', 'PATH=/usr/sbin:/usr/bin:/sbin:/bin', 'LANG=C.UTF-8']
 RESTART_BUDGET = 2.0
+CLIENT_LOOP = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'systemd', 'client_loop.py')
 # Paths a purge may leave that are not ours: package manager and journal bookkeeping, and the
 # backups systemd-sysusers makes of the account files when it adds the (kept) mycelia user.
 PURGE_ALLOWED = re.compile(r'^(/var/lib/dpkg/|/var/lib/apt/|/var/cache/|/var/log/|'
@@ -470,13 +474,26 @@ class PackageTest(unittest.TestCase):
         self.wait_for('myceliactl status exits 0',
                       lambda: (lambda p: p.returncode == 0 or p.stdout)(c.sh(['myceliactl', 'status'], check=False)), 10)
 
-        # ---- kill -9 of each daemon ----
+        # ---- kill -9 of each daemon, while a client loop keeps going ----
+        # The loop's times are CLOCK_MONOTONIC: the host's python3 in the container's network
+        # namespace shares the clock with this process.
+        loop_dir = os.path.join(self.out, 'client-loop')
+        os.mkdir(loop_dir)
+        loop_out, loop_stop = os.path.join(loop_dir, 'loop.jsonl'), os.path.join(loop_dir, 'stop')
+        loop = subprocess.Popen(c.netns([sys.executable, CLIENT_LOOP, 'http://127.0.0.1:11434', model,
+                                         loop_out, loop_stop]),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
+        CLEANUP.push(lambda: stop_process(loop))
+        time.sleep(0.5)
+        kills = {}
         for s in SERVICES:
             unit = s + '.service'
             old = int(c.prop(unit, 'MainPID'))
             self.assertGreater(old, 0, unit)
             t = time.monotonic()
             c.sh(['sh', '-c', 'kill -9 %d' % old])   # minbase has no procps: the shell's kill
+            kills[s] = (t, time.monotonic())
 
             def back():
                 pid = int(c.prop(unit, 'MainPID'))
@@ -486,7 +503,53 @@ class PackageTest(unittest.TestCase):
                 return True if self.serving(c, s) else (pid, state, 'not serving')
             self.wait_for('%s back after kill -9' % s, back, RESTART_BUDGET)
             log('kill -9 %s (pid %d): back and serving in %.2f s' % (s, old, time.monotonic() - t))
+            time.sleep(0.3)   # clients keep going between the kills
+        open(loop_stop, 'w').close()
+        stopped_at = time.monotonic()
+        try:
+            loop_log, _ = loop.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            stop_process(loop)
+            self.fail('the client loop did not stop')
+        self.assertEqual(loop.returncode, 0, 'client loop: ' + loop_log)
+        with open(loop_out) as f:
+            results = [json.loads(line) for line in f if line.strip()]
+        ok = [r for r in results if r['ok']]
+        failed = [r for r in results if not r['ok']]
+        # A request in flight when shimd was killed may fail: it was inside the killed process
+        # (the same rule as tests/systemd/test_supervision.py).
+        b, a = kills['mycelia-shimd']
+        excused = [r for r in failed if r['start'] <= a and r['end'] >= b]
+        bad = [r for r in failed if r not in excused]
+        log('client loop: %d requests, %d ok, %d failed inside the killed shimd, %d other failures' % (
+            len(results), len(ok), len(excused), len(bad)))
+        for r in excused:
+            log('  inside the killed shimd: %s %s' % (r['path'], r['error']))
+        self.assertGreater(len(ok), 20, 'the client loop barely ran')
+        self.assertLess(results[0]['start'], kills[SERVICES[0]][0], 'the client loop started late')
+        self.assertGreater(results[-1]['end'], stopped_at - 0.3, 'the client loop ended early')
+        self.assertEqual(len(bad), 0, '%d requests failed outside the killed shimd (kills at %r), first: %s' % (
+            len(bad), kills, json.dumps(bad[:5])))
         self.wait_all_active(c, 'every unit active after the kills', 5)
+
+        # ---- systemctl stop of one daemon leaves the others running ----
+        for s in SERVICES:
+            unit = s + '.service'
+            others = {o: c.prop(o + '.service', 'MainPID') for o in SERVICES if o != s}
+            old = int(c.prop(unit, 'MainPID'))
+            c.sh(['systemctl', 'stop', unit])
+            # The stopped one may be back already (D-Bus activation by a peer's call, or the
+            # socket for shimd): what counts is that its process ended and the others did not move.
+            self.assertNotEqual(c.sh(['test', '-e', '/proc/%d' % old], check=False).returncode, 0,
+                                '%s: pid %d still there after systemctl stop' % (s, old))
+            self.assertEqual({o: c.prop(o + '.service', 'MainPID') for o in others}, others,
+                             'systemctl stop %s moved another daemon' % unit)
+            self.assertEqual({o: c.prop(o + '.service', 'ActiveState') for o in others},
+                             {o: 'active' for o in others}, 'systemctl stop %s' % unit)
+            self.assertEqual(c.http('/api/tags')[0], 200, 'api with %s stopped' % unit)
+            c.sh(['systemctl', 'start', unit])
+            self.wait_all_active(c, 'every unit active after systemctl start %s' % unit, 5)
+        log('systemctl stop of each daemon left the others running')
 
         # ---- upgrade ----
         pids = {s: c.prop(s + '.service', 'MainPID') for s in SERVICES}

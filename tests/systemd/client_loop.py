@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# A client of the node's api that test_supervision.py runs inside the container (systemd-run):
-# one request after another, each on a new connection, every outcome logged with its times.
+# A client of the node's api that test_supervision.py runs inside the container (systemd-run) and
+# test_package.py runs from the host in the container's network namespace: one request after
+# another, each on a new connection, every outcome logged with its times.
 """client_loop.py URL MODEL OUT STOPFILE: alternates GET /api/tags and POST /api/generate (MODEL,
-stream off) against URL until STOPFILE exists (or 180 s), appending one JSON
+stream off) against URL until STOPFILE exists (or 180 s, or MAX_REQUESTS), at most one request
+every MIN_INTERVAL seconds (each takes a new local port), appending one JSON
 line per request to OUT: {"start", "end" (CLOCK_MONOTONIC, shared with the host: no time
 namespace), "path", "ok", "status", "error"}."""
 
@@ -13,6 +15,9 @@ import os
 import sys
 import time
 import urllib.parse
+
+MAX_REQUESTS = 20000
+MIN_INTERVAL = 0.002
 
 
 def request(host, port, method, path, body=None):
@@ -38,7 +43,7 @@ def main():
     deadline = time.monotonic() + 180
     with open(out_path, 'a', buffering=1) as out:
         i = 0
-        while not os.path.exists(stop_file) and time.monotonic() < deadline:
+        while not os.path.exists(stop_file) and time.monotonic() < deadline and i < MAX_REQUESTS:
             if i % 2 == 0:
                 method, path, body = 'GET', '/api/tags', None
             else:
@@ -51,6 +56,9 @@ def main():
             out.write(json.dumps({'start': start, 'end': time.monotonic(), 'path': path, 'ok': ok,
                                   'status': status, 'error': error}) + '\n')
             i += 1
+            pause = start + MIN_INTERVAL - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
 
 
 if __name__ == '__main__':

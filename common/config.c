@@ -46,6 +46,7 @@ static const ConfigOption config_options[] = {
         O("shim", "idle_timeout", "idle-timeout", CONFIG_DURATION, idle_timeout, "60s", "client connection idle timeout"),
         O("shim", "connect_timeout", "connect-timeout", CONFIG_DURATION, connect_timeout, "5s", "upstream connect timeout"),
         O("shim", "upstream_timeout", "upstream-timeout", CONFIG_DURATION, upstream_timeout, "300s", "upstream silence before a request fails"),
+        O("shim", "drain_timeout", "drain-timeout", CONFIG_DURATION, drain_timeout, "8s", "on SIGTERM, how long requests in flight may finish (below TimeoutStopSec=10s)"),
         O("upstream", "url", "upstream", CONFIG_STRING, upstream_url, "http://127.0.0.1:11435", "URL of this node's Ollama"),
         O("router", "policy", "policy", CONFIG_STRING, route_policy, "round-robin", "routing policy"),
         O("router", "tags_interval", "tags-interval", CONFIG_DURATION, tags_interval, "10s", "how often the upstream's model list is refreshed"),

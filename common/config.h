@@ -29,6 +29,7 @@ typedef struct MyceliaConfig {
         usec_t idle_timeout;      /* client connection idle/read timeout */
         usec_t connect_timeout;   /* upstream connect timeout */
         usec_t upstream_timeout;  /* upstream silence before the request fails */
+        usec_t drain_timeout;     /* SIGTERM: requests in flight may finish for this long */
         /* [upstream] */
         char *upstream_url;       /* this node's Ollama */
         /* [router] */

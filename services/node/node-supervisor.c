@@ -7,7 +7,7 @@
 
 const SupervisorTimeouts supervisor_default_timeouts = {
         .start = 15 * USEC_PER_SEC,
-        .stop = 5 * USEC_PER_SEC,
+        .stop = 10 * USEC_PER_SEC,      /* as TimeoutStopSec= of the units: shimd drains for up to 8 s */
         .watchdog = 10 * USEC_PER_SEC,
         .restart_min = 100 * USEC_PER_MSEC,
         .restart_max = 5 * USEC_PER_SEC,

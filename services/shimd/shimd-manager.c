@@ -64,6 +64,9 @@ int manager_new(const MyceliaConfig *config, Manager **ret) {
         r = router_cache_new(m, &m->router);
         if (r < 0)
                 return log_oom();
+        r = manager_drain_init(m);
+        if (r < 0)
+                return log_oom();
 
         *ret = TAKE_PTR(m);
         return 0;
@@ -77,6 +80,8 @@ Manager *manager_free(Manager *m) {
                 evhttp_free(m->api.http);
         if (m->mesh.http)
                 evhttp_free(m->mesh.http);
+        /* After the listeners: freeing their connections runs manager_client_closed_cb(). */
+        manager_drain_free(m);
         free(m->api.address);
         free(m->mesh.address);
         m->router = router_cache_free(m->router);
@@ -99,6 +104,7 @@ static int manager_listen(Manager *m, ShimListener *l, const char *fdname, const
         int fd, r;
 
         fd = listen_fd_take(fdname);
+        l->inherited = fd >= 0;
         if (fd == -ENOENT) {
                 if (isempty(address)) {
                         l->address = strdup("");
@@ -132,7 +138,8 @@ static int manager_listen(Manager *m, ShimListener *l, const char *fdname, const
         /* Responses carry the upstream's Content-Type or none, never libevent's text/html. */
         evhttp_set_default_content_type(l->http, NULL);
 
-        if (!evhttp_accept_socket_with_handle(l->http, fd)) {
+        l->bound = evhttp_accept_socket_with_handle(l->http, fd);
+        if (!l->bound) {
                 (void) close(fd);
                 return log_error_errno(EIO, "Failed to accept connections on %s: %m", bound);
         }
@@ -227,7 +234,8 @@ int manager_start(Manager *m) {
 }
 
 int manager_run(Manager *m) {
+        /* Until SIGTERM or SIGINT (daemon_loop_new() breaks the loop and says STOPPING=1). */
         if (event_base_dispatch(m->base) < 0)
                 return log_error_errno(EIO, "Event loop failed.");
-        return 0;
+        return manager_drain(m);
 }

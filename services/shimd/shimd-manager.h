@@ -30,8 +30,17 @@ typedef struct ShimListener {
         Manager *manager;
         ShimListenerKind kind;
         struct evhttp *http;
+        struct evhttp_bound_socket *bound;
+        bool inherited;         /* the socket came from systemd or the launcher, which keep it */
         char *address;          /* "ADDR:PORT" actually bound; "" when off */
 } ShimListener;
+
+/* A client connection that sent a request (shimd-drain.c): busy from the request until its
+ * reply is written out, then idle (keep-alive) until its next request or its close. */
+typedef struct ShimClient {
+        struct evhttp_connection *evcon;
+        bool busy;
+} ShimClient;
 
 /* Read on demand over D-Bus (Shim1 properties). */
 typedef struct ShimCounters {
@@ -78,6 +87,19 @@ struct Manager {
         struct timeval idle_tv;
         struct timeval connect_tv;
         struct timeval upstream_tv;
+
+        /* Client connections that sent a request, indexed by fd (shimd-drain.c). */
+        ShimClient *clients;
+        size_t n_clients;       /* entries allocated */
+        unsigned clients_busy;
+
+        /* SIGTERM: the graceful stop (shimd-drain.c, docs/shim-drain.md). */
+        bool draining;
+        bool drained;           /* nothing left in flight: exit */
+        bool drain_expired;     /* drain_timeout passed: the rest was cancelled */
+        bool drain_grace_over;  /* and the cancelled replies had their time to go out */
+        struct event *drain_timer;
+        struct event *drain_check;
 };
 
 int manager_new(const MyceliaConfig *config, Manager **ret);
@@ -88,6 +110,25 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 int manager_start(Manager *m);
 /* Runs the loop until SIGTERM/SIGINT. */
 int manager_run(Manager *m);
+
+/* shimd-drain.c: the client connections, and the graceful stop on SIGTERM. */
+/* A request arrived on req's connection: it is busy until the reply is written out. */
+void manager_client_begin(Manager *m, struct evhttp_request *req);
+/* The connection's close callback while it is ours (between requests, and after a reply was
+ * handed to libevent): keeps the table right when libevent frees the connection. */
+void manager_client_closed_cb(struct evhttp_connection *evcon, void *userdata);
+/* evcon is being freed by a path that did not go through manager_client_closed_cb(). */
+void manager_client_gone(Manager *m, struct evhttp_connection *evcon);
+/* libevent closes req's connection after its reply, as if the client had asked. */
+void manager_client_close_after(struct evhttp_request *req);
+/* A request in flight ended: while draining, see whether that was the last one. */
+void manager_drain_check(Manager *m);
+/* After the first SIGTERM/SIGINT: stops accepting, closes idle connections, lets the
+ * requests in flight finish for up to drain_timeout, cancels the rest, flushes outcome
+ * reports. A second signal ends it at once. */
+int manager_drain(Manager *m);
+int manager_drain_init(Manager *m);
+void manager_drain_free(Manager *m);
 
 /* shimd-bus.c */
 int manager_bus_publish(Manager *m);

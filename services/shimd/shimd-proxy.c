@@ -394,7 +394,8 @@ static void proxy_unwatch_client(ProxyRequest *p) {
         if (!p->client_evcon)
                 return;
         bev = proxy_client_bev(p);
-        evhttp_connection_set_closecb(p->client_evcon, NULL, NULL);
+        /* The connection is the client table's again (shimd-drain.c). */
+        evhttp_connection_set_closecb(p->client_evcon, manager_client_closed_cb, p->m);
         bufferevent_setwatermark(bev, EV_READ, 0, 0);
         bufferevent_set_timeouts(bev, &p->m->idle_tv, &p->m->idle_tv);
 }
@@ -404,6 +405,7 @@ static void proxy_free(ProxyRequest *p) {
 
         LIST_REMOVE(p, link);
         m->requests_active--;
+        manager_drain_check(m);
         (void) event_del(&p->flush_event);
         for (unsigned i = 0; i < p->n_tried; i++)
                 free(p->tried[i]);
@@ -842,6 +844,9 @@ static void proxy_start_reply(ProxyRequest *p, char *head, const ShimHttpRespons
          * "Content-Length: 0" and keep the connection: forget that it asked. */
         if (!p->content_length && p->client->major == 1 && p->client->minor == 0)
                 evhttp_remove_header(evhttp_request_get_input_headers(p->client), "Connection");
+        /* Stopping: this connection carries no further request (docs/shim-drain.md). */
+        if (p->m->draining)
+                manager_client_close_after(p->client);
         shim_stream_init(&p->stream, shim_stream_kind_from_content_type(content_type));
         p->started = true;
         evhttp_send_reply_start(p->client, p->status, r->reason_len > 0 ? head + r->reason : NULL);
@@ -1113,17 +1118,12 @@ static void proxy_fail_before_start(ProxyRequest *p) {
         proxy_free(p);
 }
 
-static void proxy_fail_mid_stream(ProxyRequest *p) {
+/* Ends a response that already started with message, and frees p. */
+static void proxy_end_with_error(ProxyRequest *p, const char *message) {
         _cleanup_free_ char *body = NULL;
-        char message[512];
         ShimErrorForm form;
         struct evbuffer *buf;
 
-        snprintf(message, sizeof(message), "upstream %s%s%s %s during the response", strempty(p->address),
-                 isempty(p->node_id) ? "" : " of node ", p->node_id, upstream_error_string(p->up_error));
-        p->m->counters.requests_failed++;
-        proxy_report(p, p->status, message);
-        proxy_log(p, LOG_WARNING, p->status, message);
         proxy_unwatch_client(p);
 
         /* NDJSON and SSE end with one error object and a clean end, status unchanged. Any
@@ -1142,10 +1142,22 @@ static void proxy_fail_mid_stream(ProxyRequest *p) {
         proxy_free(p);
 }
 
+static void proxy_fail_mid_stream(ProxyRequest *p) {
+        char message[512];
+
+        snprintf(message, sizeof(message), "upstream %s%s%s %s during the response", strempty(p->address),
+                 isempty(p->node_id) ? "" : " of node ", p->node_id, upstream_error_string(p->up_error));
+        p->m->counters.requests_failed++;
+        proxy_report(p, p->status, message);
+        proxy_log(p, LOG_WARNING, p->status, message);
+        proxy_end_with_error(p, message);
+}
+
 /* The client's connection is going away (closed, reset, timed out, or we shut down). */
 static void proxy_client_close_cb(struct evhttp_connection *evcon, void *userdata) {
         ProxyRequest *p = userdata;
 
+        manager_client_gone(p->m, evcon);
         p->m->counters.client_cancelled++;
         proxy_log(p, LOG_DEBUG, p->started ? p->status : 499, "client went away");
 
@@ -1266,6 +1278,7 @@ void proxy_handle_request(struct evhttp_request *req, void *userdata) {
         char *host = NULL;
         uint16_t port = 0;
 
+        manager_client_begin(m, req);
         if (l->kind == SHIM_LISTENER_API)
                 proxy_strip_mesh_headers(req);
         m->counters.requests_total++;
@@ -1356,5 +1369,29 @@ void proxy_abort_all(Manager *m) {
                 evhttp_connection_set_closecb(evcon, NULL, NULL);
                 proxy_client_close_cb(evcon, p);
                 evhttp_connection_free(evcon);
+        }
+}
+
+void proxy_cancel_all(Manager *m, const char *message) {
+        ProxyRequest *p;
+
+        while ((p = LIST_FIRST(&m->requests))) {
+                int status = p->started ? p->status : 503;
+
+                m->counters.requests_failed++;
+                /* Our stop, not the node's failure: a started answer counts as what it was so
+                 * far; one that had not started is reported like a client that went away (499
+                 * without an error, which routerd does not count against the node). */
+                proxy_report(p, p->started ? p->status : 499, NULL);
+                proxy_log(p, LOG_NOTICE, status, message);
+                /* Closing the upstream connection is what makes Ollama stop generating. */
+                proxy_attempt_release(p, false);
+                if (p->started) {
+                        proxy_end_with_error(p, message);
+                        continue;
+                }
+                proxy_unwatch_client(p);
+                shim_reply_error(p->client, 503, proxy_error_form(p), message, true);
+                proxy_free(p);
         }
 }

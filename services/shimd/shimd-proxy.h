@@ -18,6 +18,11 @@ void proxy_node_lost(Manager *m, const char *node_id, const char *hostport, bool
 /* Cancels every request in flight (shutdown): upstreams are closed, clients are let go. */
 void proxy_abort_all(Manager *m);
 
+/* The drain timeout passed: every request in flight ends now with message, a started stream
+ * with one error object (NDJSON line, SSE frame; other bodies by closing the connection), one
+ * that had not started with 503 and the error as JSON. Upstream requests are cancelled. */
+void proxy_cancel_all(Manager *m, const char *message);
+
 /* Idle keep-alive connections per upstream "host:port" (our own HTTP/1.1 client on a plain
  * bufferevent, one request per connection at a time): a connection is taken for one request
  * and put back after a complete response; idle ones are read, so that a close is noticed. */

@@ -665,6 +665,18 @@ void router_cache_report(RouterCache *c, const char *node_id, const char *model,
         router_cache_arm(c);
 }
 
+void router_cache_flush(RouterCache *c) {
+        int r;
+
+        if (!c || !c->connected || !c->m->bus)
+                return;
+        (void) evtimer_del(c->report_timer);
+        router_cache_report_cb(-1, 0, c);
+        r = sd_bus_flush(c->m->bus);
+        if (r < 0)
+                log_debug_errno(r, "Failed to flush the bus connection: %m");
+}
+
 void router_cache_bus_lost(RouterCache *c) {
         if (!c)
                 return;

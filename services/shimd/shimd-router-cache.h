@@ -35,5 +35,9 @@ void router_cache_in_flight(RouterCache *c, const char *node_id, int delta);
 void router_cache_report(RouterCache *c, const char *node_id, const char *model, usec_t ttfb_usec,
                          usec_t duration_usec, uint32_t tokens, uint32_t http_status, const char *error);
 
+/* Sends the outcomes and in-flight counts gathered since the last report now, and waits until
+ * they are written to the bus (shutdown: the loop will not run again). */
+void router_cache_flush(RouterCache *c);
+
 /* The bus connection is gone: requests go to the local Ollama from now on. */
 void router_cache_bus_lost(RouterCache *c);

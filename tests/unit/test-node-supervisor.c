@@ -9,6 +9,8 @@
 
 #define MS USEC_PER_MSEC
 #define S USEC_PER_SEC
+/* SIGTERM (or SIGABRT) to SIGKILL */
+#define STOP (supervisor_default_timeouts.stop)
 
 static Supervisor sv;
 static SupervisorActions acts;
@@ -189,7 +191,7 @@ START_TEST(test_restarted_unit_start_timeout) {
         ck_assert(has(SUPERVISOR_ACTION_SIGNAL, 1, SIGTERM));
         ck_assert_int_eq(sv.phase, SUPERVISOR_RUNNING);
         clear();
-        now += 5 * S;
+        now += STOP;
         supervisor_on_timer(&sv, now, &acts);
         ck_assert(has(SUPERVISOR_ACTION_SIGNAL, 1, SIGKILL));
         clear();
@@ -226,8 +228,8 @@ START_TEST(test_watchdog) {
         ck_assert_int_eq(sv.units[0].state, UNIT_STOPPING);
         clear();
 
-        /* It hangs even on SIGABRT: SIGKILL 5 s later. */
-        now += 5 * S;
+        /* It hangs even on SIGABRT: SIGKILL after the stop timeout. */
+        now += STOP;
         supervisor_on_watchdog(&sv, 200, now);
         supervisor_on_timer(&sv, now, &acts);
         ck_assert(has(SUPERVISOR_ACTION_SIGNAL, 0, SIGKILL));
@@ -296,7 +298,7 @@ START_TEST(test_initial_start_timeout_is_fatal) {
         /* The unit never started is simply dead. */
         ck_assert_int_eq(sv.units[1].state, UNIT_DEAD);
         clear();
-        now += 5 * S;
+        now += STOP;
         supervisor_on_timer(&sv, now, &acts);
         ck_assert(has(SUPERVISOR_ACTION_SIGNAL, 0, SIGKILL));
         clear();
@@ -345,14 +347,14 @@ START_TEST(test_stop) {
         supervisor_on_exit(&sv, 200, now + 10 * MS, &acts);
         ck_assert_int_eq(sv.units[1].state, UNIT_DEAD);
         ck_assert_uint_eq(acts.n, 0);
-        ck_assert_uint_eq(supervisor_next_timer(&sv), now + 5 * S);
+        ck_assert_uint_eq(supervisor_next_timer(&sv), now + STOP);
 
-        /* routerd ignores SIGTERM: SIGKILL after 5 s. */
-        supervisor_on_timer(&sv, now + 5 * S, &acts);
+        /* routerd ignores SIGTERM: SIGKILL after the stop timeout. */
+        supervisor_on_timer(&sv, now + STOP, &acts);
         ck_assert(has(SUPERVISOR_ACTION_SIGNAL, 0, SIGKILL));
         ck_assert_uint_eq(supervisor_next_timer(&sv), USEC_INFINITY);
         clear();
-        supervisor_on_exit(&sv, 100, now + 5 * S + 1, &acts);
+        supervisor_on_exit(&sv, 100, now + STOP + 1, &acts);
         ck_assert(has(SUPERVISOR_ACTION_DONE, 0, 0));
         ck_assert_int_eq(sv.exit_status, 0);
 

@@ -1,0 +1,255 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The client connections the shim has answered (busy, or idle between keep-alive requests), and
+ * the graceful stop on SIGTERM that needs them: stop accepting, close idle connections, let the
+ * requests in flight finish up to drain_timeout, cancel the rest. docs/shim-drain.md. */
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "log.h"
+#include "shimd-manager.h"
+#include "shimd-proxy.h"
+#include "shimd-router-cache.h"
+
+/* What a request still running when drain_timeout passes ends with. */
+#define DRAIN_CANCEL_MESSAGE "server is shutting down: the request did not finish within the drain timeout"
+/* After the drain timeout cancelled what was left, the error objects and 503s get this long to
+ * reach their clients. With the default drain_timeout (8 s) that stays below the unit's
+ * TimeoutStopSec=10s, after which systemd would SIGKILL us. */
+#define DRAIN_CANCEL_GRACE_USEC (500 * USEC_PER_MSEC)
+
+/* ---- the client table ---- */
+
+/* libevent 2.1 lists a server's connections only internally; we learn of a connection at its
+ * first request, and of its end from its close callback, which is ours whenever no request of
+ * the proxy holds it (the proxy's own close callback forwards to manager_client_gone()). The
+ * table is indexed by fd, so finding a connection costs nothing per request. */
+
+static int client_fd(struct evhttp_connection *evcon) {
+        struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+
+        return bev ? bufferevent_getfd(bev) : -1;
+}
+
+static ShimClient *client_find(Manager *m, struct evhttp_connection *evcon) {
+        int fd = client_fd(evcon);
+
+        if (fd >= 0 && (size_t) fd < m->n_clients && m->clients[fd].evcon == evcon)
+                return &m->clients[fd];
+        return NULL;
+}
+
+static int client_table_grow(Manager *m, int fd) {
+        size_t n = MAX(MAX((size_t) fd + 1, m->n_clients * 2), (size_t) 64);
+        ShimClient *t;
+
+        t = realloc(m->clients, n * sizeof(ShimClient));
+        if (!t)
+                return -ENOMEM;
+        memset(t + m->n_clients, 0, (n - m->n_clients) * sizeof(ShimClient));
+        m->clients = t;
+        m->n_clients = n;
+        return 0;
+}
+
+static void client_forget(Manager *m, ShimClient *c) {
+        if (c->busy)
+                m->clients_busy--;
+        *c = (ShimClient) {};
+        manager_drain_check(m);
+}
+
+/* Makes libevent close the connection after this reply, as if the client had asked: it then
+ * says "Connection: close" in the reply head (when that is still to be sent) and does not read
+ * another request. */
+void manager_client_close_after(struct evhttp_request *req) {
+        struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+
+        while (evhttp_remove_header(in, "Connection") == 0)
+                ;
+        (void) evhttp_remove_header(in, "Proxy-Connection");
+        (void) evhttp_add_header(in, "Connection", "close");
+}
+
+/* The reply is written out (libevent's evhttp_send_done(), before it decides whether to keep
+ * the connection). */
+static void client_complete_cb(struct evhttp_request *req, void *userdata) {
+        Manager *m = userdata;
+        struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+        ShimClient *c = evcon ? client_find(m, evcon) : NULL;
+
+        if (c && c->busy) {
+                c->busy = false;
+                m->clients_busy--;
+        }
+        if (m->draining)
+                manager_client_close_after(req);
+        manager_drain_check(m);
+}
+
+void manager_client_begin(Manager *m, struct evhttp_request *req) {
+        struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+        ShimClient *c;
+        int fd;
+
+        if (!evcon)
+                return;
+        evhttp_request_set_on_complete_cb(req, client_complete_cb, m);
+        /* The proxy replaces it while it answers; the replies written at once keep it. */
+        evhttp_connection_set_closecb(evcon, manager_client_closed_cb, m);
+        /* A request that reaches us while we drain (on a connection accepted before) is
+         * answered, and its connection closed after the reply. */
+        if (m->draining)
+                manager_client_close_after(req);
+
+        fd = client_fd(evcon);
+        /* Out of memory: the connection is not tracked, which only means a drain would not
+         * close it early nor wait for its last bytes. */
+        if (fd < 0 || ((size_t) fd >= m->n_clients && client_table_grow(m, fd) < 0))
+                return;
+        c = &m->clients[fd];
+        if (c->busy)
+                m->clients_busy--;
+        *c = (ShimClient) { .evcon = evcon, .busy = true };
+        m->clients_busy++;
+}
+
+void manager_client_closed_cb(struct evhttp_connection *evcon, void *userdata) {
+        manager_client_gone(userdata, evcon);
+}
+
+void manager_client_gone(Manager *m, struct evhttp_connection *evcon) {
+        ShimClient *c = client_find(m, evcon);
+
+        if (c)
+                client_forget(m, c);
+}
+
+/* ---- the drain ---- */
+
+static bool drain_done(const Manager *m) {
+        return m->requests_active == 0 && m->clients_busy == 0;
+}
+
+void manager_drain_check(Manager *m) {
+        if (m->draining && !m->drained && m->drain_check)
+                event_active(m->drain_check, EV_TIMEOUT, 1);
+}
+
+static void drain_check_cb(evutil_socket_t fd, short what, void *userdata) {
+        Manager *m = userdata;
+
+        if (!drain_done(m))
+                return;
+        m->drained = true;
+        (void) event_base_loopbreak(m->base);
+}
+
+static void drain_timer_cb(evutil_socket_t fd, short what, void *userdata) {
+        Manager *m = userdata;
+        struct timeval tv = { 0, DRAIN_CANCEL_GRACE_USEC };
+
+        if (m->drain_expired) {
+                /* The cancelled replies had their time; whatever is still being written is cut. */
+                m->drain_grace_over = true;
+                (void) event_base_loopbreak(m->base);
+                return;
+        }
+        m->drain_expired = true;
+        log_notice("Stopping: drain timeout passed with %u request(s) in flight; cancelling them.",
+                   m->requests_active);
+        proxy_cancel_all(m, DRAIN_CANCEL_MESSAGE);
+        (void) evtimer_add(m->drain_timer, &tv);
+        manager_drain_check(m);
+}
+
+int manager_drain_init(Manager *m) {
+        m->drain_timer = evtimer_new(m->base, drain_timer_cb, m);
+        m->drain_check = event_new(m->base, -1, 0, drain_check_cb, m);
+        return m->drain_timer && m->drain_check ? 0 : -ENOMEM;
+}
+
+void manager_drain_free(Manager *m) {
+        if (m->drain_timer)
+                event_free(m->drain_timer);
+        if (m->drain_check)
+                event_free(m->drain_check);
+        m->drain_timer = m->drain_check = NULL;
+        free(m->clients);
+        m->clients = NULL;
+        m->n_clients = 0;
+}
+
+/* Stops taking connections on l. */
+static void listener_stop(ShimListener *l) {
+        if (!l->bound)
+                return;
+        if (l->inherited) {
+                /* systemd (or the launcher) holds the same listening socket: connections that
+                 * arrive from now on wait in its backlog for the next instance. Only stop
+                 * accepting; never close it (evhttp_del_accept_socket() would close the fd; the
+                 * kernel socket would survive in systemd's copy, but there is no need). Our copy
+                 * of the fd closes with evhttp_free() at exit. */
+                (void) evconnlistener_disable(evhttp_bound_socket_get_listener(l->bound));
+                return;
+        }
+        /* Bound by ourselves: nobody would ever accept what queues on it, so close it now and
+         * let new connections be refused at once rather than wait for our exit. */
+        evhttp_del_accept_socket(l->http, l->bound);
+        l->bound = NULL;
+}
+
+int manager_drain(Manager *m) {
+        usec_t t0 = now_usec(), timeout = m->config->drain_timeout;
+        struct timeval tv = { .tv_sec = (time_t) (timeout / USEC_PER_SEC),
+                              .tv_usec = (suseconds_t) (timeout % USEC_PER_SEC) };
+        unsigned n_idle = 0;
+
+        m->draining = true;
+        listener_stop(&m->api);
+        listener_stop(&m->mesh);
+
+        /* Idle keep-alive connections would otherwise bring one more request each. */
+        for (size_t i = 0; i < m->n_clients; i++) {
+                ShimClient *c = &m->clients[i];
+                struct evhttp_connection *evcon = c->evcon;
+
+                if (!evcon || c->busy)
+                        continue;
+                client_forget(m, c);
+                evhttp_connection_set_closecb(evcon, NULL, NULL);
+                evhttp_connection_free(evcon);
+                n_idle++;
+        }
+
+        if (drain_done(m))
+                log_info("Stopping: nothing in flight; closed %u idle connection(s).", n_idle);
+        else {
+                log_info("Stopping: no new connections; letting %u request(s) in flight finish, for at most "
+                         "%" PRIu64 " ms; closed %u idle connection(s).",
+                         m->requests_active, timeout / USEC_PER_MSEC, n_idle);
+                daemon_notify_status("Stopping: %u request(s) in flight", m->requests_active);
+                (void) evtimer_add(m->drain_timer, &tv);
+                if (event_base_dispatch(m->base) < 0)
+                        return log_error_errno(EIO, "Event loop failed.");
+
+                if (m->drained)
+                        log_info("Stopping: requests in flight %s after %" PRIu64 " ms.",
+                                 m->drain_expired ? "cancelled" : "finished", (now_usec() - t0) / USEC_PER_MSEC);
+                else if (!m->drain_expired) {
+                        /* A second SIGTERM/SIGINT: stop now. What can be written without waiting
+                         * goes out in one non-blocking turn of the loop. */
+                        log_notice("Stopping at once (signalled again): cancelling %u request(s) in flight.",
+                                   m->requests_active);
+                        proxy_cancel_all(m, DRAIN_CANCEL_MESSAGE);
+                        (void) event_base_loop(m->base, EVLOOP_NONBLOCK);
+                }
+        }
+
+        /* Outcomes of the requests that just ended, and the in-flight counts now at zero. */
+        router_cache_flush(m->router);
+        return 0;
+}

@@ -243,5 +243,56 @@ class NodeLeaves(unittest.TestCase):
             self.assertEqual(alive_ids(n), {o.node_id for o in others})
 
 
+
+def have_ipv6_loopback():
+    import socket
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+            sock.bind(('::1', 0))
+        return True
+    except OSError:
+        return False
+
+
+class Ipv6Mesh(unittest.TestCase):
+    """Gossip, push-pull, the seed and the mesh API on [::1]: two nodes join through an IPv6
+    seed, and a request for the model only the second has is forwarded over IPv6."""
+
+    def test_join_and_forward_over_ipv6(self):
+        if not have_ipv6_loopback():
+            self.skipTest('no IPv6 loopback (::1) on this machine')
+        d = harness.make_tmpdir('mycelia-v6-')
+        key = write_mesh_key(os.path.join(d, 'mesh.key'))
+        da = Double('--token-delay-ms', '0', '--models', 'v6-alpha:latest')
+        db = Double('--token-delay-ms', '0', '--models', 'v6-bravo:latest')
+        a = b = None
+        try:
+            a = Node(da.url, '--mesh-key', key, '--gossip', '[::1]:0', '--mesh', '[::1]:0',
+                     node_id=random_node_id(), name='v6-a')
+            self.assertTrue(a.gossip.startswith('[::1]:'), a.gossip)
+            b = Node(db.url, '--mesh-key', key, '--gossip', '[::1]:0', '--mesh', '[::1]:0', '--seed', a.gossip,
+                     node_id=random_node_id(), name='v6-b')
+
+            def routed():
+                for n in a.prop('org.mycelia.Router1', 'Nodes'):
+                    if n[0] == b.node_id and n[3] == 'up' and 'v6-bravo:latest' in n[7]:
+                        return n
+                return None
+            entry = wait_until(routed, CONVERGE_TIMEOUT, what="b up with its model in a's routing table")
+            self.assertTrue(entry[2].startswith('http://[::1]:'), entry[2])
+            self.assertEqual(a.members()[b.node_id].addresses, [b.gossip])
+            before = db.stats()['completed']
+            r = a.request('POST', '/api/generate', {'model': 'v6-bravo', 'prompt': 'hi', 'stream': False})
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.json()['model'], 'v6-bravo')
+            self.assertEqual(db.stats()['last_path'], '/api/generate')
+            self.assertGreater(db.stats()['completed'], before)
+        finally:
+            for x in (b, a):
+                if x:
+                    x.stop()
+            da.stop()
+            db.stop()
+
 if __name__ == '__main__':
     harness.main()

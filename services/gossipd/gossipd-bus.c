@@ -164,6 +164,7 @@ static int property_get_counters(sd_bus *bus, const char *path, const char *inte
                 { "suspicions", s->suspicions },
                 { "refutations", s->refutations },
                 { "events_dropped", s->n_events_dropped },
+                { "stale_asks", s->stale_asks },
                 /* the daemon's */
                 { "send_errors", n->send_errors },
                 { "send_dropped", n->send_dropped },

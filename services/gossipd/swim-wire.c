@@ -192,6 +192,8 @@ void swim_header_write(SwimWriter *w, const SwimHeader *h) {
         swim_writer_put(w, h->sender, SWIM_ID_SIZE);
         swim_writer_u64(w, h->session);
         swim_writer_u64(w, h->seq);
+        swim_writer_u32(w, h->incarnation);
+        swim_writer_u64(w, h->meta_version);
 }
 
 int swim_header_read(SwimReader *r, SwimHeader *ret) {
@@ -202,6 +204,8 @@ int swim_header_read(SwimReader *r, SwimHeader *ret) {
         id = swim_reader_take(r, SWIM_ID_SIZE);
         h.session = swim_reader_u64(r);
         h.seq = swim_reader_u64(r);
+        h.incarnation = swim_reader_u32(r);
+        h.meta_version = swim_reader_u64(r);
         if (r->error)
                 return -EBADMSG;
         if (!IN_SET(h.kind, SWIM_KIND_DATAGRAM, SWIM_KIND_PUSH_PULL_REQUEST, SWIM_KIND_PUSH_PULL_REPLY))

@@ -47,8 +47,12 @@ typedef struct SwimHeader {
         uint8_t sender[SWIM_ID_SIZE];
         uint64_t session;
         uint64_t seq;
+        /* The version of the sender's own record: a receiver holding an older one missed an
+         * update and asks the sender for it. */
+        uint32_t incarnation;
+        uint64_t meta_version;
 } SwimHeader;
-#define SWIM_HEADER_SIZE (1 + SWIM_ID_SIZE + 8 + 8)
+#define SWIM_HEADER_SIZE (1 + SWIM_ID_SIZE + 8 + 8 + 4 + 8)
 
 /* After the header: messages, each [type u8][length u16 BE][body]. Unknown types are skipped. */
 typedef enum SwimMsgType {

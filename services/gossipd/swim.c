@@ -18,6 +18,9 @@
  * steady mesh pays nothing for it. */
 #define SELF_REFRESH_INTERVAL (1 * USEC_PER_SEC)
 #define SELF_REFRESH_WINDOW (10 * USEC_PER_SEC)
+/* How long a sender's header may show a newer record of itself than ours before we ask it for
+ * the record: longer than an update takes to spread, so asks only repair misses. */
+#define STALE_ASK_DELAY (1 * USEC_PER_SEC)
 
 /* Bounds of what remote parties can make this node hold, beyond the ones swim.h names. */
 #define EVENTS_MAX 4096
@@ -40,6 +43,8 @@ typedef struct Member {
         bool urgent;            /* a suspicion, death, leave or refutation: goes before news */
         unsigned sent;          /* times the queued state went out */
         bool in_probe_list;
+        usec_t stale_since;     /* when a header first showed its record newer than ours; 0: not */
+        usec_t asked_stale;     /* when we last asked it for that newer record */
 } Member;
 
 typedef struct Stranger {
@@ -248,7 +253,7 @@ void swim_config_lan(SwimConfig *c) {
         *c = (SwimConfig) {
                 .probe_interval = 200 * USEC_PER_MSEC,
                 .probe_timeout = 100 * USEC_PER_MSEC,
-                .indirect_checks = 3,
+                .indirect_checks = 5,
                 .suspicion_mult = 4,
                 .retransmit_mult = 4,
                 .gossip_interval = 100 * USEC_PER_MSEC,
@@ -744,7 +749,13 @@ static int seal_and_queue(Swim *s, const SwimAddr *to, SwimWriter *w) {
 }
 
 static void write_header(Swim *s, SwimWriter *w, SwimKind kind) {
-        SwimHeader h = { .kind = kind, .session = s->session, .seq = ++s->seq };
+        SwimHeader h = {
+                .kind = kind,
+                .session = s->session,
+                .seq = ++s->seq,
+                .incarnation = s->local->pub.incarnation,
+                .meta_version = s->local->pub.meta_version,
+        };
 
         memcpy(h.sender, s->local->bid, SWIM_ID_SIZE);
         swim_header_write(w, &h);
@@ -1403,6 +1414,27 @@ int swim_receive_datagram(Swim *s, usec_t now, const SwimAddr *from, const void 
                         (void) send_ping(s, member_lookup(s, target, NULL), &to, target, x->own_seq);
                         break;
                 }
+                }
+        }
+
+        /* The header says the sender's own record is newer than ours. Right after a change that
+         * is normal: the update is still spreading. If it stays so for STALE_ASK_DELAY we missed
+         * every copy of it: ask the sender, as a stranger is asked, at most once per probe
+         * interval. Its answer carries its record. */
+        sender = member_lookup(s, h.sender, NULL);
+        if (sender && member_is_alive(sender)) {
+                bool newer = h.incarnation > sender->pub.incarnation ||
+                             (h.incarnation == sender->pub.incarnation && h.meta_version > sender->pub.meta_version);
+
+                if (!newer)
+                        sender->stale_since = 0;
+                else if (sender->stale_since == 0)
+                        sender->stale_since = now;
+                else if (now >= sender->stale_since + STALE_ASK_DELAY &&
+                         (sender->asked_stale == 0 || now >= sender->asked_stale + s->config.probe_interval)) {
+                        sender->asked_stale = now;
+                        s->counters.stale_asks++;
+                        (void) swim_announce(s, now, from);
                 }
         }
         return 0;

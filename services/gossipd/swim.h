@@ -195,6 +195,7 @@ typedef struct SwimCounters {
         uint64_t suspicions;            /* members this node began to suspect */
         uint64_t refutations;           /* times this node refuted a suspicion of itself */
         uint64_t n_events_dropped;
+        uint64_t stale_asks;            /* records asked for because a header showed ours old */
 } SwimCounters;
 
 const SwimCounters *swim_counters(Swim *s);

@@ -210,12 +210,20 @@ static inline void net_drain_events(TestNet *net, size_t i) {
                 ;
 }
 
-/* Seals a hand-made plaintext: header from the arguments, then msgs. */
-static inline size_t craft(const uint8_t key[SWIM_KEY_SIZE], uint8_t kind, size_t sender, uint64_t session,
-                           uint64_t seq, const void *msgs, size_t msgs_len, uint8_t *out, size_t out_size) {
+/* Seals a hand-made plaintext: header from the arguments (the sender's record version in it is
+ * (incarnation, meta_version)), then msgs. */
+static inline size_t craft_versioned(const uint8_t key[SWIM_KEY_SIZE], uint8_t kind, size_t sender,
+                                     uint64_t session, uint64_t seq, uint32_t incarnation, uint64_t meta_version,
+                                     const void *msgs, size_t msgs_len, uint8_t *out, size_t out_size) {
         uint8_t plain[SWIM_DATAGRAM_MAX], nonce[SWIM_NONCE_SIZE] = { (uint8_t) seq, 7 };
         char id[NODE_ID_LEN + 1];
-        SwimHeader h = { .kind = kind, .session = session, .seq = seq };
+        SwimHeader h = {
+                .kind = kind,
+                .session = session,
+                .seq = seq,
+                .incarnation = incarnation,
+                .meta_version = meta_version,
+        };
         SwimWriter w;
         SwimKey k;
         int r;
@@ -230,6 +238,12 @@ static inline size_t craft(const uint8_t key[SWIM_KEY_SIZE], uint8_t kind, size_
         r = swim_seal(&k, nonce, plain, w.len, out, out_size);
         ck_assert_int_gt(r, 0);
         return (size_t) r;
+}
+
+/* The same with record version (0, 0): news to nobody. */
+static inline size_t craft(const uint8_t key[SWIM_KEY_SIZE], uint8_t kind, size_t sender, uint64_t session,
+                           uint64_t seq, const void *msgs, size_t msgs_len, uint8_t *out, size_t out_size) {
+        return craft_versioned(key, kind, sender, session, seq, 0, 0, msgs, msgs_len, out, out_size);
 }
 
 /* Appends a SUSPECT/DEAD/LEFT message about node `of`. */

@@ -37,7 +37,7 @@ START_TEST(test_new_and_config) {
 
         ck_assert_uint_eq(c.probe_interval, 200 * MS);
         ck_assert_uint_eq(c.probe_timeout, 100 * MS);
-        ck_assert_uint_eq(c.indirect_checks, 3);
+        ck_assert_uint_eq(c.indirect_checks, 5);
         ck_assert_uint_eq(c.suspicion_mult, 4);
         ck_assert_uint_eq(c.retransmit_mult, 4);
         ck_assert_uint_eq(c.gossip_interval, 100 * MS);
@@ -416,6 +416,56 @@ START_TEST(test_metadata_missed_update_refreshed) {
 }
 END_TEST
 
+/* Headers that keep showing the sender's own record newer than ours for a second make us ask the
+ * sender for it (once per probe interval), whatever the datagrams carry. */
+START_TEST(test_stale_record_asked_from_header) {
+        SwimConfig c = net_config();
+        uint8_t out[SWIM_DATAGRAM_MAX];
+        SwimAddr a1 = net_addr(1), to;
+        const SwimMember *m;
+        const void *data;
+        size_t n, size;
+        TestNet net;
+        bool asked = false;
+
+        net_init(&net, 3, &c);
+        net_join_all(&net);
+        m = net_view(&net, 0, 1);
+        ck_assert_ptr_nonnull(m);
+
+        /* Same version as ours: nothing to ask. */
+        n = craft_versioned(test_key1, SWIM_KIND_DATAGRAM, 1, 4242, 1, m->incarnation, m->meta_version, NULL, 0,
+                            out, sizeof(out));
+        ck_assert_int_eq(swim_receive_datagram(net.nodes[0], net.now, &a1, out, n), 0);
+        ck_assert_uint_eq(swim_counters(net.nodes[0])->stale_asks, 0);
+
+        /* A newer meta_version: the update may still be on its way, so nothing yet ... */
+        n = craft_versioned(test_key1, SWIM_KIND_DATAGRAM, 1, 4242, 2, m->incarnation, m->meta_version + 3, NULL, 0,
+                            out, sizeof(out));
+        ck_assert_int_eq(swim_receive_datagram(net.nodes[0], net.now, &a1, out, n), 0);
+        ck_assert_uint_eq(swim_counters(net.nodes[0])->stale_asks, 0);
+        while (swim_next_datagram(net.nodes[0], &to, &data, &size) > 0)
+                ;
+        /* ... but still newer a second later: ask node 1 directly. */
+        net.now += 1 * SEC;
+        n = craft_versioned(test_key1, SWIM_KIND_DATAGRAM, 1, 4242, 3, m->incarnation, m->meta_version + 3, NULL, 0,
+                            out, sizeof(out));
+        ck_assert_int_eq(swim_receive_datagram(net.nodes[0], net.now, &a1, out, n), 0);
+        ck_assert_uint_eq(swim_counters(net.nodes[0])->stale_asks, 1);
+        while (swim_next_datagram(net.nodes[0], &to, &data, &size) > 0)
+                if (swim_addr_equal(&to, &a1))
+                        asked = true;
+        ck_assert(asked);
+
+        /* Again at once: not asked twice within a probe interval. */
+        n = craft_versioned(test_key1, SWIM_KIND_DATAGRAM, 1, 4242, 4, m->incarnation + 1, 0, NULL, 0, out,
+                            sizeof(out));
+        ck_assert_int_eq(swim_receive_datagram(net.nodes[0], net.now, &a1, out, n), 0);
+        ck_assert_uint_eq(swim_counters(net.nodes[0])->stale_asks, 1);
+        net_done(&net);
+}
+END_TEST
+
 START_TEST(test_push_pull_merge) {
         SwimConfig c = net_config();
         TestNet net;
@@ -562,6 +612,7 @@ static Suite *suite(void) {
         tcase_add_test(tc, test_rejoin_higher_incarnation);
         tcase_add_test(tc, test_metadata);
         tcase_add_test(tc, test_metadata_missed_update_refreshed);
+        tcase_add_test(tc, test_stale_record_asked_from_header);
         tcase_add_test(tc, test_push_pull_merge);
         tcase_add_test(tc, test_stale_updates_ignored);
         tcase_add_test(tc, test_events_bounded);

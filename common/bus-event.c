@@ -198,3 +198,32 @@ int bus_match_name_owner(sd_bus *bus, sd_bus_slot **slot, const char *name, sd_b
                 return -ENAMETOOLONG;
         return sd_bus_add_match_async(bus, slot, match, cb, NULL, userdata);
 }
+
+int bus_message_read_strv_bounded(sd_bus_message *m, const char **ret, size_t max, size_t *ret_n,
+                                  size_t *ret_total) {
+        size_t n = 0, total = 0;
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'a', "s");
+        if (r < 0)
+                return r;
+        for (;;) {
+                const char *s;
+
+                r = sd_bus_message_read_basic(m, 's', &s);
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        break;
+                if (n < max)
+                        ret[n++] = s;
+                total++;
+        }
+        r = sd_bus_message_exit_container(m);
+        if (r < 0)
+                return r;
+        *ret_n = n;
+        if (ret_total)
+                *ret_total = total;
+        return 0;
+}

@@ -32,6 +32,12 @@ void bus_event_set_disconnect_cb(BusEvent *b, void (*cb)(void *userdata), void *
  * (logged) when the call failed or another process owns it (daemons do not queue). */
 int bus_request_name_result(sd_bus_message *reply, const char *name);
 
+/* Reads an "as" at the read position of m. The first max strings go to ret (borrowed: they live
+ * as long as m); *ret_n says how many, *ret_total how many the array had, so the caller decides
+ * whether more than max is an error or the rest is skipped. */
+int bus_message_read_strv_bounded(sd_bus_message *m, const char **ret, size_t max, size_t *ret_n,
+                                  size_t *ret_total);
+
 /* Calls cb (asynchronously added match) with every NameOwnerChanged of the well-known name:
  * how a daemon notices a peer daemon appear, restart or go. */
 int bus_match_name_owner(sd_bus *bus, sd_bus_slot **slot, const char *name, sd_bus_message_handler_t cb,

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Reading a Gossip1 member (ssassua{ss}) from a bus message into borrowed strings, bounded. */
+/* Reading a Gossip1 member (ssassua{ss}) from a bus message into borrowed strings, bounded, and
+ * publishing local metadata to Gossip1. */
+#include "bus-event.h"
 #include "gossip-member.h"
+#include "log.h"
 
 int gossip_member_read(sd_bus_message *msg, GossipMember *g) {
         int r;
@@ -12,21 +15,7 @@ int gossip_member_read(sd_bus_message *msg, GossipMember *g) {
         r = sd_bus_message_read(msg, "ss", &g->id, &g->name);
         if (r < 0)
                 return r;
-        r = sd_bus_message_enter_container(msg, 'a', "s");
-        if (r < 0)
-                return r;
-        for (;;) {
-                const char *a;
-
-                r = sd_bus_message_read(msg, "s", &a);
-                if (r < 0)
-                        return r;
-                if (r == 0)
-                        break;
-                if (g->n_addresses < GOSSIP_MEMBER_ADDRESSES_MAX)
-                        g->addresses[g->n_addresses++] = a;
-        }
-        r = sd_bus_message_exit_container(msg);
+        r = bus_message_read_strv_bounded(msg, g->addresses, GOSSIP_MEMBER_ADDRESSES_MAX, &g->n_addresses, NULL);
         if (r < 0)
                 return r;
         r = sd_bus_message_read(msg, "su", &g->state, &g->incarnation);
@@ -62,4 +51,27 @@ const char *gossip_member_meta(const GossipMember *m, const char *key) {
                 if (m->meta_keys[i] && streq(m->meta_keys[i], key))
                         return m->meta_values[i];
         return NULL;
+}
+
+static int set_local_metadata_reply_cb(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+
+        if (e)
+                log_debug("%s.SetLocalMetadata failed: %s", GOSSIP1_INTERFACE, e->message ?: e->name);
+        return 0;
+}
+
+int gossip_set_local_metadata(sd_bus *bus, const char *key, const char *value) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_call(bus, &msg, GOSSIP1_BUS_NAME, GOSSIP1_OBJECT_PATH, GOSSIP1_INTERFACE,
+                                           "SetLocalMetadata");
+        if (r < 0)
+                return r;
+        (void) sd_bus_message_set_auto_start(msg, false);
+        r = sd_bus_message_append(msg, "ss", key, value);
+        if (r < 0)
+                return r;
+        return sd_bus_call_async(bus, NULL, msg, set_local_metadata_reply_cb, NULL, 0);
 }

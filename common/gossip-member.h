@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* A member as org.mycelia.Gossip1 describes it, (ssassua{ss}), read from a bus message without
- * copying: routerd, discoveryd and myceliactl all read Members, LocalNode and the signals. */
+/* The client side of org.mycelia.Gossip1 that other daemons share: a member, (ssassua{ss}), read
+ * from a bus message without copying (routerd, discoveryd and myceliactl read Members, LocalNode
+ * and the signals), and publishing this node's metadata (routerd and shimd). */
 #pragma once
 
 #include <systemd/sd-bus.h>
@@ -8,6 +9,9 @@
 #include "macro.h"
 
 #define GOSSIP_MEMBER_SIGNATURE "(ssassua{ss})"
+#define GOSSIP1_BUS_NAME "org.mycelia.Gossip1"
+#define GOSSIP1_OBJECT_PATH "/org/mycelia/Gossip1"
+#define GOSSIP1_INTERFACE "org.mycelia.Gossip1"
 /* Addresses and metadata entries read from one member; more are ignored. */
 #define GOSSIP_MEMBER_ADDRESSES_MAX 16
 #define GOSSIP_MEMBER_META_MAX 64
@@ -33,3 +37,8 @@ int gossip_member_read(sd_bus_message *msg, GossipMember *g);
 
 /* The value of metadata key, NULL when absent. */
 const char *gossip_member_meta(const GossipMember *m, const char *key);
+
+/* Gossip1.SetLocalMetadata(key, value), asynchronously and without starting gossipd (systemd or
+ * the launcher does that). A failure is only logged at debug: the publisher sends everything
+ * again when gossipd (re)appears on the bus. The caller re-arms its BusEvent. */
+int gossip_set_local_metadata(sd_bus *bus, const char *key, const char *value);

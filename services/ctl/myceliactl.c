@@ -20,8 +20,6 @@
 /* The group the daemons run as (units/sysusers.d-mycelia.conf). */
 #define MESH_KEY_GROUP "mycelia"
 
-#define GOSSIP_NAME "org.mycelia.Gossip1"
-#define GOSSIP_PATH "/org/mycelia/Gossip1"
 #define ROUTER_NAME "org.mycelia.Router1"
 #define ROUTER_PATH "/org/mycelia/Router1"
 #define SHIM_NAME "org.mycelia.Shim1"
@@ -65,7 +63,7 @@ static int bus_open(sd_bus **ret) {
 }
 
 static const char *daemon_of(const char *bus_name) {
-        if (streq(bus_name, GOSSIP_NAME))
+        if (streq(bus_name, GOSSIP1_BUS_NAME))
                 return "mycelia-gossipd";
         if (streq(bus_name, ROUTER_NAME))
                 return "mycelia-routerd";
@@ -134,10 +132,10 @@ static int get_members(sd_bus *bus, sd_bus_message **ret_reply, GossipMember **r
         size_t n = 0;
         int r;
 
-        r = sd_bus_get_property(bus, GOSSIP_NAME, GOSSIP_PATH, GOSSIP_NAME, "Members", &error, &reply,
-                                "a" GOSSIP_MEMBER_SIGNATURE);
+        r = sd_bus_get_property(bus, GOSSIP1_BUS_NAME, GOSSIP1_OBJECT_PATH, GOSSIP1_INTERFACE, "Members", &error,
+                                &reply, "a" GOSSIP_MEMBER_SIGNATURE);
         if (r < 0)
-                return call_failed(GOSSIP_NAME, &error, r);
+                return call_failed(GOSSIP1_BUS_NAME, &error, r);
         r = sd_bus_message_enter_container(reply, 'a', GOSSIP_MEMBER_SIGNATURE);
         while (r >= 0) {
                 GossipMember *nm = reallocarray(members, n + 1, sizeof(GossipMember));
@@ -375,7 +373,7 @@ static int get_string_property(sd_bus *bus, const char *name, const char *path, 
 }
 
 static int verb_status(sd_bus *bus, int argc, char **argv) {
-        static const char *const names[] = { GOSSIP_NAME, DISCOVERY_NAME, ROUTER_NAME, SHIM_NAME };
+        static const char *const names[] = { GOSSIP1_BUS_NAME, DISCOVERY_NAME, ROUTER_NAME, SHIM_NAME };
         _cleanup_free_ char *local_id = NULL, *policy = NULL, *api = NULL, *mesh = NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *members_reply = NULL;
         _cleanup_free_ GossipMember *members = NULL;
@@ -399,7 +397,7 @@ static int verb_status(sd_bus *bus, int argc, char **argv) {
                 (void) get_string_property(bus, SHIM_NAME, SHIM_PATH, "ApiAddress", &api);
                 (void) get_string_property(bus, SHIM_NAME, SHIM_PATH, "MeshAddress", &mesh);
         }
-        if (name_has_owner(bus, GOSSIP_NAME))
+        if (name_has_owner(bus, GOSSIP1_BUS_NAME))
                 (void) get_members(bus, &members_reply, &members, &n_members);
 
         for (size_t i = 0; i < n_members; i++) {
@@ -447,7 +445,7 @@ static int verb_status(sd_bus *bus, int argc, char **argv) {
                                self->incarnation, self->n_addresses > 0 ? self->addresses[0] : "-");
                 printf("%12s %s\n", "API:", api ?: "-");
                 printf("%12s %s\n", "Mesh:", isempty(mesh) ? "-" : mesh);
-                if (name_has_owner(bus, GOSSIP_NAME))
+                if (name_has_owner(bus, GOSSIP1_BUS_NAME))
                         printf("%12s %u alive, %u suspect, %u dead, %u left\n", "Members:", counts[0], counts[1],
                                counts[2], counts[3]);
                 if (self && gossip_member_meta(self, "models"))
@@ -509,7 +507,7 @@ static int verb_join(sd_bus *bus, int argc, char **argv) {
         uint32_t accepted;
         int r;
 
-        r = sd_bus_message_new_method_call(bus, &m, GOSSIP_NAME, GOSSIP_PATH, GOSSIP_NAME, "Join");
+        r = sd_bus_message_new_method_call(bus, &m, GOSSIP1_BUS_NAME, GOSSIP1_OBJECT_PATH, GOSSIP1_INTERFACE, "Join");
         if (r >= 0)
                 r = sd_bus_message_append_strv(m, argv + 1);
         if (r < 0) {
@@ -518,7 +516,7 @@ static int verb_join(sd_bus *bus, int argc, char **argv) {
         }
         r = sd_bus_call(bus, m, 0, &error, &reply);
         if (r < 0)
-                return call_failed(GOSSIP_NAME, &error, r);
+                return call_failed(GOSSIP1_BUS_NAME, &error, r);
         r = sd_bus_message_read(reply, "u", &accepted);
         if (r < 0)
                 return -EXIT_FAILURE;
@@ -535,9 +533,10 @@ static int verb_leave(sd_bus *bus, int argc, char **argv) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         int r;
 
-        r = sd_bus_call_method(bus, GOSSIP_NAME, GOSSIP_PATH, GOSSIP_NAME, "Leave", &error, NULL, "");
+        r = sd_bus_call_method(bus, GOSSIP1_BUS_NAME, GOSSIP1_OBJECT_PATH, GOSSIP1_INTERFACE, "Leave", &error, NULL,
+                               "");
         if (r < 0)
-                return call_failed(GOSSIP_NAME, &error, r);
+                return call_failed(GOSSIP1_BUS_NAME, &error, r);
         if (!arg_json)
                 printf("Left the mesh; mycelia-gossipd exits.\n");
         return 0;

@@ -120,14 +120,14 @@ static int local_node_reply_cb(sd_bus_message *reply, void *userdata, sd_bus_err
         e = sd_bus_message_get_error(reply);
         if (e) {
                 /* Not on the bus yet (or not at all): NameOwnerChanged and the poll catch up. */
-                log_debug("Reading %s.LocalNode failed: %s", GOSSIP_INTERFACE, e->message ?: e->name);
+                log_debug("Reading %s.LocalNode failed: %s", GOSSIP1_INTERFACE, e->message ?: e->name);
                 return 0;
         }
         r = sd_bus_message_enter_container(reply, 'v', "(ssassua{ss})");
         if (r >= 0)
                 r = manager_read_member(m, reply);
         if (r < 0)
-                log_debug_errno(r, "Failed to parse %s.LocalNode: %m", GOSSIP_INTERFACE);
+                log_debug_errno(r, "Failed to parse %s.LocalNode: %m", GOSSIP1_INTERFACE);
         return 0;
 }
 
@@ -136,9 +136,9 @@ int manager_bus_read_local_node(Manager *m) {
 
         if (!m->bus || m->local_node_call)
                 return 0;
-        r = sd_bus_call_method_async(m->bus, &m->local_node_call, GOSSIP_BUS_NAME, GOSSIP_OBJECT_PATH,
+        r = sd_bus_call_method_async(m->bus, &m->local_node_call, GOSSIP1_BUS_NAME, GOSSIP1_OBJECT_PATH,
                                      "org.freedesktop.DBus.Properties", "Get", local_node_reply_cb, m, "ss",
-                                     GOSSIP_INTERFACE, "LocalNode");
+                                     GOSSIP1_INTERFACE, "LocalNode");
         bus_event_rearm(m->bus_event);
         return r;
 }
@@ -149,9 +149,9 @@ static int match_gossip_owner_changed(sd_bus_message *msg, void *userdata, sd_bu
 
         if (sd_bus_message_read(msg, "sss", &name, &old_owner, &new_owner) < 0)
                 return 0;
-        if (!streq(name, GOSSIP_BUS_NAME) || isempty(new_owner))
+        if (!streq(name, GOSSIP1_BUS_NAME) || isempty(new_owner))
                 return 0;
-        log_debug("%s appeared on the bus; reading LocalNode.", GOSSIP_BUS_NAME);
+        log_debug("%s appeared on the bus; reading LocalNode.", GOSSIP1_BUS_NAME);
         m->local_node_call = sd_bus_slot_unref(m->local_node_call);
         (void) manager_bus_read_local_node(m);
         return 0;
@@ -166,18 +166,18 @@ static int match_gossip_member(sd_bus_message *msg, void *userdata, sd_bus_error
                 return 0;
         r = manager_read_member(m, msg);
         if (r < 0)
-                log_debug_errno(r, "Failed to parse %s.%s: %m", GOSSIP_INTERFACE, member);
+                log_debug_errno(r, "Failed to parse %s.%s: %m", GOSSIP1_INTERFACE, member);
         return 0;
 }
 
 int manager_bus_watch_gossip(Manager *m) {
         int r;
 
-        r = bus_match_name_owner(m->bus, &m->gossip_owner_slot, GOSSIP_BUS_NAME, match_gossip_owner_changed, m);
+        r = bus_match_name_owner(m->bus, &m->gossip_owner_slot, GOSSIP1_BUS_NAME, match_gossip_owner_changed, m);
         if (r < 0)
                 return r;
         return sd_bus_add_match_async(m->bus, &m->gossip_signal_slot,
-                                      "type='signal',sender='" GOSSIP_BUS_NAME "',path='" GOSSIP_OBJECT_PATH "',"
-                                      "interface='" GOSSIP_INTERFACE "'",
+                                      "type='signal',sender='" GOSSIP1_BUS_NAME "',path='" GOSSIP1_OBJECT_PATH "',"
+                                      "interface='" GOSSIP1_INTERFACE "'",
                                       match_gossip_member, NULL, m);
 }

@@ -281,7 +281,7 @@ static void manager_update_publish(Manager *m) {
         if (discovery_avahi_set_service(m->avahi, m->local_name, mesh, gossip) > 0) {
                 if (mesh == 0 || gossip == 0)
                         log_info("Not publishing on mDNS yet: %s port unknown (waiting for %s).",
-                                 mesh == 0 ? "mesh API" : "gossip", GOSSIP_BUS_NAME);
+                                 mesh == 0 ? "mesh API" : "gossip", GOSSIP1_BUS_NAME);
                 else
                         log_debug("Service to publish: mesh port %u, gossip port %u.", mesh, gossip);
         }
@@ -302,7 +302,7 @@ static void manager_schedule_local_poll(Manager *m) {
 void manager_set_gossip_ports(Manager *m, uint16_t gossip_port, uint16_t mesh_port) {
         if (gossip_port == m->gossip_gossip_port && mesh_port == m->gossip_mesh_port)
                 return;
-        log_debug("%s says gossip port %u, mesh port %u.", GOSSIP_BUS_NAME, gossip_port, mesh_port);
+        log_debug("%s says gossip port %u, mesh port %u.", GOSSIP1_BUS_NAME, gossip_port, mesh_port);
         /* 0 from gossipd (no mesh metadata yet) keeps what we had: it only ever adds. */
         if (gossip_port != 0)
                 m->gossip_gossip_port = gossip_port;
@@ -492,7 +492,7 @@ int manager_start(Manager *m) {
                 return log_error_errno(r, "Failed to register %s: %m", DISCOVERY_OBJECT_PATH);
         r = manager_bus_watch_gossip(m);
         if (r < 0)
-                return log_error_errno(r, "Failed to watch %s on the bus: %m", GOSSIP_BUS_NAME);
+                return log_error_errno(r, "Failed to watch %s on the bus: %m", GOSSIP1_BUS_NAME);
         r = sd_bus_request_name_async(m->bus, &m->name_slot, DISCOVERY_BUS_NAME, 0, manager_request_name_cb, m);
         if (r < 0)
                 return log_error_errno(r, "Failed to request the bus name %s: %m", DISCOVERY_BUS_NAME);

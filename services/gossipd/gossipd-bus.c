@@ -189,9 +189,9 @@ static int property_get_counters(sd_bus *bus, const char *path, const char *inte
 }
 
 static int method_join(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        _cleanup_free_ char **addrs = NULL;
+        _cleanup_free_ const char **addrs = NULL;
         Manager *m = userdata;
-        size_t n = 0;
+        size_t n = 0, total;
         unsigned accepted;
         int r;
 
@@ -202,27 +202,14 @@ static int method_join(sd_bus_message *msg, void *userdata, sd_bus_error *error)
         addrs = calloc(GOSSIP_JOIN_ARGS_MAX, sizeof(char *));
         if (!addrs)
                 return -ENOMEM;
-        r = sd_bus_message_enter_container(msg, 'a', "s");
+        r = bus_message_read_strv_bounded(msg, addrs, GOSSIP_JOIN_ARGS_MAX, &n, &total);
         if (r < 0)
                 return r;
-        for (;;) {
-                const char *a;
+        if (total > GOSSIP_JOIN_ARGS_MAX)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "At most %u addresses per call.",
+                                         GOSSIP_JOIN_ARGS_MAX);
 
-                r = sd_bus_message_read(msg, "s", &a);
-                if (r < 0)
-                        return r;
-                if (r == 0)
-                        break;
-                if (n >= GOSSIP_JOIN_ARGS_MAX)
-                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                                 "At most %u addresses per call.", GOSSIP_JOIN_ARGS_MAX);
-                addrs[n++] = (char *) a;
-        }
-        r = sd_bus_message_exit_container(msg);
-        if (r < 0)
-                return r;
-
-        accepted = manager_join_strings(m, addrs, n, true);
+        accepted = manager_join_strings(m, (char *const *) addrs, n, true);
         if (accepted == 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          n == 0 ? "No address given: expected numeric \"ADDR:PORT\" gossip addresses."
@@ -354,32 +341,18 @@ int manager_bus_emit_member(Manager *m, const SwimEvent *event) {
 /* Reads one peer's "ssssas" (inside its struct) and hands it on. */
 static int read_peer(Manager *m, sd_bus_message *msg) {
         const char *id, *name, *source, *mesh;
-        char *gossip[GOSSIP_PEER_ADDRS_MAX];
-        size_t n = 0;
+        const char *gossip[GOSSIP_PEER_ADDRS_MAX];
+        size_t n;
         int r;
 
         r = sd_bus_message_read(msg, "ssss", &id, &name, &source, &mesh);
         if (r < 0)
                 return r;
-        r = sd_bus_message_enter_container(msg, 'a', "s");
+        /* Beyond the first few addresses of a peer, the rest are skipped. */
+        r = bus_message_read_strv_bounded(msg, gossip, ELEMENTSOF(gossip), &n, NULL);
         if (r < 0)
                 return r;
-        for (;;) {
-                const char *a;
-
-                r = sd_bus_message_read(msg, "s", &a);
-                if (r < 0)
-                        return r;
-                if (r == 0)
-                        break;
-                /* Beyond the first few addresses of a peer, the rest are skipped. */
-                if (n < ELEMENTSOF(gossip))
-                        gossip[n++] = (char *) a;
-        }
-        r = sd_bus_message_exit_container(msg);
-        if (r < 0)
-                return r;
-        manager_discovery_peer(m, id, name, gossip, n);
+        manager_discovery_peer(m, id, name, (char *const *) gossip, n);
         return 0;
 }
 

@@ -66,7 +66,7 @@ static int method_route(sd_bus_message *msg, void *userdata, sd_bus_error *error
         _cleanup_free_ const char **exclude = NULL;
         const char *model, *affinity_key, *reason;
         Manager *m = userdata;
-        size_t n_exclude = 0;
+        size_t n_exclude = 0, total;
         RouteNode *node;
         int r;
 
@@ -80,25 +80,12 @@ static int method_route(sd_bus_message *msg, void *userdata, sd_bus_error *error
         exclude = calloc(ROUTE_MAX_NODES + 1, sizeof(char *));
         if (!exclude)
                 return -ENOMEM;
-        r = sd_bus_message_enter_container(msg, 'a', "s");
+        r = bus_message_read_strv_bounded(msg, exclude, ROUTE_MAX_NODES, &n_exclude, &total);
         if (r < 0)
                 return r;
-        for (;;) {
-                const char *id;
-
-                r = sd_bus_message_read(msg, "s", &id);
-                if (r < 0)
-                        return r;
-                if (r == 0)
-                        break;
-                if (n_exclude >= ROUTE_MAX_NODES)
-                        return sd_bus_error_setf(error, SD_BUS_ERROR_LIMITS_EXCEEDED,
-                                                 "exclude lists more than %u nodes", ROUTE_MAX_NODES);
-                exclude[n_exclude++] = id;
-        }
-        r = sd_bus_message_exit_container(msg);
-        if (r < 0)
-                return r;
+        if (total > ROUTE_MAX_NODES)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_LIMITS_EXCEEDED, "exclude lists more than %u nodes",
+                                         ROUTE_MAX_NODES);
 
         r = manager_route(m, model, affinity_key, (char *const *) exclude, &node, &reason);
         if (r == -ENOENT)

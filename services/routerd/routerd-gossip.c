@@ -110,29 +110,12 @@ finish:
 
 /* ---- publishing ---- */
 
-static int gossip_publish_reply_cb(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
-        const sd_bus_error *e = sd_bus_message_get_error(reply);
-
-        if (e)
-                log_debug("SetLocalMetadata failed: %s", e->message ?: e->name);
-        return 0;
-}
-
 static int gossip_publish(Manager *m, const char *key, const char *value) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
         int r;
 
         if (!m->bus)
                 return 0;
-        r = sd_bus_message_new_method_call(m->bus, &msg, GOSSIP_BUS_NAME, GOSSIP_OBJECT_PATH, GOSSIP_INTERFACE,
-                                           "SetLocalMetadata");
-        if (r < 0)
-                return r;
-        (void) sd_bus_message_set_auto_start(msg, false);
-        r = sd_bus_message_append(msg, "ss", key, value);
-        if (r < 0)
-                return r;
-        r = sd_bus_call_async(m->bus, NULL, msg, gossip_publish_reply_cb, NULL, 0);
+        r = gossip_set_local_metadata(m->bus, key, value);
         if (r < 0)
                 return r;
         m->gossip.n_publishes++;
@@ -234,18 +217,18 @@ static int gossip_get_members_cb(sd_bus_message *reply, void *userdata, sd_bus_e
         e = sd_bus_message_get_error(reply);
         if (e) {
                 /* Not there (yet): NameOwnerChanged will say when it is. */
-                log_debug("Cannot read %s Members: %s", GOSSIP_BUS_NAME, e->message ?: e->name);
+                log_debug("Cannot read %s Members: %s", GOSSIP1_BUS_NAME, e->message ?: e->name);
                 return 0;
         }
         r = sd_bus_message_enter_container(reply, 'v', "a(ssassua{ss})");
         if (r >= 0)
                 r = gossip_sync(m, reply);
         if (r < 0) {
-                log_warning_errno(r, "Failed to read the members from %s: %m", GOSSIP_BUS_NAME);
+                log_warning_errno(r, "Failed to read the members from %s: %m", GOSSIP1_BUS_NAME);
                 return 0;
         }
         m->gossip.n_syncs++;
-        log_debug("Read the members from %s: %zu node(s) in the routing table.", GOSSIP_BUS_NAME,
+        log_debug("Read the members from %s: %zu node(s) in the routing table.", GOSSIP1_BUS_NAME,
                   m->table.n_nodes);
         if (!m->gossip.present)
                 gossip_appeared(m);
@@ -257,12 +240,12 @@ static int gossip_get_members(Manager *m) {
         int r;
 
         m->gossip.get_slot = sd_bus_slot_unref(m->gossip.get_slot);
-        r = sd_bus_message_new_method_call(m->bus, &msg, GOSSIP_BUS_NAME, GOSSIP_OBJECT_PATH,
+        r = sd_bus_message_new_method_call(m->bus, &msg, GOSSIP1_BUS_NAME, GOSSIP1_OBJECT_PATH,
                                            "org.freedesktop.DBus.Properties", "Get");
         if (r < 0)
                 return r;
         (void) sd_bus_message_set_auto_start(msg, false);
-        r = sd_bus_message_append(msg, "ss", GOSSIP_INTERFACE, "Members");
+        r = sd_bus_message_append(msg, "ss", GOSSIP1_INTERFACE, "Members");
         if (r < 0)
                 return r;
         r = sd_bus_call_async(m->bus, &m->gossip.get_slot, msg, gossip_get_members_cb, m,
@@ -279,18 +262,18 @@ static int gossip_owner_changed_cb(sd_bus_message *msg, void *userdata, sd_bus_e
         int r;
 
         r = sd_bus_message_read(msg, "sss", &name, &old_owner, &new_owner);
-        if (r < 0 || !streq(name, GOSSIP_BUS_NAME))
+        if (r < 0 || !streq(name, GOSSIP1_BUS_NAME))
                 return 0;
         if (isempty(new_owner)) {
-                log_info("%s left the bus; routing to the last known peers until it is back.", GOSSIP_BUS_NAME);
+                log_info("%s left the bus; routing to the last known peers until it is back.", GOSSIP1_BUS_NAME);
                 gossip_vanished(m);
                 return 0;
         }
-        log_info("%s is on the bus; reading members and publishing this node's models.", GOSSIP_BUS_NAME);
+        log_info("%s is on the bus; reading members and publishing this node's models.", GOSSIP1_BUS_NAME);
         gossip_appeared(m);
         r = gossip_get_members(m);
         if (r < 0)
-                log_warning_errno(r, "Failed to ask %s for its members: %m", GOSSIP_BUS_NAME);
+                log_warning_errno(r, "Failed to ask %s for its members: %m", GOSSIP1_BUS_NAME);
         return 0;
 }
 
@@ -343,17 +326,17 @@ void router_gossip_done(Manager *m) {
 int router_gossip_start(Manager *m) {
         int r;
 
-        r = bus_match_name_owner(m->bus, &m->gossip.owner_slot, GOSSIP_BUS_NAME, gossip_owner_changed_cb, m);
+        r = bus_match_name_owner(m->bus, &m->gossip.owner_slot, GOSSIP1_BUS_NAME, gossip_owner_changed_cb, m);
         if (r < 0)
                 return r;
-        r = sd_bus_match_signal_async(m->bus, &m->gossip.signal_slot, GOSSIP_BUS_NAME, GOSSIP_OBJECT_PATH,
-                                      GOSSIP_INTERFACE, NULL, gossip_signal_cb, NULL, m);
+        r = sd_bus_match_signal_async(m->bus, &m->gossip.signal_slot, GOSSIP1_BUS_NAME, GOSSIP1_OBJECT_PATH,
+                                      GOSSIP1_INTERFACE, NULL, gossip_signal_cb, NULL, m);
         if (r < 0)
                 return r;
         /* Sent after the matches, so gossipd appearing after this fails is still seen. */
         r = gossip_get_members(m);
         if (r < 0) {
-                log_warning_errno(r, "Failed to ask %s for its members: %m", GOSSIP_BUS_NAME);
+                log_warning_errno(r, "Failed to ask %s for its members: %m", GOSSIP1_BUS_NAME);
                 return manager_request_name(m);
         }
         return 0;

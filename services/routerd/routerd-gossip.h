@@ -8,9 +8,6 @@
 
 #include "gossip-members.h"
 
-#define GOSSIP_BUS_NAME "org.mycelia.Gossip1"
-#define GOSSIP_OBJECT_PATH "/org/mycelia/Gossip1"
-#define GOSSIP_INTERFACE "org.mycelia.Gossip1"
 /* in_flight and capacity go out at most this often, and only when they changed. */
 #define ROUTER_GOSSIP_LOAD_INTERVAL_USEC (1 * USEC_PER_SEC)
 /* A hung gossipd delays routerd's start by at most this (the name is requested after the first

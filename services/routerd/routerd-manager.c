@@ -555,7 +555,7 @@ int manager_start(Manager *m) {
          * a restarted routerd must not show the shim a table without its peers. */
         r = router_gossip_start(m);
         if (r < 0)
-                return log_error_errno(r, "Failed to watch %s on the bus: %m", GOSSIP_BUS_NAME);
+                return log_error_errno(r, "Failed to watch %s on the bus: %m", GOSSIP1_BUS_NAME);
 
         r = upstream_poller_start(m->local_upstream);
         if (r < 0)

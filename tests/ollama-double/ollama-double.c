@@ -1235,6 +1235,26 @@ static void reply_flavour_error(struct evhttp_request *req, ApiFlavour flavour, 
                 reply_error(req, code, "%s", msg);
 }
 
+/* chat and embed: the model named, if the name is valid and the double has it; otherwise the
+ * answer Ollama gives (400 "model is required", 404 "... try pulling it first") is sent and
+ * NULL returned. */
+static Model *double_require_model(Double *d, struct evhttp_request *req, ApiFlavour flavour, const char *name) {
+        _cleanup_dfree_ char *msg = NULL;
+        Model *m;
+
+        if (!name || !double_text_model_name_valid(name)) {
+                reply_flavour_error(req, flavour, 400, "model is required");
+                return NULL;
+        }
+        m = double_find_model(d, name);
+        if (m)
+                return m;
+        if (asprintf(&msg, "model \"%s\" not found, try pulling it first", name) < 0)
+                msg = NULL;
+        reply_flavour_error(req, flavour, 404, msg ?: "model not found");
+        return NULL;
+}
+
 /* Keeps the request and never answers; the job only waits for the client to leave. */
 static int double_stall(Double *d, struct evhttp_request *req) {
         Job *j;
@@ -1564,19 +1584,9 @@ static int handle_chat_common(Double *d, struct evhttp_request *req, ApiFlavour 
                 return 0;
         }
 
-        if (!f.model || !double_text_model_name_valid(f.model)) {
-                reply_flavour_error(req, flavour, 400, "model is required");
+        m = double_require_model(d, req, flavour, f.model);
+        if (!m)
                 return 0;
-        }
-        m = double_find_model(d, f.model);
-        if (!m) {
-                _cleanup_dfree_ char *msg = NULL;
-
-                if (asprintf(&msg, "model \"%s\" not found, try pulling it first", f.model) < 0)
-                        msg = NULL;
-                reply_flavour_error(req, flavour, 404, msg ?: "model not found");
-                return 0;
-        }
         if (job_new_generation(d, req, flavour, flavour == API_OPENAI ? JOB_OAI_CHAT : JOB_CHAT, m, &f, "chat", &j) <= 0)
                 return 0;
         j->load_only = n_messages == 0;
@@ -1689,19 +1699,9 @@ static int handle_embed_common(Double *d, struct evhttp_request *req, EmbedVaria
                 }
         }
 
-        if (!f.model || !double_text_model_name_valid(f.model)) {
-                reply_flavour_error(req, flavour, 400, "model is required");
+        m = double_require_model(d, req, flavour, f.model);
+        if (!m)
                 return 0;
-        }
-        m = double_find_model(d, f.model);
-        if (!m) {
-                _cleanup_dfree_ char *msg = NULL;
-
-                if (asprintf(&msg, "model \"%s\" not found, try pulling it first", f.model) < 0)
-                        msg = NULL;
-                reply_flavour_error(req, flavour, 404, msg ?: "model not found");
-                return 0;
-        }
         if (flavour == API_NATIVE && parse_num_predict(req, flavour, &f) < 0)
                 return 0;
 

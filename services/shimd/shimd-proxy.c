@@ -665,8 +665,8 @@ static int proxy_queue_request(ProxyRequest *p, struct evbuffer *out) {
                 case SHIM_HEADER_CONTENT_TYPE:
                         if (connection && shim_header_is_hop_by_hop(h->key, connection))
                                 continue;
-                        /* Ours are set below for peers only (the api listener already dropped
-                         * the client's; the mesh listener's go no further). */
+                        /* Ours are set below for peers only: a client's (it cannot claim to be
+                         * a hop) and a peer's (checked on the mesh listener) go no further. */
                         if (mesh_header_is_ours(h->key))
                                 continue;
                         d = append(d, h->key);
@@ -1201,22 +1201,6 @@ static void proxy_extract_model(ProxyRequest *p, struct evbuffer *body) {
                 free(vec);
 }
 
-/* Client requests never carry our headers onward: a client cannot claim to be a hop. */
-static void proxy_strip_mesh_headers(struct evhttp_request *req) {
-        struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
-        struct evkeyval *h, *next;
-
-        for (h = TAILQ_FIRST(headers); h; h = next) {
-                next = TAILQ_NEXT(h, next);
-                if (mesh_header_is_ours(h->key)) {
-                        TAILQ_REMOVE(headers, h, next);
-                        free(h->key);
-                        free(h->value);
-                        free(h);
-                }
-        }
-}
-
 static const char *mesh_auth_error_string(int r) {
         switch (r) {
         case -ENOKEY: return "no " MESH_AUTH_HEADER " header";
@@ -1279,8 +1263,6 @@ void proxy_handle_request(struct evhttp_request *req, void *userdata) {
         uint16_t port = 0;
 
         manager_client_begin(m, req);
-        if (l->kind == SHIM_LISTENER_API)
-                proxy_strip_mesh_headers(req);
         m->counters.requests_total++;
         if (l->kind == SHIM_LISTENER_MESH) {
                 int r = proxy_mesh_verify(m, req, method_name(method), uri);

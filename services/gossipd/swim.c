@@ -660,19 +660,30 @@ static void apply_alive(Swim *s, usec_t now, const SwimRecord *r, bool *ret_new)
         }
 }
 
-static void apply_suspect(Swim *s, usec_t now, const uint8_t id[SWIM_ID_SIZE], uint32_t incarnation) {
+/* A suspicion, death or leave of id at incarnation: the live member it applies to, or NULL when
+ * there is none, it is stale, or it is about this node (which then refutes it, or re-spreads
+ * its newer record). */
+static Member *accused_member(Swim *s, const uint8_t id[SWIM_ID_SIZE], uint32_t incarnation) {
         Member *m = member_lookup(s, id, NULL);
 
         if (!m)
-                return;
+                return NULL;
         if (m == s->local) {
                 if (incarnation >= m->pub.incarnation)
                         refute(s, incarnation);
                 else
                         reassert(s);
-                return;
+                return NULL;
         }
         if (!member_is_alive(m) || incarnation < m->pub.incarnation)
+                return NULL;
+        return m;
+}
+
+static void apply_suspect(Swim *s, usec_t now, const uint8_t id[SWIM_ID_SIZE], uint32_t incarnation) {
+        Member *m = accused_member(s, id, incarnation);
+
+        if (!m)
                 return;
         if (m->pub.state == SWIM_STATE_SUSPECT) {
                 if (incarnation > m->pub.incarnation) {
@@ -689,18 +700,9 @@ static void apply_suspect(Swim *s, usec_t now, const uint8_t id[SWIM_ID_SIZE], u
 }
 
 static void apply_dead(Swim *s, usec_t now, const uint8_t id[SWIM_ID_SIZE], uint32_t incarnation, bool left) {
-        Member *m = member_lookup(s, id, NULL);
+        Member *m = accused_member(s, id, incarnation);
 
         if (!m)
-                return;
-        if (m == s->local) {
-                if (incarnation >= m->pub.incarnation)
-                        refute(s, incarnation);
-                else
-                        reassert(s);
-                return;
-        }
-        if (!member_is_alive(m) || incarnation < m->pub.incarnation)
                 return;
         m->pub.incarnation = incarnation;
         member_set_state(s, m, left ? SWIM_STATE_LEFT : SWIM_STATE_DEAD, now);

@@ -8,10 +8,12 @@
 #include <systemd/sd-bus.h>
 
 #include "build-config.h"
+#include "bus-event.h"
 #include "ctl-table.h"
 #include "gossip-member.h"
 #include "macro.h"
 #include "mesh-key.h"
+#include "route-table.h"
 
 #define EXIT_USAGE 2
 #define EXIT_DAEMON_DOWN 3
@@ -29,14 +31,6 @@
 static const char *arg_bus = NULL;
 static bool arg_json = false;
 static bool arg_legend = true;
-
-static void strv_free(char **l) {
-        if (!l)
-                return;
-        for (char **p = l; *p; p++)
-                free(*p);
-        free(l);
-}
 
 static int bus_open(sd_bus **ret) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
@@ -89,41 +83,6 @@ static bool name_has_owner(sd_bus *bus, const char *name) {
         return sd_bus_get_name_creds(bus, name, 0, NULL) >= 0;
 }
 
-static int read_strv(sd_bus_message *m, char ***ret) {
-        char **l = NULL;
-        size_t n = 0;
-        const char *s;
-        int r;
-
-        r = sd_bus_message_enter_container(m, 'a', "s");
-        if (r < 0)
-                return r;
-        while ((r = sd_bus_message_read_basic(m, 's', &s)) > 0) {
-                char **nl = reallocarray(l, n + 2, sizeof(char *));
-                if (!nl) {
-                        strv_free(l);
-                        return -ENOMEM;
-                }
-                l = nl;
-                l[n] = strdup(s);
-                l[++n] = NULL;
-                if (!l[n - 1]) {
-                        strv_free(l);
-                        return -ENOMEM;
-                }
-        }
-        if (r < 0 || (r = sd_bus_message_exit_container(m)) < 0) {
-                strv_free(l);
-                return r;
-        }
-        if (!l)
-                l = calloc(1, sizeof(char *));
-        if (!l)
-                return -ENOMEM;
-        *ret = l;
-        return 0;
-}
-
 /* Members as Gossip1 lists them; the strings stay in *ret_reply. */
 static int get_members(sd_bus *bus, sd_bus_message **ret_reply, GossipMember **ret, size_t *ret_n) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -159,28 +118,26 @@ static int get_members(sd_bus *bus, sd_bus_message **ret_reply, GossipMember **r
         return 0;
 }
 
-/* (node_id, name, address, state, in_flight, capacity, ttfb_ewma_usec, models) */
+/* One entry of Router1.Nodes, (node_id, name, address, state, in_flight, capacity,
+ * ttfb_ewma_usec, models); the strings stay in the reply, only the models array is ours. */
 typedef struct CtlRoute {
-        char *id, *name, *address, *state;
+        const char *id, *name, *address, *state;
         uint32_t in_flight, capacity;
         uint64_t ttfb_usec;
-        char **models;
+        const char **models;
+        size_t n_models;
 } CtlRoute;
 
 static void ctl_routes_free(CtlRoute *r, size_t n) {
-        for (size_t i = 0; i < n; i++) {
-                free(r[i].id);
-                free(r[i].name);
-                free(r[i].address);
-                free(r[i].state);
-                strv_free(r[i].models);
-        }
+        for (size_t i = 0; i < n; i++)
+                free(r[i].models);
         free(r);
 }
 
-static int get_routes(sd_bus *bus, CtlRoute **ret, size_t *ret_n) {
+static int get_routes(sd_bus *bus, sd_bus_message **ret_reply, CtlRoute **ret, size_t *ret_n) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_free_ const char **models = NULL;
         CtlRoute *routes = NULL;
         size_t n = 0;
         int r;
@@ -189,9 +146,10 @@ static int get_routes(sd_bus *bus, CtlRoute **ret, size_t *ret_n) {
                                 "a(ssssuutas)");
         if (r < 0)
                 return call_failed(ROUTER_NAME, &error, r);
-        r = sd_bus_message_enter_container(reply, 'a', "(ssssuutas)");
+        /* routerd holds at most ROUTE_MAX_MODELS per node. */
+        models = calloc(ROUTE_MAX_MODELS, sizeof(char *));
+        r = models ? sd_bus_message_enter_container(reply, 'a', "(ssssuutas)") : -ENOMEM;
         while (r >= 0) {
-                const char *id, *name, *address, *state;
                 CtlRoute *nr, *e;
 
                 r = sd_bus_message_enter_container(reply, 'r', "ssssuutas");
@@ -205,21 +163,19 @@ static int get_routes(sd_bus *bus, CtlRoute **ret, size_t *ret_n) {
                 routes = nr;
                 e = &routes[n++];
                 *e = (CtlRoute) {};
-                r = sd_bus_message_read(reply, "ssssuut", &id, &name, &address, &state, &e->in_flight,
-                                        &e->capacity, &e->ttfb_usec);
+                r = sd_bus_message_read(reply, "ssssuut", &e->id, &e->name, &e->address, &e->state,
+                                        &e->in_flight, &e->capacity, &e->ttfb_usec);
                 if (r < 0)
                         break;
-                e->id = strdup(id);
-                e->name = strdup(name);
-                e->address = strdup(address);
-                e->state = strdup(state);
-                if (!e->id || !e->name || !e->address || !e->state) {
+                r = bus_message_read_strv_bounded(reply, models, ROUTE_MAX_MODELS, &e->n_models, NULL);
+                if (r < 0)
+                        break;
+                e->models = calloc(e->n_models + 1, sizeof(char *));
+                if (!e->models) {
                         r = -ENOMEM;
                         break;
                 }
-                r = read_strv(reply, &e->models);
-                if (r < 0)
-                        break;
+                memcpy(e->models, models, e->n_models * sizeof(char *));
                 r = sd_bus_message_exit_container(reply);
         }
         if (r < 0) {
@@ -227,46 +183,44 @@ static int get_routes(sd_bus *bus, CtlRoute **ret, size_t *ret_n) {
                 fprintf(stderr, "Failed to parse Router1.Nodes: %s\n", strerror(-r));
                 return -EXIT_FAILURE;
         }
+        *ret_reply = TAKE_PTR(reply);
         *ret = routes;
         *ret_n = n;
         return 0;
 }
 
-static char *strv_join(char **l, const char *sep) {
+static char *strv_join(const char *const *l, size_t n, const char *sep) {
         size_t len = 1, sep_len = strlen(sep);
         char *s, *p;
 
-        for (char **i = l; i && *i; i++)
-                len += strlen(*i) + sep_len;
+        for (size_t i = 0; i < n; i++)
+                len += strlen(l[i]) + sep_len;
         s = p = malloc(len);
         if (!s)
                 return NULL;
         *p = '\0';
-        for (char **i = l; i && *i; i++) {
-                if (i != l)
+        for (size_t i = 0; i < n; i++) {
+                if (i > 0)
                         p = stpcpy(p, sep);
-                p = stpcpy(p, *i);
+                p = stpcpy(p, l[i]);
         }
         return s;
 }
 
-static json_object *json_strv(char **l) {
+static json_object *json_strv(const char *const *l, size_t n) {
         json_object *a = json_object_new_array();
 
-        for (char **i = l; a && i && *i; i++)
-                json_object_array_add(a, json_object_new_string(*i));
+        for (size_t i = 0; a && i < n; i++)
+                json_object_array_add(a, json_object_new_string(l[i]));
         return a;
 }
 
 static json_object *json_member(const GossipMember *m) {
         json_object *o = json_object_new_object(), *meta = json_object_new_object();
-        json_object *addresses = json_object_new_array();
 
         json_object_object_add(o, "id", json_object_new_string(m->id));
         json_object_object_add(o, "name", json_object_new_string(m->name));
-        for (size_t i = 0; i < m->n_addresses; i++)
-                json_object_array_add(addresses, json_object_new_string(m->addresses[i]));
-        json_object_object_add(o, "addresses", addresses);
+        json_object_object_add(o, "addresses", json_strv(m->addresses, m->n_addresses));
         json_object_object_add(o, "state", json_object_new_string(m->state));
         json_object_object_add(o, "incarnation", json_object_new_int64(m->incarnation));
         for (size_t i = 0; i < m->n_meta; i++)
@@ -285,7 +239,7 @@ static json_object *json_route(const CtlRoute *e) {
         json_object_object_add(o, "in_flight", json_object_new_int64(e->in_flight));
         json_object_object_add(o, "capacity", json_object_new_int64(e->capacity));
         json_object_object_add(o, "ttfb_ewma_usec", json_object_new_int64((int64_t) e->ttfb_usec));
-        json_object_object_add(o, "models", json_strv(e->models));
+        json_object_object_add(o, "models", json_strv(e->models, e->n_models));
         return o;
 }
 
@@ -347,7 +301,7 @@ static int print_routes_table(CtlRoute *routes, size_t n) {
                 return -ENOMEM;
         ctl_table_set_max_width(t, 6, 60);
         for (size_t i = 0; i < n; i++) {
-                _cleanup_free_ char *models = strv_join(routes[i].models, ",");
+                _cleanup_free_ char *models = strv_join(routes[i].models, routes[i].n_models, ",");
 
                 ctl_table_addf(t, "%.12s", routes[i].id);
                 ctl_table_add(t, routes[i].name);
@@ -375,7 +329,7 @@ static int get_string_property(sd_bus *bus, const char *name, const char *path, 
 static int verb_status(sd_bus *bus, int argc, char **argv) {
         static const char *const names[] = { GOSSIP1_BUS_NAME, DISCOVERY_NAME, ROUTER_NAME, SHIM_NAME };
         _cleanup_free_ char *local_id = NULL, *policy = NULL, *api = NULL, *mesh = NULL;
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *members_reply = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *members_reply = NULL, *routes_reply = NULL;
         _cleanup_free_ GossipMember *members = NULL;
         CtlRoute *routes = NULL;
         size_t n_members = 0, n_routes = 0;
@@ -391,7 +345,7 @@ static int verb_status(sd_bus *bus, int argc, char **argv) {
         if (name_has_owner(bus, ROUTER_NAME)) {
                 (void) get_string_property(bus, ROUTER_NAME, ROUTER_PATH, "LocalNodeId", &local_id);
                 (void) get_string_property(bus, ROUTER_NAME, ROUTER_PATH, "Policy", &policy);
-                (void) get_routes(bus, &routes, &n_routes);
+                (void) get_routes(bus, &routes_reply, &routes, &n_routes);
         }
         if (name_has_owner(bus, SHIM_NAME)) {
                 (void) get_string_property(bus, SHIM_NAME, SHIM_PATH, "ApiAddress", &api);

@@ -256,7 +256,7 @@ START_TEST(test_url_parsing) {
 END_TEST
 
 static Suite *upstream_suite(void) {
-        Suite *s = suite_create("router-upstream");
+        Suite *s = suite_create("routerd-upstream");
         TCase *tc = tcase_create("upstream");
 
         tcase_add_checked_fixture(tc, setup, teardown);

@@ -223,7 +223,7 @@ START_TEST(test_load_signals_coalesced) {
 END_TEST
 
 static Suite *manager_suite(void) {
-        Suite *s = suite_create("router-manager");
+        Suite *s = suite_create("routerd-manager");
         TCase *tc = tcase_create("manager");
 
         tcase_add_checked_fixture(tc, setup, teardown);

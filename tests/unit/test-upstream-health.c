@@ -186,7 +186,7 @@ START_TEST(test_no_overflow_at_infinity) {
 END_TEST
 
 static Suite *health_suite(void) {
-        Suite *s = suite_create("router-health");
+        Suite *s = suite_create("upstream-health");
         TCase *tc = tcase_create("health");
 
         tcase_add_checked_fixture(tc, setup, NULL);

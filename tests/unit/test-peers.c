@@ -220,7 +220,7 @@ START_TEST(test_many_peers_quiet) {
 END_TEST
 
 static Suite *peers_suite(void) {
-        Suite *s = suite_create("discovery-peers");
+        Suite *s = suite_create("peers");
         TCase *tc = tcase_create("peers");
 
         tcase_add_checked_fixture(tc, setup, teardown);

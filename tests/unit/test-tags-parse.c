@@ -301,7 +301,7 @@ START_TEST(test_depth_limit) {
 END_TEST
 
 static Suite *tags_suite(void) {
-        Suite *s = suite_create("router-tags");
+        Suite *s = suite_create("tags-parse");
         TCase *tc = tcase_create("parse");
 
         tcase_add_test(tc, test_real_answer);

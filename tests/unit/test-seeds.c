@@ -173,7 +173,7 @@ START_TEST(test_name_truncate) {
 END_TEST
 
 static Suite *seeds_suite(void) {
-        Suite *s = suite_create("discovery-seeds");
+        Suite *s = suite_create("seeds");
         TCase *tc = tcase_create("seeds");
 
         tcase_add_test(tc, test_split);

@@ -32,7 +32,7 @@ typedef struct ConfigOption {
 
 static const ConfigOption config_options[] = {
         O("node", "name", "name", CONFIG_STRING, node_name, "", "human name of this node (default: hostname)"),
-        O("node", "id", "node-id", CONFIG_STRING, node_id, "", "node id, 32 hex digits (default: from machine id)"),
+        O("node", "id", "node-id", CONFIG_STRING, node_id, "", "node id, 32 hex digits (default: made on first start, kept in STATE_DIR/node-id)"),
         O("node", "state_dir", "state-dir", CONFIG_STRING, state_dir, LOCALSTATEDIR "/lib/mycelia", "state directory"),
         O("node", "log_level", "log-level", CONFIG_STRING, log_level, "", "debug, info, notice, warning, err (default: $MYCELIA_LOG_LEVEL, else info)"),
         O("node", "mesh_key", "mesh-key", CONFIG_STRING, mesh_key, SYSCONFDIR "/mycelia/mesh.key", "file with the mesh key (base64 of 32 bytes; myceliactl keygen)"),

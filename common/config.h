@@ -13,7 +13,7 @@
 typedef struct MyceliaConfig {
         /* [node] */
         char *node_name;          /* human name; hostname when unset */
-        char *node_id;            /* 32 hex digits; derived from /etc/machine-id when unset */
+        char *node_id;            /* 32 hex digits; when unset, STATE_DIR/node-id (node-id.h) */
         char *state_dir;
         char *log_level;
         char *mesh_key;           /* file with the mesh key: base64 of 32 bytes */

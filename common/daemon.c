@@ -11,15 +11,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <systemd/sd-daemon.h>
-#include <systemd/sd-id128.h>
 
 #include "build-config.h"
 #include "daemon.h"
 #include "log.h"
-
-/* Mycelia's app id for sd_id128_get_machine_app_specific(): node ids are stable per machine
- * but do not reveal the machine id. */
-#define MYCELIA_APP_ID SD_ID128_MAKE(6d,79,63,65,6c,69,61,2d,9a,4e,27,c3,51,0b,8f,d2)
 
 struct DaemonLoop {
         struct event_base *base;
@@ -226,20 +221,21 @@ int sockaddr_format_local(int fd, char *buf, size_t size) {
         return 0;
 }
 
-int node_id_get(const char *configured, char *buf) {
-        sd_id128_t id;
+int daemon_node_id_get(const char *configured, const char *state_dir, char ret[static NODE_ID_LEN + 1]) {
         int r;
 
-        if (!isempty(configured)) {
-                r = sd_id128_from_string(configured, &id);
-                if (r < 0)
-                        return r;
-        } else {
-                r = sd_id128_get_machine_app_specific(MYCELIA_APP_ID, &id);
-                if (r < 0)
-                        return r;
-        }
-        sd_id128_to_string(id, buf);
+        r = node_id_get(configured, state_dir, ret);
+        if (r == -EINVAL && !isempty(configured))
+                return log_error_errno(r, "Invalid node id '%s' ([node] id, --node-id): expected 32 hex digits, "
+                                       "not all zero.", configured);
+        if (r == -EBADMSG)
+                return log_error_errno(r, "%s/" NODE_ID_FILE " does not hold a node id (32 hex digits and a newline). "
+                                       "Remove it to have a new one made, or give one with [node] id or --node-id.",
+                                       state_dir);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read or create the node id in %s/" NODE_ID_FILE ": %m. "
+                                       "Give a writable state directory ([node] state_dir, --state-dir) or an id "
+                                       "([node] id, --node-id).", strempty(state_dir));
         return 0;
 }
 

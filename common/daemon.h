@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "macro.h"
+#include "node-id.h"
 
 typedef struct DaemonLoop DaemonLoop;
 
@@ -36,9 +37,9 @@ int sockaddr_parse(const char *addr_port, struct sockaddr_storage *ret, socklen_
 /* Formats a bound socket's local address as "ADDR:PORT" ("[v6]:PORT" for IPv6). */
 int sockaddr_format_local(int fd, char *buf, size_t size);
 
-/* The node id: configured (32 hex digits) or the machine's app-specific id for Mycelia.
- * buf must hold 33 bytes. */
-int node_id_get(const char *configured, char *buf);
+/* node_id_get() (node-id.h: the configured id, else the one kept in STATE_DIR/node-id, made on
+ * first start), logging what failed and what to do about it. */
+int daemon_node_id_get(const char *configured, const char *state_dir, char ret[static NODE_ID_LEN + 1]);
 /* The node's human name: [node] name, else the host name ("localhost" when that is empty). */
 int node_name_get(const MyceliaConfig *c, char **ret);
 

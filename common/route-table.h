@@ -5,8 +5,8 @@
 #pragma once
 
 #include "macro.h"
+#include "node-id.h"
 
-#define NODE_ID_LEN 32
 #define ROUTE_MAX_NODES 1024
 #define ROUTE_MAX_MODELS 1024
 

@@ -328,7 +328,7 @@ static int get_string_property(sd_bus *bus, const char *name, const char *path, 
 
 static int verb_status(sd_bus *bus, int argc, char **argv) {
         static const char *const names[] = { GOSSIP1_BUS_NAME, DISCOVERY_NAME, ROUTER_NAME, SHIM_NAME };
-        _cleanup_free_ char *local_id = NULL, *policy = NULL, *api = NULL, *mesh = NULL;
+        _cleanup_free_ char *local_id = NULL, *policy = NULL, *api = NULL, *mesh = NULL, *id_conflict = NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *members_reply = NULL, *routes_reply = NULL;
         _cleanup_free_ GossipMember *members = NULL;
         CtlRoute *routes = NULL;
@@ -351,8 +351,10 @@ static int verb_status(sd_bus *bus, int argc, char **argv) {
                 (void) get_string_property(bus, SHIM_NAME, SHIM_PATH, "ApiAddress", &api);
                 (void) get_string_property(bus, SHIM_NAME, SHIM_PATH, "MeshAddress", &mesh);
         }
-        if (name_has_owner(bus, GOSSIP1_BUS_NAME))
+        if (name_has_owner(bus, GOSSIP1_BUS_NAME)) {
                 (void) get_members(bus, &members_reply, &members, &n_members);
+                (void) get_string_property(bus, GOSSIP1_BUS_NAME, GOSSIP1_OBJECT_PATH, "IdConflict", &id_conflict);
+        }
 
         for (size_t i = 0; i < n_members; i++) {
                 if (local_id && streq(members[i].id, local_id))
@@ -376,6 +378,8 @@ static int verb_status(sd_bus *bus, int argc, char **argv) {
                                                json_object_new_boolean(name_has_owner(bus, names[i])));
                 json_object_object_add(o, "daemons", daemons);
                 json_object_object_add(o, "id", local_id ? json_object_new_string(local_id) : NULL);
+                json_object_object_add(o, "id_conflict",
+                                       isempty(id_conflict) ? NULL : json_object_new_string(id_conflict));
                 json_object_object_add(o, "api", api ? json_object_new_string(api) : NULL);
                 json_object_object_add(o, "mesh", mesh ? json_object_new_string(mesh) : NULL);
                 json_object_object_add(o, "policy", policy ? json_object_new_string(policy) : NULL);
@@ -397,6 +401,9 @@ static int verb_status(sd_bus *bus, int argc, char **argv) {
                 if (self)
                         printf("%12s %s, incarnation %" PRIu32 ", gossip %s\n", "State:", self->state,
                                self->incarnation, self->n_addresses > 0 ? self->addresses[0] : "-");
+                if (!isempty(id_conflict))
+                        printf("%12s this node's id is also used by the node at %s: give one of them its "
+                               "own id (docs/node-identity.md)\n", "CONFLICT:", id_conflict);
                 printf("%12s %s\n", "API:", api ?: "-");
                 printf("%12s %s\n", "Mesh:", isempty(mesh) ? "-" : mesh);
                 if (name_has_owner(bus, GOSSIP1_BUS_NAME))

@@ -411,10 +411,9 @@ int manager_new(struct event_base *base, const MyceliaConfig *config, Manager **
         m->config = config;
         peer_table_init(&m->peers, PEERS_MAX, manager_peer_event, m);
 
-        r = node_id_get(config->node_id, m->local_id);
+        r = daemon_node_id_get(config->node_id, config->state_dir, m->local_id);
         if (r < 0)
-                return log_error_errno(r, "Failed to determine the node id%s%s: %m",
-                                       isempty(config->node_id) ? "" : " from ", strempty(config->node_id));
+                return r;
         r = node_name_get(config, &m->local_name);
         if (r < 0)
                 return log_error_errno(r, "Failed to determine the node name: %m");

@@ -165,6 +165,7 @@ static int property_get_counters(sd_bus *bus, const char *path, const char *inte
                 { "refutations", s->refutations },
                 { "events_dropped", s->n_events_dropped },
                 { "stale_asks", s->stale_asks },
+                { "id_conflicts", s->id_conflicts },
                 /* the daemon's */
                 { "send_errors", n->send_errors },
                 { "send_dropped", n->send_dropped },
@@ -186,6 +187,14 @@ static int property_get_counters(sd_bus *bus, const char *path, const char *inte
                         return r;
         }
         return sd_bus_message_close_container(reply);
+}
+
+static int property_get_id_conflict(sd_bus *bus, const char *path, const char *interface,
+                                    const char *property, sd_bus_message *reply, void *userdata,
+                                    sd_bus_error *error) {
+        Manager *m = userdata;
+
+        return sd_bus_message_append(reply, "s", m->id_conflict);
 }
 
 static int method_join(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -277,6 +286,7 @@ static const sd_bus_vtable gossip_vtable[] = {
         SD_BUS_PROPERTY("Members", "a" MEMBER_SIGNATURE, property_get_members, 0, 0),
         SD_BUS_PROPERTY("LocalNode", MEMBER_SIGNATURE, property_get_local_node, 0, 0),
         SD_BUS_PROPERTY("Counters", "a{st}", property_get_counters, 0, 0),
+        SD_BUS_PROPERTY("IdConflict", "s", property_get_id_conflict, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_SIGNAL_WITH_ARGS("MemberJoined", SD_BUS_ARGS(MEMBER_SIGNATURE, member), 0),
         SD_BUS_SIGNAL_WITH_ARGS("MemberUpdated", SD_BUS_ARGS(MEMBER_SIGNATURE, member), 0),
         SD_BUS_SIGNAL_WITH_ARGS("MemberLeft", SD_BUS_ARGS(MEMBER_SIGNATURE, member), 0),
@@ -287,6 +297,12 @@ static const sd_bus_vtable gossip_vtable[] = {
 int manager_bus_register(Manager *m) {
         return sd_bus_add_object_vtable(m->bus, &m->vtable_slot, GOSSIP_OBJECT_PATH, GOSSIP_INTERFACE,
                                         gossip_vtable, m);
+}
+
+int manager_bus_emit_id_conflict(Manager *m) {
+        if (!m->bus)
+                return 0;
+        return sd_bus_emit_properties_changed(m->bus, GOSSIP_OBJECT_PATH, GOSSIP_INTERFACE, "IdConflict", NULL);
 }
 
 static const char *const event_signal_name[_SWIM_EVENT_MAX] = {

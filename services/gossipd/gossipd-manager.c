@@ -172,8 +172,38 @@ static void manager_format_status(Manager *m, char *buf, size_t size) {
         if (m->left)
                 snprintf(buf, size, "Left the mesh");
         else
-                snprintf(buf, size, "%zu member%s alive (this node included), gossip at %s", alive,
-                         alive == 1 ? "" : "s", m->advertise_string);
+                snprintf(buf, size, "%zu member%s alive (this node included), gossip at %s%s%s", alive,
+                         alive == 1 ? "" : "s", m->advertise_string,
+                         m->id_conflict[0] ? "; NODE ID CONFLICT with " : "", m->id_conflict);
+}
+
+/* Says so, loudly and once, when another node starts or stops using our id (swim.h). */
+static void manager_check_id_conflict(Manager *m) {
+        const SwimIdConflict *c = swim_id_conflict(m->swim);
+        char addr[SWIM_ADDR_STRING_MAX] = "", fields[128];
+        int r;
+
+        if (c && swim_addr_format(&c->addr, addr, sizeof(addr)) < 0)
+                snprintf(addr, sizeof(addr), "?");
+        if (streq(addr, m->id_conflict))
+                return;
+        snprintf(fields, sizeof(fields), "MYCELIA_NODE_ID=%s\nMYCELIA_ID_CONFLICT=%s", m->local_id,
+                 c ? addr : "");
+        if (c)
+                log_fields(LOG_ERR, fields,
+                           "Node id %s is also used by the node at %s (this node is at %s). Two nodes with "
+                           "one id never see each other and fight over one record. Give one of them its own "
+                           "id: stop it, remove node-id from its state directory (or change its [node] id) "
+                           "and start it again. See docs/node-identity.md.",
+                           m->local_id, addr, m->advertise_string);
+        else
+                log_fields(LOG_NOTICE, fields,
+                           "No sign of the node at %s using node id %s for %" PRIu64 " minutes; the conflict is over.",
+                           m->id_conflict, m->local_id, (uint64_t) (SWIM_ID_CONFLICT_HOLD / (60 * USEC_PER_SEC)));
+        snprintf(m->id_conflict, sizeof(m->id_conflict), "%s", addr);
+        r = manager_bus_emit_id_conflict(m);
+        if (r < 0)
+                log_debug_errno(r, "Failed to emit PropertiesChanged for IdConflict: %m");
 }
 
 static void manager_update_status(Manager *m) {
@@ -228,6 +258,7 @@ void manager_after_swim(Manager *m) {
                 manager_push_pull_to(m, &to);
         manager_send_datagrams(m);
         manager_drain_events(m);
+        manager_check_id_conflict(m);
         manager_arm_timer(m);
         manager_update_status(m);
         if (m->bus_event)
@@ -605,10 +636,9 @@ int manager_new(struct event_base *base, const MyceliaConfig *config, Manager **
         if (!m->peers)
                 return log_oom();
 
-        r = node_id_get(config->node_id, m->local_id);
+        r = daemon_node_id_get(config->node_id, config->state_dir, m->local_id);
         if (r < 0)
-                return log_error_errno(r, "Failed to determine the node id%s%s: %m",
-                                       isempty(config->node_id) ? "" : " from ", strempty(config->node_id));
+                return r;
         r = node_name_get(config, &m->local_name);
         if (r < 0)
                 return log_error_errno(r, "Failed to determine the node name: %m");

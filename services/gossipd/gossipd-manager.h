@@ -87,6 +87,9 @@ typedef struct Manager {
         sd_bus_slot *discovery_peers_slot;
         bool ready;
         char last_status[256];
+        /* The address of another node with our id, as last logged and shown in IdConflict;
+         * "" when there is none. */
+        char id_conflict[SWIM_ADDR_STRING_MAX];
 
         bool left;
         int exit_code;
@@ -118,6 +121,7 @@ void manager_after_swim(Manager *m);
 /* gossipd-bus.c */
 int manager_bus_register(Manager *m);
 int manager_bus_emit_member(Manager *m, const SwimEvent *event);
+int manager_bus_emit_id_conflict(Manager *m);
 int manager_bus_follow_discovery(Manager *m);
 int manager_bus_read_discovery_peers(Manager *m);
 /* A peer from the PeerDiscovered signal or the Peers property: remembered for the retries and

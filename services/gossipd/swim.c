@@ -22,6 +22,9 @@
  * the record: longer than an update takes to spread, so asks only repair misses. */
 #define STALE_ASK_DELAY (1 * USEC_PER_SEC)
 
+/* How often at most a node with our id hears from us directly (id_conflict_note()). */
+#define ID_CONFLICT_TELL_INTERVAL (10 * USEC_PER_SEC)
+
 /* Bounds of what remote parties can make this node hold, beyond the ones swim.h names. */
 #define EVENTS_MAX 4096
 #define OUTGOING_MAX 8192
@@ -117,6 +120,9 @@ struct Swim {
         size_t ev_head, ev_len;
 
         SwimCounters counters;
+        SwimIdConflict id_conflict;
+        bool id_conflict_active;
+        usec_t id_conflict_told;        /* when we last made ourselves known to the other node */
 
         uint8_t plain[SWIM_DATAGRAM_MAX];       /* what we are sealing */
         uint8_t plain_in[SWIM_DATAGRAM_MAX];    /* what we opened; answers are built meanwhile */
@@ -586,10 +592,32 @@ static void reassert(Swim *s) {
         (void) queue_push_full(s, s->local, true);
 }
 
+/* A sign that the node at addr claims our id. A new address starts the conflict afresh. The
+ * other node may not see us at all (a record no newer than the one others hold of us goes
+ * nowhere), so we tell it directly: our datagram is a sign for it, its answer one for us. Once
+ * per ID_CONFLICT_TELL_INTERVAL at most, which also keeps both sides' conflict fresh. */
+static void id_conflict_note(Swim *s, usec_t now, const SwimAddr *addr) {
+        bool new_addr = !s->id_conflict_active || !swim_addr_equal(&s->id_conflict.addr, addr);
+
+        s->counters.id_conflicts++;
+        if (new_addr)
+                s->id_conflict = (SwimIdConflict) { .addr = *addr, .since = now };
+        s->id_conflict.last = now;
+        s->id_conflict_active = true;
+        if (new_addr || now >= s->id_conflict_told + ID_CONFLICT_TELL_INTERVAL) {
+                s->id_conflict_told = now;
+                (void) swim_announce(s, now, addr);
+        }
+}
+
 static void apply_alive(Swim *s, usec_t now, const SwimRecord *r, bool *ret_new) {
         Member *m = member_lookup(s, r->id, NULL);
 
         if (m == s->local) {
+                /* Our id at another address, no older than our own record: another node uses
+                 * it. (An older one is what we said before a restart that moved us.) */
+                if (!swim_addr_equal(&r->addr, &m->pub.addr) && r->incarnation >= m->pub.incarnation)
+                        id_conflict_note(s, now, &r->addr);
                 /* Someone holds a newer record of us than we do (we restarted with a lower
                  * incarnation, or our own old packet came back): outbid it. */
                 if (r->incarnation > m->pub.incarnation ||
@@ -1123,6 +1151,8 @@ int swim_tick(Swim *s, usec_t now) {
                 return 0;
 
         self_refresh(s, now);
+        if (s->id_conflict_active && now >= s->id_conflict.last + SWIM_ID_CONFLICT_HOLD)
+                s->id_conflict_active = false;
 
         if (s->probe_active) {
                 if (!s->probe_acked && !s->probe_indirect_sent && now >= s->probe_start + s->config.probe_timeout)
@@ -1163,6 +1193,8 @@ usec_t swim_next_deadline(Swim *s) {
         d = MIN(d, s->next_self_refresh_at);
         if (s->local_changed)
                 d = MIN(d, s->next_gossip_at);
+        if (s->id_conflict_active)
+                d = MIN(d, s->id_conflict.last + SWIM_ID_CONFLICT_HOLD);
         if (s->probe_active) {
                 if (!s->probe_acked && !s->probe_indirect_sent)
                         d = MIN(d, s->probe_start + s->config.probe_timeout);
@@ -1201,8 +1233,9 @@ static int replay_check(Swim *s, const SwimHeader *h) {
         Stranger *st;
         SwimReplay *r, copy;
 
+        /* Our own packet came back (our session), or another node uses our id. */
         if (memcmp(h->sender, s->local->bid, SWIM_ID_SIZE) == 0)
-                return -EALREADY;       /* our own packet came back */
+                return h->session == s->session ? -EALREADY : -EADDRINUSE;
         r = replay_state(s, h->sender, &st);
         copy = *r;
         if (swim_replay_check(&copy, h->session, h->seq) < 0)
@@ -1243,6 +1276,8 @@ static int drop(Swim *s, int r) {
         case -EALREADY:
                 s->counters.dropped_replay++;
                 break;
+        case -EADDRINUSE:
+                break;          /* counted in id_conflicts */
         default:
                 r = -EBADMSG;
                 s->counters.dropped_malformed++;
@@ -1313,6 +1348,8 @@ int swim_receive_datagram(Swim *s, usec_t now, const SwimAddr *from, const void 
                         return drop(s, -EBADMSG);
         }
         k = replay_check(s, &h);
+        if (k == -EADDRINUSE)
+                id_conflict_note(s, now, from);
         if (k < 0)
                 return drop(s, k);
 
@@ -1564,6 +1601,18 @@ int swim_push_pull_receive(Swim *s, usec_t now, const void *data, size_t size) {
                         return drop(s, -EBADMSG);
         }
         k = replay_check(s, &h);
+        if (k == -EADDRINUSE)
+                /* The other node's full state holds its own record, with its address. */
+                for (SwimReader v = r; swim_msg_next(&v, &type, &body) > 0;) {
+                        SwimRecord rec;
+
+                        if (swim_record_read(&body, &rec) == 0 &&
+                            memcmp(rec.id, s->local->bid, SWIM_ID_SIZE) == 0 &&
+                            !swim_addr_equal(&rec.addr, &s->local->pub.addr)) {
+                                id_conflict_note(s, now, &rec.addr);
+                                break;
+                        }
+                }
         if (k < 0)
                 return drop(s, k);
 
@@ -1857,6 +1906,10 @@ const SwimMember *swim_local(Swim *s) {
 
 size_t swim_n_alive(Swim *s) {
         return s ? s->n_alive : 0;
+}
+
+const SwimIdConflict *swim_id_conflict(Swim *s) {
+        return s && s->id_conflict_active ? &s->id_conflict : NULL;
 }
 
 const SwimCounters *swim_counters(Swim *s) {

@@ -116,7 +116,8 @@ usec_t swim_next_deadline(Swim *s);
 
 /* A datagram that arrived from `from`. Returns 0 when accepted, or a negative errno when dropped
  * (counted in SwimCounters by reason): -EBADMSG malformed or truncated, -EMSGSIZE oversized,
- * -EKEYREJECTED no key opens it, -EPROTONOSUPPORT another protocol version, -EALREADY replay. */
+ * -EKEYREJECTED no key opens it, -EPROTONOSUPPORT another protocol version, -EALREADY replay,
+ * -EADDRINUSE sent by another node with this node's id (see swim_id_conflict()). */
 int swim_receive_datagram(Swim *s, usec_t now, const SwimAddr *from, const void *data, size_t size);
 
 /* Takes the next datagram to send. Returns 1 and sets the pointers (data stays valid until the
@@ -196,6 +197,23 @@ typedef struct SwimCounters {
         uint64_t refutations;           /* times this node refuted a suspicion of itself */
         uint64_t n_events_dropped;
         uint64_t stale_asks;            /* records asked for because a header showed ours old */
+        uint64_t id_conflicts;          /* signs of another node with this node's id */
 } SwimCounters;
 
 const SwimCounters *swim_counters(Swim *s);
+
+/* Another node claims this node's id: a copied state directory, a cloned machine, one id given
+ * to two nodes. Such a node would otherwise be silent: its messages look like our own and are
+ * dropped, its record fights ours. swim sees it in a datagram or push-pull sent with this id by
+ * another session (dropped, at the address it came from), and in an alive record of this id
+ * with another address and an incarnation no older than ours (docs/node-identity.md). */
+#define SWIM_ID_CONFLICT_HOLD (10 * 60 * USEC_PER_SEC)
+
+typedef struct SwimIdConflict {
+        SwimAddr addr;          /* the gossip address of the other node (the latest one seen) */
+        usec_t since;           /* first sign of a conflict with that address */
+        usec_t last;            /* latest sign */
+} SwimIdConflict;
+
+/* The conflict seen within the last SWIM_ID_CONFLICT_HOLD, or NULL. */
+const SwimIdConflict *swim_id_conflict(Swim *s);

@@ -108,6 +108,7 @@ struct Manager {
         char *api_fallback;
         char gossip_bound[NOTIFY_ADDRESS_MAX];  /* "" when this node runs no gossipd */
         char mesh_bound[NOTIFY_ADDRESS_MAX];
+        char *node_id_configured;
         char node_id[NODE_ID_LEN + 1];
         char api[NOTIFY_ADDRESS_MAX];   /* last X_MYCELIA_API */
         char mesh[NOTIFY_ADDRESS_MAX];  /* last X_MYCELIA_MESH */
@@ -253,6 +254,7 @@ Manager *manager_free(Manager *m) {
         free(m->mesh_key);
         strv_free(m->daemon_args);
         free(m->state_dir_configured);
+        free(m->node_id_configured);
         free(m->state_dir);
         free(m->bus_config_path);
         free(m->bus_socket_path);
@@ -1148,7 +1150,9 @@ int manager_new(const ManagerParams *p, Manager **ret) {
                 if (!m->mesh_key_configured)
                         return log_oom();
         }
-        snprintf(m->node_id, sizeof(m->node_id), "%s", strempty(p->node_id));
+        m->node_id_configured = strdup(strempty(p->node_id));
+        if (!m->node_id_configured)
+                return log_oom();
 
         supervisor_init(&m->supervisor, NULL);
         for (size_t i = 0; i < ELEMENTSOF(node_daemons); i++) {
@@ -1203,15 +1207,17 @@ int manager_new(const ManagerParams *p, Manager **ret) {
         return 0;
 }
 
-#define EXTRA_FLAGS_MAX 5
+#define EXTRA_FLAGS_MAX 6
 
-/* What the launcher decided goes after the user's flags, where the last flag wins: the bound
- * addresses (port 0 resolved, so discoveryd publishes and gossipd advertises real ports), the
- * mesh key, and the private bus. Returns the number of flags put in extra, or -ENOMEM. */
+/* What the launcher decided goes after the user's flags, where the last flag wins: the node
+ * id (so no daemon makes its own), the bound addresses (port 0 resolved, so discoveryd
+ * publishes and gossipd advertises real ports), the mesh key, and the private bus. Returns the
+ * number of flags put in extra, or -ENOMEM. */
 static int manager_extra_flags(Manager *m, char *extra[static EXTRA_FLAGS_MAX]) {
         const char *flag[EXTRA_FLAGS_MAX], *value[EXTRA_FLAGS_MAX];
         int n = 0;
 
+        flag[n] = "node-id", value[n++] = m->node_id;
         if (m->gossip_bound[0])
                 flag[n] = "gossip", value[n++] = m->gossip_bound;
         if (m->mesh_bound[0])
@@ -1240,6 +1246,9 @@ int manager_start(Manager *m) {
         int n_extra, r;
 
         r = state_dir_prepare(m, m->state_dir_configured);
+        if (r < 0)
+                return r;
+        r = daemon_node_id_get(m->node_id_configured, m->state_dir, m->node_id);
         if (r < 0)
                 return r;
         r = mesh_key_prepare(m);

@@ -18,7 +18,8 @@ typedef struct ManagerParams {
         const char *gossip_listen;      /* --gossip: UDP and TCP on one port, handed to gossipd as "gossip" */
         const char *mesh_key;           /* --mesh-key, or NULL: the default file if it exists, else
                                          * STATE_DIR/mesh.key (created when missing) */
-        const char *node_id;            /* printed in the ready line */
+        const char *node_id;            /* --node-id, or empty: STATE_DIR/node-id (made on first
+                                         * start); passed to every daemon, printed when ready */
         bool override_bus;              /* the config named a bus: point the daemons at ours */
         bool mdns_off;                  /* pass --mdns=no to the daemons */
 } ManagerParams;

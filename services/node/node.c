@@ -90,7 +90,6 @@ int main(int argc, char **argv) {
         _cleanup_(config_done) MyceliaConfig config = {};
         _cleanup_free_ char *mesh_default = NULL;
         const char *libexec_dir = NULL, *gossip, *mesh, *mesh_key;
-        char node_id[NODE_ID_LEN + 1];
         int n_pass = 0, n_unknown = 0, r;
 
         log_setup("mycelia-node", LOG_TARGET_AUTO);
@@ -164,14 +163,6 @@ int main(int argc, char **argv) {
                 mesh = config.mesh_listen;      /* "" turns the mesh listener off */
         mesh_key = streq(config.mesh_key, NODE_UNSET) ? NULL : config.mesh_key;
 
-        r = node_id_get(config.node_id, node_id);
-        if (r < 0) {
-                log_error_errno(r, "Failed to get the node id (%s): %m. Give one with --node-id "
-                                "(32 hex digits); several nodes on one host need one each.",
-                                isempty(config.node_id) ? "no /etc/machine-id?" : config.node_id);
-                return EXIT_FAILURE;
-        }
-
         r = manager_new(&(ManagerParams) {
                                 .state_dir = config.state_dir,
                                 .libexec_dir = libexec_dir,
@@ -182,7 +173,7 @@ int main(int argc, char **argv) {
                                 .api_fallback = config.api_listen,
                                 .gossip_listen = gossip,
                                 .mesh_key = mesh_key,
-                                .node_id = node_id,
+                                .node_id = config.node_id,
                                 .override_bus = !isempty(config.bus_address),
                                 /* mDNS would announce to the LAN a node it cannot reach. */
                                 .mdns_off = address_is_loopback(gossip) && !args_have_flag(pass, n_pass, "--mdns"),

@@ -33,9 +33,9 @@ int manager_new(const MyceliaConfig *config, Manager **ret) {
         m->api = (ShimListener) { .manager = m, .kind = SHIM_LISTENER_API };
         m->mesh = (ShimListener) { .manager = m, .kind = SHIM_LISTENER_MESH };
 
-        r = node_id_get(config->node_id, m->node_id);
+        r = daemon_node_id_get(config->node_id, config->state_dir, m->node_id);
         if (r < 0)
-                return log_error_errno(r, "Failed to get the node id: %m");
+                return r;
         r = http_base_url_parse(config->upstream_url, &m->upstream);
         if (r < 0)
                 return log_error_errno(r, "Invalid upstream URL '%s' (want http://HOST:PORT): %m", config->upstream_url);

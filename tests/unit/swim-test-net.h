@@ -69,12 +69,13 @@ static inline SwimConfig net_config(void) {
         return c;
 }
 
-/* (Re)creates node i with the given incarnation. */
-static inline void net_start(TestNet *net, size_t i, const SwimConfig *c, uint32_t incarnation) {
+/* (Re)creates node i at its own address with the id of node id_of (i itself, or another node's
+ * to make a twin) and the given incarnation. */
+static inline void net_start_as(TestNet *net, size_t i, size_t id_of, const SwimConfig *c, uint32_t incarnation) {
         char id[NODE_ID_LEN + 1], name[16];
         SwimLocal l;
 
-        net_id(i, id);
+        net_id(id_of, id);
         snprintf(name, sizeof(name), "node%zu", i);
         l = (SwimLocal) { .id = id, .name = name, .addr = net_addr(i), .incarnation = incarnation };
         net->nodes[i] = swim_free(net->nodes[i]);
@@ -84,6 +85,11 @@ static inline void net_start(TestNet *net, size_t i, const SwimConfig *c, uint32
         net->down[i] = false;
         if (i >= net->n)
                 net->n = i + 1;
+}
+
+/* (Re)creates node i with the given incarnation. */
+static inline void net_start(TestNet *net, size_t i, const SwimConfig *c, uint32_t incarnation) {
+        net_start_as(net, i, i, c, incarnation);
 }
 
 static inline void net_init(TestNet *net, size_t n, const SwimConfig *c) {

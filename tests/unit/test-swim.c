@@ -596,6 +596,109 @@ START_TEST(test_loss_no_false_death) {
 }
 END_TEST
 
+/* Appends an ALIVE record of node `of` at addr. */
+static void msg_alive_at(SwimWriter *w, size_t of, uint32_t inc, const SwimAddr *addr) {
+        char id[NODE_ID_LEN + 1];
+        uint8_t bid[SWIM_ID_SIZE];
+        size_t o;
+
+        net_id(of, id);
+        ck_assert_int_eq(swim_id_from_string(id, bid), 0);
+        o = swim_msg_begin(w, SWIM_MSG_ALIVE);
+        swim_record_write(w, bid, SWIM_STATE_ALIVE, inc, 0, "twin", addr, NULL, NULL, 0);
+        swim_msg_end(w, o);
+}
+
+/* Node 2 starts with node 0's id and joins through node 1, as a second launcher with a copied
+ * state directory would: both holders of the id learn the other's address, and it is never a
+ * member of anyone's view under a second name. */
+START_TEST(test_id_conflict_twins) {
+        SwimConfig c = net_config();
+        SwimAddr a0 = net_addr(0), a2 = net_addr(2);
+        const SwimIdConflict *x;
+        TestNet net;
+
+        net_init(&net, 2, &c);
+        net_join_all(&net);
+        ck_assert_ptr_null(swim_id_conflict(net.nodes[0]));
+
+        net_start_as(&net, 2, 0, &c, 1);
+        net_push_pull(&net, 2, 1);
+        net_run(&net, 5 * SEC);
+
+        x = swim_id_conflict(net.nodes[0]);
+        ck_assert_ptr_nonnull(x);
+        ck_assert(swim_addr_equal(&x->addr, &a2));
+        ck_assert_uint_ge(x->last, x->since);
+        x = swim_id_conflict(net.nodes[2]);
+        ck_assert_ptr_nonnull(x);
+        ck_assert(swim_addr_equal(&x->addr, &a0));
+        ck_assert_uint_gt(swim_counters(net.nodes[0])->id_conflicts, 0);
+        ck_assert_uint_gt(swim_counters(net.nodes[2])->id_conflicts, 0);
+        /* Node 1 is not troubled by a third member: one id, one member. */
+        ck_assert_uint_eq(swim_n_members(net.nodes[1]), 2);
+        ck_assert_ptr_null(swim_id_conflict(net.nodes[1]));
+
+        /* The twin goes away: the conflict is held for SWIM_ID_CONFLICT_HOLD after the last sign,
+         * then it is over. */
+        net.down[2] = true;
+        net_run(&net, 20 * SEC);
+        ck_assert_ptr_nonnull(swim_id_conflict(net.nodes[0]));
+        net_run(&net, SWIM_ID_CONFLICT_HOLD);
+        ck_assert_ptr_null(swim_id_conflict(net.nodes[0]));
+        net_done(&net);
+}
+END_TEST
+
+/* What is not a conflict: our own datagram reflected back to us (our session: a replay), and
+ * an old record of ours at another address (what we said before a restart that moved us). */
+START_TEST(test_id_conflict_not_reflection_or_old_record) {
+        SwimConfig c = net_config();
+        uint8_t out[SWIM_DATAGRAM_MAX], msgs[256];
+        SwimAddr a1 = net_addr(1), elsewhere = { .family = AF_INET, .addr = { 10, 9, 9, 9 }, .port = 11436 };
+        const void *data;
+        SwimAddr to;
+        SwimWriter w;
+        TestNet net;
+        size_t n;
+        uint32_t inc;
+
+        net_init(&net, 2, &c);
+        net_start(&net, 0, &c, 7);
+        net_join_all(&net);
+        inc = swim_local(net.nodes[0])->incarnation;
+
+        /* Node 0's next datagram, delivered back to node 0 itself. */
+        ck_assert_int_eq(swim_announce(net.nodes[0], net.now, &a1), 0);
+        ck_assert_int_eq(swim_next_datagram(net.nodes[0], &to, &data, &n), 1);
+        memcpy(out, data, n);
+        ck_assert_int_eq(swim_receive_datagram(net.nodes[0], net.now, &a1, out, n), -EALREADY);
+        ck_assert_ptr_null(swim_id_conflict(net.nodes[0]));
+
+        /* From node 1: node 0's alive record at another address, one incarnation older. */
+        swim_writer_init_fixed(&w, msgs, sizeof(msgs));
+        msg_alive_at(&w, 0, inc - 1, &elsewhere);
+        n = craft(test_key1, SWIM_KIND_DATAGRAM, 1, 4242, 1, msgs, w.len, out, sizeof(out));
+        ck_assert_int_eq(swim_receive_datagram(net.nodes[0], net.now, &a1, out, n), 0);
+        ck_assert_ptr_null(swim_id_conflict(net.nodes[0]));
+        ck_assert_uint_eq(swim_counters(net.nodes[0])->id_conflicts, 0);
+
+        /* The same at our incarnation is another node with our id, at that address. */
+        swim_writer_init_fixed(&w, msgs, sizeof(msgs));
+        msg_alive_at(&w, 0, inc, &elsewhere);
+        n = craft(test_key1, SWIM_KIND_DATAGRAM, 1, 4242, 2, msgs, w.len, out, sizeof(out));
+        ck_assert_int_eq(swim_receive_datagram(net.nodes[0], net.now, &a1, out, n), 0);
+        ck_assert_ptr_nonnull(swim_id_conflict(net.nodes[0]));
+        ck_assert(swim_addr_equal(&swim_id_conflict(net.nodes[0])->addr, &elsewhere));
+
+        /* A datagram sent with our id by another session: dropped, and that is the address. */
+        n = craft(test_key1, SWIM_KIND_DATAGRAM, 0, 777, 1, NULL, 0, out, sizeof(out));
+        ck_assert_int_eq(swim_receive_datagram(net.nodes[0], net.now, &a1, out, n), -EADDRINUSE);
+        ck_assert(swim_addr_equal(&swim_id_conflict(net.nodes[0])->addr, &a1));
+        net_done(&net);
+}
+END_TEST
+
 static Suite *suite(void) {
         Suite *s = suite_create("swim");
         TCase *tc = tcase_create("core");
@@ -617,6 +720,8 @@ static Suite *suite(void) {
         tcase_add_test(tc, test_stale_updates_ignored);
         tcase_add_test(tc, test_events_bounded);
         tcase_add_test(tc, test_loss_no_false_death);
+        tcase_add_test(tc, test_id_conflict_twins);
+        tcase_add_test(tc, test_id_conflict_not_reflection_or_old_record);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Unit tests for the SWIM wire format and sealing (services/gossipd/swim-wire.c) and for what
- * swim_receive_datagram() refuses: truncated, oversized, wrongly keyed, tampered, replayed. */
+/* Unit tests for the SWIM wire format and sealing (services/gossipd/swim-wire.c) with known-answer
+ * vectors, and what swim_receive_datagram() refuses: truncated, oversized, wrongly keyed, tampered, replayed. */
+#include "hex.h"
 #include "swim-replay.h"
 #include "swim-test-net.h"
 
@@ -560,6 +561,602 @@ START_TEST(test_text_validation) {
 }
 END_TEST
 
+/* --- Known-answer vectors ---
+ * The expected bytes come from tests/unit/kat-vectors.py, which computes them from
+ * docs/gossip-protocol.md with Python's hashlib and its own XChaCha20-Poly1305, not from this
+ * code. Nodes of different versions must agree on every byte: when one of these fails, the wire
+ * format changed, and a mixed-version mesh would drop each other's datagrams. */
+
+/* BLAKE2b-256(key = mesh key, "mycelia swim key id v1")[0] and BLAKE2b-256(key = mesh key,
+ * "mycelia swim seal v1"), for the mesh key 00 01 .. 1f and the other key 20 21 .. 3f. */
+#define KAT_KEY_ID 0x84
+#define KAT_AEAD_KEY "adf9d078a5db2d9f69d38ae4dec91739869b74557a96537e633375d220156757"
+#define KAT_KEY_ID_OTHER 0xa7
+#define KAT_AEAD_KEY_OTHER "f1fea23e807e2ba6b795c1ddf44c051a7c02bba3b7fcc3c2985fc0aa30c76ad4"
+
+#define KAT_ID_A "00112233445566778899aabbccddeeff"
+#define KAT_ID_B "ffeeddccbbaa99887766554433221100"
+#define KAT_ID_C "0123456789abcdeffedcba9876543210"
+#define KAT_ID_R "0000000000000000000000000000abcd"
+
+/* kind 3, sender B, session 0x1112131415161718, seq 0x2122232425262728, incarnation
+ * 0x31323334, meta_version 0x4142434445464748. */
+#define KAT_HEADER \
+        "03ffeeddccbbaa99887766554433221100111213141516171821222324252627" \
+        "28313233344142434445464748"
+
+/* ALIVE: A, alive, incarnation 7, meta_version 3, "büro-1", 10.0.0.1:11436, api, models and an
+ * empty version. */
+#define KAT_ALIVE_A \
+        "04006100112233445566778899aabbccddeeff00000000070000000000000003" \
+        "0762c3bc726f2d31040a0000012cac0303617069000e31302e302e302e313a31" \
+        "31343334066d6f64656c73000d6c6c616d61332e322c7177656e077665727369" \
+        "6f6e0000"
+
+/* MEMBER: B, dead, incarnation 0x01020304, meta_version 0x0a0b0c0d0e0f1011, no name,
+ * [fd00::1]:7, no metadata. */
+#define KAT_MEMBER_B \
+        "080032ffeeddccbbaa9988776655443322110002010203040a0b0c0d0e0f1011" \
+        "0006fd000000000000000000000000000001000700"
+
+/* PING 0x01020304 for whoever is there, PING 0xfffffffe for B, ACK 0x01020304, PING-REQ
+ * 0x0a0b0c0d for B at 192.168.1.20:7946. */
+#define KAT_PROBES \
+        "0100140102030400000000000000000000000000000000010014fffffffeffee" \
+        "ddccbbaa998877665544332211000200040102030403001b0a0b0c0dffeeddcc" \
+        "bbaa9988776655443322110004c0a801141f0a"
+
+/* SUSPECT B at 5, DEAD B at 6, LEFT C at 0x01020304. */
+#define KAT_STATES \
+        "050014ffeeddccbbaa9988776655443322110000000005060014ffeeddccbbaa" \
+        "99887766554433221100000000060700140123456789abcdeffedcba98765432" \
+        "1001020304"
+
+/* A announces itself: header (datagram, A, session 0x0123456789abcdef, seq 1, record version
+ * (7, 3)), KAT_ALIVE_A, a PING 0x01020304 for whoever is there. Then sealed with the nonce
+ * 40 41 .. 57. */
+#define KAT_DATAGRAM \
+        "0100112233445566778899aabbccddeeff0123456789abcdef00000000000000" \
+        "0100000007000000000000000304006100112233445566778899aabbccddeeff" \
+        "000000000700000000000000030762c3bc726f2d31040a0000012cac03036170" \
+        "69000e31302e302e302e313a3131343334066d6f64656c73000d6c6c616d6133" \
+        "2e322c7177656e0776657273696f6e0000010014010203040000000000000000" \
+        "0000000000000000"
+#define KAT_DATAGRAM_SEALED \
+        "0184404142434445464748494a4b4c4d4e4f5051525354555657fe6d59f8f9cb" \
+        "30829a93fcc5cf858f597f567ec10e1ec6f9429c6fb4c5b75bd8a12e6290033a" \
+        "6e6de52b56bd726d0ef980cff63f8c0d881866f187933b0b1d97416956a612dd" \
+        "2d21d2ada1ed9d1ecd9070ccf758af53ec6afcb939184a024228b12ec4f332cd" \
+        "056616b3e50fc4e26115c4e01ec0ef5b42400b60567eaf97b47491ee505ef5bf" \
+        "429a843fb009e70144b2131cb2a49be21e5c640737463f212b006c0626cfcddf" \
+        "1b859c80ea0df4c2b546207deb8c8970e57f"
+
+/* C's push-pull request: header (push-pull request, C, session 0xfedcba9876543210, seq 1,
+ * record version (2, 1)), count 2, MEMBER C (alive, 2, 1, "gpu-box", [fd00::c]:11436,
+ * api=[fd00::c]:11434), MEMBER B (suspect, 9, 0, "old", 10.0.0.9:11436). Sealed with the nonce
+ * 60 61 .. 77. */
+#define KAT_PUSH_PULL \
+        "020123456789abcdeffedcba9876543210fedcba987654321000000000000000" \
+        "010000000200000000000000010000000208004e0123456789abcdeffedcba98" \
+        "7654321000000000020000000000000001076770752d626f7806fd0000000000" \
+        "0000000000000000000c2cac0103617069000f5b666430303a3a635d3a313134" \
+        "3334080029ffeeddccbbaa998877665544332211000100000009000000000000" \
+        "0000036f6c64040a0000092cac00"
+#define KAT_PUSH_PULL_SEALED \
+        "0184606162636465666768696a6b6c6d6e6f707172737475767714bf2783210c" \
+        "32d235b665ebdc257893466380dd3b4762232e6f31f023b242580406176c6705" \
+        "58a01479af71be0309d59df166c272df68a0fd22b05863a5d29cbb727d4a8900" \
+        "c5f3d32fdfe60892be0812dd0552fd632b4e7623f3ae1183f57307f86cc79db8" \
+        "3620db70fdbfe7fd3b53d3de46b082546c57cd7b620e99ed1f826446c63f97c0" \
+        "7fabe80ba4bb50039f4f0ffbf14a98b5f86ce6e6883f280d5b5a58c513d0e234" \
+        "66eb96aa70263a9c4213f753f7183d75d7f142d8bf52bc4f"
+
+/* What node R ("kat", 10.0.0.2:11436, incarnation 1) answers to KAT_DATAGRAM: header
+ * (datagram, R, its random session, zeroed here, seq 1, record version (1, 0)), ACK 0x01020304,
+ * its own ALIVE record (the ping was an announce). */
+#define KAT_ANSWER \
+        "010000000000000000000000000000abcd000000000000000000000000000000" \
+        "0100000001000000000000000002000401020304040029000000000000000000" \
+        "0000000000abcd00000000010000000000000000036b6174040a0000022cac00"
+#define KAT_SESSION_OFFSET (1 + SWIM_ID_SIZE)
+
+/* The mesh key first, first + 1, ... */
+static void kat_mesh_key(uint8_t first, uint8_t ret[SWIM_KEY_SIZE]) {
+        for (size_t i = 0; i < SWIM_KEY_SIZE; i++)
+                ret[i] = (uint8_t) (first + i);
+}
+
+static void kat_nonce(uint8_t first, uint8_t ret[SWIM_NONCE_SIZE]) {
+        for (size_t i = 0; i < SWIM_NONCE_SIZE; i++)
+                ret[i] = (uint8_t) (first + i);
+}
+
+/* Lowercase hex of n bytes into ret (2n + 1 bytes), so that a mismatch prints both sides. */
+static const char *kat_hex(const void *p, size_t n, char *ret) {
+        static const char hex[] = "0123456789abcdef";
+        const uint8_t *b = p;
+
+        for (size_t i = 0; i < n; i++) {
+                ret[2 * i] = hex[b[i] >> 4];
+                ret[2 * i + 1] = hex[b[i] & 15];
+        }
+        ret[2 * n] = '\0';
+        return ret;
+}
+
+/* The bytes of a hex literal; returns their number. */
+static size_t kat_unhex(const char *s, uint8_t *ret, size_t size) {
+        size_t n = strlen(s) / 2;
+
+        ck_assert_uint_eq(strlen(s) % 2, 0);
+        ck_assert_uint_le(n, size);
+        for (size_t i = 0; i < n; i++) {
+                int a = unhexchar(s[2 * i]), b = unhexchar(s[2 * i + 1]);
+
+                ck_assert(a >= 0 && b >= 0);
+                ret[i] = (uint8_t) (a << 4 | b);
+        }
+        return n;
+}
+
+static void kat_id(const char *s, uint8_t ret[SWIM_ID_SIZE]) {
+        ck_assert_int_eq(swim_id_from_string(s, ret), 0);
+}
+
+static void kat_assert_id(const uint8_t id[SWIM_ID_SIZE], const char *want) {
+        char s[NODE_ID_LEN + 1];
+
+        swim_id_to_string(id, s);
+        ck_assert_str_eq(s, want);
+}
+
+static void kat_assert_addr(const SwimAddr *a, const char *want) {
+        char s[SWIM_ADDR_STRING_MAX];
+
+        ck_assert_int_eq(swim_addr_format(a, s, sizeof(s)), 0);
+        ck_assert_str_eq(s, want);
+}
+
+static void kat_assert_meta(const SwimMetaRef *m, const char *key, const char *value) {
+        ck_assert_str_eq(m->key, key);
+        ck_assert_uint_eq(m->value_len, strlen(value));
+        ck_assert(memcmp(m->value, value, m->value_len) == 0);
+}
+
+static SwimAddr kat_addr(const char *s) {
+        SwimAddr a;
+
+        ck_assert_int_eq(swim_addr_parse(s, &a), 0);
+        return a;
+}
+
+/* Writes the messages of the vectors with the encoders swim.c uses. */
+static void kat_write_alive_a(SwimWriter *w) {
+        char *keys[] = { "api", "models", "version" }, *values[] = { "10.0.0.1:11434", "llama3.2,qwen", "" };
+        SwimAddr a = kat_addr("10.0.0.1:11436");
+        uint8_t id[SWIM_ID_SIZE];
+        size_t o;
+
+        kat_id(KAT_ID_A, id);
+        o = swim_msg_begin(w, SWIM_MSG_ALIVE);
+        swim_record_write(w, id, SWIM_STATE_ALIVE, 7, 3, "büro-1", &a, keys, values, 3);
+        swim_msg_end(w, o);
+}
+
+static void kat_write_probe(SwimWriter *w, uint8_t type, uint32_t seq, const char *target, const char *addr) {
+        static const uint8_t zero[SWIM_ID_SIZE] = {};
+        uint8_t id[SWIM_ID_SIZE];
+        size_t o;
+
+        o = swim_msg_begin(w, type);
+        swim_writer_u32(w, seq);
+        if (type != SWIM_MSG_ACK) {
+                if (target)
+                        kat_id(target, id);
+                swim_writer_put(w, target ? id : zero, SWIM_ID_SIZE);
+        }
+        if (addr) {
+                SwimAddr a = kat_addr(addr);
+
+                swim_addr_write(w, &a);
+        }
+        swim_msg_end(w, o);
+}
+
+static void kat_write_state(SwimWriter *w, uint8_t type, const char *of, uint32_t incarnation) {
+        uint8_t id[SWIM_ID_SIZE];
+        size_t o;
+
+        kat_id(of, id);
+        o = swim_msg_begin(w, type);
+        swim_writer_put(w, id, SWIM_ID_SIZE);
+        swim_writer_u32(w, incarnation);
+        swim_msg_end(w, o);
+}
+
+static void kat_write_header(SwimWriter *w, uint8_t kind, const char *sender, uint64_t session, uint64_t seq,
+                             uint32_t incarnation, uint64_t meta_version) {
+        SwimHeader h = {
+                .kind = kind, .session = session, .seq = seq, .incarnation = incarnation, .meta_version = meta_version,
+        };
+
+        kat_id(sender, h.sender);
+        swim_header_write(w, &h);
+}
+
+static void kat_write_datagram(SwimWriter *w) {
+        kat_write_header(w, SWIM_KIND_DATAGRAM, KAT_ID_A, UINT64_C(0x0123456789abcdef), 1, 7, 3);
+        kat_write_alive_a(w);
+        kat_write_probe(w, SWIM_MSG_PING, 0x01020304, NULL, NULL);
+}
+
+static void kat_write_push_pull(SwimWriter *w) {
+        char *keys[] = { "api" }, *values[] = { "[fd00::c]:11434" };
+        SwimAddr c = kat_addr("[fd00::c]:11436"), b = kat_addr("10.0.0.9:11436");
+        uint8_t id[SWIM_ID_SIZE];
+        size_t o;
+
+        kat_write_header(w, SWIM_KIND_PUSH_PULL_REQUEST, KAT_ID_C, UINT64_C(0xfedcba9876543210), 1, 2, 1);
+        swim_writer_u32(w, 2);
+        kat_id(KAT_ID_C, id);
+        o = swim_msg_begin(w, SWIM_MSG_MEMBER);
+        swim_record_write(w, id, SWIM_STATE_ALIVE, 2, 1, "gpu-box", &c, keys, values, 1);
+        swim_msg_end(w, o);
+        kat_id(KAT_ID_B, id);
+        o = swim_msg_begin(w, SWIM_MSG_MEMBER);
+        swim_record_write(w, id, SWIM_STATE_SUSPECT, 9, 0, "old", &b, NULL, NULL, 0);
+        swim_msg_end(w, o);
+}
+
+START_TEST(test_kat_key_derive) {
+        uint8_t mk[SWIM_KEY_SIZE], other[SWIM_KEY_SIZE];
+        char h[SWIM_KEY_SIZE * 2 + 1];
+        SwimKey k;
+
+        kat_mesh_key(0x00, mk);
+        kat_mesh_key(0x20, other);
+        swim_key_derive(mk, &k);
+        ck_assert_uint_eq(k.id, KAT_KEY_ID);
+        ck_assert_str_eq(kat_hex(k.aead, sizeof(k.aead), h), KAT_AEAD_KEY);
+        ck_assert_uint_eq(swim_key_id(mk), KAT_KEY_ID);
+        swim_key_derive(other, &k);
+        ck_assert_uint_eq(k.id, KAT_KEY_ID_OTHER);
+        ck_assert_str_eq(kat_hex(k.aead, sizeof(k.aead), h), KAT_AEAD_KEY_OTHER);
+}
+END_TEST
+
+START_TEST(test_kat_header) {
+        uint8_t buf[256];
+        char h[sizeof(buf) * 2 + 1];
+        SwimHeader hd;
+        SwimWriter w;
+        SwimReader r;
+        size_t n;
+
+        swim_writer_init_fixed(&w, buf, sizeof(buf));
+        kat_write_header(&w, SWIM_KIND_PUSH_PULL_REPLY, KAT_ID_B, UINT64_C(0x1112131415161718),
+                         UINT64_C(0x2122232425262728), 0x31323334, UINT64_C(0x4142434445464748));
+        ck_assert(!w.overflow);
+        ck_assert_uint_eq(w.len, SWIM_HEADER_SIZE);
+        ck_assert_str_eq(kat_hex(buf, w.len, h), KAT_HEADER);
+
+        n = kat_unhex(KAT_HEADER, buf, sizeof(buf));
+        swim_reader_init(&r, buf, n);
+        ck_assert_int_eq(swim_header_read(&r, &hd), 0);
+        ck_assert_uint_eq(r.left, 0);
+        ck_assert_uint_eq(hd.kind, SWIM_KIND_PUSH_PULL_REPLY);
+        kat_assert_id(hd.sender, KAT_ID_B);
+        ck_assert_uint_eq(hd.session, UINT64_C(0x1112131415161718));
+        ck_assert_uint_eq(hd.seq, UINT64_C(0x2122232425262728));
+        ck_assert_uint_eq(hd.incarnation, 0x31323334);
+        ck_assert_uint_eq(hd.meta_version, UINT64_C(0x4142434445464748));
+}
+END_TEST
+
+START_TEST(test_kat_records) {
+        uint8_t buf[512], id[SWIM_ID_SIZE];
+        char h[sizeof(buf) * 2 + 1];
+        SwimAddr a6 = kat_addr("[fd00::1]:7");
+        SwimReader r, body;
+        SwimRecord rec;
+        SwimWriter w;
+        uint8_t type;
+        size_t n, o;
+
+        /* ALIVE, IPv4, UTF-8 name, metadata with an empty value. */
+        swim_writer_init_fixed(&w, buf, sizeof(buf));
+        kat_write_alive_a(&w);
+        ck_assert(!w.overflow);
+        ck_assert_str_eq(kat_hex(buf, w.len, h), KAT_ALIVE_A);
+
+        n = kat_unhex(KAT_ALIVE_A, buf, sizeof(buf));
+        swim_reader_init(&r, buf, n);
+        ck_assert_int_eq(swim_msg_next(&r, &type, &body), 1);
+        ck_assert_uint_eq(type, SWIM_MSG_ALIVE);
+        ck_assert_int_eq(swim_record_read(&body, &rec), 0);
+        kat_assert_id(rec.id, KAT_ID_A);
+        ck_assert_int_eq(rec.state, SWIM_STATE_ALIVE);
+        ck_assert_uint_eq(rec.incarnation, 7);
+        ck_assert_uint_eq(rec.meta_version, 3);
+        ck_assert_str_eq(rec.name, "büro-1");
+        kat_assert_addr(&rec.addr, "10.0.0.1:11436");
+        ck_assert_uint_eq(rec.n_meta, 3);
+        kat_assert_meta(&rec.meta[0], "api", "10.0.0.1:11434");
+        kat_assert_meta(&rec.meta[1], "models", "llama3.2,qwen");
+        kat_assert_meta(&rec.meta[2], "version", "");
+        ck_assert_int_eq(swim_msg_next(&r, &type, &body), 0);
+
+        /* MEMBER, dead, IPv6, empty name, no metadata, every byte of the versions distinct. */
+        swim_writer_init_fixed(&w, buf, sizeof(buf));
+        kat_id(KAT_ID_B, id);
+        o = swim_msg_begin(&w, SWIM_MSG_MEMBER);
+        swim_record_write(&w, id, SWIM_STATE_DEAD, 0x01020304, UINT64_C(0x0a0b0c0d0e0f1011), "", &a6, NULL, NULL, 0);
+        swim_msg_end(&w, o);
+        ck_assert(!w.overflow);
+        ck_assert_str_eq(kat_hex(buf, w.len, h), KAT_MEMBER_B);
+
+        n = kat_unhex(KAT_MEMBER_B, buf, sizeof(buf));
+        swim_reader_init(&r, buf, n);
+        ck_assert_int_eq(swim_msg_next(&r, &type, &body), 1);
+        ck_assert_uint_eq(type, SWIM_MSG_MEMBER);
+        ck_assert_int_eq(swim_record_read(&body, &rec), 0);
+        kat_assert_id(rec.id, KAT_ID_B);
+        ck_assert_int_eq(rec.state, SWIM_STATE_DEAD);
+        ck_assert_uint_eq(rec.incarnation, 0x01020304);
+        ck_assert_uint_eq(rec.meta_version, UINT64_C(0x0a0b0c0d0e0f1011));
+        ck_assert_str_eq(rec.name, "");
+        kat_assert_addr(&rec.addr, "[fd00::1]:7");
+        ck_assert_uint_eq(rec.n_meta, 0);
+        ck_assert_int_eq(swim_msg_next(&r, &type, &body), 0);
+}
+END_TEST
+
+START_TEST(test_kat_messages) {
+        static const uint8_t zero[SWIM_ID_SIZE] = {};
+        uint8_t buf[512];
+        char h[sizeof(buf) * 2 + 1];
+        SwimReader r, body;
+        SwimWriter w;
+        SwimAddr a;
+        uint8_t type;
+        size_t n;
+
+        swim_writer_init_fixed(&w, buf, sizeof(buf));
+        kat_write_probe(&w, SWIM_MSG_PING, 0x01020304, NULL, NULL);
+        kat_write_probe(&w, SWIM_MSG_PING, 0xfffffffe, KAT_ID_B, NULL);
+        kat_write_probe(&w, SWIM_MSG_ACK, 0x01020304, NULL, NULL);
+        kat_write_probe(&w, SWIM_MSG_PING_REQ, 0x0a0b0c0d, KAT_ID_B, "192.168.1.20:7946");
+        ck_assert(!w.overflow);
+        ck_assert_str_eq(kat_hex(buf, w.len, h), KAT_PROBES);
+
+        n = kat_unhex(KAT_PROBES, buf, sizeof(buf));
+        swim_reader_init(&r, buf, n);
+        ck_assert_int_eq(swim_msg_next(&r, &type, &body), 1);
+        ck_assert_uint_eq(type, SWIM_MSG_PING);
+        ck_assert_uint_eq(swim_reader_u32(&body), 0x01020304);
+        ck_assert(memcmp(swim_reader_take(&body, SWIM_ID_SIZE), zero, SWIM_ID_SIZE) == 0);
+        ck_assert(!body.error && body.left == 0);
+        ck_assert_int_eq(swim_msg_next(&r, &type, &body), 1);
+        ck_assert_uint_eq(type, SWIM_MSG_PING);
+        ck_assert_uint_eq(swim_reader_u32(&body), 0xfffffffe);
+        kat_assert_id(swim_reader_take(&body, SWIM_ID_SIZE), KAT_ID_B);
+        ck_assert(!body.error && body.left == 0);
+        ck_assert_int_eq(swim_msg_next(&r, &type, &body), 1);
+        ck_assert_uint_eq(type, SWIM_MSG_ACK);
+        ck_assert_uint_eq(swim_reader_u32(&body), 0x01020304);
+        ck_assert(!body.error && body.left == 0);
+        ck_assert_int_eq(swim_msg_next(&r, &type, &body), 1);
+        ck_assert_uint_eq(type, SWIM_MSG_PING_REQ);
+        ck_assert_uint_eq(swim_reader_u32(&body), 0x0a0b0c0d);
+        kat_assert_id(swim_reader_take(&body, SWIM_ID_SIZE), KAT_ID_B);
+        ck_assert_int_eq(swim_addr_read(&body, &a), 0);
+        kat_assert_addr(&a, "192.168.1.20:7946");
+        ck_assert(!body.error && body.left == 0);
+        ck_assert_int_eq(swim_msg_next(&r, &type, &body), 0);
+
+        swim_writer_init_fixed(&w, buf, sizeof(buf));
+        kat_write_state(&w, SWIM_MSG_SUSPECT, KAT_ID_B, 5);
+        kat_write_state(&w, SWIM_MSG_DEAD, KAT_ID_B, 6);
+        kat_write_state(&w, SWIM_MSG_LEFT, KAT_ID_C, 0x01020304);
+        ck_assert(!w.overflow);
+        ck_assert_str_eq(kat_hex(buf, w.len, h), KAT_STATES);
+
+        n = kat_unhex(KAT_STATES, buf, sizeof(buf));
+        swim_reader_init(&r, buf, n);
+        ck_assert_int_eq(swim_msg_next(&r, &type, &body), 1);
+        ck_assert_uint_eq(type, SWIM_MSG_SUSPECT);
+        kat_assert_id(swim_reader_take(&body, SWIM_ID_SIZE), KAT_ID_B);
+        ck_assert_uint_eq(swim_reader_u32(&body), 5);
+        ck_assert(!body.error && body.left == 0);
+        ck_assert_int_eq(swim_msg_next(&r, &type, &body), 1);
+        ck_assert_uint_eq(type, SWIM_MSG_DEAD);
+        kat_assert_id(swim_reader_take(&body, SWIM_ID_SIZE), KAT_ID_B);
+        ck_assert_uint_eq(swim_reader_u32(&body), 6);
+        ck_assert(!body.error && body.left == 0);
+        ck_assert_int_eq(swim_msg_next(&r, &type, &body), 1);
+        ck_assert_uint_eq(type, SWIM_MSG_LEFT);
+        kat_assert_id(swim_reader_take(&body, SWIM_ID_SIZE), KAT_ID_C);
+        ck_assert_uint_eq(swim_reader_u32(&body), 0x01020304);
+        ck_assert(!body.error && body.left == 0);
+        ck_assert_int_eq(swim_msg_next(&r, &type, &body), 0);
+}
+END_TEST
+
+START_TEST(test_kat_push_pull) {
+        uint8_t buf[512];
+        char h[sizeof(buf) * 2 + 1];
+        SwimReader r, body;
+        SwimHeader hd;
+        SwimRecord rec;
+        SwimWriter w;
+        uint8_t type;
+        size_t n;
+
+        swim_writer_init_fixed(&w, buf, sizeof(buf));
+        kat_write_push_pull(&w);
+        ck_assert(!w.overflow);
+        ck_assert_str_eq(kat_hex(buf, w.len, h), KAT_PUSH_PULL);
+
+        n = kat_unhex(KAT_PUSH_PULL, buf, sizeof(buf));
+        swim_reader_init(&r, buf, n);
+        ck_assert_int_eq(swim_header_read(&r, &hd), 0);
+        ck_assert_uint_eq(hd.kind, SWIM_KIND_PUSH_PULL_REQUEST);
+        kat_assert_id(hd.sender, KAT_ID_C);
+        ck_assert_uint_eq(hd.session, UINT64_C(0xfedcba9876543210));
+        ck_assert_uint_eq(hd.seq, 1);
+        ck_assert_uint_eq(hd.incarnation, 2);
+        ck_assert_uint_eq(hd.meta_version, 1);
+        ck_assert_uint_eq(swim_reader_u32(&r), 2);
+
+        ck_assert_int_eq(swim_msg_next(&r, &type, &body), 1);
+        ck_assert_uint_eq(type, SWIM_MSG_MEMBER);
+        ck_assert_int_eq(swim_record_read(&body, &rec), 0);
+        kat_assert_id(rec.id, KAT_ID_C);
+        ck_assert_int_eq(rec.state, SWIM_STATE_ALIVE);
+        ck_assert_uint_eq(rec.incarnation, 2);
+        ck_assert_uint_eq(rec.meta_version, 1);
+        ck_assert_str_eq(rec.name, "gpu-box");
+        kat_assert_addr(&rec.addr, "[fd00::c]:11436");
+        ck_assert_uint_eq(rec.n_meta, 1);
+        kat_assert_meta(&rec.meta[0], "api", "[fd00::c]:11434");
+
+        ck_assert_int_eq(swim_msg_next(&r, &type, &body), 1);
+        ck_assert_uint_eq(type, SWIM_MSG_MEMBER);
+        ck_assert_int_eq(swim_record_read(&body, &rec), 0);
+        kat_assert_id(rec.id, KAT_ID_B);
+        ck_assert_int_eq(rec.state, SWIM_STATE_SUSPECT);
+        ck_assert_uint_eq(rec.incarnation, 9);
+        ck_assert_uint_eq(rec.meta_version, 0);
+        ck_assert_str_eq(rec.name, "old");
+        kat_assert_addr(&rec.addr, "10.0.0.9:11436");
+        ck_assert_uint_eq(rec.n_meta, 0);
+        ck_assert_int_eq(swim_msg_next(&r, &type, &body), 0);
+}
+END_TEST
+
+/* Seal gives exactly these bytes, open gives back the plaintext, and only under this key. */
+static void kat_seal_open(void (*write)(SwimWriter *w), const char *plain_hex, uint8_t nonce_first,
+                          const char *sealed_hex) {
+        uint8_t mk[SWIM_KEY_SIZE], other[SWIM_KEY_SIZE], nonce[SWIM_NONCE_SIZE];
+        uint8_t plain[512], sealed[512], out[512];
+        char h[sizeof(sealed) * 2 + 1];
+        SwimKey k, ko, both[2];
+        SwimWriter w;
+        size_t n;
+        int r;
+
+        kat_mesh_key(0x00, mk);
+        kat_mesh_key(0x20, other);
+        kat_nonce(nonce_first, nonce);
+        swim_key_derive(mk, &k);
+        swim_key_derive(other, &ko);
+
+        swim_writer_init_fixed(&w, plain, sizeof(plain));
+        write(&w);
+        ck_assert(!w.overflow);
+        ck_assert_str_eq(kat_hex(plain, w.len, h), plain_hex);
+        r = swim_seal(&k, nonce, plain, w.len, sealed, sizeof(sealed));
+        ck_assert_int_eq(r, (int) (w.len + SWIM_SEAL_OVERHEAD));
+        ck_assert_str_eq(kat_hex(sealed, (size_t) r, h), sealed_hex);
+
+        n = kat_unhex(sealed_hex, sealed, sizeof(sealed));
+        r = swim_open(&k, 1, sealed, n, sizeof(sealed), out, sizeof(out));
+        ck_assert_int_eq(r, (int) (n - SWIM_SEAL_OVERHEAD));
+        ck_assert_str_eq(kat_hex(out, (size_t) r, h), plain_hex);
+
+        /* Another mesh's key; a key that claims this key's id; both keys, the right one second. */
+        ck_assert_int_eq(swim_open(&ko, 1, sealed, n, sizeof(sealed), out, sizeof(out)), -EKEYREJECTED);
+        both[0] = ko;
+        both[0].id = k.id;
+        ck_assert_int_eq(swim_open(both, 1, sealed, n, sizeof(sealed), out, sizeof(out)), -EKEYREJECTED);
+        both[1] = k;
+        r = swim_open(both, 2, sealed, n, sizeof(sealed), out, sizeof(out));
+        ck_assert_int_eq(r, (int) (n - SWIM_SEAL_OVERHEAD));
+}
+
+START_TEST(test_kat_seal_open) {
+        kat_seal_open(kat_write_datagram, KAT_DATAGRAM, 0x40, KAT_DATAGRAM_SEALED);
+        kat_seal_open(kat_write_push_pull, KAT_PUSH_PULL, 0x60, KAT_PUSH_PULL_SEALED);
+}
+END_TEST
+
+/* The protocol core itself takes the vectors: it learns what they say, and its answer to the
+ * announce has the documented layout. */
+START_TEST(test_kat_core) {
+        uint8_t mk[SWIM_KEY_SIZE], other[SWIM_KEY_SIZE], sealed[512], plain[512];
+        char h[sizeof(plain) * 2 + 1];
+        SwimConfig c = net_config();
+        SwimLocal l = { .id = KAT_ID_R, .name = "kat", .addr = kat_addr("10.0.0.2:11436"), .incarnation = 1 };
+        SwimAddr from = kat_addr("10.0.0.1:11436"), to;
+        const SwimMember *m;
+        const void *data;
+        Swim *s = NULL;
+        uint64_t rng = 77;
+        SwimKey k;
+        size_t n, size;
+        int r;
+
+        kat_mesh_key(0x00, mk);
+        kat_mesh_key(0x20, other);
+        swim_key_derive(mk, &k);
+        ck_assert_int_eq(swim_new(&s, &c, &l, test_random, &rng, T0), 0);
+
+        /* Under another mesh's key nothing opens. */
+        ck_assert_int_eq(swim_set_keys(s, (const uint8_t (*)[SWIM_KEY_SIZE]) &other, 1), 0);
+        n = kat_unhex(KAT_DATAGRAM_SEALED, sealed, sizeof(sealed));
+        ck_assert_int_eq(swim_receive_datagram(s, T0, &from, sealed, n), -EKEYREJECTED);
+        ck_assert_int_eq(swim_set_keys(s, (const uint8_t (*)[SWIM_KEY_SIZE]) &mk, 1), 0);
+
+        ck_assert_int_eq(swim_receive_datagram(s, T0, &from, sealed, n), 0);
+        m = swim_member_find(s, KAT_ID_A);
+        ck_assert_ptr_nonnull(m);
+        ck_assert_int_eq(m->state, SWIM_STATE_ALIVE);
+        ck_assert_uint_eq(m->incarnation, 7);
+        ck_assert_uint_eq(m->meta_version, 3);
+        ck_assert_str_eq(m->name, "büro-1");
+        kat_assert_addr(&m->addr, "10.0.0.1:11436");
+        ck_assert_uint_eq(m->n_meta, 3);
+        ck_assert_str_eq(m->meta_keys[0], "api");
+        ck_assert_str_eq(m->meta_values[0], "10.0.0.1:11434");
+        ck_assert_str_eq(m->meta_keys[1], "models");
+        ck_assert_str_eq(m->meta_values[1], "llama3.2,qwen");
+        ck_assert_str_eq(m->meta_keys[2], "version");
+        ck_assert_str_eq(m->meta_values[2], "");
+
+        /* The answer: an ack and R's own record, sealed under the mesh key. */
+        ck_assert_int_eq(swim_next_datagram(s, &to, &data, &size), 1);
+        ck_assert(swim_addr_equal(&to, &from));
+        ck_assert_uint_le(size, sizeof(sealed));
+        ck_assert_uint_eq(((const uint8_t *) data)[0], SWIM_PROTOCOL_VERSION);
+        ck_assert_uint_eq(((const uint8_t *) data)[1], KAT_KEY_ID);
+        r = swim_open(&k, 1, data, size, sizeof(sealed), plain, sizeof(plain));
+        ck_assert_int_gt(r, KAT_SESSION_OFFSET + 8);
+        memset(plain + KAT_SESSION_OFFSET, 0, 8);
+        ck_assert_str_eq(kat_hex(plain, (size_t) r, h), KAT_ANSWER);
+
+        /* C's push-pull request: C alive, B learned as a suspect. */
+        n = kat_unhex(KAT_PUSH_PULL_SEALED, sealed, sizeof(sealed));
+        ck_assert_int_eq(swim_push_pull_receive(s, T0, sealed, n), 1);
+        m = swim_member_find(s, KAT_ID_C);
+        ck_assert_ptr_nonnull(m);
+        ck_assert_int_eq(m->state, SWIM_STATE_ALIVE);
+        ck_assert_uint_eq(m->incarnation, 2);
+        ck_assert_uint_eq(m->meta_version, 1);
+        ck_assert_str_eq(m->name, "gpu-box");
+        kat_assert_addr(&m->addr, "[fd00::c]:11436");
+        ck_assert_uint_eq(m->n_meta, 1);
+        ck_assert_str_eq(m->meta_keys[0], "api");
+        ck_assert_str_eq(m->meta_values[0], "[fd00::c]:11434");
+        m = swim_member_find(s, KAT_ID_B);
+        ck_assert_ptr_nonnull(m);
+        ck_assert_int_eq(m->state, SWIM_STATE_SUSPECT);
+        ck_assert_uint_eq(m->incarnation, 9);
+        ck_assert_str_eq(m->name, "old");
+        kat_assert_addr(&m->addr, "10.0.0.9:11436");
+        swim_free(s);
+}
+END_TEST
+
 static Suite *suite(void) {
         Suite *s = suite_create("swim-wire");
         TCase *tc = tcase_create("core");
@@ -576,6 +1173,16 @@ static Suite *suite(void) {
         tcase_add_test(tc, test_key_rotation);
         tcase_add_test(tc, test_push_pull_rejects);
         tcase_add_test(tc, test_text_validation);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("known-answer");
+        tcase_add_test(tc, test_kat_key_derive);
+        tcase_add_test(tc, test_kat_header);
+        tcase_add_test(tc, test_kat_records);
+        tcase_add_test(tc, test_kat_messages);
+        tcase_add_test(tc, test_kat_push_pull);
+        tcase_add_test(tc, test_kat_seal_open);
+        tcase_add_test(tc, test_kat_core);
         suite_add_tcase(s, tc);
         return s;
 }

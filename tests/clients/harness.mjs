@@ -6,7 +6,6 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const START_TIMEOUT_MS = 20000;
@@ -143,10 +142,6 @@ async function stopProcess(child) {
         return release({ ...k, killed: true });
 }
 
-function randomNodeId() {
-        return randomBytes(16).toString('hex');
-}
-
 /*
  * Starts the double and a mycelia-node whose upstream is that double. Returns
  * { doubleUrl, nodeUrl, busAddress, stateDir, stop() }. stop() is idempotent and reports
@@ -184,7 +179,7 @@ export async function startMesh({ doubleArgs = [], nodeArgs = [] } = {}) {
 
                 const n = startProcess('mycelia-node',
                         [nodeBin, '--api', '127.0.0.1:0', '--upstream', doubleUrl, '--state-dir', stateDir,
-                         '--node-id', randomNodeId(), '--name', 'clients', ...nodeArgs],
+                         '--name', 'clients', ...nodeArgs],
                         /^mycelia-node: ready api=(http:\/\/\S+:\d+) bus=(\S+)(?: \S+=\S*)*\s*$/, START_TIMEOUT_MS);
                 node = n.child;
                 const m = await n.ready;

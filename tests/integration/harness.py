@@ -4,8 +4,10 @@
 """Helpers shared by tests/integration/test_*.py. Python 3 standard library only.
 
 Paths come from the environment meson sets: MYCELIA_NODE, MYCELIA_SHIMD, MYCELIA_ROUTERD,
-MYCELIA_GOSSIPD and MYCELIA_DISCOVERYD (when built), OLLAMA_DOUBLE, MYCELIA_DBUS_XML_DIR. Every wait has a timeout; every process is started in its own
-process group with PR_SET_PDEATHSIG and is killed by teardown (try/finally, atexit, SIGTERM).
+MYCELIA_GOSSIPD, MYCELIA_DISCOVERYD, OLLAMA_DOUBLE, MYCELIACTL, MYCELIA_DBUS_XML_DIR, read through
+tests/testenv.py (which this module puts on sys.path: skips, env lookups and the runner, main()).
+Every wait has a timeout; every process is started in its own process group with
+PR_SET_PDEATHSIG and is killed by teardown (atexit, SIGTERM).
 """
 
 import atexit
@@ -25,32 +27,10 @@ import threading
 import time
 import unittest
 
-SKIP_EXIT = 77
-
-# --------------------------------------------------------------------------------------------
-# Environment
-
-
-def env_path(name):
-    """The path in environment variable name, or None when unset/missing."""
-    p = os.environ.get(name)
-    if not p:
-        return None
-    return p
-
-
-def require_env(*names):
-    """Exits 77 (meson: skipped) when a binary the test needs is not configured."""
-    missing = [n for n in names if not env_path(n) or not os.path.exists(env_path(n))]
-    if missing:
-        skip_all('environment does not name an existing file for ' + ', '.join(missing)
-                 + ' (run through meson test)')
-
-
-def skip_all(reason):
-    print('SKIP: ' + reason, flush=True)
-    sys.exit(SKIP_EXIT)
-
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# tests/testenv.py. Also under these names here, for test files that call harness.require_env()
+# or harness.main(): the same functions, not copies.
+from testenv import env_path, main, require_env  # noqa: E402,F401
 
 # --------------------------------------------------------------------------------------------
 # Process management
@@ -962,27 +942,28 @@ class Member:
 
 class Node:
     """mycelia-node with its own state dir, on 127.0.0.1:0, pointed at upstream. The ready line's
-    fields are in api_url, bus, gossip, mesh and ready_node_id ('' when that part is off)."""
+    fields are in api_url, bus, gossip, mesh and ready_node_id ('' when that part is off). Without
+    node_id the launcher makes the node's id in its state dir, as a user's node does; node_id is
+    then the id of the ready line."""
 
-    def __init__(self, upstream, *extra, node_id=NODE_ID, name='test', ready_timeout=20.0,
+    def __init__(self, upstream, *extra, node_id=None, name='test', ready_timeout=20.0,
                  daemons=None):
         self.dir = make_tmpdir('mycelia-node-')
         self.state_dir = os.path.join(self.dir, 'state')
         os.mkdir(self.state_dir)
         # The launcher finds its daemons in one folder: give it the build tree's binaries there
-        # (daemons: the environment variables to take, default all that are built).
+        # (daemons: the environment variables to take, default all four).
         self.libexec = os.path.join(self.dir, 'libexec')
         os.mkdir(self.libexec)
         for var, exe in NODE_DAEMONS:
-            src = env_path(var)
-            if src and os.path.exists(src) and (daemons is None or var in daemons):
-                os.symlink(os.path.abspath(src), os.path.join(self.libexec, exe))
+            if daemons is None or var in daemons:
+                os.symlink(os.path.abspath(env_path(var)), os.path.join(self.libexec, exe))
         self.node_id = node_id
         self.name = name
         self.upstream = upstream
         self.argv = [env_path('MYCELIA_NODE'), '--api', '127.0.0.1:0', '--upstream', upstream,
-                     '--state-dir', self.state_dir, '--node-id', node_id, '--name', name,
-                     '--libexec-dir', self.libexec] + [str(a) for a in extra]
+                     '--state-dir', self.state_dir] + (['--node-id', node_id] if node_id else []) + [
+                     '--name', name, '--libexec-dir', self.libexec] + [str(a) for a in extra]
         self.proc = Proc(self.argv, name='mycelia-node', logdir=self.dir)
         m = self.proc.wait_line(READY_RX, timeout=ready_timeout)
         self.api_url = m.group(1)
@@ -991,6 +972,8 @@ class Node:
         self.gossip = fields.get('gossip', '')
         self.mesh = fields.get('mesh', '')
         self.ready_node_id = fields.get('node', '')
+        if not node_id:
+            self.node_id = self.ready_node_id
         self.addr = split_addr(self.api_url)
 
     @property
@@ -1081,32 +1064,3 @@ class PrivateBus:
 
     def stop(self):
         self.proc.stop(timeout=3)
-
-
-# --------------------------------------------------------------------------------------------
-# Running a test file
-
-
-def main():
-    """unittest.main with a final one-line summary; exit 0 pass, 1 fail, 77 all skipped."""
-    t0 = time.monotonic()
-    rc = 1
-    try:
-        prog = unittest.main(module='__main__', verbosity=2, exit=False, buffer=False)
-        res = prog.result
-        n_run = res.testsRun
-        n_fail = len(res.failures) + len(res.errors) + len(res.unexpectedSuccesses)
-        n_skip = len(res.skipped)
-        print('\nsummary %s: %d run, %d passed, %d failed, %d skipped, %.1fs' % (
-            os.path.basename(sys.argv[0]), n_run, n_run - n_fail - n_skip, n_fail, n_skip,
-            time.monotonic() - t0), flush=True)
-        if n_fail:
-            rc = 1
-        elif n_run > 0 and n_skip == n_run:
-            print('SKIP: every test skipped', flush=True)
-            rc = SKIP_EXIT
-        else:
-            rc = 0
-    finally:
-        teardown_all()
-    sys.exit(rc)

@@ -6,10 +6,12 @@ import os
 import unittest
 import xml.etree.ElementTree as ET
 
-import harness
+import harness  # puts tests/ on sys.path, for testenv
+import testenv
 from harness import Double, Node, wait_until
 
-harness.require_env('MYCELIA_NODE', 'MYCELIA_SHIMD', 'MYCELIA_ROUTERD', 'OLLAMA_DOUBLE')
+testenv.require_env('MYCELIA_NODE', 'MYCELIA_SHIMD', 'MYCELIA_ROUTERD', 'MYCELIA_GOSSIPD',
+                    'MYCELIA_DISCOVERYD', 'OLLAMA_DOUBLE', 'MYCELIA_DBUS_XML_DIR')
 
 ECS = 'org.freedesktop.DBus.Property.EmitsChangedSignal'
 
@@ -83,9 +85,7 @@ class Bus(unittest.TestCase):
             self.assertIn(name, names)
 
     def check_xml(self, iface):
-        xml_dir = os.environ.get('MYCELIA_DBUS_XML_DIR')
-        if not xml_dir:
-            self.skipTest('MYCELIA_DBUS_XML_DIR not set')
+        xml_dir = testenv.env_path('MYCELIA_DBUS_XML_DIR')
         with open(os.path.join(xml_dir, iface + '.xml')) as f:
             doc = interface_model(f.read(), iface)
         self.assertIsNotNone(doc, 'dbus/%s.xml does not describe %s' % (iface, iface))
@@ -159,4 +159,4 @@ class Bus(unittest.TestCase):
 
 
 if __name__ == '__main__':
-    harness.main()
+    testenv.main()

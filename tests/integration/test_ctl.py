@@ -9,13 +9,12 @@ import stat
 import subprocess
 import unittest
 
-import harness
-from harness import Double, Node, random_node_id, wait_until, write_mesh_key
+import harness  # puts tests/ on sys.path, for testenv
+import testenv
+from harness import Double, Node, wait_until, write_mesh_key
 
-harness.require_env('MYCELIA_NODE', 'MYCELIA_SHIMD', 'MYCELIA_ROUTERD', 'OLLAMA_DOUBLE', 'MYCELIACTL')
-if not all(harness.env_path(v) and os.path.exists(harness.env_path(v))
-           for v in ('MYCELIA_GOSSIPD', 'MYCELIA_DISCOVERYD')):
-    harness.skip_all('mycelia-gossipd and mycelia-discoveryd are not built in this tree')
+testenv.require_env('MYCELIA_NODE', 'MYCELIA_SHIMD', 'MYCELIA_ROUTERD', 'MYCELIA_GOSSIPD',
+                    'MYCELIA_DISCOVERYD', 'OLLAMA_DOUBLE', 'MYCELIACTL')
 
 
 def read(path):
@@ -24,7 +23,7 @@ def read(path):
 
 
 def ctl(*args, bus=None, timeout=15):
-    argv = [harness.env_path('MYCELIACTL')] + (['--bus', bus] if bus else []) + [str(a) for a in args]
+    argv = [testenv.env_path('MYCELIACTL')] + (['--bus', bus] if bus else []) + [str(a) for a in args]
     p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     return p.returncode, p.stdout, p.stderr
 
@@ -36,8 +35,8 @@ class TestCtl(unittest.TestCase):
         key = write_mesh_key(os.path.join(cls.dir, 'mesh.key'))
         cls.d1 = Double('--token-delay-ms', '0', '--models', 'alpha:latest')
         cls.d2 = Double('--token-delay-ms', '0', '--models', 'beta:latest')
-        cls.n1 = Node(cls.d1.url, '--mesh-key', key, node_id=random_node_id(), name='ctl-one')
-        cls.n2 = Node(cls.d2.url, '--mesh-key', key, '--seed', cls.n1.gossip, node_id=random_node_id(),
+        cls.n1 = Node(cls.d1.url, '--mesh-key', key, name='ctl-one')
+        cls.n2 = Node(cls.d2.url, '--mesh-key', key, '--seed', cls.n1.gossip,
                       name='ctl-two')
 
         def routed():
@@ -144,7 +143,7 @@ class TestCtlDaemonDown(unittest.TestCase):
     def test_gossipd_down(self):
         d = Double('--token-delay-ms', '0')
         try:
-            n = Node(d.url, node_id=random_node_id(), name='lonely',
+            n = Node(d.url, name='lonely',
                      daemons=('MYCELIA_ROUTERD', 'MYCELIA_SHIMD'))
             try:
                 rc, out, err = ctl('members', bus=n.bus)
@@ -170,8 +169,8 @@ class TestCtlLeave(unittest.TestCase):
         d = Double('--token-delay-ms', '0')
         a = b = None
         try:
-            a = Node(d.url, '--mesh-key', key, node_id=random_node_id(), name='stay')
-            b = Node(d.url, '--mesh-key', key, '--seed', a.gossip, node_id=random_node_id(), name='go')
+            a = Node(d.url, '--mesh-key', key, name='stay')
+            b = Node(d.url, '--mesh-key', key, '--seed', a.gossip, name='go')
             wait_until(lambda: b.node_id in a.members() and a.members()[b.node_id].state == 'alive', 15,
                        what='b alive at a')
             inc = a.members()[b.node_id].incarnation
@@ -188,4 +187,4 @@ class TestCtlLeave(unittest.TestCase):
 
 
 if __name__ == '__main__':
-    harness.main()
+    testenv.main()

@@ -14,10 +14,12 @@ import threading
 import time
 import unittest
 
-import harness
+import harness  # puts tests/ on sys.path, for testenv
+import testenv
 from harness import Double, Node, pid_alive, wait_until
 
-harness.require_env('MYCELIA_NODE', 'MYCELIA_SHIMD', 'MYCELIA_ROUTERD', 'OLLAMA_DOUBLE')
+testenv.require_env('MYCELIA_NODE', 'MYCELIA_SHIMD', 'MYCELIA_ROUTERD', 'MYCELIA_GOSSIPD',
+                    'MYCELIA_DISCOVERYD', 'OLLAMA_DOUBLE')
 
 TOKEN_DELAY_MS = 100
 
@@ -210,4 +212,4 @@ class Drain(unittest.TestCase):
 
 
 if __name__ == '__main__':
-    harness.main()
+    testenv.main()

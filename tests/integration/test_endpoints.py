@@ -8,10 +8,12 @@ import json
 import os
 import unittest
 
-import harness
+import harness  # puts tests/ on sys.path, for testenv
+import testenv
 from harness import Double, Node, body_diff
 
-harness.require_env('MYCELIA_NODE', 'MYCELIA_SHIMD', 'MYCELIA_ROUTERD', 'OLLAMA_DOUBLE')
+testenv.require_env('MYCELIA_NODE', 'MYCELIA_SHIMD', 'MYCELIA_ROUTERD', 'MYCELIA_GOSSIPD',
+                    'MYCELIA_DISCOVERYD', 'OLLAMA_DOUBLE')
 
 
 class Endpoints(unittest.TestCase):
@@ -284,4 +286,4 @@ class Endpoints(unittest.TestCase):
 
 
 if __name__ == '__main__':
-    harness.main()
+    testenv.main()

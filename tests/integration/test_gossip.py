@@ -14,17 +14,16 @@ import threading
 import time
 import unittest
 
-import harness
+import harness  # puts tests/ on sys.path, for testenv
+import testenv
 from harness import PrivateBus, Proc, busctl, make_tmpdir, wait_until
 
-harness.require_env('MYCELIA_GOSSIPD')
+testenv.require_env('MYCELIA_GOSSIPD', 'MYCELIA_DISCOVERYD', 'MYCELIA_DBUS_XML_DIR')
 
 # The introspection diff of the launcher's bus test, for Gossip1 (its module needs the
-# launcher's binaries in the environment, which meson sets for every integration test).
-try:
-    from test_bus import interface_model, model_diff
-except SystemExit:
-    interface_model = model_diff = None
+# launcher's binaries in the environment, which meson sets for every integration test). An
+# import that fails fails this file.
+from test_bus import interface_model, model_diff  # noqa: E402
 
 IFACE = 'org.mycelia.Gossip1'
 PATH = '/org/mycelia/Gossip1'
@@ -105,7 +104,7 @@ class GossipNode:
         self.start()
 
     def start(self):
-        argv = [harness.env_path('MYCELIA_GOSSIPD'), '--bus', self.bus, '--node-id', self.node_id,
+        argv = [testenv.env_path('MYCELIA_GOSSIPD'), '--bus', self.bus, '--node-id', self.node_id,
                 '--name', self.name, '--gossip', self.addr, '--mesh-key', self.key,
                 '--state-dir', self.state_dir, '--log-level', 'debug']
         wrapper = os.environ.get('MYCELIA_GOSSIPD_WRAPPER')
@@ -207,16 +206,14 @@ class Gossip(unittest.TestCase):
             self.assertIn(n.node_id, out)
 
     def test_02_introspection(self):
-        if interface_model is None:
-            self.skipTest('tests/integration/test_bus.py could not be imported')
-        with open(os.path.join(os.environ['MYCELIA_DBUS_XML_DIR'], IFACE + '.xml')) as f:
+        with open(os.path.join(testenv.env_path('MYCELIA_DBUS_XML_DIR'), IFACE + '.xml')) as f:
             doc = interface_model(f.read(), IFACE)
         live = interface_model(harness.introspect_xml(self.a.bus, IFACE, PATH), IFACE)
         self.assertIsNotNone(live)
         diffs = model_diff(doc, live)
         self.assertEqual(diffs, [], 'dbus/%s.xml and mycelia-gossipd disagree:\n  %s' % (IFACE, '\n  '.join(diffs)))
         # Counters: every name the XML lists is served.
-        with open(os.path.join(os.environ['MYCELIA_DBUS_XML_DIR'], IFACE + '.xml')) as f:
+        with open(os.path.join(testenv.env_path('MYCELIA_DBUS_XML_DIR'), IFACE + '.xml')) as f:
             comment = re.search(r'Packet and protocol counters:(.*?)-->', f.read(), re.S).group(1)
         words = set(re.findall(r'[a-z][a-z_]*', re.sub(r'\([^)]*\)', '', comment)))
         served = set(self.a.counters())
@@ -354,7 +351,7 @@ class Gossip(unittest.TestCase):
                    'os.dup2(%d, 3); os.dup2(%d, 4); os.close(%d); os.close(%d)\n'
                    'os.environ["LISTEN_PID"] = str(os.getpid())\n'
                    'os.execv(sys.argv[1], sys.argv[1:])\n' % (fd_u, fd_t, fd_u, fd_t))
-        argv = [sys.executable, '-c', wrapper, harness.env_path('MYCELIA_GOSSIPD'), '--bus', bus.address, '--node-id', node_id,
+        argv = [sys.executable, '-c', wrapper, testenv.env_path('MYCELIA_GOSSIPD'), '--bus', bus.address, '--node-id', node_id,
                 '--name', 'sa', '--gossip', '192.0.2.1:1', '--mesh-key', self.key, '--state-dir', d]
         p = Proc(argv, name='gossipd-sa', logdir=d, pass_fds=(fd_u, fd_t),
                  env={'LISTEN_FDS': '2', 'LISTEN_FDNAMES': 'gossip:gossip'})
@@ -378,9 +375,7 @@ class Gossip(unittest.TestCase):
 
     def test_10_discovery_seed(self):
         """gossipd joins what discoveryd finds: here a static seed, discoveryd started after it."""
-        exe = harness.env_path('MYCELIA_DISCOVERYD')
-        if not exe or not os.path.exists(exe):
-            self.skipTest('MYCELIA_DISCOVERYD not built')
+        exe = testenv.env_path('MYCELIA_DISCOVERYD')
         e = GossipNode('e', self.key)
         try:
             time.sleep(0.5)
@@ -399,4 +394,4 @@ class Gossip(unittest.TestCase):
 
 
 if __name__ == '__main__':
-    harness.main()
+    testenv.main()

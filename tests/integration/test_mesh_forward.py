@@ -13,12 +13,12 @@ import signal
 import time
 import unittest
 
-import harness
+import harness  # puts tests/ on sys.path, for testenv
+import testenv
 from harness import Double, Node, random_node_id, wait_until, write_mesh_key
 
-harness.require_env('MYCELIA_NODE', 'MYCELIA_SHIMD', 'MYCELIA_ROUTERD', 'OLLAMA_DOUBLE')
-if not (harness.env_path('MYCELIA_GOSSIPD') and os.path.exists(harness.env_path('MYCELIA_GOSSIPD'))):
-    harness.skip_all('mycelia-gossipd is not built in this tree')
+testenv.require_env('MYCELIA_NODE', 'MYCELIA_SHIMD', 'MYCELIA_ROUTERD', 'MYCELIA_GOSSIPD',
+                    'MYCELIA_DISCOVERYD', 'OLLAMA_DOUBLE')
 
 MODELS = {'a': 'alpha:latest,shared:latest', 'b': 'bravo:latest,shared:latest',
           'c': 'charlie:latest,shared:latest'}
@@ -65,7 +65,7 @@ class MeshForwardTest(unittest.TestCase):
             cls.doubles[name] = Double('--models', MODELS[name], '--tokens', '8', '--token-delay-ms', '40')
             seeds = ['--seed', cls.nodes['a'].gossip] if cls.nodes else []
             cls.nodes[name] = Node(cls.doubles[name].url, '--mesh-key', cls.key, *seeds,
-                                   node_id=random_node_id(), name='fwd-' + name)
+                                   name='fwd-' + name)
         a, b, c = cls.nodes['a'], cls.nodes['b'], cls.nodes['c']
 
         def a_routes_to_b_and_c():
@@ -210,7 +210,7 @@ class MeshWithoutKeyTest(unittest.TestCase):
     def test_api_serves_and_mesh_refuses(self):
         d = Double('--token-delay-ms', '0')
         bus = harness.PrivateBus()
-        shim = harness.Proc([harness.env_path('MYCELIA_SHIMD'), '--bus', bus.address, '--api', '127.0.0.1:0',
+        shim = harness.Proc([testenv.env_path('MYCELIA_SHIMD'), '--bus', bus.address, '--api', '127.0.0.1:0',
                              '--mesh', '127.0.0.1:0', '--upstream', d.url, '--node-id', random_node_id(),
                              '--mesh-key', os.path.join(bus.dir, 'no-such.key')], name='shimd')
         try:
@@ -238,4 +238,4 @@ class MeshWithoutKeyTest(unittest.TestCase):
             d.stop()
 
 if __name__ == '__main__':
-    harness.main()
+    testenv.main()

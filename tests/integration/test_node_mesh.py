@@ -8,13 +8,12 @@ import signal
 import time
 import unittest
 
-import harness
-from harness import Double, Node, pid_alive, random_node_id, wait_until, write_mesh_key
+import harness  # puts tests/ on sys.path, for testenv
+import testenv
+from harness import Double, Node, pid_alive, wait_until, write_mesh_key
 
-harness.require_env('MYCELIA_NODE', 'MYCELIA_SHIMD', 'MYCELIA_ROUTERD', 'OLLAMA_DOUBLE')
-if not all(harness.env_path(v) and os.path.exists(harness.env_path(v))
-           for v in ('MYCELIA_GOSSIPD', 'MYCELIA_DISCOVERYD')):
-    harness.skip_all('mycelia-gossipd and mycelia-discoveryd are not built in this tree')
+testenv.require_env('MYCELIA_NODE', 'MYCELIA_SHIMD', 'MYCELIA_ROUTERD', 'MYCELIA_GOSSIPD',
+                    'MYCELIA_DISCOVERYD', 'OLLAMA_DOUBLE')
 
 # Different model sets, so that each node is told apart by what it serves.
 MODELS = ('llama3.2:latest,all-minilm:latest', 'qwen2.5:0.5b,all-minilm:latest',
@@ -48,7 +47,7 @@ class Mesh:
             d = Double('--token-delay-ms', '0', '--tokens', '3', '--models', MODELS[i % len(MODELS)])
             self.doubles.append(d)
             seeds = ['--seed', self.nodes[0].gossip] if self.nodes else []
-            self.nodes.append(Node(d.url, '--mesh-key', self.key, *seeds, node_id=random_node_id(),
+            self.nodes.append(Node(d.url, '--mesh-key', self.key, *seeds,
                                    name='%s-%d' % (prefix, i + 1)))
         for node in self.nodes:
             assert node.gossip and node.mesh, 'ready line without gossip=/mesh=: %s' % node.tail()
@@ -123,7 +122,7 @@ class Converge(unittest.TestCase):
         seeds = []
         for n in self.mesh.nodes:
             seeds += ['--seed', n.gossip]
-        intruder = Node(d.url, '--mesh-key', other_key, *seeds, node_id=random_node_id(), name='intruder')
+        intruder = Node(d.url, '--mesh-key', other_key, *seeds, name='intruder')
         try:
             # Every node hears from it (its seeds), and drops what it sends.
             def dropped():
@@ -260,7 +259,7 @@ class Ipv6Mesh(unittest.TestCase):
 
     def test_join_and_forward_over_ipv6(self):
         if not have_ipv6_loopback():
-            self.skipTest('no IPv6 loopback (::1) on this machine')
+            testenv.skip_allowed_in_ci('no IPv6 loopback (::1) on this machine')
         d = harness.make_tmpdir('mycelia-v6-')
         key = write_mesh_key(os.path.join(d, 'mesh.key'))
         da = Double('--token-delay-ms', '0', '--models', 'v6-alpha:latest')
@@ -268,10 +267,10 @@ class Ipv6Mesh(unittest.TestCase):
         a = b = None
         try:
             a = Node(da.url, '--mesh-key', key, '--gossip', '[::1]:0', '--mesh', '[::1]:0',
-                     node_id=random_node_id(), name='v6-a')
+                     name='v6-a')
             self.assertTrue(a.gossip.startswith('[::1]:'), a.gossip)
             b = Node(db.url, '--mesh-key', key, '--gossip', '[::1]:0', '--mesh', '[::1]:0', '--seed', a.gossip,
-                     node_id=random_node_id(), name='v6-b')
+                     name='v6-b')
 
             def routed():
                 for n in a.prop('org.mycelia.Router1', 'Nodes'):
@@ -295,4 +294,4 @@ class Ipv6Mesh(unittest.TestCase):
             db.stop()
 
 if __name__ == '__main__':
-    harness.main()
+    testenv.main()

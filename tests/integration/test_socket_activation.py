@@ -6,13 +6,14 @@ import shutil
 import socket
 import unittest
 
-import harness
+import harness  # puts tests/ on sys.path, for testenv
+import testenv
 from harness import Double, PrivateBus, Proc, wait_until
 
-harness.require_env('MYCELIA_SHIMD', 'OLLAMA_DOUBLE')
+testenv.require_env('MYCELIA_SHIMD', 'OLLAMA_DOUBLE')
 for tool in ('systemd-socket-activate', 'dbus-daemon', 'busctl'):
     if not shutil.which(tool):
-        harness.skip_all('%s not installed' % tool)
+        testenv.skip_all('%s not installed' % tool)
 
 
 def refused(port):
@@ -36,7 +37,7 @@ class SocketActivation(unittest.TestCase):
         while other == port:
             other = harness.free_port()
         act = Proc(['systemd-socket-activate', '-l', '127.0.0.1:%d' % port, '--fdname=api',
-                    harness.env_path('MYCELIA_SHIMD'), '--bus', bus.address, '--upstream', double.url,
+                    testenv.env_path('MYCELIA_SHIMD'), '--bus', bus.address, '--upstream', double.url,
                     # The address shimd would bind by hand: it must not, it got a socket.
                     '--api', '127.0.0.1:%d' % other, '--node-id', harness.NODE_ID, '--name', 'sa',
                     '--state-dir', harness.make_tmpdir()],
@@ -66,4 +67,4 @@ class SocketActivation(unittest.TestCase):
 
 
 if __name__ == '__main__':
-    harness.main()
+    testenv.main()

@@ -6,10 +6,12 @@ import http.client
 import json
 import unittest
 
-import harness
+import harness  # puts tests/ on sys.path, for testenv
+import testenv
 from harness import Double, Node
 
-harness.require_env('MYCELIA_NODE', 'MYCELIA_SHIMD', 'MYCELIA_ROUTERD', 'OLLAMA_DOUBLE')
+testenv.require_env('MYCELIA_NODE', 'MYCELIA_SHIMD', 'MYCELIA_ROUTERD', 'MYCELIA_GOSSIPD',
+                    'MYCELIA_DISCOVERYD', 'OLLAMA_DOUBLE')
 
 TOKEN_DELAY = 0.150
 N_TOKENS = 6
@@ -104,4 +106,4 @@ class Streaming(unittest.TestCase):
 
 
 if __name__ == '__main__':
-    harness.main()
+    testenv.main()

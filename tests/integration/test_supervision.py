@@ -8,10 +8,12 @@ import threading
 import time
 import unittest
 
-import harness
+import harness  # puts tests/ on sys.path, for testenv
+import testenv
 from harness import Double, Node, pid_alive, proc_descendants, wait_until
 
-harness.require_env('MYCELIA_NODE', 'MYCELIA_SHIMD', 'MYCELIA_ROUTERD', 'OLLAMA_DOUBLE')
+testenv.require_env('MYCELIA_NODE', 'MYCELIA_SHIMD', 'MYCELIA_ROUTERD', 'MYCELIA_GOSSIPD',
+                    'MYCELIA_DISCOVERYD', 'OLLAMA_DOUBLE')
 
 
 class Restarts(unittest.TestCase):
@@ -111,4 +113,4 @@ class Stop(unittest.TestCase):
 
 
 if __name__ == '__main__':
-    harness.main()
+    testenv.main()

@@ -18,9 +18,9 @@ test_full_mesh: mycelia-node (launcher with gossipd and discoveryd) in each name
 of its own Ollama test double, no seeds: every node's Gossip1.Members shows 3 alive within
 20 s, and node 1 answers a request for a model only node 3's double serves.
 
-Needs root, ip netns, avahi-daemon, dbus-daemon, nsenter; otherwise exits 77 with the reason.
-Environment (set by meson): MYCELIA_DISCOVERYD, MYCELIA_NODE, MYCELIA_GOSSIPD, MYCELIA_ROUTERD,
-MYCELIA_SHIMD, OLLAMA_DOUBLE.
+Needs root, ip netns, avahi-daemon, dbus-daemon, nsenter; otherwise exits 77 with the reason
+(1 under CI=true: tests/testenv.py). Environment (set by meson, each must name a built file):
+MYCELIA_DISCOVERYD, MYCELIA_NODE, MYCELIA_GOSSIPD, MYCELIA_ROUTERD, MYCELIA_SHIMD, OLLAMA_DOUBLE.
 """
 
 import atexit
@@ -37,6 +37,9 @@ import threading
 import time
 import unittest
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import testenv  # noqa: E402  (tests/testenv.py)
+
 N_NODES = 3
 SUBNET = '10.77.0.'
 CONVERGE_TIMEOUT = 20.0
@@ -46,30 +49,20 @@ ONLY_N3_MODEL = 'only-n3:latest'
 COMMON_MODEL = 'llama3.2:latest'
 
 
-def skip_all(reason):
-    print('SKIP: ' + reason, flush=True)
-    sys.exit(77)
-
-
-def env_bin(name):
-    p = os.environ.get(name)
-    return p if p and os.path.exists(p) else None
-
-
 def check_prerequisites():
+    testenv.require_env('MYCELIA_DISCOVERYD', 'MYCELIA_NODE', 'MYCELIA_GOSSIPD', 'MYCELIA_ROUTERD',
+                        'MYCELIA_SHIMD', 'OLLAMA_DOUBLE')
     if os.geteuid() != 0:
-        skip_all('needs root (network namespaces, mounts)')
+        testenv.skip_all('needs root (network namespaces, mounts)')
     for tool in ('ip', 'nsenter', 'dbus-daemon', 'busctl'):
         if not shutil.which(tool):
-            skip_all('%s not found' % tool)
+            testenv.skip_all('%s not found' % tool)
     if not os.path.exists('/usr/sbin/avahi-daemon') and not shutil.which('avahi-daemon'):
-        skip_all('avahi-daemon not installed (package avahi-daemon)')
-    if not env_bin('MYCELIA_DISCOVERYD'):
-        skip_all('MYCELIA_DISCOVERYD does not name a built mycelia-discoveryd')
+        testenv.skip_all('avahi-daemon not installed (package avahi-daemon)')
     probe = 'mycprobe%06x' % random.getrandbits(24)
     r = subprocess.run(['ip', 'netns', 'add', probe], capture_output=True, text=True)
     if r.returncode != 0:
-        skip_all('cannot create network namespaces: ' + r.stderr.strip())
+        testenv.skip_all('cannot create network namespaces: ' + r.stderr.strip())
     subprocess.run(['ip', 'netns', 'del', probe], capture_output=True)
 
 
@@ -442,10 +435,6 @@ class NetnsMdnsTest(unittest.TestCase):
             self.assertEqual(p.stop(), 0)
 
     def test_2_full_mesh(self):
-        missing = [v for v in ('MYCELIA_NODE', 'MYCELIA_GOSSIPD', 'MYCELIA_ROUTERD', 'MYCELIA_SHIMD',
-                               'OLLAMA_DOUBLE') if not env_bin(v)]
-        if missing:
-            self.skipTest('not built yet: ' + ', '.join(missing))
         tb = self.tb
         key = os.path.join(tb.dir, 'mesh.key')
         import base64
@@ -551,16 +540,12 @@ def main():
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, on_signal)
     try:
-        try:
-            TESTBED.setup()
-        except Exception as e:  # noqa: BLE001
-            print('testbed setup failed: %s' % e, file=sys.stderr)
-            return 1
-        prog = unittest.main(exit=False, verbosity=2)
-        return 0 if prog.result.wasSuccessful() else 1
-    finally:
+        TESTBED.setup()
+    except Exception as e:  # noqa: BLE001
         TESTBED.close()
+        testenv.fail_now('testbed setup failed: %s' % e)
+    testenv.main(cleanup=TESTBED.close)
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    main()

@@ -26,8 +26,9 @@
    bookkeeping and the kept mycelia user (docs/packaging.md).
 
 Needs root, debootstrap, systemd-nspawn, nsenter, overlayfs, dpkg-buildpackage, debhelper,
-fakeroot, lintian, and Debian's mirror on the first run; otherwise exits 77 with the reason.
-Environment (set by meson): MYCELIA_SOURCE_ROOT, OLLAMA_DOUBLE, MYCELIA_DBUS_XML_DIR.
+fakeroot, lintian, and Debian's mirror on the first run; otherwise exits 77 with the reason
+(1 under CI=true: tests/testenv.py). Environment (set by meson, each must name an existing
+file): MYCELIA_SOURCE_ROOT, OLLAMA_DOUBLE, MYCELIA_DBUS_XML_DIR.
 """
 
 import atexit
@@ -46,6 +47,9 @@ import tempfile
 import time
 import unittest
 import xml.etree.ElementTree as ET
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import testenv  # noqa: E402  (tests/testenv.py)
 
 SUITE = 'bookworm'
 
@@ -104,26 +108,19 @@ def log(msg):
     print('[%6.1fs] %s' % (time.monotonic() - T0, msg), flush=True)
 
 
-def skip_all(reason):
-    print('SKIP: ' + reason, flush=True)
-    sys.exit(77)
-
-
 def check_prerequisites():
+    testenv.require_env('MYCELIA_SOURCE_ROOT', 'OLLAMA_DOUBLE', 'MYCELIA_DBUS_XML_DIR')
     if os.geteuid() != 0:
-        skip_all('needs root (debootstrap, systemd-nspawn, nsenter)')
+        testenv.skip_all('needs root (debootstrap, systemd-nspawn, nsenter)')
     need = {'debootstrap': 'debootstrap', 'systemd-nspawn': 'systemd-container',
             'nsenter': 'util-linux', 'dpkg-buildpackage': 'dpkg-dev', 'dh': 'debhelper',
             'fakeroot': 'fakeroot', 'lintian': 'lintian', 'pgrep': 'procps'}
     missing = sorted({pkg for prog, pkg in need.items() if shutil.which(prog) is None})
     if missing:
-        skip_all('missing packages: ' + ' '.join(missing))
+        testenv.skip_all('missing packages: ' + ' '.join(missing))
     with open('/proc/filesystems') as f:
         if 'overlay' not in f.read():
-            skip_all('the kernel has no overlayfs (systemd-nspawn --volatile=overlay)')
-    for var in ('MYCELIA_SOURCE_ROOT', 'OLLAMA_DOUBLE'):
-        if not os.environ.get(var):
-            skip_all('%s is not set (run through meson test)' % var)
+            testenv.skip_all('the kernel has no overlayfs (systemd-nspawn --volatile=overlay)')
 
 
 def run(cmd, timeout=120, check=True, **kw):
@@ -208,10 +205,8 @@ def cached_root(packages):
             if re.search(r'(Failed getting release file|Temporary failure resolving|'
                          r'Could not resolve|Connection refused|Network is unreachable)', p.stdout):
                 why = 'debootstrap cannot reach %s: %s' % (MIRROR, p.stdout.strip().splitlines()[-1])
-                # CI promises Debian's mirror: there an unreachable mirror is a failure, not a skip.
-                if os.environ.get('CI') == 'true':
-                    raise AssertionError(why)
-                skip_all(why)
+                # CI promises Debian's mirror: there this skip is a failure (testenv.main).
+                raise unittest.SkipTest(why)
             raise AssertionError('debootstrap failed:\n' + p.stdout[-4000:])
         # A clean machine-id so that every boot makes its own; apt's downloaded .debs are not
         # needed any more.
@@ -352,9 +347,9 @@ class PackageTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.src = os.environ['MYCELIA_SOURCE_ROOT']
-        cls.double = os.environ['OLLAMA_DOUBLE']
-        cls.xml_dir = os.environ.get('MYCELIA_DBUS_XML_DIR', os.path.join(cls.src, 'dbus'))
+        cls.src = testenv.env_path('MYCELIA_SOURCE_ROOT')
+        cls.double = testenv.env_path('OLLAMA_DOUBLE')
+        cls.xml_dir = testenv.env_path('MYCELIA_DBUS_XML_DIR')
         cls.out = tempfile.mkdtemp(prefix='mycelia-pkgtest.')
         os.chmod(cls.out, 0o755)
         CLEANUP.push(lambda: shutil.rmtree(cls.out, ignore_errors=True))
@@ -603,10 +598,4 @@ class PackageTest(unittest.TestCase):
 
 if __name__ == '__main__':
     check_prerequisites()
-    result = unittest.main(exit=False, verbosity=2).result
-    CLEANUP.run()
-    total = time.monotonic() - T0
-    ok = result.wasSuccessful()
-    print('summary test_package.py: %d run, %d failed, %d errors, %.0f s' %
-          (result.testsRun, len(result.failures), len(result.errors), total), flush=True)
-    sys.exit(0 if ok else 1)
+    testenv.main(cleanup=CLEANUP.run)

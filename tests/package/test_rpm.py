@@ -8,8 +8,8 @@ a %files entry meson did not install, so a successful build means the .rpm holds
 `meson install` installs. The .rpm cannot be installed on this Debian machine (no RPM-based
 system, empty RPM database): that is left to a Fedora machine (docs/packaging.md).
 
-Needs rpmbuild (package rpm) and the build dependencies; exits 77 without rpmbuild.
-Environment (set by meson): MYCELIA_SOURCE_ROOT.
+Needs rpmbuild (package rpm) and the build dependencies; exits 77 without rpmbuild (1 under
+CI=true: tests/testenv.py). Environment (set by meson): MYCELIA_SOURCE_ROOT.
 """
 
 import os
@@ -21,7 +21,8 @@ import tempfile
 import time
 import unittest
 
-T0 = time.monotonic()
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import testenv  # noqa: E402  (tests/testenv.py)
 
 
 def run(cmd, timeout=120):
@@ -35,7 +36,7 @@ def run(cmd, timeout=120):
 class RpmTest(unittest.TestCase):
 
     def test_rpm(self):
-        src = os.environ['MYCELIA_SOURCE_ROOT']
+        src = testenv.env_path('MYCELIA_SOURCE_ROOT')
         out = tempfile.mkdtemp(prefix='mycelia-rpmtest.')
         try:
             t = time.monotonic()
@@ -76,14 +77,7 @@ class RpmTest(unittest.TestCase):
 
 
 if __name__ == '__main__':
+    testenv.require_env('MYCELIA_SOURCE_ROOT')
     if shutil.which('rpmbuild') is None:
-        print('SKIP: rpmbuild is missing (package rpm)', flush=True)
-        sys.exit(77)
-    if not os.environ.get('MYCELIA_SOURCE_ROOT'):
-        print('SKIP: MYCELIA_SOURCE_ROOT is not set (run through meson test)', flush=True)
-        sys.exit(77)
-    result = unittest.main(exit=False, verbosity=2).result
-    print('summary test_rpm.py: %d run, %d failed, %d errors, %.0f s' %
-          (result.testsRun, len(result.failures), len(result.errors), time.monotonic() - T0),
-          flush=True)
-    sys.exit(0 if result.wasSuccessful() else 1)
+        testenv.skip_all('rpmbuild is missing (package rpm)')
+    testenv.main()

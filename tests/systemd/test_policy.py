@@ -5,7 +5,8 @@
 """Runs dbus-daemon with /usr/share/dbus-1/system.conf, rewritten to listen in a temporary
 directory and to include only the project's policy files (TESTBED.md), and the four real
 daemons as the mycelia user (setpriv). Needs root (to create the user when it is missing and to
-switch users); otherwise it exits 77. A user or group it creates is removed at the end."""
+switch users); otherwise it exits 77 (1 under CI=true). A user or group it creates is removed at
+the end."""
 
 import os
 import pwd
@@ -16,8 +17,9 @@ import subprocess
 import sys
 import unittest
 
-sys.path.insert(0, os.environ.get('MYCELIA_HARNESS_DIR', ''))
-import harness  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'integration'))
+import harness  # noqa: E402  (tests/integration/harness.py, which puts tests/ on sys.path)
+import testenv  # noqa: E402
 from harness import Double, Proc, wait_until  # noqa: E402
 
 DAEMONS = ('gossipd', 'discoveryd', 'routerd', 'shimd')
@@ -28,21 +30,19 @@ SYSTEM_CONF = '/usr/share/dbus-1/system.conf'
 
 
 def preflight():
+    testenv.require_env(*['MYCELIA_%sD' % d[:-1].upper() for d in DAEMONS],
+                        'OLLAMA_DOUBLE', 'MYCELIA_DBUS_DIR', 'MYCELIA_SYSUSERS_CONF')
     if os.geteuid() != 0:
-        harness.skip_all('needs root: it runs the daemons as the mycelia user and callers as nobody')
+        testenv.skip_all('needs root: it runs the daemons as the mycelia user and callers as nobody')
     for tool in ('dbus-daemon', 'dbus-send', 'busctl', 'setpriv'):
         if not shutil.which(tool):
-            harness.skip_all('%s is not installed' % tool)
+            testenv.skip_all('%s is not installed' % tool)
     if not os.path.exists(SYSTEM_CONF):
-        harness.skip_all('%s is missing (package dbus-daemon)' % SYSTEM_CONF)
-    for var in ['MYCELIA_%sD' % d[:-1].upper() for d in DAEMONS] + ['OLLAMA_DOUBLE', 'MYCELIA_DBUS_DIR',
-                                                                      'MYCELIA_SYSUSERS_CONF']:
-        if not os.environ.get(var) or not os.path.exists(os.environ[var]):
-            harness.skip_all('environment does not name an existing file for %s (run through meson test)' % var)
+        testenv.skip_all('%s is missing (package dbus-daemon)' % SYSTEM_CONF)
     try:
         pwd.getpwnam('nobody')
     except KeyError:
-        harness.skip_all('there is no user nobody to call as')
+        testenv.skip_all('there is no user nobody to call as')
 
 
 def system_bus_config(socket_path, policy_dir):
@@ -291,4 +291,4 @@ class Policy(unittest.TestCase):
 
 if __name__ == '__main__':
     preflight()
-    unittest.main(verbosity=2)
+    testenv.main()

@@ -10,9 +10,9 @@ folded into usr/lib (Debian 12 is merged-/usr). One test-only file is added to t
 preset that leaves mycelia.target disabled at the first boot, so the node starts when the test
 has made its mesh key. The Ollama test double and the client loop are bound in at /opt/mycelia-test.
 
-Needs root, systemd-nspawn and nsenter; otherwise exits 77. When the build under test is not
-configured with --prefix=/usr, a second build with that prefix (no tests) is made once, under
-this build's tests/systemd/prefix-usr. The container is stopped on every exit path (SIGTERM to
+Needs root, systemd-nspawn and nsenter; otherwise exits 77 (1 under CI=true). When the build
+under test is not configured with --prefix=/usr, a second build with that prefix (no tests) is
+made once, under this build's tests/systemd/prefix-usr. The container is stopped on every exit path (SIGTERM to
 nspawn, which powers it off; SIGKILL to its PID 1 if that does not end it)."""
 
 import atexit
@@ -28,6 +28,9 @@ import tempfile
 import time
 import unittest
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import testenv  # noqa: E402  (tests/testenv.py)
+
 DAEMONS = ('gossipd', 'discoveryd', 'routerd', 'shimd')
 BUS = {'gossipd': ('org.mycelia.Gossip1', 'Members'), 'discoveryd': ('org.mycelia.Discovery1', 'Peers'),
        'routerd': ('org.mycelia.Router1', 'Nodes'), 'shimd': ('org.mycelia.Shim1', 'RequestsTotal')}
@@ -37,29 +40,19 @@ RESTART_WITHIN = 2.0
 PR_SET_PDEATHSIG = 1
 
 
-def skip(reason):
-    print('SKIP: ' + reason, flush=True)
-    sys.exit(77)
-
-
-def env(name):
-    v = os.environ.get(name)
-    if not v:
-        skip('%s is not set (run through meson test)' % name)
-    return v
-
-
 def preflight():
+    testenv.require_env('MYCELIA_BUILD_ROOT', 'MYCELIA_SOURCE_ROOT', 'OLLAMA_DOUBLE')
+    testenv.env_value('MYCELIA_PREFIX')
     if os.geteuid() != 0:
-        skip('needs root to boot a container with systemd-nspawn')
+        testenv.skip_all('needs root to boot a container with systemd-nspawn')
     for tool in ('systemd-nspawn', 'nsenter', 'meson'):
         if not shutil.which(tool):
-            skip('%s is not installed (package %s)' % (tool, {'systemd-nspawn': 'systemd-container',
-                                                              'nsenter': 'util-linux'}.get(tool, tool)))
+            testenv.skip_all('%s is not installed (package %s)' % (
+                tool, {'systemd-nspawn': 'systemd-container', 'nsenter': 'util-linux'}.get(tool, tool)))
     if not os.path.exists('/usr/bin/python3'):
-        skip('/usr/bin/python3 is missing: the client loop inside the container needs it')
+        testenv.skip_all('/usr/bin/python3 is missing: the client loop inside the container needs it')
     if not os.path.isdir('/usr/lib/systemd') or not os.path.exists('/usr/share/dbus-1/system.conf'):
-        skip('the host /usr has no systemd or dbus-daemon to boot a container from')
+        testenv.skip_all('the host /usr has no systemd or dbus-daemon to boot a container from')
 
 
 def run(argv, timeout=120, check=True, **kw):
@@ -73,13 +66,15 @@ def run(argv, timeout=120, check=True, **kw):
 
 def installed_tree(tmp):
     """DESTDIR of a --prefix=/usr build: this build when it has that prefix, else a second one."""
-    build = env('MYCELIA_BUILD_ROOT')
-    if env('MYCELIA_PREFIX') != '/usr':
+    build = testenv.env_path('MYCELIA_BUILD_ROOT')
+    prefix = testenv.env_value('MYCELIA_PREFIX')
+    if prefix != '/usr':
         sub = os.path.join(build, 'tests', 'systemd', 'prefix-usr')
         if not os.path.exists(os.path.join(sub, 'build.ninja')):
-            print('# this build has prefix %s; configuring %s with --prefix=/usr' % (os.environ['MYCELIA_PREFIX'], sub),
+            print('# this build has prefix %s; configuring %s with --prefix=/usr' % (prefix, sub),
                   file=sys.stderr)
-            run(['meson', 'setup', '--prefix=/usr', '-Dtests=false', sub, env('MYCELIA_SOURCE_ROOT')], timeout=300)
+            run(['meson', 'setup', '--prefix=/usr', '-Dtests=false', sub,
+                 testenv.env_path('MYCELIA_SOURCE_ROOT')], timeout=300)
         run(['meson', 'compile', '-C', sub], timeout=600)
         build = sub
     destdir = os.path.join(tmp, 'destdir')
@@ -205,7 +200,7 @@ class Supervision(unittest.TestCase):
         usr = stage_usr(destdir, os.path.join(cls.tmp, 'stage'))
         opt = os.path.join(cls.tmp, 'opt')
         os.mkdir(opt)
-        shutil.copy(env('OLLAMA_DOUBLE'), os.path.join(opt, 'ollama-double'))
+        shutil.copy(testenv.env_path('OLLAMA_DOUBLE'), os.path.join(opt, 'ollama-double'))
         shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'client_loop.py'), opt)
         cls.outdir = os.path.join(cls.tmp, 'out')
         os.mkdir(cls.outdir)
@@ -402,4 +397,4 @@ def _on_sigterm(signum, frame):
 if __name__ == '__main__':
     signal.signal(signal.SIGTERM, _on_sigterm)
     preflight()
-    unittest.main(verbosity=2)
+    testenv.main()

@@ -15,36 +15,37 @@ import sys
 import tempfile
 import unittest
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import testenv  # noqa: E402  (tests/testenv.py)
+
 DAEMONS = ('gossipd', 'discoveryd', 'routerd', 'shimd')
 # systemd-analyze security: lower is better. These names are 252's, best first.
 GOOD_ENOUGH = ('PERFECT', 'SAFE', 'OK')
 
 
-def skip(reason):
-    print('SKIP: ' + reason, flush=True)
-    sys.exit(77)
-
-
-def env(name):
-    v = os.environ.get(name)
-    if not v:
-        skip('%s is not set (run through meson test)' % name)
-    return v
+def preflight():
+    testenv.require_env('MYCELIA_UNITS_DIR', *['MYCELIA_%sD' % d[:-1].upper() for d in DAEMONS])
+    testenv.env_value('MYCELIA_UNIT_NAMES')
+    testenv.env_value('MYCELIA_PKGLIBEXECDIR')
+    if not shutil.which('systemd-analyze'):
+        testenv.skip_all('systemd-analyze is not installed (package systemd)')
 
 
 class Units(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.units_dir = env('MYCELIA_UNITS_DIR')
-        cls.names = env('MYCELIA_UNIT_NAMES').split()
-        cls.pkglibexecdir = env('MYCELIA_PKGLIBEXECDIR')
+        cls.units_dir = testenv.env_path('MYCELIA_UNITS_DIR')
+        cls.names = testenv.env_value('MYCELIA_UNIT_NAMES').split()
+        # Where the units say the daemons are once installed: need not exist here.
+        cls.pkglibexecdir = testenv.env_value('MYCELIA_PKGLIBEXECDIR')
         cls.tmp = tempfile.mkdtemp(prefix='mycelia-units-')
         libexec = os.path.join(cls.tmp, 'libexec')
         units = os.path.join(cls.tmp, 'units')
         os.mkdir(libexec)
         os.mkdir(units)
         for d in DAEMONS:
-            os.symlink(env('MYCELIA_%sD' % d[:-1].upper()), os.path.join(libexec, 'mycelia-' + d))
+            os.symlink(testenv.env_path('MYCELIA_%sD' % d[:-1].upper()),
+                       os.path.join(libexec, 'mycelia-' + d))
         for n in cls.names:
             with open(os.path.join(cls.units_dir, n)) as f:
                 text = f.read()
@@ -105,4 +106,5 @@ class Units(unittest.TestCase):
 
 
 if __name__ == '__main__':
-    unittest.main(verbosity=2)
+    preflight()
+    testenv.main()

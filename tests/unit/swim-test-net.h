@@ -50,6 +50,14 @@ static inline void net_id(size_t i, char ret[NODE_ID_LEN + 1]) {
         snprintf(ret, NODE_ID_LEN + 1, "%032zx", i + 0xa0);
 }
 
+/* The id of node i as it goes on the wire. */
+static inline void net_bid(size_t i, uint8_t ret[SWIM_ID_SIZE]) {
+        char id[NODE_ID_LEN + 1];
+
+        net_id(i, id);
+        ck_assert_int_eq(swim_id_from_string(id, ret), 0);
+}
+
 static inline SwimAddr net_addr(size_t i) {
         SwimAddr a = { .family = AF_INET, .addr = { 10, 0, 0, (uint8_t) (i + 1) }, .port = 11436 };
 
@@ -222,7 +230,6 @@ static inline size_t craft_versioned(const uint8_t key[SWIM_KEY_SIZE], uint8_t k
                                      uint64_t session, uint64_t seq, uint32_t incarnation, uint64_t meta_version,
                                      const void *msgs, size_t msgs_len, uint8_t *out, size_t out_size) {
         uint8_t plain[SWIM_DATAGRAM_MAX], nonce[SWIM_NONCE_SIZE] = { (uint8_t) seq, 7 };
-        char id[NODE_ID_LEN + 1];
         SwimHeader h = {
                 .kind = kind,
                 .session = session,
@@ -234,8 +241,7 @@ static inline size_t craft_versioned(const uint8_t key[SWIM_KEY_SIZE], uint8_t k
         SwimKey k;
         int r;
 
-        net_id(sender, id);
-        ck_assert_int_eq(swim_id_from_string(id, h.sender), 0);
+        net_bid(sender, h.sender);
         swim_writer_init_fixed(&w, plain, sizeof(plain));
         swim_header_write(&w, &h);
         swim_writer_put(&w, msgs, msgs_len);
@@ -254,14 +260,23 @@ static inline size_t craft(const uint8_t key[SWIM_KEY_SIZE], uint8_t kind, size_
 
 /* Appends a SUSPECT/DEAD/LEFT message about node `of`. */
 static inline void msg_state(SwimWriter *w, uint8_t type, size_t of, uint32_t inc) {
-        char id[NODE_ID_LEN + 1];
         uint8_t bid[SWIM_ID_SIZE];
         size_t o;
 
-        net_id(of, id);
-        ck_assert_int_eq(swim_id_from_string(id, bid), 0);
+        net_bid(of, bid);
         o = swim_msg_begin(w, type);
         swim_writer_put(w, bid, SWIM_ID_SIZE);
         swim_writer_u32(w, inc);
+        swim_msg_end(w, o);
+}
+
+/* Appends an ALIVE record of node `of` at addr, named "twin". */
+static inline void msg_alive_at(SwimWriter *w, size_t of, uint32_t inc, const SwimAddr *addr) {
+        uint8_t bid[SWIM_ID_SIZE];
+        size_t o;
+
+        net_bid(of, bid);
+        o = swim_msg_begin(w, SWIM_MSG_ALIVE);
+        swim_record_write(w, bid, SWIM_STATE_ALIVE, inc, 0, "twin", addr, NULL, NULL, 0);
         swim_msg_end(w, o);
 }

@@ -596,19 +596,6 @@ START_TEST(test_loss_no_false_death) {
 }
 END_TEST
 
-/* Appends an ALIVE record of node `of` at addr. */
-static void msg_alive_at(SwimWriter *w, size_t of, uint32_t inc, const SwimAddr *addr) {
-        char id[NODE_ID_LEN + 1];
-        uint8_t bid[SWIM_ID_SIZE];
-        size_t o;
-
-        net_id(of, id);
-        ck_assert_int_eq(swim_id_from_string(id, bid), 0);
-        o = swim_msg_begin(w, SWIM_MSG_ALIVE);
-        swim_record_write(w, bid, SWIM_STATE_ALIVE, inc, 0, "twin", addr, NULL, NULL, 0);
-        swim_msg_end(w, o);
-}
-
 /* Node 2 starts with node 0's id and joins through node 1, as a second launcher with a copied
  * state directory would: both holders of the id learn the other's address, and it is never a
  * member of anyone's view under a second name. */

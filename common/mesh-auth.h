@@ -12,7 +12,8 @@
 /* Every header of this prefix is ours: stripped from client requests before anything else. */
 #define MESH_HEADER_PREFIX "X-Mycelia-"
 
-/* What BLAKE2b keyed with the mesh key hashes to make the subkey, and the first line of what is signed. */
+/* What BLAKE2b keyed with the mesh key hashes to make the subkey (the message, not a
+ * personalisation), and the first line of what is signed. */
 #define MESH_AUTH_CONTEXT "mycelia-http-v1"
 /* A request is accepted this many seconds either side of the receiver's clock. */
 #define MESH_AUTH_WINDOW_SEC 60

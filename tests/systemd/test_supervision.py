@@ -311,6 +311,26 @@ class Supervision(unittest.TestCase):
         p = self.container.run('myceliactl', '--json', 'route', MODEL, check=False)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
+    def test_3_one_node_id_made_at_first_start(self):
+        # The four daemons started at once with an empty StateDirectory: one id, made once, in
+        # /var/lib/mycelia/node-id, and every daemon uses it (docs/node-identity.md).
+        text = self.container.out('cat', '/var/lib/mycelia/node-id')
+        self.assertRegex(text, r'^[0-9a-f]{32}$')
+        # UMask=0077 in the units: only the daemons' user reads it.
+        self.assertEqual(self.container.out('stat', '-c', '%U %a', '/var/lib/mycelia/node-id'), 'mycelia 600')
+
+        def prop(name, p):
+            out = self.container.out('busctl', '--json=short', 'get-property', name, '/' + name.replace('.', '/'),
+                                     name, p)
+            return json.loads(out)['data']
+        self.assertEqual(prop('org.mycelia.Router1', 'LocalNodeId'), text)
+        self.assertEqual(prop('org.mycelia.Gossip1', 'LocalNode')[0], text)
+        self.assertEqual(prop('org.mycelia.Gossip1', 'IdConflict'), '')
+        p = self.container.run('myceliactl', '--json', 'status', check=False)
+        self.assertEqual(json.loads(p.stdout)['id'], text)
+        self.assertEqual(self.container.out('ls', '-A', '/var/lib/mycelia').split().count('node-id'), 1)
+        self.assertNotRegex(self.container.out('ls', '-A', '/var/lib/mycelia'), r'\.node-id\.')
+
     def test_4_kill_9_restarts_while_clients_keep_going(self):
         out = '/opt/mycelia-out/client-loop.jsonl'
         stop = '/opt/mycelia-out/stop'

@@ -6,12 +6,10 @@
 
 #include <systemd/sd-bus.h>
 
+#include "bus-names.h"
 #include "macro.h"
 
 #define GOSSIP_MEMBER_SIGNATURE "(ssassua{ss})"
-#define GOSSIP1_BUS_NAME "org.mycelia.Gossip1"
-#define GOSSIP1_OBJECT_PATH "/org/mycelia/Gossip1"
-#define GOSSIP1_INTERFACE "org.mycelia.Gossip1"
 /* Addresses and metadata entries read from one member; more are ignored. */
 #define GOSSIP_MEMBER_ADDRESSES_MAX 16
 #define GOSSIP_MEMBER_META_MAX 64

@@ -9,6 +9,7 @@
 
 #include "build-config.h"
 #include "bus-event.h"
+#include "bus-names.h"
 #include "ctl-table.h"
 #include "gossip-member.h"
 #include "macro.h"
@@ -21,12 +22,6 @@
 
 /* The group the daemons run as (units/sysusers.d-mycelia.conf). */
 #define MESH_KEY_GROUP "mycelia"
-
-#define ROUTER_NAME "org.mycelia.Router1"
-#define ROUTER_PATH "/org/mycelia/Router1"
-#define SHIM_NAME "org.mycelia.Shim1"
-#define SHIM_PATH "/org/mycelia/Shim1"
-#define DISCOVERY_NAME "org.mycelia.Discovery1"
 
 static const char *arg_bus = NULL;
 static bool arg_json = false;
@@ -59,11 +54,11 @@ static int bus_open(sd_bus **ret) {
 static const char *daemon_of(const char *bus_name) {
         if (streq(bus_name, GOSSIP1_BUS_NAME))
                 return "mycelia-gossipd";
-        if (streq(bus_name, ROUTER_NAME))
+        if (streq(bus_name, ROUTER1_BUS_NAME))
                 return "mycelia-routerd";
-        if (streq(bus_name, SHIM_NAME))
+        if (streq(bus_name, SHIM1_BUS_NAME))
                 return "mycelia-shimd";
-        if (streq(bus_name, DISCOVERY_NAME))
+        if (streq(bus_name, DISCOVERY1_BUS_NAME))
                 return "mycelia-discoveryd";
         return bus_name;
 }
@@ -142,10 +137,10 @@ static int get_routes(sd_bus *bus, sd_bus_message **ret_reply, CtlRoute **ret, s
         size_t n = 0;
         int r;
 
-        r = sd_bus_get_property(bus, ROUTER_NAME, ROUTER_PATH, ROUTER_NAME, "Nodes", &error, &reply,
+        r = sd_bus_get_property(bus, ROUTER1_BUS_NAME, ROUTER1_OBJECT_PATH, ROUTER1_BUS_NAME, "Nodes", &error, &reply,
                                 "a(ssssuutas)");
         if (r < 0)
-                return call_failed(ROUTER_NAME, &error, r);
+                return call_failed(ROUTER1_BUS_NAME, &error, r);
         /* routerd holds at most ROUTE_MAX_MODELS per node. */
         models = calloc(ROUTE_MAX_MODELS, sizeof(char *));
         r = models ? sd_bus_message_enter_container(reply, 'a', "(ssssuutas)") : -ENOMEM;
@@ -327,7 +322,7 @@ static int get_string_property(sd_bus *bus, const char *name, const char *path, 
 }
 
 static int verb_status(sd_bus *bus, int argc, char **argv) {
-        static const char *const names[] = { GOSSIP1_BUS_NAME, DISCOVERY_NAME, ROUTER_NAME, SHIM_NAME };
+        static const char *const names[] = { GOSSIP1_BUS_NAME, DISCOVERY1_BUS_NAME, ROUTER1_BUS_NAME, SHIM1_BUS_NAME };
         _cleanup_free_ char *local_id = NULL, *policy = NULL, *api = NULL, *mesh = NULL, *id_conflict = NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *members_reply = NULL, *routes_reply = NULL;
         _cleanup_free_ GossipMember *members = NULL;
@@ -342,14 +337,14 @@ static int verb_status(sd_bus *bus, int argc, char **argv) {
                         all_up = false;
 
         /* Every part is optional: print what the daemons that run can tell. */
-        if (name_has_owner(bus, ROUTER_NAME)) {
-                (void) get_string_property(bus, ROUTER_NAME, ROUTER_PATH, "LocalNodeId", &local_id);
-                (void) get_string_property(bus, ROUTER_NAME, ROUTER_PATH, "Policy", &policy);
+        if (name_has_owner(bus, ROUTER1_BUS_NAME)) {
+                (void) get_string_property(bus, ROUTER1_BUS_NAME, ROUTER1_OBJECT_PATH, "LocalNodeId", &local_id);
+                (void) get_string_property(bus, ROUTER1_BUS_NAME, ROUTER1_OBJECT_PATH, "Policy", &policy);
                 (void) get_routes(bus, &routes_reply, &routes, &n_routes);
         }
-        if (name_has_owner(bus, SHIM_NAME)) {
-                (void) get_string_property(bus, SHIM_NAME, SHIM_PATH, "ApiAddress", &api);
-                (void) get_string_property(bus, SHIM_NAME, SHIM_PATH, "MeshAddress", &mesh);
+        if (name_has_owner(bus, SHIM1_BUS_NAME)) {
+                (void) get_string_property(bus, SHIM1_BUS_NAME, SHIM1_OBJECT_PATH, "ApiAddress", &api);
+                (void) get_string_property(bus, SHIM1_BUS_NAME, SHIM1_OBJECT_PATH, "MeshAddress", &mesh);
         }
         if (name_has_owner(bus, GOSSIP1_BUS_NAME)) {
                 (void) get_members(bus, &members_reply, &members, &n_members);
@@ -434,16 +429,16 @@ static int verb_route(sd_bus *bus, int argc, char **argv) {
         const char *id, *address, *reason;
         int r;
 
-        r = sd_bus_call_method(bus, ROUTER_NAME, ROUTER_PATH, ROUTER_NAME, "Route", &error, &reply, "ssas",
+        r = sd_bus_call_method(bus, ROUTER1_BUS_NAME, ROUTER1_OBJECT_PATH, ROUTER1_BUS_NAME, "Route", &error, &reply, "ssas",
                                argv[1], "", 0);
         if (r < 0) {
-                if (sd_bus_error_has_name(&error, "org.mycelia.Router1.NoRoute")) {
+                if (sd_bus_error_has_name(&error, ROUTER1_ERROR_NO_ROUTE)) {
                         if (arg_json)
                                 json_print(json_object_new_object());
                         fprintf(stderr, "No live node serves %s.\n", argv[1]);
                         return -EXIT_NO_ROUTE;
                 }
-                return call_failed(ROUTER_NAME, &error, r);
+                return call_failed(ROUTER1_BUS_NAME, &error, r);
         }
         r = sd_bus_message_read(reply, "sss", &id, &address, &reason);
         if (r < 0) {

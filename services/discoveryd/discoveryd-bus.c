@@ -63,7 +63,7 @@ static const sd_bus_vtable discovery_vtable[] = {
 };
 
 int manager_bus_register(Manager *m) {
-        return sd_bus_add_object_vtable(m->bus, &m->vtable_slot, DISCOVERY_OBJECT_PATH, DISCOVERY_INTERFACE,
+        return sd_bus_add_object_vtable(m->bus, &m->vtable_slot, DISCOVERY1_OBJECT_PATH, DISCOVERY1_INTERFACE,
                                         discovery_vtable, m);
 }
 
@@ -73,7 +73,7 @@ int manager_bus_emit_peer(Manager *m, PeerEvent event, const Peer *p) {
 
         if (!m->bus)
                 return 0;
-        r = sd_bus_message_new_signal(m->bus, &msg, DISCOVERY_OBJECT_PATH, DISCOVERY_INTERFACE,
+        r = sd_bus_message_new_signal(m->bus, &msg, DISCOVERY1_OBJECT_PATH, DISCOVERY1_INTERFACE,
                                       event == PEER_DISCOVERED ? "PeerDiscovered" : "PeerVanished");
         if (r < 0)
                 return r;

@@ -381,14 +381,14 @@ static int manager_request_name_cb(sd_bus_message *reply, void *userdata, sd_bus
         Manager *m = userdata;
         char status[256];
 
-        if (bus_request_name_result(reply, DISCOVERY_BUS_NAME) < 0) {
+        if (bus_request_name_result(reply, DISCOVERY1_BUS_NAME) < 0) {
                 manager_exit(m, EXIT_FAILURE);
                 return 0;
         }
         m->ready = true;
         snprintf(status, sizeof(status), "Serving; mDNS %s, %zu seed(s)", m->avahi ? "on" : "off", m->n_seeds);
-        log_info("Serving %s at %s, node %s (%s); mDNS %s, %zu seed(s).", DISCOVERY_BUS_NAME,
-                 DISCOVERY_OBJECT_PATH, m->local_name, m->local_id, m->avahi ? "on" : "off", m->n_seeds);
+        log_info("Serving %s at %s, node %s (%s); mDNS %s, %zu seed(s).", DISCOVERY1_BUS_NAME,
+                 DISCOVERY1_OBJECT_PATH, m->local_name, m->local_id, m->avahi ? "on" : "off", m->n_seeds);
         daemon_notify_ready(status);
         return 0;
 }
@@ -488,13 +488,13 @@ int manager_start(Manager *m) {
 
         r = manager_bus_register(m);
         if (r < 0)
-                return log_error_errno(r, "Failed to register %s: %m", DISCOVERY_OBJECT_PATH);
+                return log_error_errno(r, "Failed to register %s: %m", DISCOVERY1_OBJECT_PATH);
         r = manager_bus_watch_gossip(m);
         if (r < 0)
                 return log_error_errno(r, "Failed to watch %s on the bus: %m", GOSSIP1_BUS_NAME);
-        r = sd_bus_request_name_async(m->bus, &m->name_slot, DISCOVERY_BUS_NAME, 0, manager_request_name_cb, m);
+        r = sd_bus_request_name_async(m->bus, &m->name_slot, DISCOVERY1_BUS_NAME, 0, manager_request_name_cb, m);
         if (r < 0)
-                return log_error_errno(r, "Failed to request the bus name %s: %m", DISCOVERY_BUS_NAME);
+                return log_error_errno(r, "Failed to request the bus name %s: %m", DISCOVERY1_BUS_NAME);
         (void) manager_bus_read_local_node(m);
         bus_event_rearm(m->bus_event);
         manager_schedule_local_poll(m);

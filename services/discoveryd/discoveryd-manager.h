@@ -8,15 +8,12 @@
 #include <systemd/sd-bus.h>
 
 #include "bus-event.h"
+#include "bus-names.h"
 #include "config.h"
 #include "discoveryd-avahi.h"
 #include "gossip-member.h"
 #include "peers.h"
 #include "seeds.h"
-
-#define DISCOVERY_BUS_NAME "org.mycelia.Discovery1"
-#define DISCOVERY_OBJECT_PATH "/org/mycelia/Discovery1"
-#define DISCOVERY_INTERFACE "org.mycelia.Discovery1"
 
 /* Seeds are resolved again this often (DNS names may move). */
 #define DISCOVERY_SEED_INTERVAL_USEC (60 * USEC_PER_SEC)

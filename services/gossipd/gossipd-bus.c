@@ -295,14 +295,14 @@ static const sd_bus_vtable gossip_vtable[] = {
 };
 
 int manager_bus_register(Manager *m) {
-        return sd_bus_add_object_vtable(m->bus, &m->vtable_slot, GOSSIP_OBJECT_PATH, GOSSIP_INTERFACE,
+        return sd_bus_add_object_vtable(m->bus, &m->vtable_slot, GOSSIP1_OBJECT_PATH, GOSSIP1_INTERFACE,
                                         gossip_vtable, m);
 }
 
 int manager_bus_emit_id_conflict(Manager *m) {
         if (!m->bus)
                 return 0;
-        return sd_bus_emit_properties_changed(m->bus, GOSSIP_OBJECT_PATH, GOSSIP_INTERFACE, "IdConflict", NULL);
+        return sd_bus_emit_properties_changed(m->bus, GOSSIP1_OBJECT_PATH, GOSSIP1_INTERFACE, "IdConflict", NULL);
 }
 
 static const char *const event_signal_name[_SWIM_EVENT_MAX] = {
@@ -322,7 +322,7 @@ int manager_bus_emit_member(Manager *m, const SwimEvent *event) {
         if ((unsigned) event->type >= _SWIM_EVENT_MAX)
                 return -EINVAL;
 
-        r = sd_bus_message_new_signal(m->bus, &msg, GOSSIP_OBJECT_PATH, GOSSIP_INTERFACE,
+        r = sd_bus_message_new_signal(m->bus, &msg, GOSSIP1_OBJECT_PATH, GOSSIP1_INTERFACE,
                                       event_signal_name[event->type]);
         if (r < 0)
                 return r;
@@ -392,14 +392,14 @@ static int discovery_peers_cb(sd_bus_message *reply, void *userdata, sd_bus_erro
         e = sd_bus_message_get_error(reply);
         if (e) {
                 /* Not running (yet): NameOwnerChanged tells when it comes. */
-                log_debug("No peers from %s: %s", DISCOVERY_BUS_NAME, e->message ?: e->name);
+                log_debug("No peers from %s: %s", DISCOVERY1_BUS_NAME, e->message ?: e->name);
                 return 0;
         }
         r = sd_bus_message_enter_container(reply, 'v', "a(ssssas)");
         if (r >= 0)
                 r = sd_bus_message_enter_container(reply, 'a', "(ssssas)");
         if (r < 0) {
-                log_debug_errno(r, "Unexpected Peers property from %s: %m", DISCOVERY_BUS_NAME);
+                log_debug_errno(r, "Unexpected Peers property from %s: %m", DISCOVERY1_BUS_NAME);
                 return 0;
         }
         manager_discovery_reset(m);
@@ -417,8 +417,8 @@ static int discovery_peers_cb(sd_bus_message *reply, void *userdata, sd_bus_erro
                         break;
         }
         if (r < 0)
-                log_debug_errno(r, "Malformed Peers property from %s: %m", DISCOVERY_BUS_NAME);
-        log_debug("Read %zu peer%s from %s.", n, n == 1 ? "" : "s", DISCOVERY_BUS_NAME);
+                log_debug_errno(r, "Malformed Peers property from %s: %m", DISCOVERY1_BUS_NAME);
+        log_debug("Read %zu peer%s from %s.", n, n == 1 ? "" : "s", DISCOVERY1_BUS_NAME);
         return 0;
 }
 
@@ -426,7 +426,7 @@ int manager_bus_read_discovery_peers(Manager *m) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
         int r;
 
-        r = sd_bus_message_new_method_call(m->bus, &msg, DISCOVERY_BUS_NAME, DISCOVERY_OBJECT_PATH,
+        r = sd_bus_message_new_method_call(m->bus, &msg, DISCOVERY1_BUS_NAME, DISCOVERY1_OBJECT_PATH,
                                            "org.freedesktop.DBus.Properties", "Get");
         if (r < 0)
                 return r;
@@ -434,7 +434,7 @@ int manager_bus_read_discovery_peers(Manager *m) {
         r = sd_bus_message_set_auto_start(msg, false);
         if (r < 0)
                 return r;
-        r = sd_bus_message_append(msg, "ss", DISCOVERY_INTERFACE, "Peers");
+        r = sd_bus_message_append(msg, "ss", DISCOVERY1_INTERFACE, "Peers");
         if (r < 0)
                 return r;
         /* One read at a time: a newer one replaces (cancels) the older. */
@@ -450,26 +450,26 @@ static int match_discovery_owner_changed(sd_bus_message *msg, void *userdata, sd
         int r;
 
         r = sd_bus_message_read(msg, "sss", &name, &old_owner, &new_owner);
-        if (r < 0 || !streq(name, DISCOVERY_BUS_NAME) || isempty(new_owner))
+        if (r < 0 || !streq(name, DISCOVERY1_BUS_NAME) || isempty(new_owner))
                 return 0;
-        log_debug("%s appeared on the bus; reading its peers.", DISCOVERY_BUS_NAME);
+        log_debug("%s appeared on the bus; reading its peers.", DISCOVERY1_BUS_NAME);
         r = manager_bus_read_discovery_peers(m);
         if (r < 0)
-                log_debug_errno(r, "Failed to ask %s for its peers: %m", DISCOVERY_BUS_NAME);
+                log_debug_errno(r, "Failed to ask %s for its peers: %m", DISCOVERY1_BUS_NAME);
         return 0;
 }
 
 int manager_bus_follow_discovery(Manager *m) {
         int r;
 
-        r = bus_match_name_owner(m->bus, &m->discovery_owner_slot, DISCOVERY_BUS_NAME,
+        r = bus_match_name_owner(m->bus, &m->discovery_owner_slot, DISCOVERY1_BUS_NAME,
                                  match_discovery_owner_changed, m);
         if (r < 0)
                 return r;
         /* No sender= here: the interface name is discoveryd's alone, and the bus delivers
          * broadcast signals by these fields. */
         return sd_bus_add_match_async(m->bus, &m->discovery_signal_slot,
-                                      "type='signal',path='" DISCOVERY_OBJECT_PATH "',"
-                                      "interface='" DISCOVERY_INTERFACE "',member='PeerDiscovered'",
+                                      "type='signal',path='" DISCOVERY1_OBJECT_PATH "',"
+                                      "interface='" DISCOVERY1_INTERFACE "',member='PeerDiscovered'",
                                       match_peer_discovered, NULL, m);
 }

@@ -750,13 +750,13 @@ Manager *manager_free(Manager *m) {
 static int manager_request_name_cb(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         Manager *m = userdata;
 
-        if (bus_request_name_result(reply, GOSSIP_BUS_NAME) < 0) {
+        if (bus_request_name_result(reply, GOSSIP1_BUS_NAME) < 0) {
                 manager_exit(m, EXIT_FAILURE);
                 return 0;
         }
 
         m->ready = true;
-        log_info("Serving %s; node %s (%s), gossip at %s, incarnation %" PRIu32 ".", GOSSIP_BUS_NAME,
+        log_info("Serving %s; node %s (%s), gossip at %s, incarnation %" PRIu32 ".", GOSSIP1_BUS_NAME,
                  m->local_name, m->local_id, m->advertise_string, swim_local(m->swim)->incarnation);
         manager_format_status(m, m->last_status, sizeof(m->last_status));
         daemon_notify_ready(m->last_status);
@@ -783,13 +783,13 @@ int manager_start(Manager *m) {
 
         r = manager_bus_register(m);
         if (r < 0)
-                return log_error_errno(r, "Failed to register %s: %m", GOSSIP_OBJECT_PATH);
+                return log_error_errno(r, "Failed to register %s: %m", GOSSIP1_OBJECT_PATH);
         r = manager_bus_follow_discovery(m);
         if (r < 0)
-                return log_error_errno(r, "Failed to follow %s on the bus: %m", DISCOVERY_BUS_NAME);
-        r = sd_bus_request_name_async(m->bus, &m->name_slot, GOSSIP_BUS_NAME, 0, manager_request_name_cb, m);
+                return log_error_errno(r, "Failed to follow %s on the bus: %m", DISCOVERY1_BUS_NAME);
+        r = sd_bus_request_name_async(m->bus, &m->name_slot, GOSSIP1_BUS_NAME, 0, manager_request_name_cb, m);
         if (r < 0)
-                return log_error_errno(r, "Failed to request the bus name %s: %m", GOSSIP_BUS_NAME);
+                return log_error_errno(r, "Failed to request the bus name %s: %m", GOSSIP1_BUS_NAME);
 
         /* The new incarnation is used from now on: write it before anything can crash. */
         manager_save(m);
@@ -804,7 +804,7 @@ int manager_start(Manager *m) {
         }
         r = manager_bus_read_discovery_peers(m);
         if (r < 0)
-                log_debug_errno(r, "Failed to ask %s for its peers: %m", DISCOVERY_BUS_NAME);
+                log_debug_errno(r, "Failed to ask %s for its peers: %m", DISCOVERY1_BUS_NAME);
 
         timeval_from_usec(&tv, GOSSIP_ALONE_RETRY_USEC);
         if (evtimer_add(m->alone_timer, &tv) < 0)

@@ -7,17 +7,11 @@
 #include <systemd/sd-bus.h>
 
 #include "bus-event.h"
+#include "bus-names.h"
 #include "config.h"
 #include "gossipd-net.h"
 #include "gossipd-state.h"
 #include "swim.h"
-
-#define GOSSIP_BUS_NAME "org.mycelia.Gossip1"
-#define GOSSIP_OBJECT_PATH "/org/mycelia/Gossip1"
-#define GOSSIP_INTERFACE "org.mycelia.Gossip1"
-#define DISCOVERY_BUS_NAME "org.mycelia.Discovery1"
-#define DISCOVERY_OBJECT_PATH "/org/mycelia/Discovery1"
-#define DISCOVERY_INTERFACE "org.mycelia.Discovery1"
 
 /* Push-pulls waiting for one of the GOSSIP_PUSH_PULL_OUT_MAX slots; more are dropped (the
  * datagram announce still goes). */

@@ -89,7 +89,7 @@ static int method_route(sd_bus_message *msg, void *userdata, sd_bus_error *error
 
         r = manager_route(m, model, affinity_key, (char *const *) exclude, &node, &reason);
         if (r == -ENOENT)
-                return sd_bus_error_setf(error, ROUTER_ERROR_NO_ROUTE, "no live node serves model '%s'", model);
+                return sd_bus_error_setf(error, ROUTER1_ERROR_NO_ROUTE, "no live node serves model '%s'", model);
         if (r < 0)
                 return r;
         return sd_bus_reply_method_return(msg, "sss", node->id, node->address, reason);
@@ -105,9 +105,9 @@ static int match_shim_owner_changed(sd_bus_message *msg, void *userdata, sd_bus_
         r = sd_bus_message_read(msg, "sss", &name, &old_owner, &new_owner);
         if (r < 0)
                 return 0;
-        if (!streq(name, SHIM_BUS_NAME) || !isempty(new_owner))
+        if (!streq(name, SHIM1_BUS_NAME) || !isempty(new_owner))
                 return 0;
-        log_info("%s left the bus; clearing in-flight counts.", SHIM_BUS_NAME);
+        log_info("%s left the bus; clearing in-flight counts.", SHIM1_BUS_NAME);
         manager_clear_in_flight(m);
         return 0;
 }
@@ -198,7 +198,7 @@ static const sd_bus_vtable router_vtable[] = {
 };
 
 int manager_bus_register(Manager *m) {
-        return sd_bus_add_object_vtable(m->bus, &m->vtable_slot, ROUTER_OBJECT_PATH, ROUTER_INTERFACE,
+        return sd_bus_add_object_vtable(m->bus, &m->vtable_slot, ROUTER1_OBJECT_PATH, ROUTER1_INTERFACE,
                                         router_vtable, m);
 }
 
@@ -207,7 +207,7 @@ int manager_bus_emit_nodes_changed(Manager *m) {
 
         if (!m->bus || !m->vtable_slot)
                 return 0;
-        r = sd_bus_emit_properties_changed(m->bus, ROUTER_OBJECT_PATH, ROUTER_INTERFACE, "Nodes", "Generation",
+        r = sd_bus_emit_properties_changed(m->bus, ROUTER1_OBJECT_PATH, ROUTER1_INTERFACE, "Nodes", "Generation",
                                            NULL);
         /* Outside a bus callback the message may sit in the write queue: re-arm for POLLOUT. */
         bus_event_rearm(m->bus_event);
@@ -215,5 +215,5 @@ int manager_bus_emit_nodes_changed(Manager *m) {
 }
 
 int manager_bus_watch_shim(Manager *m) {
-        return bus_match_name_owner(m->bus, &m->shim_match_slot, SHIM_BUS_NAME, match_shim_owner_changed, m);
+        return bus_match_name_owner(m->bus, &m->shim_match_slot, SHIM1_BUS_NAME, match_shim_owner_changed, m);
 }

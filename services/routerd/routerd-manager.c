@@ -427,13 +427,13 @@ static void manager_local_fetched(UpstreamPoller *p, int error, const char *reas
 static int manager_request_name_cb(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         Manager *m = userdata;
 
-        if (bus_request_name_result(reply, ROUTER_BUS_NAME) < 0) {
+        if (bus_request_name_result(reply, ROUTER1_BUS_NAME) < 0) {
                 manager_exit(m, EXIT_FAILURE);
                 return 0;
         }
 
         m->ready = true;
-        log_info("Serving %s at %s, policy %s, node %s (%s).", ROUTER_BUS_NAME, ROUTER_OBJECT_PATH,
+        log_info("Serving %s at %s, policy %s, node %s (%s).", ROUTER1_BUS_NAME, ROUTER1_OBJECT_PATH,
                  route_policy_to_string(m->policy), m->local_name, m->local_id);
         manager_format_status(m, m->last_status, sizeof(m->last_status));
         daemon_notify_ready(m->last_status);
@@ -445,9 +445,9 @@ int manager_request_name(Manager *m) {
 
         if (m->name_slot || m->ready)
                 return 0;
-        r = sd_bus_request_name_async(m->bus, &m->name_slot, ROUTER_BUS_NAME, 0, manager_request_name_cb, m);
+        r = sd_bus_request_name_async(m->bus, &m->name_slot, ROUTER1_BUS_NAME, 0, manager_request_name_cb, m);
         if (r < 0) {
-                log_error_errno(r, "Failed to request the bus name %s: %m", ROUTER_BUS_NAME);
+                log_error_errno(r, "Failed to request the bus name %s: %m", ROUTER1_BUS_NAME);
                 manager_exit(m, EXIT_FAILURE);
                 return r;
         }
@@ -543,11 +543,11 @@ int manager_start(Manager *m) {
 
         r = manager_bus_register(m);
         if (r < 0)
-                return log_error_errno(r, "Failed to register %s: %m", ROUTER_OBJECT_PATH);
+                return log_error_errno(r, "Failed to register %s: %m", ROUTER1_OBJECT_PATH);
 
         r = manager_bus_watch_shim(m);
         if (r < 0)
-                return log_error_errno(r, "Failed to watch %s on the bus: %m", SHIM_BUS_NAME);
+                return log_error_errno(r, "Failed to watch %s on the bus: %m", SHIM1_BUS_NAME);
 
         /* The name is requested once the first read of Gossip1.Members ended (or failed):
          * a restarted routerd must not show the shim a table without its peers. */

@@ -7,17 +7,11 @@
 #include <systemd/sd-bus.h>
 
 #include "bus-event.h"
+#include "bus-names.h"
 #include "config.h"
 #include "route-table.h"
 #include "routerd-gossip.h"
 #include "routerd-upstream.h"
-
-#define ROUTER_BUS_NAME "org.mycelia.Router1"
-#define ROUTER_OBJECT_PATH "/org/mycelia/Router1"
-#define ROUTER_INTERFACE "org.mycelia.Router1"
-#define ROUTER_ERROR_NO_ROUTE "org.mycelia.Router1.NoRoute"
-/* The peer that sends ReportOutcome. */
-#define SHIM_BUS_NAME "org.mycelia.Shim1"
 
 /* PropertiesChanged for load updates (in-flight counts, TTFB) at most this often. */
 #define ROUTER_LOAD_EMIT_INTERVAL_USEC (100 * USEC_PER_MSEC)

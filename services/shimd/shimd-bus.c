@@ -3,11 +3,9 @@
  * routing table, and its counters. Matches dbus/org.mycelia.Shim1.xml member for member. */
 #include <stddef.h>
 
+#include "bus-names.h"
 #include "log.h"
 #include "shimd-manager.h"
-
-#define SHIM_NAME "org.mycelia.Shim1"
-#define SHIM_PATH "/org/mycelia/Shim1"
 
 /* Properties without a getter are read from the Manager at the given offset; sd-bus reads "s"
  * as char*, "b" as int, "u" as uint32_t, "t" as uint64_t. Flags 0 introspect as
@@ -35,11 +33,11 @@ _Static_assert(sizeof(((Manager *) NULL)->router_connected) == sizeof(int), "Rou
 int manager_bus_publish(Manager *m) {
         int r;
 
-        r = sd_bus_add_object_vtable(m->bus, &m->vtable_slot, SHIM_PATH, SHIM_NAME, shim_vtable, m);
+        r = sd_bus_add_object_vtable(m->bus, &m->vtable_slot, SHIM1_OBJECT_PATH, SHIM1_INTERFACE, shim_vtable, m);
         if (r < 0)
-                return log_error_errno(r, "Failed to add the %s object: %m", SHIM_NAME);
-        r = sd_bus_request_name(m->bus, SHIM_NAME, 0);
+                return log_error_errno(r, "Failed to add the %s object: %m", SHIM1_BUS_NAME);
+        r = sd_bus_request_name(m->bus, SHIM1_BUS_NAME, 0);
         if (r < 0)
-                return log_error_errno(r, "Failed to acquire the bus name %s: %m", SHIM_NAME);
+                return log_error_errno(r, "Failed to acquire the bus name %s: %m", SHIM1_BUS_NAME);
         return 0;
 }

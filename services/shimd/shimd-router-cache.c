@@ -6,13 +6,10 @@
 #include <inttypes.h>
 #include <stdio.h>
 
+#include "bus-names.h"
 #include "log.h"
 #include "shimd-proxy.h"
 #include "shimd-router-cache.h"
-
-#define ROUTER_NAME "org.mycelia.Router1"
-#define ROUTER_PATH "/org/mycelia/Router1"
-#define ROUTER_IFACE "org.mycelia.Router1"
 
 /* One entry of the next report. Successful outcomes of the same (node, model, status) within
  * one report interval are folded into one entry: ttfb and duration are sums until sent (then
@@ -70,11 +67,11 @@ static void outcome_done(Outcome *o) {
 static void router_cache_set_connected(RouterCache *c, bool connected) {
         if (c->connected != connected) {
                 if (connected)
-                        log_info("Routing table from %s loaded.", ROUTER_NAME);
+                        log_info("Routing table from %s loaded.", ROUTER1_BUS_NAME);
                 else if (c->table.n_nodes > 0)
-                        log_info("%s is gone; routing from its last table until it is back.", ROUTER_NAME);
+                        log_info("%s is gone; routing from its last table until it is back.", ROUTER1_BUS_NAME);
                 else
-                        log_info("%s is gone; requests go to the local Ollama.", ROUTER_NAME);
+                        log_info("%s is gone; requests go to the local Ollama.", ROUTER1_BUS_NAME);
         }
         c->connected = connected;
         if (connected)
@@ -95,7 +92,7 @@ static int router_cache_send(RouterCache *c) {
         sd_bus *bus = c->m->bus;
         int r;
 
-        r = sd_bus_message_new_method_call(bus, &msg, ROUTER_NAME, ROUTER_PATH, ROUTER_IFACE, "ReportOutcome");
+        r = sd_bus_message_new_method_call(bus, &msg, ROUTER1_BUS_NAME, ROUTER1_OBJECT_PATH, ROUTER1_INTERFACE, "ReportOutcome");
         if (r < 0)
                 return r;
         /* Fire and forget: routerd need not answer, and must not be started for this. */
@@ -154,7 +151,7 @@ static void router_cache_report_cb(evutil_socket_t fd, short what, void *userdat
                 return;
         r = router_cache_send(c);
         if (r < 0)
-                log_warning_errno(r, "Failed to send ReportOutcome to %s: %m", ROUTER_NAME);
+                log_warning_errno(r, "Failed to send ReportOutcome to %s: %m", ROUTER1_BUS_NAME);
         if (c->outcomes_dropped > 0) {
                 log_warning("Dropped %" PRIu64 " outcome reports: more than %u in 100 ms.", c->outcomes_dropped,
                             ROUTER_REPORT_MAX_OUTCOMES);
@@ -265,7 +262,7 @@ static int router_cache_parse_nodes(RouterCache *c, sd_bus_message *msg, RouteTa
                 if (r == -ENOMEM)
                         goto fail;
                 if (r < 0)
-                        log_debug_errno(r, "Ignoring node '%s' from %s: %m", id, ROUTER_NAME);
+                        log_debug_errno(r, "Ignoring node '%s' from %s: %m", id, ROUTER1_BUS_NAME);
         }
         if (r < 0)
                 goto fail;
@@ -388,7 +385,7 @@ static int router_cache_read_property(RouterCache *c, sd_bus_message *msg, const
                         return r;
                 p = route_policy_from_string(policy);
                 if (p < 0)
-                        log_warning("Unknown routing policy '%s' from %s, keeping %s.", policy, ROUTER_NAME,
+                        log_warning("Unknown routing policy '%s' from %s, keeping %s.", policy, ROUTER1_BUS_NAME,
                                     route_policy_to_string(c->policy));
                 else
                         c->policy = p;
@@ -435,13 +432,13 @@ static int router_cache_get_all_cb(sd_bus_message *reply, void *userdata, sd_bus
         if (sd_bus_message_is_method_error(reply, NULL)) {
                 const sd_bus_error *e = sd_bus_message_get_error(reply);
 
-                log_debug("Cannot read %s properties: %s", ROUTER_NAME, e ? e->message : "unknown error");
+                log_debug("Cannot read %s properties: %s", ROUTER1_BUS_NAME, e ? e->message : "unknown error");
                 router_cache_set_connected(c, false);
                 return 0;
         }
         r = router_cache_read_properties(c, reply, &nodes_seen);
         if (r < 0 || !nodes_seen) {
-                log_warning_errno(r, "Failed to read the routing table from %s: %m", ROUTER_NAME);
+                log_warning_errno(r, "Failed to read the routing table from %s: %m", ROUTER1_BUS_NAME);
                 router_cache_set_connected(c, false);
                 return 0;
         }
@@ -461,13 +458,13 @@ static int router_cache_get_all(RouterCache *c) {
         int r;
 
         c->get_all = sd_bus_slot_unref(c->get_all);
-        r = sd_bus_message_new_method_call(bus, &msg, ROUTER_NAME, ROUTER_PATH, "org.freedesktop.DBus.Properties",
+        r = sd_bus_message_new_method_call(bus, &msg, ROUTER1_BUS_NAME, ROUTER1_OBJECT_PATH, "org.freedesktop.DBus.Properties",
                                            "GetAll");
         if (r < 0)
                 return r;
         /* routerd is started by systemd, not by us asking it something. */
         (void) sd_bus_message_set_auto_start(msg, false);
-        r = sd_bus_message_append(msg, "s", ROUTER_IFACE);
+        r = sd_bus_message_append(msg, "s", ROUTER1_INTERFACE);
         if (r < 0)
                 return r;
         return sd_bus_call_async(bus, &c->get_all, msg, router_cache_get_all_cb, c, 0);
@@ -481,13 +478,13 @@ static int router_cache_properties_changed_cb(sd_bus_message *msg, void *userdat
         int r;
 
         r = sd_bus_message_read(msg, "s", &iface);
-        if (r < 0 || !streq(iface, ROUTER_IFACE))
+        if (r < 0 || !streq(iface, ROUTER1_INTERFACE))
                 return 0;
         r = router_cache_read_properties(c, msg, &nodes_seen);
         if (r >= 0)
                 r = sd_bus_message_read_strv(msg, &invalidated);
         if (r < 0) {
-                log_warning_errno(r, "Bad PropertiesChanged from %s, re-reading: %m", ROUTER_NAME);
+                log_warning_errno(r, "Bad PropertiesChanged from %s, re-reading: %m", ROUTER1_BUS_NAME);
                 nodes_invalidated = true;
         }
         for (char **p = invalidated; p && *p; p++)
@@ -508,7 +505,7 @@ static int router_cache_name_owner_changed_cb(sd_bus_message *msg, void *userdat
         int r;
 
         r = sd_bus_message_read(msg, "sss", &name, &old_owner, &new_owner);
-        if (r < 0 || !streq(name, ROUTER_NAME))
+        if (r < 0 || !streq(name, ROUTER1_BUS_NAME))
                 return 0;
         if (isempty(new_owner)) {
                 /* Keep routing from the last table; outcomes are not kept for a routerd that
@@ -522,10 +519,10 @@ static int router_cache_name_owner_changed_cb(sd_bus_message *msg, void *userdat
                 c->n_folded = 0;
                 return 0;
         }
-        log_debug("%s is on the bus (%s), reading its routing table.", ROUTER_NAME, new_owner);
+        log_debug("%s is on the bus (%s), reading its routing table.", ROUTER1_BUS_NAME, new_owner);
         r = router_cache_get_all(c);
         if (r < 0)
-                log_warning_errno(r, "Failed to ask %s for its routing table: %m", ROUTER_NAME);
+                log_warning_errno(r, "Failed to ask %s for its routing table: %m", ROUTER1_BUS_NAME);
         return 0;
 }
 
@@ -535,12 +532,12 @@ int router_cache_start(RouterCache *c) {
 
         if (!bus)
                 return 0;
-        r = sd_bus_match_signal_async(bus, &c->match_properties, ROUTER_NAME, ROUTER_PATH,
+        r = sd_bus_match_signal_async(bus, &c->match_properties, ROUTER1_BUS_NAME, ROUTER1_OBJECT_PATH,
                                       "org.freedesktop.DBus.Properties", "PropertiesChanged",
                                       router_cache_properties_changed_cb, NULL, c);
         if (r < 0)
                 return r;
-        r = bus_match_name_owner(bus, &c->match_owner, ROUTER_NAME, router_cache_name_owner_changed_cb, c);
+        r = bus_match_name_owner(bus, &c->match_owner, ROUTER1_BUS_NAME, router_cache_name_owner_changed_cb, c);
         if (r < 0)
                 return r;
         return router_cache_get_all(c);

@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Every D-Bus name, object path, interface and error name of Mycelia Mesh, defined once; the
+ * daemons, myceliactl and the tests' XML (dbus/org.mycelia.*.xml) agree on these. */
+#pragma once
+
+#define DISCOVERY1_BUS_NAME "org.mycelia.Discovery1"
+#define DISCOVERY1_OBJECT_PATH "/org/mycelia/Discovery1"
+#define DISCOVERY1_INTERFACE "org.mycelia.Discovery1"
+
+#define GOSSIP1_BUS_NAME "org.mycelia.Gossip1"
+#define GOSSIP1_OBJECT_PATH "/org/mycelia/Gossip1"
+#define GOSSIP1_INTERFACE "org.mycelia.Gossip1"
+
+#define ROUTER1_BUS_NAME "org.mycelia.Router1"
+#define ROUTER1_OBJECT_PATH "/org/mycelia/Router1"
+#define ROUTER1_INTERFACE "org.mycelia.Router1"
+/* Route() found no live node serving the model. */
+#define ROUTER1_ERROR_NO_ROUTE "org.mycelia.Router1.NoRoute"
+
+#define SHIM1_BUS_NAME "org.mycelia.Shim1"
+#define SHIM1_OBJECT_PATH "/org/mycelia/Shim1"
+#define SHIM1_INTERFACE "org.mycelia.Shim1"

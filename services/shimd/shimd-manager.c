@@ -8,6 +8,7 @@
 
 #include "log.h"
 #include "mesh-key.h"
+#include "shimd-clients.h"
 #include "shimd-errors.h"
 #include "shimd-manager.h"
 #include "shimd-proxy.h"
@@ -82,6 +83,7 @@ Manager *manager_free(Manager *m) {
                 evhttp_free(m->mesh.http);
         /* After the listeners: freeing their connections runs manager_client_closed_cb(). */
         manager_drain_free(m);
+        manager_clients_free(m);
         free(m->api.address);
         free(m->mesh.address);
         m->router = router_cache_free(m->router);
@@ -238,4 +240,9 @@ int manager_run(Manager *m) {
         if (event_base_dispatch(m->base) < 0)
                 return log_error_errno(EIO, "Event loop failed.");
         return manager_drain(m);
+}
+
+void manager_drain_check(Manager *m) {
+        if (m->draining && !m->drained && m->drain_check)
+                event_active(m->drain_check, EV_TIMEOUT, 1);
 }

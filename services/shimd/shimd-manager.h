@@ -35,7 +35,7 @@ typedef struct ShimListener {
         char *address;          /* "ADDR:PORT" actually bound; "" when off */
 } ShimListener;
 
-/* A client connection that sent a request (shimd-drain.c): busy from the request until its
+/* A client connection that sent a request (shimd-clients.c): busy from the request until its
  * reply is written out, then idle (keep-alive) until its next request or its close. */
 typedef struct ShimClient {
         struct evhttp_connection *evcon;
@@ -88,7 +88,7 @@ struct Manager {
         struct timeval connect_tv;
         struct timeval upstream_tv;
 
-        /* Client connections that sent a request, indexed by fd (shimd-drain.c). */
+        /* Client connections that sent a request, indexed by fd (shimd-clients.c). */
         ShimClient *clients;
         size_t n_clients;       /* entries allocated */
         unsigned clients_busy;
@@ -111,21 +111,13 @@ int manager_start(Manager *m);
 /* Runs the loop until SIGTERM/SIGINT. */
 int manager_run(Manager *m);
 
-/* shimd-drain.c: the client connections, and the graceful stop on SIGTERM. */
-/* A request arrived on req's connection: it is busy until the reply is written out. */
-void manager_client_begin(Manager *m, struct evhttp_request *req);
-/* The connection's close callback while it is ours (between requests, and after a reply was
- * handed to libevent): keeps the table right when libevent frees the connection. */
-void manager_client_closed_cb(struct evhttp_connection *evcon, void *userdata);
-/* evcon is being freed by a path that did not go through manager_client_closed_cb(). */
-void manager_client_gone(Manager *m, struct evhttp_connection *evcon);
-/* libevent closes req's connection after its reply, as if the client had asked. */
-void manager_client_close_after(struct evhttp_request *req);
-/* A request in flight ended: while draining, see whether that was the last one. */
+/* A request in flight ended or a client connection went: while draining, see (from the loop)
+ * whether that was the last one. */
 void manager_drain_check(Manager *m);
-/* After the first SIGTERM/SIGINT: stops accepting, closes idle connections, lets the
- * requests in flight finish for up to drain_timeout, cancels the rest, flushes outcome
- * reports. A second signal ends it at once. */
+
+/* shimd-drain.c: the graceful stop. After the first SIGTERM/SIGINT: stops accepting, closes
+ * idle connections, lets the requests in flight finish for up to drain_timeout, cancels the
+ * rest, flushes outcome reports. A second signal ends it at once. */
 int manager_drain(Manager *m);
 int manager_drain_init(Manager *m);
 void manager_drain_free(Manager *m);

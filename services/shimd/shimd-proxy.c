@@ -22,6 +22,7 @@
 #include "mesh-auth.h"
 #include "shim-http.h"
 #include "shim-stream.h"
+#include "shimd-clients.h"
 #include "shimd-errors.h"
 #include "shimd-proxy.h"
 #include "shimd-router-cache.h"
@@ -394,7 +395,7 @@ static void proxy_unwatch_client(ProxyRequest *p) {
         if (!p->client_evcon)
                 return;
         bev = proxy_client_bev(p);
-        /* The connection is the client table's again (shimd-drain.c). */
+        /* The connection is the client table's again (shimd-clients.c). */
         evhttp_connection_set_closecb(p->client_evcon, manager_client_closed_cb, p->m);
         bufferevent_setwatermark(bev, EV_READ, 0, 0);
         bufferevent_set_timeouts(bev, &p->m->idle_tv, &p->m->idle_tv);

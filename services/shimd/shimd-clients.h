@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The table of client connections (indexed by fd), what the proxy tells it about requests, and
+ * what the drain asks of it. */
+#pragma once
+
+#include <event2/http.h>
+
+#include "shimd-manager.h"
+
+/* A request arrived on req's connection: it is busy until the reply is written out. */
+void manager_client_begin(Manager *m, struct evhttp_request *req);
+/* The connection's close callback while it is ours (between requests, and after a reply was
+ * handed to libevent): keeps the table right when libevent frees the connection. */
+void manager_client_closed_cb(struct evhttp_connection *evcon, void *userdata);
+/* evcon is being freed by a path that did not go through manager_client_closed_cb(). */
+void manager_client_gone(Manager *m, struct evhttp_connection *evcon);
+/* libevent closes req's connection after its reply, as if the client had asked. */
+void manager_client_close_after(struct evhttp_request *req);
+/* Closes the connections that wait idle between keep-alive requests; returns how many. */
+unsigned manager_clients_close_idle(Manager *m);
+void manager_clients_free(Manager *m);

@@ -21,6 +21,11 @@ static struct timeval timeval_from_usec(usec_t u) {
         return (struct timeval) { .tv_sec = (time_t) (u / USEC_PER_SEC), .tv_usec = (suseconds_t) (u % USEC_PER_SEC) };
 }
 
+/* The router cache's news that a node left the table or went down, for the proxy. */
+static void manager_node_lost(const char *node_id, const char *hostport, bool removed, void *userdata) {
+        proxy_node_lost(userdata, node_id, hostport, removed);
+}
+
 int manager_new(const MyceliaConfig *config, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
         struct event_config *cfg;
@@ -62,7 +67,7 @@ int manager_new(const MyceliaConfig *config, Manager **ret) {
         r = upstream_pool_new(m->base, UPSTREAM_IDLE_MAX, &m->pool);
         if (r < 0)
                 return log_oom();
-        r = router_cache_new(m, &m->router);
+        r = router_cache_new(m, manager_node_lost, m, &m->router);
         if (r < 0)
                 return log_oom();
         r = manager_drain_init(m);

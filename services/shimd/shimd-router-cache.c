@@ -8,7 +8,6 @@
 
 #include "bus-names.h"
 #include "log.h"
-#include "shimd-proxy.h"
 #include "shimd-router-cache.h"
 
 /* One entry of the next report. Successful outcomes of the same (node, model, status) within
@@ -37,6 +36,8 @@ typedef struct InFlight {
 
 struct RouterCache {
         Manager *m;
+        RouterCacheNodeLostFn node_lost;
+        void *node_lost_userdata;
         RouteTable table;
         HttpBaseUrl *urls;          /* the table's node addresses, parsed; port 0: unusable */
         RoutePolicy policy;
@@ -172,13 +173,15 @@ static void router_cache_report_cb(evutil_socket_t fd, short what, void *userdat
         c->n_in_flight = j;
 }
 
-int router_cache_new(Manager *m, RouterCache **ret) {
+int router_cache_new(Manager *m, RouterCacheNodeLostFn node_lost, void *userdata, RouterCache **ret) {
         RouterCache *c;
 
         c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
         c->m = m;
+        c->node_lost = node_lost;
+        c->node_lost_userdata = userdata;
         route_table_init(&c->table);
         c->policy = route_policy_from_string(m->config->route_policy);
         if (c->policy < 0)
@@ -351,8 +354,8 @@ static int router_cache_replace_table(RouterCache *c, RouteTable *t) {
         log_debug("Routing table: %zu nodes.", c->table.n_nodes);
 
         /* With the new table in place (retries pick from it): stop waiting on peers that are gone. */
-        for (size_t i = 0; i < n_lost; i++)
-                proxy_node_lost(c->m, lost[i].id, lost[i].hostport, lost[i].removed);
+        for (size_t i = 0; c->node_lost && i < n_lost; i++)
+                c->node_lost(lost[i].id, lost[i].hostport, lost[i].removed, c->node_lost_userdata);
         return 0;
 }
 

@@ -10,7 +10,11 @@
 /* Outcomes kept between two reports; more are dropped (and counted) rather than buffered. */
 #define ROUTER_REPORT_MAX_OUTCOMES 4096
 
-int router_cache_new(Manager *m, RouterCache **ret);
+/* The table dropped node_id (removed) or marked it down; hostport is where it was reached. Told
+ * after the new table is in place, so that a retry picks from it. */
+typedef void (*RouterCacheNodeLostFn)(const char *node_id, const char *hostport, bool removed, void *userdata);
+
+int router_cache_new(Manager *m, RouterCacheNodeLostFn node_lost, void *userdata, RouterCache **ret);
 RouterCache *router_cache_free(RouterCache *c);
 
 /* Subscribes to Router1's signals and reads its properties; no-op without a bus. */

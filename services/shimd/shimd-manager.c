@@ -13,6 +13,7 @@
 #include "shimd-manager.h"
 #include "shimd-proxy.h"
 #include "shimd-router-cache.h"
+#include "shimd-upstream.h"
 
 /* Idle keep-alive connections kept per upstream. */
 #define UPSTREAM_IDLE_MAX 64

@@ -22,13 +22,3 @@ void proxy_abort_all(Manager *m);
  * with one error object (NDJSON line, SSE frame; other bodies by closing the connection), one
  * that had not started with 503 and the error as JSON. Upstream requests are cancelled. */
 void proxy_cancel_all(Manager *m, const char *message);
-
-/* Idle keep-alive connections per upstream "host:port" (our own HTTP/1.1 client on a plain
- * bufferevent, one request per connection at a time): a connection is taken for one request
- * and put back after a complete response; idle ones are read, so that a close is noticed. */
-typedef struct UpstreamConn UpstreamConn;
-int upstream_pool_new(struct event_base *base, unsigned max_idle_per_upstream, UpstreamPool **ret);
-UpstreamPool *upstream_pool_free(UpstreamPool *pool);
-UpstreamConn *upstream_pool_take(UpstreamPool *pool, const char *hostport);
-void upstream_pool_put(UpstreamPool *pool, UpstreamConn *c);
-void upstream_conn_free(UpstreamConn *c);

@@ -12,7 +12,6 @@
 #include <event2/util.h>
 #include <netinet/in.h>
 #include <inttypes.h>
-#include <sodium.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -24,6 +23,8 @@
 #include "shim-stream.h"
 #include "shimd-clients.h"
 #include "shimd-errors.h"
+#include "shimd-evbuffer.h"
+#include "shimd-mesh.h"
 #include "shimd-proxy.h"
 #include "shimd-router-cache.h"
 #include "shimd-upstream.h"
@@ -374,53 +375,14 @@ static bool proxy_target_is_peer(const ProxyRequest *p) {
         return !isempty(p->node_id) && !streq(p->node_id, p->m->node_id);
 }
 
-/* The body as iovecs for mesh-auth (evbuffer_iovec is laid out as struct iovec, see below);
- * *ret_heap is set when more pieces than fit in small were needed. */
-static int body_iovecs(struct evbuffer *body, struct evbuffer_iovec *small, int n_small,
-                       struct evbuffer_iovec **ret_vec, struct evbuffer_iovec **ret_heap) {
-        int n = evbuffer_peek(body, -1, NULL, NULL, 0);
-        struct evbuffer_iovec *vec = small;
-
-        *ret_heap = NULL;
-        if (n <= 0) {
-                *ret_vec = small;
-                return 0;
-        }
-        if (n > n_small) {
-                vec = malloc(sizeof(*vec) * (size_t) n);
-                if (!vec)
-                        return -ENOMEM;
-                *ret_heap = vec;
-        }
-        *ret_vec = vec;
-        return evbuffer_peek(body, -1, NULL, vec, n);
-}
-
 /* X-Mycelia-Auth for the current attempt to a peer: over the method, the request target as
  * sent, the peer's node id and the body. */
 static int proxy_sign(ProxyRequest *p, struct evbuffer *body, char value[MESH_AUTH_VALUE_MAX]) {
-        struct evbuffer_iovec small[16], *vec, *heap = NULL;
         _cleanup_free_ char *target = NULL;
-        uint8_t nonce[MESH_AUTH_NONCE_SIZE];
-        int n, r;
 
         if (asprintf(&target, "%s%s", p->url.prefix, p->uri) < 0)
                 return -ENOMEM;
-        n = body_iovecs(body, small, (int) ELEMENTSOF(small), &vec, &heap);
-        if (n < 0)
-                return n;
-        randombytes_buf(nonce, sizeof(nonce));
-        r = mesh_auth_sign(&p->m->mesh_auth,
-                           &(MeshAuthRequest) {
-                                   .method = method_name(p->method),
-                                   .uri = target,
-                                   .node_id = p->node_id,
-                                   .body = (const struct iovec *) vec,
-                                   .n_body = (size_t) n,
-                           },
-                           (uint64_t) time(NULL), nonce, value, MESH_AUTH_VALUE_MAX);
-        free(heap);
-        return r;
+        return mesh_request_sign(p->m, method_name(p->method), target, p->node_id, body, value);
 }
 
 /* Queues the request on out: the head, built in one buffer with memcpy, then the client's
@@ -677,26 +639,21 @@ static void proxy_client_drained_cb(struct evhttp_connection *evcon, void *userd
 }
 
 static void proxy_stream_account(ProxyRequest *p, struct evbuffer *buf) {
-        struct evbuffer_iovec vec_small[16], *vec = vec_small;
+        struct iovec small[16], *vec, *heap = NULL;
         int n;
 
         if (p->stream.kind != SHIM_STREAM_NDJSON && p->stream.kind != SHIM_STREAM_SSE) {
                 p->stream.bytes += evbuffer_get_length(buf);
                 return;
         }
-        n = evbuffer_peek(buf, -1, NULL, NULL, 0);
-        if (n > (int) ELEMENTSOF(vec_small)) {
-                vec = malloc(sizeof(*vec) * (size_t) n);
-                if (!vec) {
-                        p->stream.bytes += evbuffer_get_length(buf);
-                        return;
-                }
+        n = shim_evbuffer_iovecs(buf, small, ELEMENTSOF(small), &vec, &heap);
+        if (n < 0) {
+                p->stream.bytes += evbuffer_get_length(buf);
+                return;
         }
-        n = evbuffer_peek(buf, -1, NULL, vec, n);
         for (int i = 0; i < n; i++)
                 shim_stream_feed(&p->stream, vec[i].iov_base, vec[i].iov_len);
-        if (vec != vec_small)
-                free(vec);
+        free(heap);
 }
 
 /* Copies in's bytes to the end of p->pending, filling its last chain, and empties in. */
@@ -984,79 +941,14 @@ static void proxy_client_close_cb(struct evhttp_connection *evcon, void *userdat
 
 /* ---- entry ---- */
 
-/* libevent documents evbuffer_iovec as laid out like struct iovec on Unix. */
-_Static_assert(sizeof(struct evbuffer_iovec) == sizeof(struct iovec) &&
-               offsetof(struct evbuffer_iovec, iov_base) == offsetof(struct iovec, iov_base) &&
-               offsetof(struct evbuffer_iovec, iov_len) == offsetof(struct iovec, iov_len),
-               "struct evbuffer_iovec differs from struct iovec");
-
 /* Reads "model" from the body in place, chain by chain (json-c's tokener is incremental). */
 static void proxy_extract_model(ProxyRequest *p, struct evbuffer *body) {
-        struct evbuffer_iovec vec_small[16], *vec = vec_small;
-        int n = evbuffer_peek(body, -1, NULL, NULL, 0);
+        struct iovec small[16], *vec, *heap = NULL;
+        int n = shim_evbuffer_iovecs(body, small, ELEMENTSOF(small), &vec, &heap);
 
-        if (n <= 0)
-                return;
-        if (n > (int) ELEMENTSOF(vec_small)) {
-                vec = malloc(sizeof(*vec) * (size_t) n);
-                if (!vec)
-                        return;
-        }
-        n = evbuffer_peek(body, -1, NULL, vec, n);
-        (void) shim_request_extract_model((const struct iovec *) vec, (size_t) n, &p->model);
-        if (vec != vec_small)
-                free(vec);
-}
-
-static const char *mesh_auth_error_string(int r) {
-        switch (r) {
-        case -ENOKEY: return "no " MESH_AUTH_HEADER " header";
-        case -EBADMSG: return "malformed " MESH_AUTH_HEADER;
-        case -ETIME: return "timestamp outside the window (clock skew or replay)";
-        case -EKEYREJECTED: return "wrong key, or the request was changed";
-        default: return "cannot be checked";
-        }
-}
-
-/* The mesh listener's gate: a valid X-Mycelia-Auth for this request, meant for this node. */
-static int proxy_mesh_verify(Manager *m, struct evhttp_request *req, const char *method, const char *uri) {
-        struct evbuffer_iovec small[16], *vec, *heap = NULL;
-        struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
-        int n, r;
-
-        if (!m->have_mesh_key)
-                return -ENOKEY;
-        n = body_iovecs(evhttp_request_get_input_buffer(req), small, (int) ELEMENTSOF(small), &vec, &heap);
-        if (n < 0)
-                return n;
-        r = mesh_auth_verify(&m->mesh_auth,
-                             &(MeshAuthRequest) {
-                                     .method = method,
-                                     .uri = uri,
-                                     .node_id = m->node_id,
-                                     .body = (const struct iovec *) vec,
-                                     .n_body = (size_t) n,
-                             },
-                             (uint64_t) time(NULL), evhttp_find_header(headers, MESH_AUTH_HEADER));
+        if (n > 0)
+                (void) shim_request_extract_model(vec, (size_t) n, &p->model);
         free(heap);
-        return r;
-}
-
-static void proxy_reject_unauthenticated(Manager *m, struct evhttp_request *req, const char *method,
-                                         const char *uri, int error) {
-        uint64_t n = ++m->counters.rejected_unauthenticated;
-        struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-        char *host = NULL;
-        uint16_t port = 0;
-
-        if (evcon)
-                evhttp_connection_get_peer(evcon, &host, &port);
-        /* Every one at debug; the 1st, 2nd, 4th, 8th... at notice, so a flood cannot fill the
-         * journal but a misconfigured peer is seen. */
-        log_full((n & (n - 1)) == 0 ? LOG_NOTICE : LOG_DEBUG,
-                 "Refused %s %s on the mesh listener from %s:%u: %s (%" PRIu64 " refused so far).", method, uri,
-                 strempty(host), port, mesh_auth_error_string(error), n);
-        shim_reply_error(req, 401, SHIM_ERROR_JSON, "mesh authentication failed", false);
 }
 
 void proxy_handle_request(struct evhttp_request *req, void *userdata) {
@@ -1072,10 +964,10 @@ void proxy_handle_request(struct evhttp_request *req, void *userdata) {
         manager_client_begin(m, req);
         m->counters.requests_total++;
         if (l->kind == SHIM_LISTENER_MESH) {
-                int r = proxy_mesh_verify(m, req, method_name(method), uri);
+                int r = mesh_request_verify(m, req, method_name(method), uri);
 
                 if (r < 0) {
-                        proxy_reject_unauthenticated(m, req, method_name(method), uri, r);
+                        mesh_request_reject(m, req, method_name(method), uri, r);
                         return;
                 }
         }

@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* An evbuffer's chains as struct iovec, read in place: for the mesh authenticator, the model
+ * name and the stream accounting, which all walk a body without copying it. */
+#include <event2/buffer.h>
+#include <stddef.h>
+
+#include "shimd-evbuffer.h"
+
+/* libevent documents evbuffer_iovec as laid out like struct iovec on Unix. */
+_Static_assert(sizeof(struct evbuffer_iovec) == sizeof(struct iovec) &&
+               offsetof(struct evbuffer_iovec, iov_base) == offsetof(struct iovec, iov_base) &&
+               offsetof(struct evbuffer_iovec, iov_len) == offsetof(struct iovec, iov_len),
+               "struct evbuffer_iovec differs from struct iovec");
+
+int shim_evbuffer_iovecs(struct evbuffer *buf, struct iovec *small, size_t n_small, struct iovec **ret_vec,
+                         struct iovec **ret_heap) {
+        int n = evbuffer_peek(buf, -1, NULL, NULL, 0);
+        struct iovec *vec = small;
+
+        *ret_heap = NULL;
+        *ret_vec = small;
+        if (n <= 0)
+                return 0;
+        if ((size_t) n > n_small) {
+                vec = malloc(sizeof(*vec) * (size_t) n);
+                if (!vec)
+                        return -ENOMEM;
+                *ret_heap = vec;
+        }
+        *ret_vec = vec;
+        return evbuffer_peek(buf, -1, NULL, (struct evbuffer_iovec *) vec, n);
+}

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "mesh-auth.h"
 #include "shim-http.h"
+#include "shim-retry.h"
 #include "shim-stream.h"
 #include "shimd-clients.h"
 #include "shimd-errors.h"
@@ -35,10 +36,6 @@
 /* A client whose output buffer holds this much is behind: its bytes are gathered, and handed
  * on this much at a time. */
 #define PENDING_FLUSH_SIZE (16 * 1024)
-/* A request is tried on at most this many nodes (first choice plus one retry), and retried
- * at most PROXY_MAX_RETRIES times in all (that, and once on a fresh connection). */
-#define PROXY_MAX_NODES 2
-#define PROXY_MAX_RETRIES 2
 /* Not evhttp_request_errors: the routing table dropped the node, or marked it down, while the
  * attempt ran. */
 #define PROXY_ERROR_NODE_LOST 1000
@@ -69,14 +66,11 @@ struct ProxyRequest {
         bool up_in_flight;      /* counted in the router cache's in-flight */
         bool up_head_done;      /* the final response head was read */
         bool up_keep_alive;     /* the response allows another request on the connection */
-        bool fresh_retry_done;
         bool force_fresh;
         bool node_lost;         /* the attempt was cut because its node left the table */
         int up_error;           /* enum evhttp_request_error, -1 when none (or connect failed) */
         ShimHttpBody body;
-        char *tried[PROXY_MAX_NODES + 1];
-        unsigned n_tried;
-        unsigned n_retries;
+        ShimRetry retry;
 
         /* The response. */
         struct event flush_event;       /* writes what this iteration queued for the client */
@@ -215,8 +209,6 @@ static void proxy_free(ProxyRequest *p) {
         m->requests_active--;
         manager_drain_check(m);
         (void) event_del(&p->flush_event);
-        for (unsigned i = 0; i < p->n_tried; i++)
-                free(p->tried[i]);
         if (p->pending)
                 evbuffer_free(p->pending);
         free(p->uri);
@@ -289,11 +281,7 @@ static int proxy_set_target(ProxyRequest *p, const char *node_id, char *address,
         p->address = address;
         p->url = *url;
         snprintf(p->node_id, sizeof(p->node_id), "%s", strempty(node_id));
-        if (!isempty(node_id) && p->n_tried < PROXY_MAX_NODES) {
-                p->tried[p->n_tried] = strdup(node_id);
-                if (p->tried[p->n_tried])
-                        p->n_tried++;
-        }
+        shim_retry_target(&p->retry, node_id);
         return 0;
 }
 
@@ -326,25 +314,26 @@ static int proxy_pick_retry(ProxyRequest *p) {
         char node_id[NODE_ID_LEN + 1];
         const char *reason = NULL;
         HttpBaseUrl url;
+        ShimRetryAction action;
 
-        if (++p->n_retries > PROXY_MAX_RETRIES)
-                return -ENOENT;
-        /* Silence after the request went out is not worth waiting for twice. */
-        if (p->up_error == EVREQ_HTTP_TIMEOUT && p->up_connected)
-                return -ENOENT;
-
-        /* A pooled keep-alive connection may have been closed by the upstream just before we
-         * used it: that says nothing about the node; try it once more on a new connection, if
-         * running the request twice is harmless (it may have reached the upstream). */
-        if (p->up_reused && !p->fresh_retry_done && !p->node_lost && proxy_is_repeatable(p)) {
-                p->fresh_retry_done = true;
+        action = shim_retry_next(&p->retry,
+                                 &(ShimRetryRequest) {
+                                         .repeatable = proxy_is_repeatable(p),
+                                         .routed = p->model && !isempty(p->node_id),
+                                 },
+                                 &(ShimAttemptFailure) {
+                                         .connected = p->up_connected,
+                                         .timed_out = p->up_error == EVREQ_HTTP_TIMEOUT,
+                                         .reused = p->up_reused,
+                                         .node_lost = p->node_lost,
+                                 });
+        if (action == SHIM_RETRY_FRESH_CONNECTION) {
                 p->force_fresh = true;
                 return 0;
         }
-
-        if (!p->model || isempty(p->node_id) || p->n_tried >= PROXY_MAX_NODES)
-                return -ENOENT;
-        if (router_cache_pick(p->m->router, p->model, p->tried, node_id, &address, &url, &reason) < 0)
+        if (action != SHIM_RETRY_OTHER_NODE ||
+            router_cache_pick(p->m->router, p->model, shim_retry_exclude(&p->retry), node_id, &address, &url,
+                              &reason) < 0)
                 return -ENOENT;
         log_debug("Request %" PRIu64 ": retrying on node %s (%s)", p->id, node_id, reason);
         return proxy_set_target(p, node_id, address, &url);
@@ -989,6 +978,7 @@ void proxy_handle_request(struct evhttp_request *req, void *userdata) {
         }
         p->m = m;
         p->id = ++m->next_request_id;
+        shim_retry_init(&p->retry);
         p->listener = l->kind;
         p->cls = cls;
         p->method = method;

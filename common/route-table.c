@@ -1,14 +1,20 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Filter to live nodes that serve the model, then let the policy choose. Policies that need
- * the mesh (latency-aware, affinity) plug in here when the mesh lands. */
+/* Filter to live nodes that serve the model, then let the policy choose: round-robin,
+ * least-loaded and latency (power of two choices), local-first, and context gravity with
+ * bounded-load rendezvous hashing (docs/routing-policies.md). */
+#include <math.h>
 #include <stdio.h>
 #include <strings.h>
+#include <xxhash.h>
 
 #include "route-table.h"
 
 static const char *const route_policy_names[_ROUTE_POLICY_MAX] = {
         [ROUTE_POLICY_ROUND_ROBIN] = "round-robin",
         [ROUTE_POLICY_LEAST_LOADED] = "least-loaded",
+        [ROUTE_POLICY_GRAVITY] = "gravity",
+        [ROUTE_POLICY_LATENCY] = "latency",
+        [ROUTE_POLICY_LOCAL_FIRST] = "local-first",
 };
 
 const char *route_policy_to_string(RoutePolicy p) {
@@ -141,54 +147,177 @@ static uint64_t route_node_load(const RouteNode *n) {
         return (uint64_t) n->in_flight * 1000000 / (n->capacity ?: 1);
 }
 
-int route_table_pick(RouteTable *t, RoutePolicy policy, const char *model, const char *affinity_key,
-                     char *const *exclude, RouteNode **ret_node, const char **ret_reason) {
-        RouteNode *best = NULL;
-        size_t n_candidates = 0, chosen;
+/* The candidates of a pick: live, serving the model, not excluded. At most ROUTE_MAX_NODES. */
+static size_t candidates(RouteTable *t, const RoutePick *pick, RouteNode **ret) {
+        size_t n = 0;
 
-        for (size_t i = 0; i < t->n_nodes; i++) {
-                RouteNode *n = &t->nodes[i];
+        for (size_t i = 0; i < t->n_nodes && n < ROUTE_MAX_NODES; i++) {
+                RouteNode *node = &t->nodes[i];
 
-                if (n->up && route_node_serves(n, model) && !strv_contains(exclude, n->id))
-                        n_candidates++;
+                if (node->up && route_node_serves(node, pick->model) && !strv_contains(pick->exclude, node->id))
+                        ret[n++] = node;
         }
-        if (n_candidates == 0) {
+        return n;
+}
+
+/* Lower is better; ties go to the faster first token. */
+static bool less_loaded(const RouteNode *a, const RouteNode *b) {
+        return route_node_load(a) < route_node_load(b) ||
+               (route_node_load(a) == route_node_load(b) && a->ttfb_ewma_usec < b->ttfb_ewma_usec);
+}
+
+/* Lower is better: the EWMA of time to first token, scaled by the queue a request would join
+ * (one node with 2 in flight and 100 ms is as good as an idle one with 300 ms). A node never
+ * measured counts as fast, so it gets measured. */
+static uint64_t latency_cost(const RouteNode *n) {
+        return (uint64_t) n->ttfb_ewma_usec * (1 + (uint64_t) n->in_flight / (n->capacity ?: 1));
+}
+
+/* Power of two choices: two distinct candidates drawn from random, the better one by less.
+ * Spreads like least-loaded without herding onto one node between two table updates. */
+static RouteNode *two_choices(RouteNode **c, size_t n, uint64_t random, bool (*better)(const RouteNode *, const RouteNode *)) {
+        size_t i, j;
+
+        if (n == 1)
+                return c[0];
+        i = (size_t) (random % n);
+        j = (size_t) ((random >> 32) % (n - 1));
+        if (j >= i)
+                j++;
+        return better(c[j], c[i]) ? c[j] : c[i];
+}
+
+/* The least loaded (ties to the faster first token); among nodes equal in both, one at random,
+ * so that equal nodes share the requests made between two table updates. */
+static RouteNode *least_loaded(RouteNode **c, size_t n, uint64_t random) {
+        RouteNode *best = c[0];
+        size_t n_equal = 1, k;
+
+        for (size_t i = 1; i < n; i++)
+                if (less_loaded(c[i], best)) {
+                        best = c[i];
+                        n_equal = 1;
+                } else if (!less_loaded(best, c[i]))
+                        n_equal++;
+        if (n_equal == 1)
+                return best;
+        k = (size_t) (random % n_equal);
+        for (size_t i = 0; i < n; i++)
+                if (!less_loaded(best, c[i]) && !less_loaded(c[i], best) && k-- == 0)
+                        return c[i];
+        return best;
+}
+
+static bool lower_latency(const RouteNode *a, const RouteNode *b) {
+        return latency_cost(a) < latency_cost(b) || (latency_cost(a) == latency_cost(b) && less_loaded(a, b));
+}
+
+uint64_t route_rendezvous_score(const char *node_id, uint64_t anchor) {
+        return XXH3_64bits_withSeed(node_id, strlen(node_id), anchor);
+}
+
+/* Bounded load (Mirrokni, Thorup, Zadimoghaddam 2018): with m requests in flight on n
+ * candidates, a node takes one more while it then holds at most ceil((1 + eps) (m + 1) / n). */
+static bool within_bound(const RouteNode *node, RouteNode **c, size_t n, double eps) {
+        uint64_t total = 0;
+
+        for (size_t i = 0; i < n; i++)
+                total += c[i]->in_flight;
+        return (double) node->in_flight + 1 <= ceil((1.0 + eps) * (double) (total + 1) / (double) n);
+}
+
+static RouteNode *gravity(RouteNode **c, size_t n, const RoutePick *pick, const char **ret_reason) {
+        double eps = pick->eps > 0 ? pick->eps : ROUTE_GRAVITY_EPS_DEFAULT;
+        RouteNode *best = NULL;
+        uint64_t best_score = 0;
+
+        if (pick->holder)
+                for (size_t i = 0; i < n; i++)
+                        if (streq(c[i]->id, pick->holder)) {
+                                if (within_bound(c[i], c, n, eps)) {
+                                        *ret_reason = "holds the context";
+                                        return c[i];
+                                }
+                                break;
+                        }
+        if (pick->anchor == 0) {
+                *ret_reason = "no context: least loaded";
+                return least_loaded(c, n, pick->random);
+        }
+        /* Highest rendezvous score among the nodes within the bound; there is always one (the
+         * least loaded is), so this only falls through on rounding. */
+        for (size_t i = 0; i < n; i++) {
+                uint64_t score = route_rendezvous_score(c[i]->id, pick->anchor);
+
+                if (within_bound(c[i], c, n, eps) && (!best || score > best_score)) {
+                        best = c[i];
+                        best_score = score;
+                }
+        }
+        *ret_reason = pick->holder ? "context holder busy: rendezvous" : "rendezvous of the context";
+        return best ?: least_loaded(c, n, pick->random);
+}
+
+int route_table_pick_for(RouteTable *t, const RoutePick *pick, RouteNode **ret_node, const char **ret_reason) {
+        RouteNode *c[ROUTE_MAX_NODES], *best = NULL;
+        size_t n = candidates(t, pick, c);
+
+        if (n == 0) {
                 *ret_reason = "no live node serves the model";
                 return -ENOENT;
         }
-
-        switch (policy) {
-        case ROUTE_POLICY_LEAST_LOADED:
-                for (size_t i = 0; i < t->n_nodes; i++) {
-                        RouteNode *n = &t->nodes[i];
-
-                        if (!n->up || !route_node_serves(n, model) || strv_contains(exclude, n->id))
-                                continue;
-                        if (!best || route_node_load(n) < route_node_load(best) ||
-                            (route_node_load(n) == route_node_load(best) &&
-                             n->ttfb_ewma_usec < best->ttfb_ewma_usec))
-                                best = n;
-                }
-                *ret_reason = n_candidates == 1 ? "only live node serving the model" : "least loaded";
-                break;
-
-        case ROUTE_POLICY_ROUND_ROBIN:
-        default:
-                chosen = t->round_robin_cursor++ % n_candidates;
-                for (size_t i = 0; i < t->n_nodes; i++) {
-                        RouteNode *n = &t->nodes[i];
-
-                        if (!n->up || !route_node_serves(n, model) || strv_contains(exclude, n->id))
-                                continue;
-                        if (chosen-- == 0) {
-                                best = n;
-                                break;
-                        }
-                }
-                *ret_reason = n_candidates == 1 ? "only live node serving the model" : "round-robin";
-                break;
+        if (n == 1) {
+                *ret_node = c[0];
+                *ret_reason = "only live node serving the model";
+                return 0;
         }
 
+        switch (pick->policy) {
+        case ROUTE_POLICY_GRAVITY:
+                best = gravity(c, n, pick, ret_reason);
+                break;
+        case ROUTE_POLICY_LEAST_LOADED:
+                best = least_loaded(c, n, pick->random);
+                *ret_reason = "least loaded";
+                break;
+        case ROUTE_POLICY_LATENCY:
+                best = two_choices(c, n, pick->random, lower_latency);
+                *ret_reason = "faster of two";
+                break;
+        case ROUTE_POLICY_LOCAL_FIRST:
+                for (size_t i = 0; i < n; i++)
+                        if (c[i]->local && c[i]->in_flight < (c[i]->capacity ?: 1)) {
+                                best = c[i];
+                                *ret_reason = "this node";
+                                break;
+                        }
+                if (!best) {
+                        best = least_loaded(c, n, pick->random);
+                        *ret_reason = "this node busy or without the model: least loaded";
+                }
+                break;
+        case ROUTE_POLICY_ROUND_ROBIN:
+        default:
+                best = c[t->round_robin_cursor++ % n];
+                *ret_reason = "round-robin";
+                break;
+        }
         *ret_node = best;
         return 0;
+}
+
+int route_table_pick(RouteTable *t, RoutePolicy policy, const char *model, const char *affinity_key,
+                     char *const *exclude, RouteNode **ret_node, const char **ret_reason) {
+        RoutePick pick;
+
+        t->picks++;
+        pick = (RoutePick) {
+                .model = model,
+                .policy = policy,
+                .exclude = exclude,
+                .anchor = isempty(affinity_key) ? 0 : XXH3_64bits(affinity_key, strlen(affinity_key)) | 1,
+                .random = XXH3_64bits_withSeed(&t->picks, sizeof(t->picks), t->picks),
+        };
+
+        return route_table_pick_for(t, &pick, ret_node, ret_reason);
 }

@@ -10,9 +10,13 @@
 #define ROUTE_MAX_NODES 1024
 #define ROUTE_MAX_MODELS 1024
 
+/* docs/routing-policies.md says what each does and why. */
 typedef enum RoutePolicy {
         ROUTE_POLICY_ROUND_ROBIN,
         ROUTE_POLICY_LEAST_LOADED,
+        ROUTE_POLICY_GRAVITY,           /* context gravity, bounded load; least-loaded without context */
+        ROUTE_POLICY_LATENCY,           /* EWMA time to first token, power of two choices */
+        ROUTE_POLICY_LOCAL_FIRST,       /* this node unless it is at capacity */
         _ROUTE_POLICY_MAX,
         _ROUTE_POLICY_INVALID = -EINVAL,
 } RoutePolicy;
@@ -35,6 +39,7 @@ typedef struct RouteTable {
         size_t n_nodes;
         uint64_t generation;
         unsigned round_robin_cursor;
+        uint64_t picks;         /* picks made, the random source of route_table_pick() */
 } RouteTable;
 
 const char *route_policy_to_string(RoutePolicy p);
@@ -54,7 +59,31 @@ void route_table_clear(RouteTable *t);
 int route_table_add(RouteTable *t, const char *id, const char *name, const char *address, RouteNode **ret);
 RouteNode *route_table_find(RouteTable *t, const char *id);
 
-/* Picks a live node serving model, skipping ids in exclude (NULL-terminated, may be NULL).
- * Returns -ENOENT when there is none. ret_reason is a static string saying why. */
+/* The default slack of bounded load: a node takes a request while its in-flight count stays
+ * within (1 + eps) times the candidates' mean (docs/routing-policies.md). */
+#define ROUTE_GRAVITY_EPS_DEFAULT 0.25
+
+/* What a pick is asked. */
+typedef struct RoutePick {
+        const char *model;
+        RoutePolicy policy;
+        char *const *exclude;           /* ids not to pick, NULL-terminated; may be NULL */
+        /* Gravity: the node that holds the request's longest known context prefix (NULL: none
+         * known), and the hash its context starts with (0: none), by which a request with no
+         * known holder is placed (rendezvous), the same on every node. */
+        const char *holder;
+        uint64_t anchor;
+        double eps;                     /* bounded-load slack; <= 0 means the default */
+        uint64_t random;                /* for the power of two choices */
+} RoutePick;
+
+/* Picks a live node serving the model under the policy. Returns -ENOENT when there is none.
+ * ret_reason is a static string saying why this node. */
+int route_table_pick_for(RouteTable *t, const RoutePick *pick, RouteNode **ret_node, const char **ret_reason);
+
+/* The same, for Router1.Route(): affinity_key, when not empty, is the anchor (hashed). */
 int route_table_pick(RouteTable *t, RoutePolicy policy, const char *model, const char *affinity_key,
                      char *const *exclude, RouteNode **ret_node, const char **ret_reason);
+
+/* The rendezvous score of node_id for anchor (highest wins): XXH3 of the id seeded with it. */
+uint64_t route_rendezvous_score(const char *node_id, uint64_t anchor);

@@ -67,6 +67,9 @@ END_TEST
 START_TEST(test_policy_names) {
         ck_assert_int_eq(route_policy_from_string("round-robin"), ROUTE_POLICY_ROUND_ROBIN);
         ck_assert_int_eq(route_policy_from_string("least-loaded"), ROUTE_POLICY_LEAST_LOADED);
+        ck_assert_int_eq(route_policy_from_string("gravity"), ROUTE_POLICY_GRAVITY);
+        ck_assert_int_eq(route_policy_from_string("latency"), ROUTE_POLICY_LATENCY);
+        ck_assert_int_eq(route_policy_from_string("local-first"), ROUTE_POLICY_LOCAL_FIRST);
         ck_assert_int_lt(route_policy_from_string("random"), 0);
         ck_assert_int_lt(route_policy_from_string(""), 0);
         ck_assert_int_lt(route_policy_from_string(NULL), 0);
@@ -318,6 +321,171 @@ START_TEST(test_limits) {
 }
 END_TEST
 
+static RouteNode *pick_for(RoutePolicy policy, const char *holder, uint64_t anchor, uint64_t random) {
+        RoutePick pick = { .model = "m", .policy = policy, .holder = holder, .anchor = anchor, .random = random };
+        const char *reason;
+        RouteNode *n;
+
+        ck_assert_int_eq(route_table_pick_for(&t, &pick, &n, &reason), 0);
+        ck_assert_ptr_nonnull(reason);
+        return n;
+}
+
+/* The holder of a context gets its requests while it stays within (1 + eps) of the mean load;
+ * then the rendezvous choice takes over. */
+START_TEST(test_gravity_holder_and_bound) {
+        RouteNode *a, *b, *c;
+        uint64_t anchor = 0x1234567;
+
+        add_node(0, true, "m");
+        add_node(1, true, "m");
+        add_node(2, true, "m");
+        a = &t.nodes[0];
+        b = &t.nodes[1];
+        c = &t.nodes[2];
+
+        ck_assert_ptr_eq(pick_for(ROUTE_POLICY_GRAVITY, b->id, anchor, 1), b);
+        /* 2 in flight on b, none elsewhere: ceil(1.25 * 3 / 3) = 2 < 3: b is over. */
+        b->in_flight = 2;
+        ck_assert_ptr_ne(pick_for(ROUTE_POLICY_GRAVITY, b->id, anchor, 1), b);
+        /* With the others busy too, b is within the bound again. */
+        a->in_flight = 2;
+        c->in_flight = 2;
+        ck_assert_ptr_eq(pick_for(ROUTE_POLICY_GRAVITY, b->id, anchor, 1), b);
+        /* A holder that does not serve the model, or is down, is no holder. */
+        b->up = false;
+        ck_assert_ptr_ne(pick_for(ROUTE_POLICY_GRAVITY, b->id, anchor, 1), b);
+}
+END_TEST
+
+/* Without a holder, every entry node places a context the same way (rendezvous on its anchor),
+ * whatever the order of its table; different anchors spread. */
+START_TEST(test_gravity_rendezvous_agrees_and_spreads) {
+        unsigned count[5] = {}, order[5] = { 3, 1, 4, 0, 2 };
+        char first[1000][NODE_ID_LEN + 1];
+        RouteTable saved;
+
+        for (unsigned i = 0; i < 5; i++)
+                add_node(i, true, "m");
+        for (unsigned k = 0; k < 1000; k++) {
+                RouteNode *n = pick_for(ROUTE_POLICY_GRAVITY, NULL, 1000 + k * 7919, k);
+
+                snprintf(first[k], sizeof(first[k]), "%s", n->id);
+                count[node_index(n)]++;
+        }
+        for (unsigned i = 0; i < 5; i++)
+                ck_assert_msg(count[i] > 150 && count[i] < 250, "node %u got %u of 1000", i, count[i]);
+
+        /* Another node's table: the same nodes in another order. */
+        saved = t;
+        route_table_init(&t);
+        for (unsigned i = 0; i < 5; i++)
+                add_node(order[i], true, "m");
+        for (unsigned k = 0; k < 1000; k++)
+                ck_assert_str_eq(pick_for(ROUTE_POLICY_GRAVITY, NULL, 1000 + k * 7919, k + 3)->id, first[k]);
+        route_table_clear(&t);
+        t = saved;
+}
+END_TEST
+
+/* When a node leaves, only its contexts move; when one joins, contexts move only to it. */
+START_TEST(test_gravity_minimal_movement) {
+        char before[2000][NODE_ID_LEN + 1];
+        unsigned moved = 0;
+
+        for (unsigned i = 0; i < 4; i++)
+                add_node(i, true, "m");
+        for (unsigned k = 0; k < 2000; k++)
+                snprintf(before[k], sizeof(before[k]), "%s", pick_for(ROUTE_POLICY_GRAVITY, NULL, 77 + k * 104729, k)->id);
+
+        t.nodes[2].up = false;
+        for (unsigned k = 0; k < 2000; k++) {
+                const char *now = pick_for(ROUTE_POLICY_GRAVITY, NULL, 77 + k * 104729, k)->id;
+
+                if (!streq(before[k], t.nodes[2].id))
+                        ck_assert_str_eq(now, before[k]);
+                else
+                        moved++;
+        }
+        ck_assert_uint_gt(moved, 300);
+
+        t.nodes[2].up = true;
+        add_node(4, true, "m");
+        moved = 0;
+        for (unsigned k = 0; k < 2000; k++) {
+                const char *now = pick_for(ROUTE_POLICY_GRAVITY, NULL, 77 + k * 104729, k)->id;
+
+                if (!streq(now, before[k])) {
+                        ck_assert_str_eq(now, t.nodes[4].id);
+                        moved++;
+                }
+        }
+        /* About a fifth moves to the new node. */
+        ck_assert_msg(moved > 300 && moved < 500, "%u of 2000 moved", moved);
+}
+END_TEST
+
+/* 30 conversations placed one after another, each staying in flight: no node ends above
+ * (1 + eps) times the mean plus one, even when most anchors prefer one node. */
+START_TEST(test_gravity_bounded_load) {
+        unsigned max = 0;
+
+        for (unsigned i = 0; i < 3; i++)
+                add_node(i, true, "m");
+        for (unsigned k = 0; k < 30; k++) {
+                /* Every conversation's holder is node 0. */
+                RouteNode *n = pick_for(ROUTE_POLICY_GRAVITY, t.nodes[0].id, 5 + k, k);
+
+                n->in_flight++;
+        }
+        for (unsigned i = 0; i < 3; i++)
+                max = MAX(max, t.nodes[i].in_flight);
+        ck_assert_uint_le(max, (unsigned) (1.25 * 10) + 1);
+        ck_assert_uint_ge(t.nodes[0].in_flight, 10);
+}
+END_TEST
+
+START_TEST(test_latency_and_local_first) {
+        unsigned fast = 0;
+        RouteNode *a, *b, *c;
+
+        add_node(0, true, "m");
+        add_node(1, true, "m");
+        add_node(2, true, "m");
+        a = &t.nodes[0];
+        b = &t.nodes[1];
+        c = &t.nodes[2];
+        a->ttfb_ewma_usec = 50000;
+        b->ttfb_ewma_usec = 400000;
+        c->ttfb_ewma_usec = 400000;
+        /* Two of three drawn: the fast one wins whenever it is drawn (2 of 3 times). */
+        for (unsigned k = 0; k < 300; k++)
+                if (pick_for(ROUTE_POLICY_LATENCY, NULL, 0, k * UINT64_C(0x9e3779b97f4a7c15)) == a)
+                        fast++;
+        ck_assert_msg(fast > 170 && fast < 230, "fast node %u of 300", fast);
+
+        b->local = true;
+        ck_assert_ptr_eq(pick_for(ROUTE_POLICY_LOCAL_FIRST, NULL, 0, 1), b);
+        b->in_flight = 1;       /* at its capacity (unknown: 1) */
+        ck_assert_ptr_ne(pick_for(ROUTE_POLICY_LOCAL_FIRST, NULL, 0, 1), b);
+        b->capacity = 4;
+        ck_assert_ptr_eq(pick_for(ROUTE_POLICY_LOCAL_FIRST, NULL, 0, 1), b);
+}
+END_TEST
+
+/* Equal nodes share least-loaded picks instead of the first one taking them all. */
+START_TEST(test_least_loaded_ties_spread) {
+        unsigned count[3] = {};
+
+        for (unsigned i = 0; i < 3; i++)
+                add_node(i, true, "m");
+        for (unsigned k = 0; k < 300; k++)
+                count[node_index(pick_for(ROUTE_POLICY_LEAST_LOADED, NULL, 0, k * UINT64_C(0x9e3779b97f4a7c15)))]++;
+        for (unsigned i = 0; i < 3; i++)
+                ck_assert_msg(count[i] > 60, "node %u got %u of 300", i, count[i]);
+}
+END_TEST
+
 static Suite *route_table_suite(void) {
         Suite *s = suite_create("route-table");
         TCase *tc = tcase_create("route-table");
@@ -333,6 +501,12 @@ static Suite *route_table_suite(void) {
         tcase_add_test(tc, test_no_route);
         tcase_add_test(tc, test_find_and_add);
         tcase_add_test(tc, test_limits);
+        tcase_add_test(tc, test_gravity_holder_and_bound);
+        tcase_add_test(tc, test_gravity_rendezvous_agrees_and_spreads);
+        tcase_add_test(tc, test_gravity_minimal_movement);
+        tcase_add_test(tc, test_gravity_bounded_load);
+        tcase_add_test(tc, test_latency_and_local_first);
+        tcase_add_test(tc, test_least_loaded_ties_spread);
         suite_add_tcase(s, tc);
         return s;
 }

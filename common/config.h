@@ -32,8 +32,10 @@ typedef struct MyceliaConfig {
         usec_t drain_timeout;     /* SIGTERM: requests in flight may finish for this long */
         /* [upstream] */
         char *upstream_url;       /* this node's Ollama */
+        unsigned upstream_parallel; /* its OLLAMA_NUM_PARALLEL: the capacity routing divides load by */
         /* [router] */
         char *route_policy;
+        char *gravity_eps;        /* decimal, > 0 and <= 10; parsed by shimd */
         usec_t tags_interval;     /* how often the upstream's /api/tags is re-read */
         usec_t probe_interval;    /* how often a down upstream is probed */
         /* [gossip] */

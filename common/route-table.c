@@ -231,10 +231,13 @@ static RouteNode *gravity(RouteNode **c, size_t n, const RoutePick *pick, const 
         RouteNode *best = NULL;
         uint64_t best_score = 0;
 
+        /* The holder keeps its context while it has a free slot (the request would not wait there),
+         * or, busy, while it stays within its bounded share: a burst of turns arriving in any
+         * order must not scatter conversations that are spread well. */
         if (pick->holder)
                 for (size_t i = 0; i < n; i++)
                         if (streq(c[i]->id, pick->holder)) {
-                                if (within_bound(c[i], c, n, eps)) {
+                                if (c[i]->in_flight < (c[i]->capacity ?: 1) || within_bound(c[i], c, n, eps)) {
                                         *ret_reason = "holds the context";
                                         return c[i];
                                 }

@@ -475,9 +475,9 @@ int manager_new(struct event_base *base, const MyceliaConfig *config, Manager **
 
         m->policy = route_policy_from_string(config->route_policy);
         if (m->policy < 0) {
-                log_error("Invalid routing policy '%s' ([router] policy, --policy); expected one of: %s, %s.",
-                          strempty(config->route_policy), route_policy_to_string(ROUTE_POLICY_ROUND_ROBIN),
-                          route_policy_to_string(ROUTE_POLICY_LEAST_LOADED));
+                log_error("Invalid routing policy '%s' ([router] policy, --policy); expected one of: "
+                          "gravity, round-robin, least-loaded, latency, local-first.",
+                          strempty(config->route_policy));
                 return -EINVAL;
         }
         if (config->tags_interval == 0 || config->probe_interval == 0 || config->connect_timeout == 0) {
@@ -505,9 +505,12 @@ int manager_new(struct event_base *base, const MyceliaConfig *config, Manager **
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the upstream poller: %m");
 
+        if (config->upstream_parallel == 0)
+                return log_error_errno(-EINVAL, "[upstream] parallel must be at least 1.");
         r = manager_node_add(m, m->local_id, m->local_name, config->upstream_url, true);
         if (r < 0)
                 return log_error_errno(r, "Failed to add the local node: %m");
+        route_table_find(&m->table, m->local_id)->capacity = config->upstream_parallel;
 
         *ret = TAKE_PTR(m);
         return 0;

@@ -12,6 +12,14 @@
 /* Longest model name taken from a body; longer ones are served locally (Ollama rejects them). */
 #define SHIM_MODEL_NAME_MAX 512
 
+/* Headers a client may send to steer routing, and the one every proxied answer carries
+ * (docs/routing-policies.md). */
+#define SHIM_POLICY_HEADER "X-Mycelia-Policy"
+#define SHIM_AFFINITY_HEADER "X-Mycelia-Affinity"
+#define SHIM_SERVED_BY_HEADER "X-Mycelia-Served-By"
+/* Bodies larger than this are not parsed for their context: they route without gravity. */
+#define SHIM_AFFINITY_BODY_MAX (8U << 20)
+
 typedef enum ShimRouting {
         SHIM_ROUTING_LOCAL,     /* this node's own Ollama answers */
         SHIM_ROUTING_BY_MODEL,  /* the node is picked by the "model" in the JSON body */

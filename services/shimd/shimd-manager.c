@@ -27,6 +27,20 @@ static void manager_node_lost(const char *node_id, const char *hostport, bool re
         proxy_node_lost(userdata, node_id, hostport, removed);
 }
 
+static int manager_parse_gravity_eps(const char *s, double *ret) {
+        char *end = NULL;
+        double v;
+
+        if (isempty(s))
+                return -EINVAL;
+        errno = 0;
+        v = strtod(s, &end);
+        if (errno != 0 || end == s || *end != '\0' || !(v > 0) || v > 10)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
 int manager_new(const MyceliaConfig *config, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
         struct event_config *cfg;
@@ -43,6 +57,16 @@ int manager_new(const MyceliaConfig *config, Manager **ret) {
         r = daemon_node_id_get(config->node_id, config->state_dir, m->node_id);
         if (r < 0)
                 return r;
+        r = node_name_get(config, &m->node_name);
+        if (r < 0)
+                return log_error_errno(r, "Failed to determine the node name: %m");
+        r = manager_parse_gravity_eps(config->gravity_eps, &m->gravity_eps);
+        if (r < 0)
+                return log_error_errno(r, "Invalid [router] gravity_eps '%s': want a number above 0, at most 10.",
+                                       config->gravity_eps);
+        r = affinity_index_new(AFFINITY_INDEX_DEFAULT_SIZE, &m->affinity);
+        if (r < 0)
+                return log_oom();
         r = http_base_url_parse(config->upstream_url, &m->upstream);
         if (r < 0)
                 return log_error_errno(r, "Invalid upstream URL '%s' (want http://HOST:PORT): %m", config->upstream_url);
@@ -94,6 +118,8 @@ Manager *manager_free(Manager *m) {
         free(m->mesh.address);
         m->router = router_cache_free(m->router);
         m->pool = upstream_pool_free(m->pool);
+        m->affinity = affinity_index_free(m->affinity);
+        free(m->node_name);
         mesh_auth_key_wipe(&m->mesh_auth);
         sd_bus_slot_unref(m->gossip_owner_slot);
         sd_bus_slot_unref(m->vtable_slot);

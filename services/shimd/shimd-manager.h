@@ -14,6 +14,7 @@
 #include "daemon.h"
 #include "mesh-auth.h"
 #include "route-table.h"
+#include "shim-affinity.h"
 #include "shim-request.h"
 
 typedef struct Manager Manager;
@@ -57,6 +58,7 @@ typedef struct ShimCounters {
 struct Manager {
         const MyceliaConfig *config;
         char node_id[NODE_ID_LEN + 1];
+        char *node_name;        /* in X-Mycelia-Served-By of what this node's Ollama answers */
 
         struct event_base *base;
         DaemonLoop *loop;
@@ -70,6 +72,10 @@ struct Manager {
 
         RouterCache *router;
         UpstreamPool *pool;
+        /* Context gravity: which node served which context blocks (shim-affinity.h), and the
+         * bounded-load slack ([router] gravity_eps). */
+        AffinityIndex *affinity;
+        double gravity_eps;
 
         /* From the mesh key: signs requests forwarded to peers, checks the mesh listener's. */
         MeshAuthKey mesh_auth;

@@ -12,6 +12,8 @@
 #include <event2/util.h>
 #include <netinet/in.h>
 #include <inttypes.h>
+#include <json-c/json.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -19,6 +21,7 @@
 
 #include "log.h"
 #include "mesh-auth.h"
+#include "shim-affinity.h"
 #include "shim-http.h"
 #include "shim-retry.h"
 #include "shim-stream.h"
@@ -52,12 +55,15 @@ struct ProxyRequest {
         enum evhttp_cmd_type method;
         char *uri;
         char *model;            /* routed requests only */
+        RoutePolicy policy;     /* X-Mycelia-Policy, or _ROUTE_POLICY_INVALID: the table's */
+        AffinityChain chain;    /* gravity: the request's context (empty when none) */
 
         struct evhttp_request *client;
         struct evhttp_connection *client_evcon;
 
         /* The attempt in progress. */
         char node_id[NODE_ID_LEN + 1];  /* "" when not routed (config upstream) */
+        char served_by[65];             /* the name of the node answering */
         char *address;
         HttpBaseUrl url;
         UpstreamConn *up;
@@ -211,6 +217,7 @@ static void proxy_free(ProxyRequest *p) {
         (void) event_del(&p->flush_event);
         if (p->pending)
                 evbuffer_free(p->pending);
+        affinity_chain_done(&p->chain);
         free(p->uri);
         free(p->model);
         free(p->address);
@@ -273,32 +280,52 @@ static void proxy_log(ProxyRequest *p, int level, int status, const char *error)
 
 /* ---- choosing the upstream ---- */
 
-/* Takes address; url is its parsed form (parsed once per table or at start, not per request). */
-static int proxy_set_target(ProxyRequest *p, const char *node_id, char *address, const HttpBaseUrl *url) {
-        if (!address)
+/* Takes t->address; t->url is its parsed form (parsed once per table or at start). */
+static int proxy_set_target(ProxyRequest *p, RouterTarget *t) {
+        if (!t->address)
                 return -ENOMEM;
         free(p->address);
-        p->address = address;
-        p->url = *url;
-        snprintf(p->node_id, sizeof(p->node_id), "%s", strempty(node_id));
-        shim_retry_target(&p->retry, node_id);
+        p->address = TAKE_PTR(t->address);
+        p->url = t->url;
+        snprintf(p->node_id, sizeof(p->node_id), "%s", t->node_id);
+        snprintf(p->served_by, sizeof(p->served_by), "%s", t->name);
+        shim_retry_target(&p->retry, t->node_id);
         return 0;
+}
+
+/* What the router cache is asked for this request; exclude: the nodes tried so far. */
+static RoutePick proxy_route_pick(ProxyRequest *p, char *const *exclude) {
+        return (RoutePick) {
+                .model = p->model,
+                .policy = p->policy,
+                .exclude = exclude,
+                .holder = p->chain.anchor != 0 ? affinity_index_holder(p->m->affinity, &p->chain, NULL) : NULL,
+                .anchor = p->chain.anchor,
+                .eps = p->m->gravity_eps,
+        };
 }
 
 /* First choice: a routed request goes where the routing table says; everything else, and a
  * model no live node serves, goes to this node's own Ollama (which gives the exact answer). */
 static int proxy_pick_first(ProxyRequest *p) {
-        char *address = NULL;
-        char node_id[NODE_ID_LEN + 1];
+        RouterTarget t = {};
         const char *reason = NULL;
-        HttpBaseUrl url;
 
-        if (p->model && router_cache_pick(p->m->router, p->model, NULL, node_id, &address, &url, &reason) >= 0)
-                return proxy_set_target(p, node_id, address, &url);
+        if (p->model) {
+                RoutePick pick = proxy_route_pick(p, NULL);
+
+                if (router_cache_pick(p->m->router, &pick, &t, &reason) >= 0) {
+                        log_debug("Request %" PRIu64 ": to node %s (%s)", p->id, t.name, reason);
+                        return proxy_set_target(p, &t);
+                }
+        }
         /* Served for a peer: counted as this node's load (in flight, outcomes) like a request
          * routed here, so routerd's figures for this node, and what it gossips, include it. */
-        return proxy_set_target(p, p->listener == SHIM_LISTENER_MESH ? p->m->node_id : NULL,
-                                strdup(p->m->config->upstream_url), &p->m->upstream);
+        t = (RouterTarget) { .address = strdup(p->m->config->upstream_url), .url = p->m->upstream };
+        if (p->listener == SHIM_LISTENER_MESH)
+                snprintf(t.node_id, sizeof(t.node_id), "%s", p->m->node_id);
+        snprintf(t.name, sizeof(t.name), "%s", p->m->node_name);
+        return proxy_set_target(p, &t);
 }
 
 /* Requests that may run twice: safe methods, and inference (no state changes in Ollama). */
@@ -310,11 +337,10 @@ static bool proxy_is_repeatable(const ProxyRequest *p) {
 /* After a failure before the first response byte: 0 with a new target (or the same one on a
  * fresh connection), -ENOENT when there is nothing left to try. */
 static int proxy_pick_retry(ProxyRequest *p) {
-        char *address = NULL;
-        char node_id[NODE_ID_LEN + 1];
+        RouterTarget t = {};
         const char *reason = NULL;
-        HttpBaseUrl url;
         ShimRetryAction action;
+        RoutePick pick;
 
         action = shim_retry_next(&p->retry,
                                  &(ShimRetryRequest) {
@@ -331,12 +357,13 @@ static int proxy_pick_retry(ProxyRequest *p) {
                 p->force_fresh = true;
                 return 0;
         }
-        if (action != SHIM_RETRY_OTHER_NODE ||
-            router_cache_pick(p->m->router, p->model, shim_retry_exclude(&p->retry), node_id, &address, &url,
-                              &reason) < 0)
+        if (action != SHIM_RETRY_OTHER_NODE)
                 return -ENOENT;
-        log_debug("Request %" PRIu64 ": retrying on node %s (%s)", p->id, node_id, reason);
-        return proxy_set_target(p, node_id, address, &url);
+        pick = proxy_route_pick(p, shim_retry_exclude(&p->retry));
+        if (router_cache_pick(p->m->router, &pick, &t, &reason) < 0)
+                return -ENOENT;
+        log_debug("Request %" PRIu64 ": retrying on node %s (%s)", p->id, t.node_id, reason);
+        return proxy_set_target(p, &t);
 }
 
 /* ---- the upstream request ---- */
@@ -595,8 +622,16 @@ static void proxy_start_reply(ProxyRequest *p, char *head, const ShimHttpRespons
                 }
                 if (connection && shim_header_is_hop_by_hop(name, connection))
                         continue;
+                /* A peer's shim names itself; this node says who answered, once. */
+                if (mesh_header_is_ours(name))
+                        continue;
                 evhttp_add_header(out, name, value);
         }
+        if (p->served_by[0])
+                evhttp_add_header(out, SHIM_SERVED_BY_HEADER, p->served_by);
+        /* The node took the request: its prompt cache now holds this context. */
+        if (p->status >= 200 && p->status < 300 && p->chain.anchor != 0 && !isempty(p->node_id))
+                (void) affinity_index_learn(p->m->affinity, &p->chain, p->node_id);
         /* An HTTP/1.0 client gets no chunked encoding: without a length, the end of the body is
          * the end of the connection. libevent 2.1 would answer its keep-alive with
          * "Content-Length: 0" and keep the connection: forget that it asked. */
@@ -940,6 +975,69 @@ static void proxy_extract_model(ProxyRequest *p, struct evbuffer *body) {
         free(heap);
 }
 
+DEFINE_TRIVIAL_CLEANUP_FUNC(json_tokener *, json_tokener_free);
+
+/* The context of a routed request for gravity: the chain of its parsed body, or of the key
+ * X-Mycelia-Affinity gives. Without one it routes by load. */
+static void proxy_affinity_chain(ProxyRequest *p, struct evhttp_request *req) {
+        struct evbuffer *body = evhttp_request_get_input_buffer(req);
+        const char *key = evhttp_find_header(evhttp_request_get_input_headers(req), SHIM_AFFINITY_HEADER);
+        _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
+        struct iovec small[16], *vec, *heap = NULL;
+        json_object *obj = NULL;
+        char path[64];
+        size_t len;
+        int n;
+
+        if (key) {
+                (void) affinity_chain_from_key(&p->chain, key);
+                return;
+        }
+        if (evbuffer_get_length(body) > SHIM_AFFINITY_BODY_MAX)
+                return;
+        len = strcspn(p->uri, "?");
+        if (len >= sizeof(path))
+                return;
+        memcpy(path, p->uri, len);
+        path[len] = '\0';
+        tok = json_tokener_new();
+        n = tok ? shim_evbuffer_iovecs(body, small, ELEMENTSOF(small), &vec, &heap) : -ENOMEM;
+        for (int i = 0; i < n; i++) {
+                json_object_put(obj);
+                obj = json_tokener_parse_ex(tok, vec[i].iov_base, (int) MIN(vec[i].iov_len, (size_t) INT_MAX));
+                if (!obj && json_tokener_get_error(tok) != json_tokener_continue)
+                        break;
+        }
+        free(heap);
+        if (obj && affinity_chain_from_request(&p->chain, path, obj) < 0) {
+                affinity_chain_done(&p->chain);
+                affinity_chain_init(&p->chain);
+        }
+        json_object_put(obj);
+}
+
+/* X-Mycelia-Policy and the context gravity needs. An unknown policy is the client's error: 400
+ * in the endpoint's own error form, and the request ends (returns -EINVAL). */
+static int proxy_routing_headers(ProxyRequest *p, struct evhttp_request *req) {
+        const char *name = evhttp_find_header(evhttp_request_get_input_headers(req), SHIM_POLICY_HEADER);
+        RoutePolicy policy = router_cache_policy(p->m->router);
+
+        if (name) {
+                policy = route_policy_from_string(name);
+                if (policy < 0) {
+                        shim_reply_error(req, 400, proxy_error_form(p),
+                                         "unknown routing policy in " SHIM_POLICY_HEADER ": use gravity, round-robin, "
+                                         "least-loaded, latency or local-first", false);
+                        proxy_free(p);
+                        return -EINVAL;
+                }
+                p->policy = policy;
+        }
+        if (policy == ROUTE_POLICY_GRAVITY)
+                proxy_affinity_chain(p, req);
+        return 0;
+}
+
 void proxy_handle_request(struct evhttp_request *req, void *userdata) {
         ShimListener *l = userdata;
         Manager *m = l->manager;
@@ -978,6 +1076,8 @@ void proxy_handle_request(struct evhttp_request *req, void *userdata) {
         }
         p->m = m;
         p->id = ++m->next_request_id;
+        p->policy = _ROUTE_POLICY_INVALID;
+        affinity_chain_init(&p->chain);
         shim_retry_init(&p->retry);
         p->listener = l->kind;
         p->cls = cls;
@@ -995,8 +1095,11 @@ void proxy_handle_request(struct evhttp_request *req, void *userdata) {
 
         /* The hop rule: requests from the mesh are served here, never forwarded again. Only
          * routed endpoints pay for parsing the body, and only when there is a table. */
-        if (l->kind == SHIM_LISTENER_API && cls.routing == SHIM_ROUTING_BY_MODEL && router_cache_loaded(m->router))
+        if (l->kind == SHIM_LISTENER_API && cls.routing == SHIM_ROUTING_BY_MODEL && router_cache_loaded(m->router)) {
                 proxy_extract_model(p, evhttp_request_get_input_buffer(req));
+                if (p->model && proxy_routing_headers(p, req) < 0)
+                        return;
+        }
 
         proxy_watch_client(p);
         if (proxy_pick_first(p) < 0) {

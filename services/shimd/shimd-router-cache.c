@@ -41,6 +41,7 @@ struct RouterCache {
         RouteTable table;
         HttpBaseUrl *urls;          /* the table's node addresses, parsed; port 0: unusable */
         RoutePolicy policy;
+        uint64_t random;        /* state of the picks' random source */
         bool has_table;         /* a table was read from routerd (it may be gone since) */
         bool connected;         /* routerd is on the bus and its table is current */
 
@@ -550,16 +551,27 @@ bool router_cache_loaded(RouterCache *c) {
         return c && c->has_table;
 }
 
-int router_cache_pick(RouterCache *c, const char *model, char *const *exclude, char ret_node_id[NODE_ID_LEN + 1],
-                      char **ret_address, HttpBaseUrl *ret_url, const char **ret_reason) {
+RoutePolicy router_cache_policy(RouterCache *c) {
+        return c->policy;
+}
+
+int router_cache_pick(RouterCache *c, const RoutePick *pick, RouterTarget *ret, const char **ret_reason) {
+        RoutePick p = *pick;
         const HttpBaseUrl *url;
         RouteNode *n;
         char *address;
         int r;
 
-        if (!c->has_table || !model)
+        if (!c->has_table || !p.model)
                 return -ENOENT;
-        r = route_table_pick(&c->table, c->policy, model, NULL, exclude, &n, ret_reason);
+        if (p.policy < 0 || p.policy >= _ROUTE_POLICY_MAX)
+                p.policy = c->policy;
+        /* splitmix64: the power of two choices needs no better. */
+        c->random += UINT64_C(0x9e3779b97f4a7c15);
+        p.random = (c->random ^ (c->random >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+        p.random = (p.random ^ (p.random >> 27)) * UINT64_C(0x94d049bb133111eb);
+        p.random ^= p.random >> 31;
+        r = route_table_pick_for(&c->table, &p, &n, ret_reason);
         if (r < 0)
                 return r;
         url = &c->urls[n - c->table.nodes];
@@ -568,9 +580,9 @@ int router_cache_pick(RouterCache *c, const char *model, char *const *exclude, c
         address = strdup(n->address);
         if (!address)
                 return -ENOMEM;
-        snprintf(ret_node_id, NODE_ID_LEN + 1, "%s", n->id);
-        *ret_address = address;
-        *ret_url = *url;
+        *ret = (RouterTarget) { .address = address, .url = *url };
+        snprintf(ret->node_id, sizeof(ret->node_id), "%s", n->id);
+        snprintf(ret->name, sizeof(ret->name), "%s", strempty(n->name));
         return 0;
 }
 

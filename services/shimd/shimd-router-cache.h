@@ -24,11 +24,21 @@ int router_cache_start(RouterCache *c);
  * last table is kept until it is back). Shim1.RouterConnected says whether it is there. */
 bool router_cache_loaded(RouterCache *c);
 
-/* Picks a node for model, skipping the ids in exclude (NULL-terminated). Copies the node's id,
- * address and parsed address (the table may change before the request ends). -ENOENT: no live
- * node serves it. */
-int router_cache_pick(RouterCache *c, const char *model, char *const *exclude, char ret_node_id[NODE_ID_LEN + 1],
-                      char **ret_address, HttpBaseUrl *ret_url, const char **ret_reason);
+/* Where a picked request goes: copies, since the table may change before the request ends. */
+typedef struct RouterTarget {
+        char node_id[NODE_ID_LEN + 1];
+        char name[65];
+        char *address;          /* malloc()ed, the caller's */
+        HttpBaseUrl url;
+} RouterTarget;
+
+/* Picks a node as pick asks (model, exclude, holder, anchor, eps); its policy, when not a valid
+ * one, is the table's (Router1.Policy); its random is filled in here. -ENOENT: no live node
+ * serves the model. */
+int router_cache_pick(RouterCache *c, const RoutePick *pick, RouterTarget *ret, const char **ret_reason);
+
+/* The table's policy (Router1.Policy). */
+RoutePolicy router_cache_policy(RouterCache *c);
 
 /* A request to node_id started (+1) or ended (-1). */
 void router_cache_in_flight(RouterCache *c, const char *node_id, int delta);

@@ -59,7 +59,8 @@ START_TEST(test_defaults) {
         ck_assert_uint_eq(c.connect_timeout, 5 * USEC_PER_SEC);
         ck_assert_uint_eq(c.upstream_timeout, 300 * USEC_PER_SEC);
         ck_assert_str_eq(c.upstream_url, "http://127.0.0.1:11435");
-        ck_assert_str_eq(c.route_policy, "round-robin");
+        ck_assert_str_eq(c.route_policy, "gravity");
+        ck_assert_str_eq(c.gravity_eps, "0.25");
         ck_assert_uint_eq(c.tags_interval, 10 * USEC_PER_SEC);
         ck_assert_uint_eq(c.probe_interval, 1 * USEC_PER_SEC);
         ck_assert_ptr_nonnull(strstr(c.state_dir, "lib/mycelia"));
@@ -195,7 +196,7 @@ START_TEST(test_bad_file) {
 
         /* A file named on the command line must exist. */
         ck_assert_int_lt(load(argv, NULL, NULL), 0);
-        ck_assert_str_eq(c.route_policy, "round-robin");
+        ck_assert_str_eq(c.route_policy, "gravity");
 }
 END_TEST
 

@@ -352,6 +352,12 @@ START_TEST(test_gravity_holder_and_bound) {
         a->in_flight = 2;
         c->in_flight = 2;
         ck_assert_ptr_eq(pick_for(ROUTE_POLICY_GRAVITY, b->id, anchor, 1), b);
+        /* Busy beyond its share, but with a free slot (capacity 4): it keeps the context. */
+        a->in_flight = c->in_flight = 0;
+        b->capacity = 4;
+        ck_assert_ptr_eq(pick_for(ROUTE_POLICY_GRAVITY, b->id, anchor, 1), b);
+        b->in_flight = 4;
+        ck_assert_ptr_ne(pick_for(ROUTE_POLICY_GRAVITY, b->id, anchor, 1), b);
         /* A holder that does not serve the model, or is down, is no holder. */
         b->up = false;
         ck_assert_ptr_ne(pick_for(ROUTE_POLICY_GRAVITY, b->id, anchor, 1), b);

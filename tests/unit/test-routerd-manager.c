@@ -54,7 +54,7 @@ START_TEST(test_local_node) {
         ck_assert_str_eq(n->name, "alpha");
         ck_assert_str_eq(n->address, "http://127.0.0.1:1");
         ck_assert_uint_eq(m->table.generation, 1);
-        ck_assert_int_eq(m->policy, ROUTE_POLICY_ROUND_ROBIN);
+        ck_assert_int_eq(m->policy, ROUTE_POLICY_GRAVITY);
 }
 END_TEST
 

@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# The routing policies across a real mesh (docs/routing-policies.md, docs/context-gravity.md):
+# three launchers on loopback, each in front of its own Ollama double with one model of its own
+# and one shared. Every answer names its node in X-Mycelia-Served-By. Round-robin spreads evenly,
+# a model on one node always goes there, gravity keeps every turn of a conversation on one node
+# and spreads concurrent conversations within the bounded load, least-loaded and latency avoid a
+# slow node, an unknown X-Mycelia-Policy is a 400.
+import collections
+import os
+import threading
+import unittest
+
+import harness  # puts tests/ on sys.path, for testenv
+import testenv
+from harness import Double, Node, wait_until, write_mesh_key
+
+testenv.require_env('MYCELIA_NODE', 'MYCELIA_SHIMD', 'MYCELIA_ROUTERD', 'MYCELIA_GOSSIPD',
+                    'MYCELIA_DISCOVERYD', 'OLLAMA_DOUBLE')
+
+NAMES = ('ra', 'rb', 'rc')
+MODELS = {'ra': 'alpha:latest,shared:latest', 'rb': 'bravo:latest,shared:latest',
+          'rc': 'charlie:latest,shared:latest'}
+CONVERGE_TIMEOUT = 20.0
+EPS = 0.25
+SYSTEM = 'You are a helpful assistant. ' * 40
+
+
+def router_nodes(node):
+    """Router1.Nodes as {id: (state, models)}; {} while it cannot be read."""
+    try:
+        data = node.prop('org.mycelia.Router1', 'Nodes')
+    except (harness.BusError, TimeoutError, KeyError, ValueError):
+        return {}
+    return {t[0]: (t[3], t[7]) for t in data}
+
+
+def chat(node, messages, policy=None, model='shared', timeout=30.0):
+    headers = {'X-Mycelia-Policy': policy} if policy else None
+    r = node.request('POST', '/api/chat', {'model': model, 'messages': messages, 'stream': False},
+                     headers=headers, timeout=timeout)
+    if r.status != 200:
+        raise AssertionError('chat answered %d: %r' % (r.status, r.body[:300]))
+    return r.header('X-Mycelia-Served-By'), r.json()['message']['content']
+
+
+def generate(node, model, policy=None, timeout=30.0):
+    headers = {'X-Mycelia-Policy': policy} if policy else None
+    r = node.request('POST', '/api/generate', {'model': model, 'prompt': 'hello', 'stream': False},
+                     headers=headers, timeout=timeout)
+    if r.status != 200:
+        raise AssertionError('generate answered %d: %r' % (r.status, r.body[:300]))
+    return r.header('X-Mycelia-Served-By')
+
+
+class Conversation:
+    """One chat conversation: a shared system prompt, then turns; each turn sends the whole
+    history, as clients do, and keeps the answer."""
+
+    def __init__(self, topic):
+        self.messages = [{'role': 'system', 'content': SYSTEM}]
+        self.topic = topic
+        self.served = []
+
+    def turn(self, node, **kw):
+        self.messages.append({'role': 'user', 'content': 'Turn %d about %s: tell me more.' % (
+            len(self.served) + 1, self.topic)})
+        by, answer = chat(node, self.messages, **kw)
+        self.messages.append({'role': 'assistant', 'content': answer})
+        self.served.append(by)
+        return by
+
+
+def run_threads(fns):
+    errors = []
+
+    def wrap(fn):
+        try:
+            fn()
+        except BaseException as e:  # noqa: B902 - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=wrap, args=(f,)) for f in fns]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    if errors:
+        raise errors[0]
+
+
+class Routing(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = harness.make_tmpdir('mycelia-routing-')
+        key = write_mesh_key(os.path.join(cls.dir, 'mesh.key'))
+        cls.doubles, cls.nodes = {}, {}
+        for name in NAMES:
+            cls.doubles[name] = Double('--models', MODELS[name], '--tokens', '4', '--token-delay-ms', '0',
+                                       '--num-parallel', '64')
+            seeds = ['--seed', cls.nodes['ra'].gossip] if cls.nodes else []
+            cls.nodes[name] = Node(cls.doubles[name].url, '--mesh-key', key, '--parallel', '64', *seeds, name=name)
+        cls.a = cls.nodes['ra']
+
+        def all_up():
+            t = router_nodes(cls.a)
+            return len(t) == 3 and all(s == 'up' and 'shared:latest' in m for s, m in t.values())
+        wait_until(all_up, CONVERGE_TIMEOUT, what="node ra's routing table with all three up")
+
+    @classmethod
+    def tearDownClass(cls):
+        for n in cls.nodes.values():
+            n.stop()
+        for d in cls.doubles.values():
+            d.stop()
+
+    def set_delay(self, name, ms):
+        r = harness.http_request(self.doubles[name].addr, 'POST', '/__double/faults', {'token_delay_ms': ms})
+        self.assertEqual(r.status, 200, r)
+
+    def test_model_on_one_node_goes_there(self):
+        for model, name in (('charlie', 'rc'), ('bravo', 'rb'), ('alpha', 'ra')):
+            for policy in (None, 'round-robin', 'least-loaded', 'latency', 'local-first'):
+                self.assertEqual(generate(self.a, model, policy), name, '%s with %s' % (model, policy))
+
+    def test_round_robin_spreads_evenly(self):
+        served = collections.Counter(generate(self.a, 'shared', 'round-robin') for _ in range(300))
+        self.assertEqual(set(served), set(NAMES), served)
+        for name in NAMES:
+            self.assertLessEqual(abs(served[name] - 100), 10, served)
+
+    def test_unknown_policy_is_a_400(self):
+        r = self.a.request('POST', '/api/generate', {'model': 'shared', 'prompt': 'x', 'stream': False},
+                           headers={'X-Mycelia-Policy': 'fastest'})
+        self.assertEqual(r.status, 400, r)
+        self.assertIn('X-Mycelia-Policy', r.json()['error'])
+        r = self.a.request('POST', '/v1/chat/completions',
+                           {'model': 'shared', 'messages': [{'role': 'user', 'content': 'x'}]},
+                           headers={'X-Mycelia-Policy': 'fastest'})
+        self.assertEqual(r.status, 400, r)
+        self.assertIn('X-Mycelia-Policy', r.json()['error']['message'])
+
+    def test_conversations_keep_to_one_node(self):
+        # Ten 10-turn conversations one after another, by the default policy (gravity).
+        convs = [Conversation('topic %d' % i) for i in range(10)]
+        for turn in range(10):
+            for c in convs:
+                c.turn(self.a)
+        for c in convs:
+            self.assertEqual(len(set(c.served)), 1, '%s went to %s' % (c.topic, c.served))
+        placed = collections.Counter(c.served[0] for c in convs)
+        self.assertGreater(len(placed), 1, 'every conversation on one node: %s' % placed)
+
+    def test_concurrent_conversations_spread_within_the_bound(self):
+        # 30 conversations at once, each turn in flight together (the doubles answer slowly),
+        # three turns each: every conversation stays on its node, and no node holds more than
+        # (1 + eps) times the mean, plus one.
+        for name in NAMES:
+            self.set_delay(name, 40)
+        try:
+            convs = [Conversation('concurrent %d' % i) for i in range(30)]
+            for _ in range(3):
+                run_threads([lambda c=c: c.turn(self.a) for c in convs])
+        finally:
+            for name in NAMES:
+                self.set_delay(name, 0)
+        for c in convs:
+            self.assertEqual(len(set(c.served)), 1, '%s went to %s' % (c.topic, c.served))
+        placed = collections.Counter(c.served[0] for c in convs)
+        self.assertLessEqual(max(placed.values()), (1 + EPS) * 10 + 1, placed)
+        self.assertEqual(sum(placed.values()), 30)
+
+    def test_least_loaded_and_latency_avoid_a_slow_node(self):
+        self.set_delay('rb', 150)
+        try:
+            # least-loaded: 30 streams at once; the slow node keeps its requests longest.
+            served = collections.Counter()
+            lock = threading.Lock()
+
+            def one():
+                by = generate(self.a, 'shared', 'least-loaded')
+                with lock:
+                    served[by] += 1
+            for _ in range(3):
+                run_threads([one] * 10)
+            self.assertLess(served['rb'], 10, served)
+
+            # latency: once measured (each node's time to first token reaches routerd in the
+            # shim's outcome reports), the slow node is never the better of two.
+            for _ in range(12):
+                generate(self.a, 'shared', 'round-robin')
+            wait_until(lambda: self.ttfb_known(), 5, what='time to first token of every node')
+            served = collections.Counter(generate(self.a, 'shared', 'latency') for _ in range(30))
+            self.assertLessEqual(served['rb'], 1, served)
+        finally:
+            self.set_delay('rb', 0)
+
+    def ttfb_known(self):
+        data = self.a.prop('org.mycelia.Router1', 'Nodes')
+        return all(self.ttfb_of(t) > 0 for t in data)
+
+    @staticmethod
+    def ttfb_of(t):
+        # (id, name, address, state, in_flight, capacity, ttfb_usec, models)
+        return t[6]
+
+
+if __name__ == '__main__':
+    testenv.main()

@@ -633,6 +633,21 @@ int double_text_json_get_int(json_object *o, const char *key, const char *go_str
         return 1;
 }
 
+int double_text_json_get_float(json_object *o, const char *key, const char *go_struct, double *ret,
+                               char **ret_error) {
+        json_object *v;
+
+        *ret = 0;
+        if (double_text_json_field(o, key, &v) == 0)
+                return 0;
+        if (!json_object_is_type(v, json_type_double) && !json_object_is_type(v, json_type_int))
+                return double_text_error(ret_error,
+                                         "json: cannot unmarshal %s into Go struct field %s.%s of type float64",
+                                         double_text_json_kind(v), go_struct, key);
+        *ret = json_object_get_double(v);
+        return 1;
+}
+
 static int double_text_append(char **text, size_t *len, size_t *cap, const char *s, size_t n) {
         if (*len + n + 1 > *cap) {
                 size_t ncap = (*cap ? *cap * 2 : 256);
@@ -734,6 +749,159 @@ int double_text_messages_join(json_object *messages, bool openai, char **ret_tex
         *ret_text = TAKE_PTR(text);
         *ret_len = len;
         *ret_tokens = tokens;
+        return 0;
+}
+
+static int double_text_render_image(char **text, size_t *len, size_t *cap, json_object *image) {
+        const char *s = image ? json_object_get_string(image) : "";
+        char tag[40];
+
+        (void) snprintf(tag, sizeof(tag), "<|image:%016" PRIx64 "|>",
+                        double_text_fnv1a64(DOUBLE_TEXT_FNV_OFFSET, s ?: "", s ? strlen(s) : 0));
+        return double_text_append(text, len, cap, tag, strlen(tag));
+}
+
+static int double_text_render_open(char **text, size_t *len, size_t *cap, const char *role) {
+        int r;
+
+        r = double_text_append(text, len, cap, "<|", 2);
+        if (r >= 0)
+                r = double_text_append(text, len, cap, role, strlen(role));
+        if (r >= 0)
+                r = double_text_append(text, len, cap, "|>", 2);
+        return r;
+}
+
+/* Images and content of one message, in the order the API gives them. */
+static int double_text_render_body(char **text, size_t *len, size_t *cap, json_object *m, bool openai) {
+        json_object *content = NULL, *images = NULL;
+        int r;
+
+        (void) json_object_object_get_ex(m, "content", &content);
+        if (!openai && json_object_object_get_ex(m, "images", &images) && json_object_is_type(images, json_type_array))
+                for (size_t i = 0; i < json_object_array_length(images); i++) {
+                        r = double_text_render_image(text, len, cap, json_object_array_get_idx(images, i));
+                        if (r < 0)
+                                return r;
+                }
+        if (content && json_object_is_type(content, json_type_string))
+                return double_text_append(text, len, cap, json_object_get_string(content),
+                                          (size_t) json_object_get_string_len(content));
+        if (!content || !json_object_is_type(content, json_type_array))
+                return 0;
+        for (size_t i = 0; i < json_object_array_length(content); i++) {
+                json_object *part = json_object_array_get_idx(content, i), *type = NULL, *v = NULL;
+                const char *ts;
+
+                if (!part || !json_object_object_get_ex(part, "type", &type) ||
+                    !json_object_is_type(type, json_type_string))
+                        continue;
+                ts = json_object_get_string(type);
+                if (strcmp(ts, "text") == 0 && json_object_object_get_ex(part, "text", &v) &&
+                    json_object_is_type(v, json_type_string))
+                        r = double_text_append(text, len, cap, json_object_get_string(v),
+                                               (size_t) json_object_get_string_len(v));
+                else if (strcmp(ts, "image_url") == 0) {
+                        json_object *url = NULL;
+
+                        (void) json_object_object_get_ex(part, "image_url", &v);
+                        if (v && json_object_is_type(v, json_type_object))
+                                (void) json_object_object_get_ex(v, "url", &url);
+                        else
+                                url = v;
+                        r = double_text_render_image(text, len, cap, url);
+                } else
+                        continue;
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int double_text_render_chat(json_object *messages, bool openai, char **ret, size_t *ret_len) {
+        _cleanup_dfree_ char *text = NULL;
+        size_t len = 0, cap = 0, n;
+        bool continued = false;
+        int r;
+
+        r = double_text_append(&text, &len, &cap, "", 0);
+        if (r < 0)
+                return r;
+        n = messages && json_object_is_type(messages, json_type_array) ? json_object_array_length(messages) : 0;
+        for (size_t i = 0; i < n; i++) {
+                json_object *m = json_object_array_get_idx(messages, i), *role = NULL;
+                const char *rs = "";
+
+                if (!m || !json_object_is_type(m, json_type_object))
+                        continue;
+                if (json_object_object_get_ex(m, "role", &role) && json_object_is_type(role, json_type_string))
+                        rs = json_object_get_string(role);
+                r = double_text_render_open(&text, &len, &cap, rs);
+                if (r >= 0)
+                        r = double_text_render_body(&text, &len, &cap, m, openai);
+                if (r < 0)
+                        return r;
+                /* The last message, when the assistant's, is continued rather than answered. */
+                continued = i + 1 == n && strcmp(rs, "assistant") == 0;
+                if (!continued) {
+                        r = double_text_append(&text, &len, &cap, "<|end|>", 7);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        if (!continued) {
+                r = double_text_render_open(&text, &len, &cap, "assistant");
+                if (r < 0)
+                        return r;
+        }
+        *ret = TAKE_PTR(text);
+        *ret_len = len;
+        return 0;
+}
+
+int double_text_render_generate(const char *system, size_t system_len, const char *prompt, size_t prompt_len,
+                                json_object *images, bool raw, char **ret, size_t *ret_len) {
+        _cleanup_dfree_ char *text = NULL;
+        size_t len = 0, cap = 0;
+        int r;
+
+        r = double_text_append(&text, &len, &cap, "", 0);
+        if (r < 0)
+                return r;
+        if (raw) {
+                r = double_text_append(&text, &len, &cap, prompt ?: "", prompt ? prompt_len : 0);
+                if (r < 0)
+                        return r;
+                goto done;
+        }
+        if (system && system_len > 0) {
+                r = double_text_render_open(&text, &len, &cap, "system");
+                if (r >= 0)
+                        r = double_text_append(&text, &len, &cap, system, system_len);
+                if (r >= 0)
+                        r = double_text_append(&text, &len, &cap, "<|end|>", 7);
+                if (r < 0)
+                        return r;
+        }
+        r = double_text_render_open(&text, &len, &cap, "user");
+        if (r < 0)
+                return r;
+        if (images && json_object_is_type(images, json_type_array))
+                for (size_t i = 0; i < json_object_array_length(images); i++) {
+                        r = double_text_render_image(&text, &len, &cap, json_object_array_get_idx(images, i));
+                        if (r < 0)
+                                return r;
+                }
+        r = double_text_append(&text, &len, &cap, prompt ?: "", prompt ? prompt_len : 0);
+        if (r >= 0)
+                r = double_text_append(&text, &len, &cap, "<|end|>", 7);
+        if (r >= 0)
+                r = double_text_render_open(&text, &len, &cap, "assistant");
+        if (r < 0)
+                return r;
+done:
+        *ret = TAKE_PTR(text);
+        *ret_len = len;
         return 0;
 }
 

@@ -113,10 +113,25 @@ int double_text_json_get_bool(json_object *o, const char *key, const char *go_st
                               char **ret_error);
 int double_text_json_get_int(json_object *o, const char *key, const char *go_struct, int64_t *ret,
                              char **ret_error);
+int double_text_json_get_float(json_object *o, const char *key, const char *go_struct, double *ret,
+                               char **ret_error);
 /* /api/chat messages: concatenates every message's content; *ret_tokens counts 1 + words per
  * message. openai selects the /v1 rules (content may be a list of parts). */
 int double_text_messages_join(json_object *messages, bool openai, char **ret_text, size_t *ret_len,
                               unsigned *ret_tokens, char **ret_error);
+
+/* The prompt as the prompt cache sees it, rendered the way a chat template renders one: each
+ * message as "<|role|>" + its images ("<|image:HEX|>", FNV-1a 64 of the image string) + its
+ * content + "<|end|>", then "<|assistant|>" where the answer starts (a last assistant message is
+ * left open instead, to be continued). So the next turn of a conversation (the same messages, the
+ * answer as an assistant message, a new one) starts with this prompt followed by the answer.
+ * Call after double_text_messages_join accepted the messages; openai reads content parts. */
+int double_text_render_chat(json_object *messages, bool openai, char **ret, size_t *ret_len);
+/* /api/generate and /v1/completions: raw, the prompt as it is; otherwise the system message (when
+ * not empty) and a user message with the prompt and images, as double_text_render_chat renders
+ * [system, user]. images may be NULL. */
+int double_text_render_generate(const char *system, size_t system_len, const char *prompt, size_t prompt_len,
+                                json_object *images, bool raw, char **ret, size_t *ret_len);
 
 /* "sha256:<64 hex>" (or "sha256-<hex>") to 32 bytes; -EINVAL otherwise. */
 int double_text_parse_digest(const char *s, uint8_t ret[32]);

@@ -27,6 +27,7 @@
 #include <json-c/json.h>
 #include <sodium.h>
 
+#include "double-cache.h"
 #include "double-text.h"
 
 #define DOUBLE_MAX_BODY ((ev_ssize_t) 64 * 1024 * 1024)
@@ -106,6 +107,7 @@ struct Job {
         int64_t keep_alive_ns;
 
         DoubleTextGen gen;
+        uint64_t seed;
         unsigned n_tokens;
         unsigned emitted;
         unsigned fail_after;
@@ -116,6 +118,13 @@ struct Job {
         uint32_t *context;
         size_t n_context;
         bool want_context;
+
+        /* The prompt cache: the rendered prompt until the job takes a slot, then its lease. */
+        char *render;
+        size_t render_len;
+        bool has_lease;
+        bool prefilled;         /* the prefill wait is over: the slot holds the prompt */
+        DoubleCacheLease lease;
 
         json_object *inputs;    /* embed: array of strings */
         unsigned dims;
@@ -147,12 +156,17 @@ struct Double {
         unsigned max_queue;
 
         unsigned token_delay_ms, default_token_delay_ms;
+        double prefill_us_per_byte, default_prefill_us_per_byte;
+        double embed_us_per_input, default_embed_us_per_input;
+        DoubleCachePolicy cache_policy;
+        DoubleCache *cache;
         unsigned fail_after_tokens;
         int fail_status;
         bool stall;
         bool stall_all;
 
         uint64_t requests, completed, cancelled, failed, connections;
+        uint64_t cache_hits, cache_hit_bytes, prefill_bytes, embed_inputs;
         unsigned active, queued, stalled, n_jobs;
         char *last_host;
         char *last_path;
@@ -396,9 +410,11 @@ static json_object *model_details(const Model *m) {
         return o;
 }
 
-static void model_unload(Model *m) {
+/* An unloaded runner takes its prompt cache with it. */
+static void model_unload(Double *d, Model *m) {
         m->loaded = false;
         m->loaded_forever = false;
+        double_cache_drop_model(d->cache, m->name);
 }
 
 static void model_touch(Double *d, Model *m, bool keep_alive_set, int64_t keep_alive_ns) {
@@ -406,7 +422,7 @@ static void model_touch(Double *d, Model *m, bool keep_alive_set, int64_t keep_a
         int64_t ka = keep_alive_set ? keep_alive_ns : DOUBLE_TEXT_DEFAULT_KEEP_ALIVE_NS;
 
         if (ka == 0) {
-                model_unload(m);
+                model_unload(d, m);
                 return;
         }
         m->loaded = true;
@@ -414,9 +430,9 @@ static void model_touch(Double *d, Model *m, bool keep_alive_set, int64_t keep_a
         m->expires_ns = m->loaded_forever ? INT64_MAX : now + ka;
 }
 
-static bool model_is_loaded(Model *m) {
+static bool model_is_loaded(Double *d, Model *m) {
         if (m->loaded && m->active == 0 && !m->loaded_forever && m->expires_ns <= now_real_ns())
-                model_unload(m);
+                model_unload(d, m);
         return m->present && (m->loaded || m->active > 0);
 }
 
@@ -428,6 +444,52 @@ static void double_kick(Double *d) {
 }
 
 static void job_on_close(struct evhttp_connection *evcon, void *userdata);
+
+/* ---- prompt cache ------------------------------------------------------------------------ */
+
+/* Takes the model's best cache slot for the job's rendered prompt; returns the microseconds of
+ * prefill the part not cached costs. Without a slot (the cache is full of models) it all costs. */
+static uint64_t job_acquire_slot(Job *j) {
+        Double *d = j->d;
+        size_t prefill = j->render_len;
+
+        if (!j->render)
+                return 0;
+        if (double_cache_acquire(d->cache, j->model->name, j->render, j->render_len, &j->lease) >= 0) {
+                j->has_lease = true;
+                prefill = j->lease.prefill_bytes;
+                d->cache_hits += j->lease.hit_bytes > 0;
+                d->cache_hit_bytes += j->lease.hit_bytes;
+        }
+        d->prefill_bytes += prefill;
+        free(j->render);
+        j->render = NULL;
+        return (uint64_t) ((double) prefill * d->prefill_us_per_byte + 0.5);
+}
+
+/* Gives the slot back holding the prompt and the tokens sent, regenerated from the seed, as the
+ * runner's slot keeps what it evaluated and sampled. */
+static void job_release_slot(Job *j) {
+        _cleanup_evbuffer_ struct evbuffer *b = NULL;
+        char tok[DOUBLE_TEXT_TOKEN_MAX];
+        DoubleTextGen g;
+        int l;
+
+        if (!j->has_lease)
+                return;
+        j->has_lease = false;
+        b = j->prefilled ? evbuffer_new() : NULL;
+        if (b) {
+                double_text_gen_init(&g, j->seed, j->n_tokens);
+                for (unsigned i = 0; i < j->emitted && evbuffer_get_length(b) < DOUBLE_CACHE_MAX_PREFIX; i++) {
+                        l = double_text_gen_next(&g, tok, sizeof(tok));
+                        if (l <= 0 || evbuffer_add(b, tok, (size_t) l) < 0)
+                                break;
+                }
+        }
+        (void) double_cache_release(j->d->cache, &j->lease, j->prefilled,
+                                    b ? (const char *) evbuffer_pullup(b, -1) : NULL, b ? evbuffer_get_length(b) : 0);
+}
 
 static Job *job_free(Job *j) {
         Double *d;
@@ -442,6 +504,8 @@ static Job *job_free(Job *j) {
         }
         if (j->state == JOB_STALLED)
                 d->stalled--;
+        /* Before model_touch: a keep_alive of 0 unloads the model, and its cache with it. */
+        job_release_slot(j);
         if (j->holds_slot) {
                 /* However it ended, the model stays loaded for the request's keep_alive. */
                 model_touch(d, j->model, j->keep_alive_set, j->keep_alive_ns);
@@ -469,6 +533,7 @@ static Job *job_free(Job *j) {
         free(j->add_models[1]);
         free(j->context);
         free(j->echo_model);
+        free(j->render);
         free(j);
         return NULL;
 }
@@ -554,13 +619,17 @@ static void job_on_close(struct evhttp_connection *evcon, void *userdata) {
                 evhttp_request_free(req);
 }
 
-static void job_arm(Job *j, unsigned delay_ms) {
+static void job_arm_us(Job *j, uint64_t delay_us) {
         struct timeval tv = {
-                .tv_sec = delay_ms / 1000,
-                .tv_usec = (delay_ms % 1000) * 1000,
+                .tv_sec = (time_t) (delay_us / 1000000),
+                .tv_usec = (suseconds_t) (delay_us % 1000000),
         };
 
         (void) evtimer_add(j->timer, &tv);
+}
+
+static void job_arm(Job *j, unsigned delay_ms) {
+        job_arm_us(j, (uint64_t) delay_ms * 1000);
 }
 
 /* The reply is done: counts it and frees the job. */
@@ -901,6 +970,7 @@ static void job_step_generation(Job *j) {
                 job_finish_load(j);
                 return;
         }
+        j->prefilled = true;
         for (unsigned i = 1; job_emit_token(j, i < DOUBLE_TOKEN_BURST); i++)
                 ;
 }
@@ -1137,17 +1207,30 @@ static void job_step(evutil_socket_t fd, short what, void *userdata) {
 
 static void job_start(Job *j) {
         Double *d = j->d;
+        uint64_t extra_us;
 
         /* A model in use is loaded; until its request ends, /api/ps shows the default expiry. */
-        if (!model_is_loaded(j->model))
+        if (!model_is_loaded(d, j->model))
                 model_touch(d, j->model, false, 0);
         j->state = JOB_RUNNING;
         j->holds_slot = true;
         j->model->active++;
         d->active++;
         j->t_start = now_mono_ns();
-        /* Each step, the first included, costs one token delay, so a busy slot is visible. */
-        job_arm(j, j->load_only ? 0 : d->token_delay_ms);
+        if (j->load_only) {
+                job_arm(j, 0);
+                return;
+        }
+        /* Each step, the first included, costs one token delay, so a busy slot is visible; the
+         * first also costs the prefill of what the cache lacks, or the embedding of each input. */
+        if (j->kind == JOB_EMBED || j->kind == JOB_EMBEDDINGS || j->kind == JOB_OAI_EMBED) {
+                size_t n = j->inputs ? json_object_array_length(j->inputs) : 0;
+
+                d->embed_inputs += n;
+                extra_us = (uint64_t) ((double) n * d->embed_us_per_input + 0.5);
+        } else
+                extra_us = job_acquire_slot(j);
+        job_arm_us(j, (uint64_t) d->token_delay_ms * 1000 + extra_us);
 }
 
 /* Takes a scheduler slot now, queues FIFO behind the model's other requests, or answers 503. */
@@ -1383,7 +1466,8 @@ static void job_setup_generation(Job *j, const char *model_name, const char *tex
 
         j->prompt_tokens = prompt_tokens;
         j->n_tokens = double_text_token_budget(d->natural_tokens, num_predict, &j->done_reason);
-        double_text_gen_init(&j->gen, double_text_seed(model_name, text, len), j->n_tokens);
+        j->seed = double_text_seed(model_name, text, len);
+        double_text_gen_init(&j->gen, j->seed, j->n_tokens);
         j->fail_after = d->fail_after_tokens;
 }
 
@@ -1397,6 +1481,24 @@ static void job_setup_context(Job *j, const char *prompt, size_t len) {
         j->want_context = true;
         while (j->n_context < DOUBLE_TEXT_MAX_CONTEXT && (wl = double_text_next_word(prompt, len, &pos, &w)) > 0)
                 j->context[j->n_context++] = double_text_token_id(w, wl);
+}
+
+/* The prompt the cache sees for /api/generate (native body: system, raw, images, read leniently,
+ * as the text ignores them) and /v1/completions (body NULL: the prompt through the template). */
+static void job_render_generate(Job *j, json_object *body, const char *prompt, size_t prompt_len) {
+        json_object *system = NULL, *raw = NULL, *images = NULL;
+
+        if (body) {
+                if (!json_object_object_get_ex(body, "system", &system) || !json_object_is_type(system, json_type_string))
+                        system = NULL;
+                if (!json_object_object_get_ex(body, "raw", &raw) || !json_object_is_type(raw, json_type_boolean))
+                        raw = NULL;
+                (void) json_object_object_get_ex(body, "images", &images);
+        }
+        (void) double_text_render_generate(system ? json_object_get_string(system) : NULL,
+                                           system ? (size_t) json_object_get_string_len(system) : 0,
+                                           prompt, prompt_len, images, raw && json_object_get_boolean(raw),
+                                           &j->render, &j->render_len);
 }
 
 /* ---- handlers --------------------------------------------------------------------------- */
@@ -1479,7 +1581,7 @@ static int handle_generate_common(Double *d, struct evhttp_request *req, ApiFlav
         if (flavour == API_NATIVE && prompt_len == 0 && f.keep_alive_set && f.keep_alive_ns == 0) {
                 _cleanup_json_ json_object *o = json_object_new_object();
 
-                model_unload(m);
+                model_unload(d, m);
                 json_add_str(o, "model", f.model);
                 json_add(o, "created_at", json_now());
                 json_add_str(o, "response", "");
@@ -1497,6 +1599,8 @@ static int handle_generate_common(Double *d, struct evhttp_request *req, ApiFlav
                              1 + double_text_count_words(prompt, prompt_len), f.num_predict);
         if (flavour == API_NATIVE && !j->load_only)
                 job_setup_context(j, prompt, prompt_len);
+        if (!j->load_only)
+                job_render_generate(j, flavour == API_NATIVE ? body : NULL, prompt, prompt_len);
         double_schedule(d, j);
         return 1;
 }
@@ -1570,7 +1674,7 @@ static int handle_chat_common(Double *d, struct evhttp_request *req, ApiFlavour 
                         reply_error(req, 404, "model '%s' not found", f.model ?: "");
                         return 0;
                 }
-                model_unload(m);
+                model_unload(d, m);
                 o = json_object_new_object();
                 msg = json_object_new_object();
                 json_add_str(o, "model", f.model);
@@ -1592,6 +1696,9 @@ static int handle_chat_common(Double *d, struct evhttp_request *req, ApiFlavour 
         j->load_only = n_messages == 0;
         (void) snprintf(j->id, sizeof(j->id), "chatcmpl-%" PRIu64, d->next_id++ % 999);
         job_setup_generation(j, m->name, text, text_len, tokens, f.num_predict);
+        /* Without a rendering (out of memory) the request is served without the cache. */
+        if (!j->load_only)
+                (void) double_text_render_chat(messages, flavour == API_OPENAI, &j->render, &j->render_len);
         double_schedule(d, j);
         return 1;
 }
@@ -1817,7 +1924,7 @@ static int handle_ps(Double *d, struct evhttp_request *req, const char *param) {
         size_t n = 0;
 
         TAILQ_FOREACH(m, &d->models, link)
-                if (model_is_loaded(m))
+                if (model_is_loaded(d, m))
                         sorted[n++] = m;
         /* longest remaining first, as PsHandler sorts */
         qsort(sorted, n, sizeof(Model *), model_compare_expiry);
@@ -2171,7 +2278,7 @@ static int handle_delete(Double *d, struct evhttp_request *req, const char *para
                 return 0;
         }
         m->present = false;
-        model_unload(m);
+        model_unload(d, m);
         reply_raw(req, 200, NULL, NULL, 0);
         return 0;
 }
@@ -2294,7 +2401,16 @@ static json_object *double_faults_json(Double *d) {
         json_add(o, "stall_all", json_object_new_boolean(d->stall_all));
         json_add_int(o, "token_delay_ms", d->token_delay_ms);
         json_add_int(o, "tokens", d->natural_tokens);
+        json_add(o, "prefill_us_per_byte", json_object_new_double(d->prefill_us_per_byte));
+        json_add(o, "embed_us_per_input", json_object_new_double(d->embed_us_per_input));
         return o;
+}
+
+/* Microseconds per byte or per input: 0..DOUBLE_MAX_COST_US, fractions allowed. */
+#define DOUBLE_MAX_COST_US 1e6
+
+static bool cost_valid(double us) {
+        return us >= 0 && us <= DOUBLE_MAX_COST_US;
 }
 
 static void handle_control(Double *d, struct evhttp_request *req, const char *path) {
@@ -2313,6 +2429,10 @@ static void handle_control(Double *d, struct evhttp_request *req, const char *pa
                 json_add_int(o, "connections", (int64_t) d->connections);
                 json_add_str(o, "last_host", d->last_host);
                 json_add_str(o, "last_path", d->last_path);
+                json_add_int(o, "cache_hits", (int64_t) d->cache_hits);
+                json_add_int(o, "cache_hit_bytes", (int64_t) d->cache_hit_bytes);
+                json_add_int(o, "prefill_bytes", (int64_t) d->prefill_bytes);
+                json_add_int(o, "embed_inputs", (int64_t) d->embed_inputs);
                 reply_json(req, 200, o);
                 return;
         }
@@ -2331,6 +2451,7 @@ static void handle_control(Double *d, struct evhttp_request *req, const char *pa
                 _cleanup_dfree_ char *err = NULL;
                 int64_t fail_after = 0, fail_status = 0, delay = d->default_token_delay_ms,
                         tokens = d->default_natural_tokens;
+                double prefill = 0, embed = 0;
                 int stall = 0, stall_all = 0;
 
                 if (len > 0 &&
@@ -2345,17 +2466,24 @@ static void handle_control(Double *d, struct evhttp_request *req, const char *pa
                     double_text_json_get_int(body, "token_delay_ms", "faults", &delay, &err) < 0 ||
                     double_text_json_get_int(body, "tokens", "faults", &tokens, &err) < 0 ||
                     double_text_json_get_bool(body, "stall", "faults", &stall, &err) < 0 ||
-                    double_text_json_get_bool(body, "stall_all", "faults", &stall_all, &err) < 0) {
+                    double_text_json_get_bool(body, "stall_all", "faults", &stall_all, &err) < 0 ||
+                    double_text_json_get_float(body, "prefill_us_per_byte", "faults", &prefill, &err) < 0 ||
+                    double_text_json_get_float(body, "embed_us_per_input", "faults", &embed, &err) < 0) {
                         reply_error(req, 400, "%s", err ?: "invalid request");
                         return;
                 }
-                /* absent fields: faults off, delay and length back to the command line's */
+                /* absent fields: faults off, delay, length and costs back to the command line's */
                 if (!json_object_object_get_ex(body, "token_delay_ms", NULL))
                         delay = d->default_token_delay_ms;
                 if (!json_object_object_get_ex(body, "tokens", NULL))
                         tokens = d->default_natural_tokens;
+                if (!json_object_object_get_ex(body, "prefill_us_per_byte", NULL))
+                        prefill = d->default_prefill_us_per_byte;
+                if (!json_object_object_get_ex(body, "embed_us_per_input", NULL))
+                        embed = d->default_embed_us_per_input;
                 if (fail_after < 0 || fail_after > UINT32_MAX || (fail_status != 0 && (fail_status < 100 || fail_status > 599)) ||
-                    delay < 0 || delay > 3600000 || tokens < 1 || tokens > DOUBLE_TEXT_MAX_TOKENS) {
+                    delay < 0 || delay > 3600000 || tokens < 1 || tokens > DOUBLE_TEXT_MAX_TOKENS ||
+                    !cost_valid(prefill) || !cost_valid(embed)) {
                         reply_error(req, 400, "value out of range");
                         return;
                 }
@@ -2363,10 +2491,14 @@ static void handle_control(Double *d, struct evhttp_request *req, const char *pa
                 d->fail_status = (int) fail_status;
                 d->token_delay_ms = (unsigned) delay;
                 d->natural_tokens = (unsigned) tokens;
+                d->prefill_us_per_byte = prefill;
+                d->embed_us_per_input = embed;
                 d->stall = stall == 1;
                 d->stall_all = stall_all == 1;
-                double_log(d, "faults: fail_after_tokens=%u fail_status=%d stall=%d token_delay_ms=%u",
-                           d->fail_after_tokens, d->fail_status, d->stall, d->token_delay_ms);
+                double_log(d, "faults: fail_after_tokens=%u fail_status=%d stall=%d token_delay_ms=%u "
+                           "prefill_us_per_byte=%g embed_us_per_input=%g",
+                           d->fail_after_tokens, d->fail_status, d->stall, d->token_delay_ms,
+                           d->prefill_us_per_byte, d->embed_us_per_input);
                 empty = json_object_new_object();
                 reply_json(req, 200, empty);
                 return;
@@ -2533,6 +2665,7 @@ static Double *double_free(Double *d) {
                 TAILQ_REMOVE(&d->models, m, link);
                 model_free(m);
         }
+        double_cache_free(d->cache);
         if (d->kick)
                 event_free(d->kick);
         if (d->sigterm)
@@ -2606,7 +2739,17 @@ static int double_listen(Double *d) {
         char addr[INET6_ADDRSTRLEN];
         uint16_t port;
 
-        d->base = event_base_new();
+        /* epoll waits whole milliseconds: prefill and embedding costs of microseconds need
+         * timerfd. Only then, so the default loop stays as it was. */
+        if (d->prefill_us_per_byte > 0 || d->embed_us_per_input > 0) {
+                struct event_config *cfg = event_config_new();
+
+                if (cfg && event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER) >= 0)
+                        d->base = event_base_new_with_config(cfg);
+                if (cfg)
+                        event_config_free(cfg);
+        } else
+                d->base = event_base_new();
         if (!d->base)
                 return -ENOMEM;
         d->http = evhttp_new(d->base);
@@ -2668,7 +2811,11 @@ static void help(void) {
                "                             (default llama3.2:latest,all-minilm:latest)\n"
                "  --tokens N                 tokens per answer (default 16); options.num_predict cuts it\n"
                "  --token-delay-ms N         delay before each streamed token (default 0)\n"
-               "  --num-parallel N           requests served at once per model (default 1)\n"
+               "  --parallel N               requests served at once per model, and the prompt\n"
+               "                             cache slots per model (default 1; alias --num-parallel)\n"
+               "  --prefill-us-per-byte F    wait per prompt byte not in the cache (default 0)\n"
+               "  --embed-us-per-input F     wait per embedding input (default 0)\n"
+               "  --multiuser-cache          slot choice of OLLAMA_MULTIUSER_CACHE (default: longest)\n"
                "  --max-queue N              waiting requests before 503 (default 512)\n"
                "  --version-string X         what /api/version reports (default 0.6.0)\n"
                "  --fail-after-tokens N      drop the connection after N tokens (0 = off)\n"
@@ -2680,11 +2827,13 @@ static void help(void) {
                "  --help                     this text\n\n"
                "Test-only control endpoints:\n"
                "  POST /__double/faults  {\"fail_after_tokens\":N,\"fail_status\":CODE,\"stall\":BOOL,\n"
-               "                          \"stall_all\":BOOL,\"token_delay_ms\":N,\"tokens\":N}\n"
-               "                         absent fields reset (faults off, delay/tokens to the flags)\n"
+               "                          \"stall_all\":BOOL,\"token_delay_ms\":N,\"tokens\":N,\n"
+               "                          \"prefill_us_per_byte\":F,\"embed_us_per_input\":F}\n"
+               "                         absent fields reset (faults off, the rest to the flags)\n"
                "  GET  /__double/faults  the current settings\n"
                "  GET  /__double/stats   {\"requests\",\"active\",\"completed\",\"cancelled\",\"failed\",\n"
-               "                          \"queued\",\"stalled\",\"connections\",\"last_host\",\"last_path\"}\n");
+               "                          \"queued\",\"stalled\",\"connections\",\"last_host\",\"last_path\",\n"
+               "                          \"cache_hits\",\"cache_hit_bytes\",\"prefill_bytes\",\"embed_inputs\"}\n");
 }
 
 static int parse_unsigned(const char *s, unsigned long min, unsigned long max, unsigned long *ret) {
@@ -2696,6 +2845,20 @@ static int parse_unsigned(const char *s, unsigned long min, unsigned long max, u
                 return -EINVAL;
         v = strtoul(s, &end, 10);
         if (errno != 0 || *end != '\0' || v < min || v > max)
+                return -ERANGE;
+        *ret = v;
+        return 0;
+}
+
+static int parse_cost(const char *s, double *ret) {
+        char *end;
+        double v;
+
+        errno = 0;
+        if (!s || !*s)
+                return -EINVAL;
+        v = strtod(s, &end);
+        if (errno != 0 || *end != '\0' || !cost_valid(v))
                 return -ERANGE;
         *ret = v;
         return 0;
@@ -2716,6 +2879,9 @@ static int double_parse_argv(Double *d, int argc, char **argv, const char **ret_
                 ARG_STALL_ALL,
                 ARG_ANY_HOST,
                 ARG_VERBOSE,
+                ARG_PREFILL,
+                ARG_EMBED,
+                ARG_MULTIUSER_CACHE,
         };
         static const struct option options[] = {
                 { "help",              no_argument,       NULL, 'h' },
@@ -2723,7 +2889,11 @@ static int double_parse_argv(Double *d, int argc, char **argv, const char **ret_
                 { "models",            required_argument, NULL, ARG_MODELS },
                 { "tokens",            required_argument, NULL, ARG_TOKENS },
                 { "token-delay-ms",    required_argument, NULL, ARG_TOKEN_DELAY },
+                { "parallel",          required_argument, NULL, ARG_NUM_PARALLEL },
                 { "num-parallel",      required_argument, NULL, ARG_NUM_PARALLEL },
+                { "prefill-us-per-byte", required_argument, NULL, ARG_PREFILL },
+                { "embed-us-per-input", required_argument, NULL, ARG_EMBED },
+                { "multiuser-cache",   no_argument,       NULL, ARG_MULTIUSER_CACHE },
                 { "max-queue",         required_argument, NULL, ARG_MAX_QUEUE },
                 { "version-string",    required_argument, NULL, ARG_VERSION_STRING },
                 { "fail-after-tokens", required_argument, NULL, ARG_FAIL_AFTER },
@@ -2735,9 +2905,9 @@ static int double_parse_argv(Double *d, int argc, char **argv, const char **ret_
                 {}
         };
         unsigned long v;
-        int c, r;
+        int c, r, idx;
 
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+        while ((idx = -1, c = getopt_long(argc, argv, "h", options, &idx)) >= 0) {
                 r = 0;
                 switch (c) {
                 case 'h':
@@ -2760,8 +2930,19 @@ static int double_parse_argv(Double *d, int argc, char **argv, const char **ret_
                         d->token_delay_ms = d->default_token_delay_ms = (unsigned) v;
                         break;
                 case ARG_NUM_PARALLEL:
-                        r = parse_unsigned(optarg, 1, 1024, &v);
+                        r = parse_unsigned(optarg, 1, DOUBLE_CACHE_MAX_SLOTS, &v);
                         d->num_parallel = (unsigned) v;
+                        break;
+                case ARG_PREFILL:
+                        r = parse_cost(optarg, &d->prefill_us_per_byte);
+                        d->default_prefill_us_per_byte = d->prefill_us_per_byte;
+                        break;
+                case ARG_EMBED:
+                        r = parse_cost(optarg, &d->embed_us_per_input);
+                        d->default_embed_us_per_input = d->embed_us_per_input;
+                        break;
+                case ARG_MULTIUSER_CACHE:
+                        d->cache_policy = DOUBLE_CACHE_MULTIUSER;
                         break;
                 case ARG_MAX_QUEUE:
                         r = parse_unsigned(optarg, 0, DOUBLE_MAX_JOBS, &v);
@@ -2798,7 +2979,7 @@ static int double_parse_argv(Double *d, int argc, char **argv, const char **ret_
                 }
                 if (r < 0) {
                         fprintf(stderr, "ollama-double: invalid value for --%s: '%s'\n",
-                                options[c - ARG_LISTEN + 1].name, optarg);
+                                idx >= 0 ? options[idx].name : "?", optarg);
                         return r;
                 }
         }
@@ -2829,6 +3010,18 @@ int main(int argc, char **argv) {
         r = double_add_models(d, models);
         if (r < 0)
                 return EXIT_FAILURE;
+        /* One slot per request served at once, as Ollama's runner has OLLAMA_NUM_PARALLEL. */
+        r = double_cache_new(&(DoubleCacheConfig) {
+                                .slots = d->num_parallel,
+                                .max_prefix = DOUBLE_CACHE_MAX_PREFIX,
+                                .max_bytes = DOUBLE_CACHE_MAX_BYTES,
+                                .max_models = DOUBLE_MAX_MODELS,
+                                .policy = d->cache_policy,
+                             }, &d->cache);
+        if (r < 0) {
+                fprintf(stderr, "ollama-double: cannot set up the prompt cache: %s\n", strerror(-r));
+                return EXIT_FAILURE;
+        }
 
         (void) signal(SIGPIPE, SIG_IGN);
         r = double_listen(d);

@@ -283,6 +283,7 @@ START_TEST(test_json_parse) {
         const char *s = NULL;
         char *err = NULL;
         int64_t i;
+        double f;
         int b;
 
         check_parse_error("", "missing request body");
@@ -307,6 +308,17 @@ START_TEST(test_json_parse) {
         free(err);
         ck_assert_int_eq(double_text_json_get_int(o, "dimensions", "EmbedRequest", &i, &err), -EINVAL);
         free(err);
+        ck_assert_int_eq(double_text_json_get_float(o, "dimensions", "faults", &f, &err), 1);
+        ck_assert(f == 1.5);
+        ck_assert_int_eq(double_text_json_get_float(o, "stream", "faults", &f, &err), -EINVAL);
+        ck_assert_str_eq(err, "json: cannot unmarshal string into Go struct field faults.stream of type float64");
+        free(err);
+        ck_assert_int_eq(double_text_json_get_float(o, "absent", "faults", &f, &err), 0);
+        ck_assert(f == 0);
+        json_object_put(o);
+        ck_assert_int_eq(double_text_json_parse("{\"n\":3}", 7, &o, &err), 0);
+        ck_assert_int_eq(double_text_json_get_float(o, "n", "faults", &f, &err), 1);
+        ck_assert(f == 3);
         json_object_put(o);
 
         ck_assert_int_eq(double_text_json_parse("[1]", 3, &o, &err), 0);

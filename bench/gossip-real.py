@@ -49,20 +49,10 @@ def parse_args():
 
 ARGS = parse_args()
 BUILD = os.path.abspath(ARGS.build)
-for var, rel in (('MYCELIA_NODE', 'services/node/mycelia-node'),
-                 ('MYCELIA_SHIMD', 'services/shimd/mycelia-shimd'),
-                 ('MYCELIA_ROUTERD', 'services/routerd/mycelia-routerd'),
-                 ('MYCELIA_GOSSIPD', 'services/gossipd/mycelia-gossipd'),
-                 ('MYCELIA_DISCOVERYD', 'services/discoveryd/mycelia-discoveryd'),
-                 ('OLLAMA_DOUBLE', 'tests/ollama-double/ollama-double')):
-    # The environment may name a binary elsewhere (as meson's test environment does).
-    path = os.environ.get(var) or os.path.join(BUILD, rel)
-    if not os.access(path, os.X_OK):
-        sys.exit('bench/gossip-real.py: %s is not built (ninja -C %s)' % (path, BUILD))
-    os.environ[var] = path
+sys.path.insert(0, HERE)
+import benchenv  # noqa: E402
 
-sys.path.insert(0, os.path.join(ROOT, 'tests', 'integration'))
-import harness  # noqa: E402  (after the environment it reads)
+harness = benchenv.use_build(BUILD, 'bench/gossip-real.py')
 from harness import Double, Node, Proc, proc_descendants, random_node_id, wait_until, write_mesh_key  # noqa: E402
 
 T_START = time.monotonic()

@@ -1017,6 +1017,14 @@ class Node:
     def discoveryd_pid(self):
         return self.daemon_pid('mycelia-discoveryd', 'org.mycelia.Discovery1')
 
+    def router_nodes(self):
+        """Router1.Nodes as {id: (state, models)}; {} while it cannot be read."""
+        try:
+            data = self.prop('org.mycelia.Router1', 'Nodes')
+        except (BusError, TimeoutError, KeyError, ValueError):
+            return {}
+        return {t[0]: (t[3], t[7]) for t in data}
+
     def members(self, timeout=5.0):
         """Gossip1.Members as {id: Member}."""
         data = busctl(self.bus, 'get-property', 'org.mycelia.Gossip1', '/org/mycelia/Gossip1',

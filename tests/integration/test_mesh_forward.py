@@ -39,15 +39,6 @@ def mesh_auth(key_file, method, target, node_id, body, ts=None):
     return 'v1 %s %s %s' % (ts, nonce, hmac.new(sub, text.encode(), hashlib.sha256).hexdigest())
 
 
-def router_nodes(node):
-    """Router1.Nodes as {id: (state, models)}; {} while it cannot be read."""
-    try:
-        data = node.prop('org.mycelia.Router1', 'Nodes')
-    except (harness.BusError, TimeoutError, KeyError, ValueError):
-        return {}
-    return {t[0]: (t[3], t[7]) for t in data}
-
-
 def generate(node, model, stream=False, headers=None, timeout=15.0):
     return node.request('POST', '/api/generate', {'model': model, 'prompt': 'hello', 'stream': stream},
                         headers=headers, timeout=timeout)
@@ -69,14 +60,14 @@ class MeshForwardTest(unittest.TestCase):
         a, b, c = cls.nodes['a'], cls.nodes['b'], cls.nodes['c']
 
         def a_routes_to_b_and_c():
-            t = router_nodes(a)
+            t = a.router_nodes()
             return (t.get(b.node_id, ('', []))[0] == 'up' and 'bravo:latest' in t[b.node_id][1] and
                     t.get(c.node_id, ('', []))[0] == 'up' and 'charlie:latest' in t[c.node_id][1])
 
         try:
             wait_until(a_routes_to_b_and_c, CONVERGE_TIMEOUT, what="A's routing table with B and C up")
         except Exception:
-            print(router_nodes(a), a.tail(), sep='\n')
+            print(a.router_nodes(), a.tail(), sep='\n')
             raise
 
     @classmethod
@@ -182,16 +173,16 @@ class MeshForwardTest(unittest.TestCase):
         self.assertIn('left the mesh', rest[-1]['error'])
         self.assertLess(elapsed, 5.0)
         # B comes back (refutes or rejoins) and is routed to again.
-        wait_until(lambda: router_nodes(a).get(b.node_id, ('down',))[0] == 'up', CONVERGE_TIMEOUT,
+        wait_until(lambda: a.router_nodes().get(b.node_id, ('down',))[0] == 'up', CONVERGE_TIMEOUT,
                    what='B up again in A\'s routing table')
 
     def test_9_killed_node_leaves_the_table_fast(self):
         a, b = self.nodes['a'], self.nodes['b']
-        wait_until(lambda: router_nodes(a).get(b.node_id, ('down',))[0] == 'up', CONVERGE_TIMEOUT,
+        wait_until(lambda: a.router_nodes().get(b.node_id, ('down',))[0] == 'up', CONVERGE_TIMEOUT,
                    what='B up in A\'s routing table')
         b.proc.kill_tree()
         t0 = time.monotonic()
-        wait_until(lambda: router_nodes(a).get(b.node_id, ('down',))[0] != 'up', 5.0,
+        wait_until(lambda: a.router_nodes().get(b.node_id, ('down',))[0] != 'up', 5.0,
                    interval=0.05, what="B out of A's routing table")
         elapsed = time.monotonic() - t0
         print('killed node out of the routing table after %.2fs' % elapsed)

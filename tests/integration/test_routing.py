@@ -26,15 +26,6 @@ EPS = 0.25
 SYSTEM = 'You are a helpful assistant. ' * 40
 
 
-def router_nodes(node):
-    """Router1.Nodes as {id: (state, models)}; {} while it cannot be read."""
-    try:
-        data = node.prop('org.mycelia.Router1', 'Nodes')
-    except (harness.BusError, TimeoutError, KeyError, ValueError):
-        return {}
-    return {t[0]: (t[3], t[7]) for t in data}
-
-
 def chat(node, messages, policy=None, model='shared', timeout=30.0):
     headers = {'X-Mycelia-Policy': policy} if policy else None
     r = node.request('POST', '/api/chat', {'model': model, 'messages': messages, 'stream': False},
@@ -102,7 +93,7 @@ class Routing(unittest.TestCase):
         cls.a = cls.nodes['ra']
 
         def all_up():
-            t = router_nodes(cls.a)
+            t = cls.a.router_nodes()
             return len(t) == 3 and all(s == 'up' and 'shared:latest' in m for s, m in t.values())
         wait_until(all_up, CONVERGE_TIMEOUT, what="node ra's routing table with all three up")
 

@@ -5,8 +5,8 @@
 
 #include "shim-retry.h"
 
-void shim_retry_init(ShimRetry *r) {
-        *r = (ShimRetry) {};
+void shim_retry_init(ShimRetry *r, unsigned max_retries) {
+        *r = (ShimRetry) { .max_retries = MIN(max_retries, (unsigned) SHIM_RETRY_MAX_NODES - 1) };
 }
 
 void shim_retry_target(ShimRetry *r, const char *node_id) {
@@ -19,8 +19,11 @@ void shim_retry_target(ShimRetry *r, const char *node_id) {
 }
 
 ShimRetryAction shim_retry_next(ShimRetry *r, const ShimRetryRequest *req, const ShimAttemptFailure *f) {
-        if (++r->n_retries > SHIM_RETRY_MAX)
+        if (++r->n_retries > r->max_retries)
                 return SHIM_RETRY_GIVE_UP;
+        /* The node answered (a 5xx: busy, or its Ollama failed): only another node can do better. */
+        if (f->status)
+                return req->routed && r->n_tried < SHIM_RETRY_MAX_NODES ? SHIM_RETRY_OTHER_NODE : SHIM_RETRY_GIVE_UP;
         /* Silence after the request went out is not worth waiting for twice. */
         if (f->timed_out && f->connected)
                 return SHIM_RETRY_GIVE_UP;

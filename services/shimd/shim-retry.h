@@ -5,16 +5,18 @@
 
 #include "route-table.h"
 
-/* A request is tried on at most this many nodes (first choice plus one other), and retried at
- * most SHIM_RETRY_MAX times in all (on another node, and once on a fresh connection). */
-#define SHIM_RETRY_MAX_NODES 2
-#define SHIM_RETRY_MAX 2
+/* A request is retried at most max_retries times in all ([router] retries, default 2: on other
+ * nodes, and once on a fresh connection), never twice on one node, and tried on at most
+ * SHIM_RETRY_MAX_NODES nodes, which bounds the setting. */
+#define SHIM_RETRY_MAX_NODES 8
+#define SHIM_RETRY_DEFAULT 2
 
 typedef struct ShimRetry {
         char tried[SHIM_RETRY_MAX_NODES][NODE_ID_LEN + 1];
         char *exclude[SHIM_RETRY_MAX_NODES + 1];        /* tried, NULL-terminated (shim_retry_exclude) */
         unsigned n_tried;
         unsigned n_retries;
+        unsigned max_retries;
         bool fresh_retry_done;
 } ShimRetry;
 
@@ -24,6 +26,7 @@ typedef struct ShimAttemptFailure {
         bool timed_out;         /* the upstream stayed silent for the upstream timeout */
         bool reused;            /* on a pooled keep-alive connection */
         bool node_lost;         /* cut because its node left the routing table or went down */
+        bool status;            /* answered with a 5xx before anything reached the client */
 } ShimAttemptFailure;
 
 /* What the request may do. */
@@ -38,7 +41,8 @@ typedef enum ShimRetryAction {
         SHIM_RETRY_OTHER_NODE,          /* pick again, without the nodes tried (shim_retry_exclude) */
 } ShimRetryAction;
 
-void shim_retry_init(ShimRetry *r);
+/* max_retries above SHIM_RETRY_MAX_NODES - 1 counts as that. */
+void shim_retry_init(ShimRetry *r, unsigned max_retries);
 /* The next attempt goes to node_id (NULL or "": not a node of the table). */
 void shim_retry_target(ShimRetry *r, const char *node_id);
 /* After a failure before the first response byte: what to do next. Each call spends one retry

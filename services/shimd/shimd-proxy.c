@@ -781,6 +781,39 @@ static void proxy_finish(ProxyRequest *p) {
 
 /* Reads the response head (skipping 1xx); returns true once the final head was handled,
  * false when more bytes are needed or the attempt failed (p may then be gone). */
+/* A 5xx before anything reached the client (an Ollama that is busy answers 503, one whose model
+ * failed to load 500): another node may do better, so a routed request goes there. Without one,
+ * the answer goes to the client as it is: Ollama's own error says most. Returns true when the
+ * request moved (this attempt is over). */
+static bool proxy_retry_on_status(ProxyRequest *p, int status) {
+        RouterTarget t = {};
+        const char *reason = NULL;
+        ShimRetryAction action;
+        RoutePick pick;
+
+        if (!p->model || isempty(p->node_id))
+                return false;
+        action = shim_retry_next(&p->retry,
+                                 &(ShimRetryRequest) { .repeatable = proxy_is_repeatable(p), .routed = true },
+                                 &(ShimAttemptFailure) { .connected = true, .status = true });
+        if (action != SHIM_RETRY_OTHER_NODE)
+                return false;
+        pick = proxy_route_pick(p, shim_retry_exclude(&p->retry));
+        if (router_cache_pick(p->m->router, &pick, &t, &reason) < 0)
+                return false;
+        log_debug("Request %" PRIu64 ": node %s answered %d, retrying on node %s (%s)", p->id, p->node_id, status,
+                  t.node_id, reason);
+        proxy_report(p, status, "answered with an error status");
+        proxy_attempt_release(p, false);
+        if (proxy_set_target(p, &t) < 0) {
+                log_oom();
+                proxy_fail_before_start(p);
+                return true;
+        }
+        proxy_start(p);
+        return true;
+}
+
 static bool proxy_read_head(ProxyRequest *p, struct evbuffer *in) {
         while (!p->up_head_done) {
                 ShimHttpResponse r;
@@ -804,6 +837,8 @@ static bool proxy_read_head(ProxyRequest *p, struct evbuffer *in) {
                         proxy_upstream_failed(p);
                         return false;
                 }
+                if (r.status >= 500 && proxy_retry_on_status(p, r.status))
+                        return false;
                 /* 1xx are interim: the real status follows. */
                 if (r.status >= 200) {
                         p->up_head_done = true;
@@ -1078,7 +1113,7 @@ void proxy_handle_request(struct evhttp_request *req, void *userdata) {
         p->id = ++m->next_request_id;
         p->policy = _ROUTE_POLICY_INVALID;
         affinity_chain_init(&p->chain);
-        shim_retry_init(&p->retry);
+        shim_retry_init(&p->retry, m->config->route_retries);
         p->listener = l->kind;
         p->cls = cls;
         p->method = method;

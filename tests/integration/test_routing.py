@@ -5,7 +5,8 @@
 # and one shared. Every answer names its node in X-Mycelia-Served-By. Round-robin spreads evenly,
 # a model on one node always goes there, gravity keeps every turn of a conversation on one node
 # and spreads concurrent conversations within the bounded load, least-loaded and latency avoid a
-# slow node, an unknown X-Mycelia-Policy is a 400.
+# slow node, a 5xx before the first byte is retried on another node, an unknown X-Mycelia-Policy
+# is a 400.
 import collections
 import os
 import threading
@@ -184,6 +185,22 @@ class Routing(unittest.TestCase):
             self.assertLessEqual(served['rb'], 1, served)
         finally:
             self.set_delay('rb', 0)
+
+    def test_error_status_goes_elsewhere(self):
+        # rb's Ollama answers 503 to inference: a routed request retries on another node before
+        # anything reached the client; a model only rb has gets rb's own answer.
+        r = harness.http_request(self.doubles['rb'].addr, 'POST', '/__double/faults', {'fail_status': 503})
+        self.assertEqual(r.status, 200, r)
+        try:
+            served = collections.Counter(generate(self.a, 'shared', 'round-robin') for _ in range(30))
+            self.assertNotIn('rb', served, served)
+            self.assertEqual(sum(served.values()), 30)
+            r = self.a.request('POST', '/api/generate', {'model': 'bravo', 'prompt': 'x', 'stream': False})
+            self.assertEqual(r.status, 503, r)
+            self.assertEqual(r.header('X-Mycelia-Served-By'), 'rb')
+            self.assertIn('error', r.json())
+        finally:
+            harness.http_request(self.doubles['rb'].addr, 'POST', '/__double/faults', {})
 
     def ttfb_known(self):
         data = self.a.prop('org.mycelia.Router1', 'Nodes')

@@ -23,6 +23,10 @@
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 
 #define streq(a, b) (strcmp((a), (b)) == 0)
+/* Both NULL, or equal strings. */
+static inline bool streq_ptr(const char *a, const char *b) {
+        return a && b ? streq(a, b) : a == b;
+}
 #define strneq(a, b, n) (strncmp((a), (b), (n)) == 0)
 #define isempty(s) (!(s) || (s)[0] == '\0')
 #define strempty(s) ((s) ?: "")

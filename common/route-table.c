@@ -154,10 +154,20 @@ static size_t candidates(RouteTable *t, const RoutePick *pick, RouteNode **ret) 
         for (size_t i = 0; i < t->n_nodes && n < ROUTE_MAX_NODES; i++) {
                 RouteNode *node = &t->nodes[i];
 
-                if (node->up && route_node_serves(node, pick->model) && !strv_contains(pick->exclude, node->id))
+                if (node->up && route_node_serves(node, pick->model) && !strv_contains(pick->exclude, node->id) &&
+                    (!pick->only || streq(node->id, pick->only) || streq_ptr(node->name, pick->only)))
                         ret[n++] = node;
         }
         return n;
+}
+
+RouteNode *route_table_find_by_id_or_name(RouteTable *t, const char *id_or_name) {
+        if (isempty(id_or_name))
+                return NULL;
+        for (size_t i = 0; i < t->n_nodes; i++)
+                if (streq(t->nodes[i].id, id_or_name) || streq_ptr(t->nodes[i].name, id_or_name))
+                        return &t->nodes[i];
+        return NULL;
 }
 
 /* Lower is better; ties go to the faster first token. */

@@ -68,6 +68,7 @@ typedef struct RoutePick {
         const char *model;
         RoutePolicy policy;
         char *const *exclude;           /* ids not to pick, NULL-terminated; may be NULL */
+        const char *only;               /* X-Mycelia-Node: this node (id or name) or none; NULL: any */
         /* Gravity: the node that holds the request's longest known context prefix (NULL: none
          * known), and the hash its context starts with (0: none), by which a request with no
          * known holder is placed (rendezvous), the same on every node. */
@@ -80,6 +81,9 @@ typedef struct RoutePick {
 /* Picks a live node serving the model under the policy. Returns -ENOENT when there is none.
  * ret_reason is a static string saying why this node. */
 int route_table_pick_for(RouteTable *t, const RoutePick *pick, RouteNode **ret_node, const char **ret_reason);
+
+/* The node whose id or name is id_or_name, or NULL. */
+RouteNode *route_table_find_by_id_or_name(RouteTable *t, const char *id_or_name);
 
 /* The same, for Router1.Route(): affinity_key, when not empty, is the anchor (hashed). */
 int route_table_pick(RouteTable *t, RoutePolicy policy, const char *model, const char *affinity_key,

@@ -24,6 +24,8 @@ static const EndpointInfo endpoints[] = {
         { "/v1/chat/completions", true,  true },
         { "/v1/completions",      true,  true },
         { "/v1/embeddings",       true,  false },
+        /* Not inference, but about one model: asked where the model is (docs/mesh-as-one.md). */
+        { "/api/show",            true,  false },
         { "/api/pull",            false, true },
         { "/api/push",            false, true },
         { "/api/create",          false, true },

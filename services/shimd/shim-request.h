@@ -17,6 +17,9 @@
 #define SHIM_POLICY_HEADER "X-Mycelia-Policy"
 #define SHIM_AFFINITY_HEADER "X-Mycelia-Affinity"
 #define SHIM_SERVED_BY_HEADER "X-Mycelia-Served-By"
+/* Pins a request to one node (its id or name): inference fails with 404 when that node does not
+ * serve the model; model management (pull, create, delete, ...) acts there instead of here. */
+#define SHIM_NODE_HEADER "X-Mycelia-Node"
 /* Bodies larger than this are not parsed for their context: they route without gravity. */
 #define SHIM_AFFINITY_BODY_MAX (8U << 20)
 

@@ -56,6 +56,7 @@ struct ProxyRequest {
         char *uri;
         char *model;            /* routed requests only */
         RoutePolicy policy;     /* X-Mycelia-Policy, or _ROUTE_POLICY_INVALID: the table's */
+        char *pin;              /* X-Mycelia-Node: the only node this request may go to */
         AffinityChain chain;    /* gravity: the request's context (empty when none) */
 
         struct evhttp_request *client;
@@ -218,6 +219,7 @@ static void proxy_free(ProxyRequest *p) {
         if (p->pending)
                 evbuffer_free(p->pending);
         affinity_chain_done(&p->chain);
+        free(p->pin);
         free(p->uri);
         free(p->model);
         free(p->address);
@@ -299,6 +301,7 @@ static RoutePick proxy_route_pick(ProxyRequest *p, char *const *exclude) {
                 .model = p->model,
                 .policy = p->policy,
                 .exclude = exclude,
+                .only = p->pin,
                 .holder = p->chain.anchor != 0 ? affinity_index_holder(p->m->affinity, &p->chain, NULL) : NULL,
                 .anchor = p->chain.anchor,
                 .eps = p->m->gravity_eps,
@@ -317,6 +320,16 @@ static int proxy_pick_first(ProxyRequest *p) {
                 if (router_cache_pick(p->m->router, &pick, &t, &reason) >= 0) {
                         log_debug("Request %" PRIu64 ": to node %s (%s)", p->id, t.name, reason);
                         return proxy_set_target(p, &t);
+                }
+        }
+        /* Pinned to another node: model management and everything else goes there. */
+        if (p->pin && !p->model) {
+                bool local = false;
+
+                if (router_cache_node(p->m->router, p->pin, NULL, &t, &local) >= 0) {
+                        if (!local)
+                                return proxy_set_target(p, &t);
+                        free(t.address);
                 }
         }
         /* Served for a peer: counted as this node's load (in flight, outcomes) like a request
@@ -1051,6 +1064,39 @@ static void proxy_affinity_chain(ProxyRequest *p, struct evhttp_request *req) {
         json_object_put(obj);
 }
 
+/* X-Mycelia-Node: the node must exist and be up, and serve the model of a routed request;
+ * otherwise 404 in the endpoint's error form, and the request ends (returns -ENOENT). */
+static int proxy_pin(ProxyRequest *p, struct evhttp_request *req) {
+        const char *pin = evhttp_find_header(evhttp_request_get_input_headers(req), SHIM_NODE_HEADER);
+        RouterTarget t = {};
+        char message[256];
+        bool local;
+        int r;
+
+        if (!pin)
+                return 0;
+        r = strlen(pin) > 64 ? -ENOENT : router_cache_node(p->m->router, pin, p->model, &t, &local);
+        free(t.address);
+        if (r >= 0) {
+                p->pin = strdup(pin);
+                if (p->pin)
+                        return 0;
+                log_oom();
+                shim_reply_error(req, 500, proxy_error_form(p), "out of memory", true);
+                proxy_free(p);
+                return -ENOMEM;
+        }
+        if (r == -ESRCH)
+                snprintf(message, sizeof(message), "model '%.200s' not found on node '%.64s' (" SHIM_NODE_HEADER ")",
+                         strempty(p->model), pin);
+        else
+                snprintf(message, sizeof(message), "no node '%.64s' %s in the mesh (" SHIM_NODE_HEADER ")", pin,
+                         r == -EHOSTDOWN ? "is up" : "is known");
+        shim_reply_error(req, 404, proxy_error_form(p), message, false);
+        proxy_free(p);
+        return -ENOENT;
+}
+
 /* X-Mycelia-Policy and the context gravity needs. An unknown policy is the client's error: 400
  * in the endpoint's own error form, and the request ends (returns -EINVAL). */
 static int proxy_routing_headers(ProxyRequest *p, struct evhttp_request *req) {
@@ -1135,6 +1181,8 @@ void proxy_handle_request(struct evhttp_request *req, void *userdata) {
                 if (p->model && proxy_routing_headers(p, req) < 0)
                         return;
         }
+        if (l->kind == SHIM_LISTENER_API && proxy_pin(p, req) < 0)
+                return;
 
         proxy_watch_client(p);
         if (proxy_pick_first(p) < 0) {

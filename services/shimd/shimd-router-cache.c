@@ -551,6 +551,31 @@ bool router_cache_loaded(RouterCache *c) {
         return c && c->has_table;
 }
 
+int router_cache_node(RouterCache *c, const char *id_or_name, const char *model, RouterTarget *ret, bool *ret_local) {
+        const HttpBaseUrl *url;
+        RouteNode *n;
+
+        if (!c->has_table)
+                return -ENOENT;
+        n = route_table_find_by_id_or_name(&c->table, id_or_name);
+        if (!n)
+                return -ENOENT;
+        if (!n->up)
+                return -EHOSTDOWN;
+        if (model && !route_node_serves(n, model))
+                return -ESRCH;
+        url = &c->urls[n - c->table.nodes];
+        if (isempty(n->address) || url->port == 0)
+                return -EHOSTDOWN;
+        *ret = (RouterTarget) { .address = strdup(n->address), .url = *url };
+        if (!ret->address)
+                return -ENOMEM;
+        snprintf(ret->node_id, sizeof(ret->node_id), "%s", n->id);
+        snprintf(ret->name, sizeof(ret->name), "%s", strempty(n->name));
+        *ret_local = n->local;
+        return 0;
+}
+
 RoutePolicy router_cache_policy(RouterCache *c) {
         return c->policy;
 }

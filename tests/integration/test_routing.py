@@ -202,6 +202,48 @@ class Routing(unittest.TestCase):
         finally:
             harness.http_request(self.doubles['rb'].addr, 'POST', '/__double/faults', {})
 
+    def test_show_goes_to_a_node_with_the_model(self):
+        r = self.a.request('POST', '/api/show', {'model': 'charlie'})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.header('X-Mycelia-Served-By'), 'rc')
+        self.assertIn('details', r.json())
+
+    def test_node_pinning(self):
+        pin = {'X-Mycelia-Node': 'rb'}
+        for policy in ('round-robin', 'gravity'):
+            for _ in range(10):
+                r = self.a.request('POST', '/api/generate', {'model': 'shared', 'prompt': 'hi', 'stream': False},
+                                   headers=dict(pin, **{'X-Mycelia-Policy': policy}))
+                self.assertEqual((r.status, r.header('X-Mycelia-Served-By')), (200, 'rb'), r)
+        # By id too.
+        rb_id = self.nodes['rb'].node_id
+        r = self.a.request('POST', '/api/generate', {'model': 'shared', 'prompt': 'hi', 'stream': False},
+                           headers={'X-Mycelia-Node': rb_id})
+        self.assertEqual(r.header('X-Mycelia-Served-By'), 'rb')
+        # The pinned node lacks the model, or there is no such node: 404, not another node.
+        r = self.a.request('POST', '/api/generate', {'model': 'charlie', 'prompt': 'hi', 'stream': False}, headers=pin)
+        self.assertEqual(r.status, 404, r)
+        self.assertIn("not found on node 'rb'", r.json()['error'])
+        r = self.a.request('POST', '/v1/chat/completions',
+                           {'model': 'shared', 'messages': [{'role': 'user', 'content': 'x'}]},
+                           headers={'X-Mycelia-Node': 'nowhere'})
+        self.assertEqual(r.status, 404, r)
+        self.assertIn("nowhere", r.json()['error']['message'])
+
+    def test_model_management_local_unless_pinned(self):
+        copy = {'source': 'charlie:latest', 'destination': 'charlie-copy:latest'}
+        # Here: node ra's Ollama has no charlie.
+        r = self.a.request('POST', '/api/copy', copy)
+        self.assertEqual(r.status, 404, r)
+        # Pinned: node rc's Ollama copies it.
+        r = self.a.request('POST', '/api/copy', copy, headers={'X-Mycelia-Node': 'rc'})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.header('X-Mycelia-Served-By'), 'rc')
+        tags = harness.http_request(self.doubles['rc'].addr, 'GET', '/api/tags').json()
+        self.assertIn('charlie-copy:latest', [m['name'] for m in tags['models']])
+        r = self.a.request('GET', '/api/tags', headers={'X-Mycelia-Node': 'rc'})
+        self.assertIn('charlie-copy:latest', [m['name'] for m in r.json()['models']])
+
     def ttfb_known(self):
         data = self.a.prop('org.mycelia.Router1', 'Nodes')
         return all(self.ttfb_of(t) > 0 for t in data)

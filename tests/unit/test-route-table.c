@@ -492,6 +492,34 @@ START_TEST(test_least_loaded_ties_spread) {
 }
 END_TEST
 
+/* X-Mycelia-Node: only the named node (by id or name) is a candidate. */
+START_TEST(test_only_one_node) {
+        RoutePick pick = { .model = "m", .policy = ROUTE_POLICY_ROUND_ROBIN };
+        const char *reason;
+        RouteNode *n;
+
+        add_node(0, true, "m");
+        add_node(1, true, "m");
+        add_node(2, true, "other");
+        ck_assert_ptr_eq(route_table_find_by_id_or_name(&t, "node1"), &t.nodes[1]);
+        ck_assert_ptr_eq(route_table_find_by_id_or_name(&t, t.nodes[2].id), &t.nodes[2]);
+        ck_assert_ptr_null(route_table_find_by_id_or_name(&t, "node9"));
+        ck_assert_ptr_null(route_table_find_by_id_or_name(&t, ""));
+
+        pick.only = "node1";
+        for (unsigned k = 0; k < 5; k++) {
+                ck_assert_int_eq(route_table_pick_for(&t, &pick, &n, &reason), 0);
+                ck_assert_ptr_eq(n, &t.nodes[1]);
+        }
+        pick.only = t.nodes[0].id;
+        ck_assert_int_eq(route_table_pick_for(&t, &pick, &n, &reason), 0);
+        ck_assert_ptr_eq(n, &t.nodes[0]);
+        /* The named node does not serve the model: no route, not another node. */
+        pick.only = "node2";
+        ck_assert_int_eq(route_table_pick_for(&t, &pick, &n, &reason), -ENOENT);
+}
+END_TEST
+
 static Suite *route_table_suite(void) {
         Suite *s = suite_create("route-table");
         TCase *tc = tcase_create("route-table");
@@ -513,6 +541,7 @@ static Suite *route_table_suite(void) {
         tcase_add_test(tc, test_gravity_bounded_load);
         tcase_add_test(tc, test_latency_and_local_first);
         tcase_add_test(tc, test_least_loaded_ties_spread);
+        tcase_add_test(tc, test_only_one_node);
         suite_add_tcase(s, tc);
         return s;
 }

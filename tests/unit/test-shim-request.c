@@ -27,7 +27,7 @@ START_TEST(test_classify) {
                 { "POST", "/api/generatex", SHIM_ROUTING_LOCAL, SHIM_API_OLLAMA, false },
                 { "POST", "/api/pull", SHIM_ROUTING_LOCAL, SHIM_API_OLLAMA, true },
                 { "POST", "/api/create", SHIM_ROUTING_LOCAL, SHIM_API_OLLAMA, true },
-                { "POST", "/api/show", SHIM_ROUTING_LOCAL, SHIM_API_OLLAMA, false },
+                { "POST", "/api/show", SHIM_ROUTING_BY_MODEL, SHIM_API_OLLAMA, false },
                 { "GET", "/api/tags", SHIM_ROUTING_LOCAL, SHIM_API_OLLAMA, false },
                 { "DELETE", "/api/delete", SHIM_ROUTING_LOCAL, SHIM_API_OLLAMA, false },
                 { "GET", "/v1/models", SHIM_ROUTING_LOCAL, SHIM_API_OPENAI, false },

@@ -19,11 +19,13 @@
 #include <string.h>
 #include <strings.h>
 
+#include "json-cleanup.h"
 #include "log.h"
 #include "mesh-auth.h"
 #include "shim-affinity.h"
 #include "shim-http.h"
 #include "shim-retry.h"
+#include "shim-tags.h"
 #include "shim-stream.h"
 #include "shimd-clients.h"
 #include "shimd-errors.h"
@@ -57,6 +59,10 @@ struct ProxyRequest {
         char *model;            /* routed requests only */
         RoutePolicy policy;     /* X-Mycelia-Policy, or _ROUTE_POLICY_INVALID: the table's */
         char *pin;              /* X-Mycelia-Node: the only node this request may go to */
+        /* GET /api/tags or /v1/models: this node's list, read whole, gets the mesh's models
+         * (shim-tags.c) before it goes to the client. */
+        bool merge_tags;
+        struct evbuffer *collect;       /* the list while it is read; NULL otherwise */
         AffinityChain chain;    /* gravity: the request's context (empty when none) */
 
         struct evhttp_request *client;
@@ -219,6 +225,8 @@ static void proxy_free(ProxyRequest *p) {
         if (p->pending)
                 evbuffer_free(p->pending);
         affinity_chain_done(&p->chain);
+        if (p->collect)
+                evbuffer_free(p->collect);
         free(p->pin);
         free(p->uri);
         free(p->model);
@@ -642,6 +650,12 @@ static void proxy_start_reply(ProxyRequest *p, char *head, const ShimHttpRespons
         }
         if (p->served_by[0])
                 evhttp_add_header(out, SHIM_SERVED_BY_HEADER, p->served_by);
+        /* The model list is read whole and merged first; the reply starts in proxy_finish(). */
+        if (p->merge_tags && p->status == 200 && (p->collect = evbuffer_new())) {
+                (void) evhttp_remove_header(out, "Content-Length");
+                shim_stream_init(&p->stream, SHIM_STREAM_RAW);
+                return;
+        }
         /* The node took the request: its prompt cache now holds this context. */
         if (p->status >= 200 && p->status < 300 && p->chain.anchor != 0 && !isempty(p->node_id))
                 (void) affinity_index_learn(p->m->affinity, &p->chain, p->node_id);
@@ -734,6 +748,16 @@ static void proxy_relay(ProxyRequest *p, struct evbuffer *in) {
 
         if (n == 0)
                 return;
+        if (p->collect) {
+                /* Bounded: a list too long to merge is passed on as it is (proxy_finish()). */
+                p->stream.bytes += n;
+                if (evbuffer_get_length(p->collect) + n <= SHIM_TAGS_BODY_MAX)
+                        (void) evbuffer_add_buffer(p->collect, in);
+                else
+                        p->merge_tags = false;
+                (void) evbuffer_drain(in, evbuffer_get_length(in));
+                return;
+        }
 
         proxy_stream_account(p, in);
         p->m->counters.bytes_to_clients += n;
@@ -783,7 +807,42 @@ static void proxy_reply_end(ProxyRequest *p) {
                 bev_run_write_cb(bev);
 }
 
+/* The whole local model list is here: with the peers' models added, it goes out in one reply. */
+static void proxy_finish_merged_tags(ProxyRequest *p) {
+        _cleanup_free_ char *merged = NULL, *local = NULL;
+        _cleanup_free_ char **remote = NULL;
+        size_t n_remote = 0, len = evbuffer_get_length(p->collect), merged_len = 0;
+        struct evbuffer *body;
+        int r = -EBADMSG;
+
+        local = malloc(len + 1);
+        if (local && p->merge_tags) {
+                (void) evbuffer_copyout(p->collect, local, len);
+                local[len] = '\0';
+                r = router_cache_peer_models(p->m->router, &remote, &n_remote);
+                if (r >= 0)
+                        r = shim_tags_merge(p->cls.api, local, len, remote, n_remote, &merged, &merged_len);
+        }
+        if (r >= 0) {
+                evbuffer_drain(p->collect, len);
+                (void) evbuffer_add(p->collect, merged, merged_len);
+        } else if (p->merge_tags)
+                log_debug("Request %" PRIu64 ": model list not merged: %s", p->id, strerror(-r));
+        body = p->collect;
+        p->collect = NULL;
+        proxy_unwatch_client(p);
+        evhttp_send_reply(p->client, p->status, "OK", body);
+        evbuffer_free(body);
+        proxy_free(p);
+}
+
 static void proxy_finish(ProxyRequest *p) {
+        if (p->collect) {
+                proxy_report(p, p->status, NULL);
+                proxy_log(p, LOG_DEBUG, p->status, NULL);
+                proxy_finish_merged_tags(p);
+                return;
+        }
         proxy_report(p, p->status, NULL);
         proxy_log(p, LOG_DEBUG, p->status, NULL);
         proxy_unwatch_client(p);
@@ -792,8 +851,6 @@ static void proxy_finish(ProxyRequest *p) {
         proxy_free(p);
 }
 
-/* Reads the response head (skipping 1xx); returns true once the final head was handled,
- * false when more bytes are needed or the attempt failed (p may then be gone). */
 /* A 5xx before anything reached the client (an Ollama that is busy answers 503, one whose model
  * failed to load 500): another node may do better, so a routed request goes there. Without one,
  * the answer goes to the client as it is: Ollama's own error says most. Returns true when the
@@ -827,6 +884,8 @@ static bool proxy_retry_on_status(ProxyRequest *p, int status) {
         return true;
 }
 
+/* Reads the response head (skipping 1xx); returns true once the final head was handled,
+ * false when more bytes are needed or the attempt failed (p may then be gone). */
 static bool proxy_read_head(ProxyRequest *p, struct evbuffer *in) {
         while (!p->up_head_done) {
                 ShimHttpResponse r;
@@ -1023,8 +1082,6 @@ static void proxy_extract_model(ProxyRequest *p, struct evbuffer *body) {
         free(heap);
 }
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(json_tokener *, json_tokener_free);
-
 /* The context of a routed request for gravity: the chain of its parsed body, or of the key
  * X-Mycelia-Affinity gives. Without one it routes by load. */
 static void proxy_affinity_chain(ProxyRequest *p, struct evhttp_request *req) {
@@ -1183,6 +1240,13 @@ void proxy_handle_request(struct evhttp_request *req, void *userdata) {
         }
         if (l->kind == SHIM_LISTENER_API && proxy_pin(p, req) < 0)
                 return;
+        /* The mesh's model list: this node's, with the models only peers serve. */
+        if (l->kind == SHIM_LISTENER_API && method == EVHTTP_REQ_GET && !p->pin && router_cache_loaded(m->router)) {
+                size_t len = strcspn(uri, "?");
+
+                p->merge_tags = (len == strlen("/api/tags") && strneq(uri, "/api/tags", len)) ||
+                                (len == strlen("/v1/models") && strneq(uri, "/v1/models", len));
+        }
 
         proxy_watch_client(p);
         if (proxy_pick_first(p) < 0) {

@@ -576,6 +576,28 @@ int router_cache_node(RouterCache *c, const char *id_or_name, const char *model,
         return 0;
 }
 
+int router_cache_peer_models(RouterCache *c, char ***ret, size_t *ret_n) {
+        size_t n = 0, k = 0;
+        char **v;
+
+        for (size_t i = 0; c->has_table && i < c->table.n_nodes; i++)
+                if (c->table.nodes[i].up && !c->table.nodes[i].local)
+                        n += c->table.nodes[i].n_models;
+        v = calloc(n + 1, sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; c->has_table && i < c->table.n_nodes; i++) {
+                RouteNode *node = &c->table.nodes[i];
+
+                if (node->up && !node->local)
+                        for (size_t j = 0; j < node->n_models; j++)
+                                v[k++] = node->models[j];
+        }
+        *ret = v;
+        *ret_n = k;
+        return 0;
+}
+
 RoutePolicy router_cache_policy(RouterCache *c) {
         return c->policy;
 }

@@ -42,6 +42,10 @@ int router_cache_pick(RouterCache *c, const RoutePick *pick, RouterTarget *ret, 
  * up; -ESRCH: model is given and the node does not serve it. */
 int router_cache_node(RouterCache *c, const char *id_or_name, const char *model, RouterTarget *ret, bool *ret_local);
 
+/* The models live peers serve (this node's own excluded), repeats included: borrowed strings,
+ * valid until the table changes. *ret is malloc()ed. */
+int router_cache_peer_models(RouterCache *c, char ***ret, size_t *ret_n);
+
 /* The table's policy (Router1.Policy). */
 RoutePolicy router_cache_policy(RouterCache *c);
 

@@ -244,6 +244,29 @@ class Routing(unittest.TestCase):
         r = self.a.request('GET', '/api/tags', headers={'X-Mycelia-Node': 'rc'})
         self.assertIn('charlie-copy:latest', [m['name'] for m in r.json()['models']])
 
+    def test_tags_and_models_list_the_mesh(self):
+        r = self.a.request('GET', '/api/tags')
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.header('X-Mycelia-Served-By'), 'ra')
+        models = r.json()['models']
+        names = [m['name'] for m in models]
+        # (Other tests may add models on the nodes: what must be there, each once.)
+        self.assertLessEqual({'alpha:latest', 'bravo:latest', 'charlie:latest', 'shared:latest'}, set(names), names)
+        self.assertEqual(len(names), len(set(names)), names)
+        # This node's own entries come as its Ollama sent them, first.
+        local = harness.http_request(self.doubles['ra'].addr, 'GET', '/api/tags').json()['models']
+        self.assertEqual(models[:len(local)], local)
+        for m in models[len(local):]:
+            self.assertEqual((m['model'], m['size'], m['digest']), (m['name'], 0, ''))
+        r = self.a.request('GET', '/v1/models')
+        self.assertEqual(r.status, 200, r)
+        ids = [m['id'] for m in r.json()['data']]
+        self.assertLessEqual({'alpha:latest', 'bravo:latest', 'charlie:latest', 'shared:latest'}, set(ids), ids)
+        self.assertEqual(len(ids), len(set(ids)), ids)
+        # Pinned: that node's own list.
+        r = self.a.request('GET', '/api/tags', headers={'X-Mycelia-Node': 'rb'})
+        self.assertEqual(sorted(m['name'] for m in r.json()['models']), ['bravo:latest', 'shared:latest'])
+
     def ttfb_known(self):
         data = self.a.prop('org.mycelia.Router1', 'Nodes')
         return all(self.ttfb_of(t) > 0 for t in data)

@@ -134,3 +134,29 @@ void manager_clients_free(Manager *m) {
         m->clients = NULL;
         m->n_clients = 0;
 }
+
+void manager_client_watch(Manager *m, struct evhttp_connection *evcon, evhttp_connection_closecb closecb,
+                          void *userdata) {
+        struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+        bufferevent_data_cb readcb, writecb;
+        bufferevent_event_cb eventcb;
+        void *arg;
+
+        evhttp_connection_set_closecb(evcon, closecb, userdata);
+        /* Same as libevent's own evhttp_write_buffer(): no read callback (data waits in the
+         * buffer), but EV_READ on, so EOF reaches evhttp's event callback. */
+        bufferevent_getcb(bev, &readcb, &writecb, &eventcb, &arg);
+        bufferevent_setcb(bev, NULL, writecb, eventcb, arg);
+        bufferevent_setwatermark(bev, EV_READ, 0, CLIENT_PIPELINE_HOLD);
+        bufferevent_set_timeouts(bev, NULL, &m->idle_tv);
+        bufferevent_enable(bev, EV_READ);
+}
+
+void manager_client_unwatch(Manager *m, struct evhttp_connection *evcon) {
+        struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+
+        /* The connection is the client table's again. */
+        evhttp_connection_set_closecb(evcon, manager_client_closed_cb, m);
+        bufferevent_setwatermark(bev, EV_READ, 0, 0);
+        bufferevent_set_timeouts(bev, &m->idle_tv, &m->idle_tv);
+}

@@ -16,6 +16,21 @@ void manager_client_closed_cb(struct evhttp_connection *evcon, void *userdata);
 void manager_client_gone(Manager *m, struct evhttp_connection *evcon);
 /* libevent closes req's connection after its reply, as if the client had asked. */
 void manager_client_close_after(struct evhttp_request *req);
+/* Bytes a client may send while its request is being answered (pipelining) before we stop
+ * reading from it; reading continues once the answer is complete. */
+#define CLIENT_PIPELINE_HOLD (64 * 1024)
+
+typedef void (*evhttp_connection_closecb)(struct evhttp_connection *evcon, void *userdata);
+
+/* While a request is answered: learn at once when the client goes away (libevent stops reading
+ * after the request; a client that gave up during a model load would otherwise keep Ollama busy
+ * until the first token): closecb runs then. Pipelined bytes are held back, and a client that
+ * stops reading times out, but not one that merely waits. */
+void manager_client_watch(Manager *m, struct evhttp_connection *evcon, evhttp_connection_closecb closecb,
+                          void *userdata);
+/* The answer is complete: the connection is the client table's again. */
+void manager_client_unwatch(Manager *m, struct evhttp_connection *evcon);
+
 /* Closes the connections that wait idle between keep-alive requests; returns how many. */
 unsigned manager_clients_close_idle(Manager *m);
 void manager_clients_free(Manager *m);

@@ -35,9 +35,6 @@
 #include "shimd-router-cache.h"
 #include "shimd-upstream.h"
 
-/* Bytes a client may send while its request is being answered (pipelining) before we stop
- * reading from it; reading continues once the answer is complete. */
-#define CLIENT_PIPELINE_HOLD (64 * 1024)
 /* A client whose output buffer holds this much is behind: its bytes are gathered, and handed
  * on this much at a time. */
 #define PENDING_FLUSH_SIZE (16 * 1024)
@@ -183,36 +180,13 @@ static void bev_run_write_cb(struct bufferevent *bev) {
                 writecb(bev, arg);
 }
 
-/* While the request is answered: learn at once when the client goes away (libevent stops
- * reading after the request; a client that gave up during a model load would otherwise
- * keep Ollama busy until the first token), hold back pipelined bytes, and time out a client
- * that stops reading, but not one that merely waits. */
 static void proxy_watch_client(ProxyRequest *p) {
-        struct bufferevent *bev = proxy_client_bev(p);
-        bufferevent_data_cb readcb, writecb;
-        bufferevent_event_cb eventcb;
-        void *arg;
-
-        evhttp_connection_set_closecb(p->client_evcon, proxy_client_close_cb, p);
-        /* Same as libevent's own evhttp_write_buffer(): no read callback (data waits in the
-         * buffer), but EV_READ on, so EOF reaches evhttp's event callback. */
-        bufferevent_getcb(bev, &readcb, &writecb, &eventcb, &arg);
-        bufferevent_setcb(bev, NULL, writecb, eventcb, arg);
-        bufferevent_setwatermark(bev, EV_READ, 0, CLIENT_PIPELINE_HOLD);
-        bufferevent_set_timeouts(bev, NULL, &p->m->idle_tv);
-        bufferevent_enable(bev, EV_READ);
+        manager_client_watch(p->m, p->client_evcon, proxy_client_close_cb, p);
 }
 
 static void proxy_unwatch_client(ProxyRequest *p) {
-        struct bufferevent *bev;
-
-        if (!p->client_evcon)
-                return;
-        bev = proxy_client_bev(p);
-        /* The connection is the client table's again (shimd-clients.c). */
-        evhttp_connection_set_closecb(p->client_evcon, manager_client_closed_cb, p->m);
-        bufferevent_setwatermark(bev, EV_READ, 0, 0);
-        bufferevent_set_timeouts(bev, &p->m->idle_tv, &p->m->idle_tv);
+        if (p->client_evcon)
+                manager_client_unwatch(p->m, p->client_evcon);
 }
 
 static void proxy_free(ProxyRequest *p) {

@@ -35,6 +35,7 @@ typedef struct MyceliaConfig {
         unsigned upstream_parallel; /* its OLLAMA_NUM_PARALLEL: the capacity routing divides load by */
         /* [router] */
         char *route_policy;
+        unsigned embed_split;     /* split embedding requests with more inputs over nodes; 0: never */
         unsigned route_retries;   /* retries before the first byte, on other nodes */
         char *gravity_eps;        /* decimal, > 0 and <= 10; parsed by shimd */
         usec_t tags_interval;     /* how often the upstream's /api/tags is re-read */

@@ -88,6 +88,8 @@ typedef uint64_t usec_t;
 /* Monotonic and wall clocks in microseconds. */
 usec_t now_usec(void);
 usec_t now_realtime_usec(void);
+/* A duration as libevent takes it. */
+struct timeval usec_to_timeval(usec_t u);
 
 /* errno is positive; our returns are negative. Keeps call sites short: return -errno_or_eio(). */
 static inline int errno_or_eio(void) {

@@ -11,6 +11,7 @@
 #include "shimd-manager.h"
 #include "shimd-proxy.h"
 #include "shimd-router-cache.h"
+#include "shimd-spread.h"
 
 /* What a request still running when drain_timeout passes ends with. */
 #define DRAIN_CANCEL_MESSAGE "server is shutting down: the request did not finish within the drain timeout"
@@ -48,6 +49,7 @@ static void drain_timer_cb(evutil_socket_t fd, short what, void *userdata) {
         log_notice("Stopping: drain timeout passed with %u request(s) in flight; cancelling them.",
                    m->requests_active);
         proxy_cancel_all(m, DRAIN_CANCEL_MESSAGE);
+        spread_cancel_all(m, DRAIN_CANCEL_MESSAGE);
         (void) evtimer_add(m->drain_timer, &tv);
         manager_drain_check(m);
 }
@@ -118,6 +120,7 @@ int manager_drain(Manager *m) {
                         log_notice("Stopping at once (signalled again): cancelling %u request(s) in flight.",
                                    m->requests_active);
                         proxy_cancel_all(m, DRAIN_CANCEL_MESSAGE);
+                        spread_cancel_all(m, DRAIN_CANCEL_MESSAGE);
                         (void) event_base_loop(m->base, EVLOOP_NONBLOCK);
                 }
         }

@@ -13,14 +13,11 @@
 #include "shimd-manager.h"
 #include "shimd-proxy.h"
 #include "shimd-router-cache.h"
+#include "shimd-spread.h"
 #include "shimd-upstream.h"
 
 /* Idle keep-alive connections kept per upstream. */
 #define UPSTREAM_IDLE_MAX 64
-
-static struct timeval timeval_from_usec(usec_t u) {
-        return (struct timeval) { .tv_sec = (time_t) (u / USEC_PER_SEC), .tv_usec = (suseconds_t) (u % USEC_PER_SEC) };
-}
 
 /* The router cache's news that a node left the table or went down, for the proxy. */
 static void manager_node_lost(const char *node_id, const char *hostport, bool removed, void *userdata) {
@@ -51,6 +48,7 @@ int manager_new(const MyceliaConfig *config, Manager **ret) {
                 return log_oom();
         m->config = config;
         LIST_INIT(&m->requests);
+        LIST_INIT(&m->spreads);
         m->api = (ShimListener) { .manager = m, .kind = SHIM_LISTENER_API };
         m->mesh = (ShimListener) { .manager = m, .kind = SHIM_LISTENER_MESH };
 
@@ -71,9 +69,9 @@ int manager_new(const MyceliaConfig *config, Manager **ret) {
         if (r < 0)
                 return log_error_errno(r, "Invalid upstream URL '%s' (want http://HOST:PORT): %m", config->upstream_url);
 
-        m->idle_tv = timeval_from_usec(config->idle_timeout);
-        m->connect_tv = timeval_from_usec(config->connect_timeout);
-        m->upstream_tv = timeval_from_usec(config->upstream_timeout);
+        m->idle_tv = usec_to_timeval(config->idle_timeout);
+        m->connect_tv = usec_to_timeval(config->connect_timeout);
+        m->upstream_tv = usec_to_timeval(config->upstream_timeout);
 
         /* The changelist folds the many enable/disable pairs of one loop iteration (evhttp
          * toggles EV_READ/EV_WRITE several times per request) into one epoll_ctl() each. It
@@ -107,6 +105,7 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
         proxy_abort_all(m);
+        spread_abort_all(m);
         if (m->api.http)
                 evhttp_free(m->api.http);
         if (m->mesh.http)

@@ -21,6 +21,7 @@ typedef struct Manager Manager;
 typedef struct RouterCache RouterCache;
 typedef struct UpstreamPool UpstreamPool;
 typedef struct ProxyRequest ProxyRequest;
+typedef struct SpreadRequest SpreadRequest;
 
 typedef enum ShimListenerKind {
         SHIM_LISTENER_API,      /* local Ollama clients: requests may be routed to peers */
@@ -85,6 +86,7 @@ struct Manager {
         sd_bus_slot *gossip_owner_slot;
 
         LIST_HEAD(, ProxyRequest) requests;
+        LIST_HEAD(, SpreadRequest) spreads;     /* shimd-spread.c */
         unsigned requests_active;
         uint64_t next_request_id;
         ShimCounters counters;

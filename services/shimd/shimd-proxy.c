@@ -33,6 +33,7 @@
 #include "shimd-mesh.h"
 #include "shimd-proxy.h"
 #include "shimd-router-cache.h"
+#include "shimd-spread.h"
 #include "shimd-upstream.h"
 
 /* A client whose output buffer holds this much is behind: its bytes are gathered, and handed
@@ -1214,6 +1215,12 @@ void proxy_handle_request(struct evhttp_request *req, void *userdata) {
         }
         if (l->kind == SHIM_LISTENER_API && proxy_pin(p, req) < 0)
                 return;
+        /* Answered by several nodes at once: /api/ps, and long embedding requests. */
+        if (l->kind == SHIM_LISTENER_API && !p->pin && router_cache_loaded(m->router) &&
+            spread_handle(m, req, &cls, uri, p->model)) {
+                proxy_free(p);
+                return;
+        }
         /* The mesh's model list: this node's, with the models only peers serve. */
         if (l->kind == SHIM_LISTENER_API && method == EVHTTP_REQ_GET && !p->pin && router_cache_loaded(m->router)) {
                 size_t len = strcspn(uri, "?");

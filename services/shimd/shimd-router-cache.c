@@ -598,6 +598,31 @@ int router_cache_peer_models(RouterCache *c, char ***ret, size_t *ret_n) {
         return 0;
 }
 
+int router_cache_targets(RouterCache *c, const char *model, RouterTarget *ret, unsigned *ret_free, size_t max) {
+        size_t n = 0;
+
+        for (size_t i = 0; c->has_table && i < c->table.n_nodes && n < max; i++) {
+                RouteNode *node = &c->table.nodes[i];
+                unsigned cap = node->capacity ?: 1;
+
+                if (!node->up || (model && !route_node_serves(node, model)) || isempty(node->address) ||
+                    c->urls[i].port == 0)
+                        continue;
+                ret[n] = (RouterTarget) { .address = strdup(node->address), .url = c->urls[i] };
+                if (!ret[n].address) {
+                        for (size_t k = 0; k < n; k++)
+                                free(ret[k].address);
+                        return -ENOMEM;
+                }
+                snprintf(ret[n].node_id, sizeof(ret[n].node_id), "%s", node->id);
+                snprintf(ret[n].name, sizeof(ret[n].name), "%s", strempty(node->name));
+                if (ret_free)
+                        ret_free[n] = node->in_flight < cap ? cap - node->in_flight : 1;
+                n++;
+        }
+        return (int) n;
+}
+
 RoutePolicy router_cache_policy(RouterCache *c) {
         return c->policy;
 }

@@ -46,6 +46,11 @@ int router_cache_node(RouterCache *c, const char *id_or_name, const char *model,
  * valid until the table changes. *ret is malloc()ed. */
 int router_cache_peer_models(RouterCache *c, char ***ret, size_t *ret_n);
 
+/* Every live node serving model (NULL: every live node), in table order, at most max: targets
+ * (addresses copied, the caller's to free) and their free slots (capacity - in flight, at least
+ * 1). Returns how many, or -ENOMEM. */
+int router_cache_targets(RouterCache *c, const char *model, RouterTarget *ret, unsigned *ret_free, size_t max);
+
 /* The table's policy (Router1.Policy). */
 RoutePolicy router_cache_policy(RouterCache *c);
 

@@ -267,6 +267,58 @@ class Routing(unittest.TestCase):
         r = self.a.request('GET', '/api/tags', headers={'X-Mycelia-Node': 'rb'})
         self.assertEqual(sorted(m['name'] for m in r.json()['models']), ['bravo:latest', 'shared:latest'])
 
+    def test_embed_split_and_merged_in_order(self):
+        inputs = ['text number %d about routing' % i for i in range(200)]
+        want = harness.http_request(self.doubles['rb'].addr, 'POST', '/api/embed',
+                                    {'model': 'shared', 'input': inputs}).json()['embeddings']
+        r = self.a.request('POST', '/api/embed', {'model': 'shared', 'input': inputs}, timeout=60)
+        self.assertEqual(r.status, 200, r)
+        got = r.json()
+        self.assertEqual(got['embeddings'], want)
+        self.assertEqual(got['model'], 'shared')
+        self.assertGreater(got['prompt_eval_count'], 0)
+        served = r.header('X-Mycelia-Served-By').split(', ')
+        self.assertEqual(sorted(served), list(NAMES), served)
+        # The OpenAI form too, index by index.
+        r = self.a.request('POST', '/v1/embeddings', {'model': 'shared', 'input': inputs}, timeout=60)
+        self.assertEqual(r.status, 200, r)
+        data = r.json()['data']
+        self.assertEqual([d['index'] for d in data], list(range(200)))
+        self.assertEqual([d['embedding'] for d in data], want)
+        # Few inputs: one node, not split.
+        r = self.a.request('POST', '/api/embed', {'model': 'shared', 'input': inputs[:10]})
+        self.assertEqual(r.json()['embeddings'], want[:10])
+        self.assertNotIn(',', r.header('X-Mycelia-Served-By'))
+
+    def test_embed_chunk_retried_elsewhere(self):
+        inputs = ['retry %d' % i for i in range(120)]
+        want = harness.http_request(self.doubles['ra'].addr, 'POST', '/api/embed',
+                                    {'model': 'shared', 'input': inputs}).json()['embeddings']
+        r = harness.http_request(self.doubles['rc'].addr, 'POST', '/__double/faults', {'fail_status': 500})
+        self.assertEqual(r.status, 200, r)
+        try:
+            r = self.a.request('POST', '/api/embed', {'model': 'shared', 'input': inputs}, timeout=60)
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.json()['embeddings'], want)
+            self.assertNotIn('rc', r.header('X-Mycelia-Served-By').split(', '))
+        finally:
+            harness.http_request(self.doubles['rc'].addr, 'POST', '/__double/faults', {})
+
+    def test_ps_merges_every_node(self):
+        # Load the shared model on every node, then ask one: every node's entry is there.
+        for name in NAMES:
+            r = self.a.request('POST', '/api/generate', {'model': 'shared', 'prompt': 'x', 'stream': False},
+                               headers={'X-Mycelia-Node': name})
+            self.assertEqual(r.status, 200, r)
+        r = self.a.request('GET', '/api/ps')
+        self.assertEqual(r.status, 200, r)
+        models = r.json()['models']
+        self.assertEqual([m['name'] for m in models].count('shared:latest'), 3, models)
+        self.assertEqual(sorted(r.header('X-Mycelia-Served-By').split(', ')), list(NAMES))
+        # Pinned: one node's.
+        r = self.a.request('GET', '/api/ps', headers={'X-Mycelia-Node': 'rb'})
+        self.assertEqual([m['name'] for m in r.json()['models']].count('shared:latest'), 1)
+
     def ttfb_known(self):
         data = self.a.prop('org.mycelia.Router1', 'Nodes')
         return all(self.ttfb_of(t) > 0 for t in data)

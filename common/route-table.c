@@ -147,18 +147,29 @@ static uint64_t route_node_load(const RouteNode *n) {
         return (uint64_t) n->in_flight * 1000000 / (n->capacity ?: 1);
 }
 
-/* The candidates of a pick: live, serving the model, not excluded. At most ROUTE_MAX_NODES. */
-static size_t candidates(RouteTable *t, const RoutePick *pick, RouteNode **ret) {
+static size_t candidates_in(RouteTable *t, const RoutePick *pick, bool cooling, RouteNode **ret) {
         size_t n = 0;
 
         for (size_t i = 0; i < t->n_nodes && n < ROUTE_MAX_NODES; i++) {
                 RouteNode *node = &t->nodes[i];
 
-                if (node->up && route_node_serves(node, pick->model) && !strv_contains(pick->exclude, node->id) &&
+                if ((cooling ? node->cooling : node->up) && route_node_serves(node, pick->model) &&
+                    !strv_contains(pick->exclude, node->id) &&
                     (!pick->only || streq(node->id, pick->only) || streq_ptr(node->name, pick->only)))
                         ret[n++] = node;
         }
         return n;
+}
+
+/* The candidates of a pick: live, serving the model, not excluded, at most ROUTE_MAX_NODES. When
+ * none is up but some are cooling down, those: a request for a model only cooling nodes serve is
+ * better sent to one of them (its answer is the probe the breaker waits for) than to an Ollama
+ * that does not have the model. */
+static size_t candidates(RouteTable *t, const RoutePick *pick, RouteNode **ret, bool *ret_cooling) {
+        size_t n = candidates_in(t, pick, false, ret);
+
+        *ret_cooling = n == 0;
+        return n > 0 ? n : candidates_in(t, pick, true, ret);
 }
 
 RouteNode *route_table_find_by_id_or_name(RouteTable *t, const char *id_or_name) {
@@ -273,11 +284,17 @@ static RouteNode *gravity(RouteNode **c, size_t n, const RoutePick *pick, const 
 
 int route_table_pick_for(RouteTable *t, const RoutePick *pick, RouteNode **ret_node, const char **ret_reason) {
         RouteNode *c[ROUTE_MAX_NODES], *best = NULL;
-        size_t n = candidates(t, pick, c);
+        bool cooling;
+        size_t n = candidates(t, pick, c, &cooling);
 
         if (n == 0) {
                 *ret_reason = "no live node serves the model";
                 return -ENOENT;
+        }
+        if (cooling) {
+                *ret_node = c[pick->random % n];
+                *ret_reason = "every node serving the model is cooling down: trying one";
+                return 0;
         }
         if (n == 1) {
                 *ret_node = c[0];

@@ -26,6 +26,8 @@ typedef struct RouteNode {
         char *name;
         char *address;      /* URL requests for this node go to */
         bool up;
+        bool cooling;       /* not up because routerd cools it down (Router1.Nodes "cooling"):
+                             * a last resort when no node serving the model is up */
         bool local;         /* this node's own Ollama */
         unsigned in_flight;
         unsigned capacity;  /* 0: unknown */

@@ -6,6 +6,7 @@
 #include <json-c/json.h>
 #include <stdio.h>
 #include <systemd/sd-bus.h>
+#include <time.h>
 
 #include "build-config.h"
 #include "bus-event.h"
@@ -184,6 +185,55 @@ static int get_routes(sd_bus *bus, sd_bus_message **ret_reply, CtlRoute **ret, s
         return 0;
 }
 
+/* One entry of Router1.Cooling, (node_id, state, until): a node whose circuit breaker is open
+ * (routed around until the CLOCK_REALTIME usec until) or half-open (until 0). */
+typedef struct CtlCooling {
+        const char *id, *state;
+        uint64_t until_usec;
+} CtlCooling;
+
+/* Cooling is optional: a routerd without it (older) or a failed read leaves the list empty. */
+static int get_cooling(sd_bus *bus, sd_bus_message **ret_reply, CtlCooling **ret, size_t *ret_n) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_free_ CtlCooling *list = NULL;
+        size_t n = 0;
+        int r;
+
+        r = sd_bus_get_property(bus, ROUTER1_BUS_NAME, ROUTER1_OBJECT_PATH, ROUTER1_BUS_NAME, "Cooling", &error,
+                                &reply, "a(sst)");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_enter_container(reply, 'a', "(sst)");
+        while (r >= 0) {
+                CtlCooling *nl, e = {};
+
+                r = sd_bus_message_read(reply, "(sst)", &e.id, &e.state, &e.until_usec);
+                if (r <= 0)
+                        break;
+                nl = reallocarray(list, n + 1, sizeof(CtlCooling));
+                if (!nl) {
+                        r = -ENOMEM;
+                        break;
+                }
+                list = nl;
+                list[n++] = e;
+        }
+        if (r < 0)
+                return r;
+        *ret_reply = TAKE_PTR(reply);
+        *ret = TAKE_PTR(list);
+        *ret_n = n;
+        return 0;
+}
+
+static const char *route_name(const CtlRoute *routes, size_t n, const char *id) {
+        for (size_t i = 0; i < n; i++)
+                if (streq(routes[i].id, id))
+                        return routes[i].name;
+        return NULL;
+}
+
 static char *strv_join(const char *const *l, size_t n, const char *sep) {
         size_t len = 1, sep_len = strlen(sep);
         char *s, *p;
@@ -235,6 +285,17 @@ static json_object *json_route(const CtlRoute *e) {
         json_object_object_add(o, "capacity", json_object_new_int64(e->capacity));
         json_object_object_add(o, "ttfb_ewma_usec", json_object_new_int64((int64_t) e->ttfb_usec));
         json_object_object_add(o, "models", json_strv(e->models, e->n_models));
+        return o;
+}
+
+static json_object *json_cooling(const CtlCooling *c, const CtlRoute *routes, size_t n_routes) {
+        json_object *o = json_object_new_object();
+        const char *name = route_name(routes, n_routes, c->id);
+
+        json_object_object_add(o, "id", json_object_new_string(c->id));
+        json_object_object_add(o, "name", name ? json_object_new_string(name) : NULL);
+        json_object_object_add(o, "state", json_object_new_string(c->state));
+        json_object_object_add(o, "until_usec", c->until_usec > 0 ? json_object_new_int64((int64_t) c->until_usec) : NULL);
         return o;
 }
 
@@ -312,6 +373,32 @@ static int print_routes_table(CtlRoute *routes, size_t n) {
         return ctl_table_print(t, stdout, arg_legend);
 }
 
+/* "Cooling: NAME (ID12) until HH:MM:SS (in 1.2s), half-open then" or "... half-open, its next
+ * request decides": the label only on the first line. */
+static void print_cooling(const CtlCooling *list, size_t n, const CtlRoute *routes, size_t n_routes) {
+        usec_t now = now_realtime_usec();
+
+        for (size_t i = 0; i < n; i++) {
+                const CtlCooling *c = &list[i];
+                const char *name = route_name(routes, n_routes, c->id);
+
+                printf("%12s %s (%.12s)", i == 0 ? "Cooling:" : "", name ?: "?", c->id);
+                if (streq(c->state, "open") && c->until_usec > 0) {
+                        time_t t = (time_t) (c->until_usec / USEC_PER_SEC);
+                        char hms[16] = "?";
+                        struct tm tm;
+
+                        if (localtime_r(&t, &tm))
+                                (void) strftime(hms, sizeof(hms), "%H:%M:%S", &tm);
+                        printf(" until %s (in %.1fs), half-open then\n", hms,
+                               c->until_usec > now ? (double) (c->until_usec - now) / USEC_PER_SEC : 0.0);
+                } else if (streq(c->state, "half-open"))
+                        printf(" half-open, its next request decides\n");
+                else
+                        printf(" %s\n", c->state);
+        }
+}
+
 static int get_string_property(sd_bus *bus, const char *name, const char *path, const char *property,
                                char **ret) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -324,10 +411,12 @@ static int get_string_property(sd_bus *bus, const char *name, const char *path, 
 static int verb_status(sd_bus *bus, int argc, char **argv) {
         static const char *const names[] = { GOSSIP1_BUS_NAME, DISCOVERY1_BUS_NAME, ROUTER1_BUS_NAME, SHIM1_BUS_NAME };
         _cleanup_free_ char *local_id = NULL, *policy = NULL, *api = NULL, *mesh = NULL, *id_conflict = NULL;
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *members_reply = NULL, *routes_reply = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *members_reply = NULL, *routes_reply = NULL,
+                *cooling_reply = NULL;
         _cleanup_free_ GossipMember *members = NULL;
+        _cleanup_free_ CtlCooling *cooling = NULL;
         CtlRoute *routes = NULL;
-        size_t n_members = 0, n_routes = 0;
+        size_t n_members = 0, n_routes = 0, n_cooling = 0;
         unsigned counts[4] = {};
         const GossipMember *self = NULL;
         bool all_up = true;
@@ -341,6 +430,7 @@ static int verb_status(sd_bus *bus, int argc, char **argv) {
                 (void) get_string_property(bus, ROUTER1_BUS_NAME, ROUTER1_OBJECT_PATH, "LocalNodeId", &local_id);
                 (void) get_string_property(bus, ROUTER1_BUS_NAME, ROUTER1_OBJECT_PATH, "Policy", &policy);
                 (void) get_routes(bus, &routes_reply, &routes, &n_routes);
+                (void) get_cooling(bus, &cooling_reply, &cooling, &n_cooling);
         }
         if (name_has_owner(bus, SHIM1_BUS_NAME)) {
                 (void) get_string_property(bus, SHIM1_BUS_NAME, SHIM1_OBJECT_PATH, "ApiAddress", &api);
@@ -367,6 +457,7 @@ static int verb_status(sd_bus *bus, int argc, char **argv) {
         if (arg_json) {
                 json_object *o = json_object_new_object(), *daemons = json_object_new_object();
                 json_object *ma = json_object_new_array(), *ra = json_object_new_array();
+                json_object *ca = json_object_new_array();
 
                 for (size_t i = 0; i < ELEMENTSOF(names); i++)
                         json_object_object_add(daemons, daemon_of(names[i]),
@@ -382,8 +473,11 @@ static int verb_status(sd_bus *bus, int argc, char **argv) {
                         json_object_array_add(ma, json_member(&members[i]));
                 for (size_t i = 0; i < n_routes; i++)
                         json_object_array_add(ra, json_route(&routes[i]));
+                for (size_t i = 0; i < n_cooling; i++)
+                        json_object_array_add(ca, json_cooling(&cooling[i], routes, n_routes));
                 json_object_object_add(o, "members", ma);
                 json_object_object_add(o, "routes", ra);
+                json_object_object_add(o, "cooling", ca);
                 json_print(o);
         } else {
                 printf("%12s %s%s%s%s\n", "Node:", self ? self->name : "", self ? " (" : "", strempty(local_id),
@@ -408,6 +502,7 @@ static int verb_status(sd_bus *bus, int argc, char **argv) {
                         printf("%12s %s\n", "Models:", gossip_member_meta(self, "models"));
                 if (policy)
                         printf("%12s %s\n", "Policy:", policy);
+                print_cooling(cooling, n_cooling, routes, n_routes);
                 if (n_routes > 0) {
                         putchar('\n');
                         print_routes_table(routes, n_routes);

@@ -18,7 +18,7 @@ static int property_get_nodes(sd_bus *bus, const char *path, const char *interfa
                 r = sd_bus_message_open_container(reply, 'r', "ssssuutas");
                 if (r < 0)
                         return r;
-                r = sd_bus_message_append(reply, "ssssuut", n->id, n->name, n->address, n->up ? "up" : "down",
+                r = sd_bus_message_append(reply, "ssssuut", n->id, n->name, n->address, manager_node_state(m, n),
                                           n->in_flight, n->capacity, (uint64_t) n->ttfb_ewma_usec);
                 if (r < 0)
                         return r;
@@ -34,6 +34,30 @@ static int property_get_nodes(sd_bus *bus, const char *path, const char *interfa
                 if (r < 0)
                         return r;
                 r = sd_bus_message_close_container(reply);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(reply);
+}
+
+/* (node_id, state, until): every node whose breaker is not closed. state "open": routed around
+ * until the CLOCK_REALTIME usec until; "half-open": routed to again, until is 0. */
+static int property_get_cooling(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "(sst)");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < m->n_stats; i++) {
+                const NodeStats *s = &m->stats[i];
+
+                if (s->breaker.state == NODE_BREAKER_CLOSED)
+                        continue;
+                r = sd_bus_message_append(reply, "(sst)", s->id, node_breaker_state_to_string(s->breaker.state),
+                                          s->breaker.state == NODE_BREAKER_OPEN ? (uint64_t) s->cooling_until_realtime
+                                                                                : UINT64_C(0));
                 if (r < 0)
                         return r;
         }
@@ -192,6 +216,7 @@ static const sd_bus_vtable router_vtable[] = {
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_PROPERTY("Nodes", "a(ssssuutas)", property_get_nodes, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Generation", "t", property_get_generation, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Cooling", "a(sst)", property_get_cooling, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("LocalNodeId", "s", property_get_local_node_id, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Policy", "s", property_get_policy, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_VTABLE_END
@@ -210,6 +235,16 @@ int manager_bus_emit_nodes_changed(Manager *m) {
         r = sd_bus_emit_properties_changed(m->bus, ROUTER1_OBJECT_PATH, ROUTER1_INTERFACE, "Nodes", "Generation",
                                            NULL);
         /* Outside a bus callback the message may sit in the write queue: re-arm for POLLOUT. */
+        bus_event_rearm(m->bus_event);
+        return r;
+}
+
+int manager_bus_emit_cooling_changed(Manager *m) {
+        int r;
+
+        if (!m->bus || !m->vtable_slot)
+                return 0;
+        r = sd_bus_emit_properties_changed(m->bus, ROUTER1_OBJECT_PATH, ROUTER1_INTERFACE, "Cooling", NULL);
         bus_event_rearm(m->bus_event);
         return r;
 }

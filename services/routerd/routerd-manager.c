@@ -89,11 +89,118 @@ static NodeStats *manager_stats_get(Manager *m, const char *id, bool create) {
         s = &m->stats[m->n_stats++];
         *s = (NodeStats) {};
         snprintf(s->id, sizeof(s->id), "%s", id);
+        node_breaker_init(&s->breaker, now_usec());
         return s;
 }
 
 const NodeStats *manager_get_stats(Manager *m, const char *id) {
         return manager_stats_get(m, id, false);
+}
+
+/* ---- circuit breakers (node-breaker.c) ---- */
+
+/* splitmix64: jitter needs no syscall and no quality beyond "not the same for every node". */
+static uint64_t manager_random(Manager *m) {
+        uint64_t z = (m->jitter_state += UINT64_C(0x9e3779b97f4a7c15));
+
+        z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+        z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+        return z ^ (z >> 31);
+}
+
+static bool node_cooling(Manager *m, const char *id) {
+        const NodeStats *s = manager_stats_get(m, id, false);
+
+        return s && !node_breaker_routable(&s->breaker);
+}
+
+const char *manager_node_state(Manager *m, const RouteNode *n) {
+        if (!n->up)
+                return "down";
+        return node_cooling(m, n->id) ? "cooling" : "up";
+}
+
+/* Arms the timer for the earliest deadline of an open breaker, or stops it. */
+static void manager_breaker_arm(Manager *m) {
+        usec_t next = USEC_INFINITY, now, delta;
+        struct timeval tv;
+
+        for (size_t i = 0; i < m->n_stats; i++)
+                next = MIN(next, node_breaker_next_wakeup(&m->stats[i].breaker));
+        if (next == USEC_INFINITY) {
+                (void) evtimer_del(m->breaker_timer);
+                return;
+        }
+        now = now_usec();
+        delta = next > now ? next - now : 0;
+        tv.tv_sec = (time_t) (delta / USEC_PER_SEC);
+        tv.tv_usec = (suseconds_t) (delta % USEC_PER_SEC);
+        (void) evtimer_add(m->breaker_timer, &tv);
+}
+
+static void manager_cooling_changed(Manager *m) {
+        int r;
+
+        m->n_cooling_emits++;
+        r = manager_bus_emit_cooling_changed(m);
+        if (r < 0)
+                log_warning_errno(r, "Failed to emit PropertiesChanged for Cooling: %m");
+}
+
+static const char *node_name_of(Manager *m, const char *id) {
+        RouteNode *n = route_table_find(&m->table, id);
+
+        return n && !isempty(n->name) ? n->name : id;
+}
+
+/* Counts and logs a transition of s's breaker; the caller emits. */
+static void manager_breaker_changed(Manager *m, const NodeStats *s, NodeBreakerState old, usec_t now) {
+        const NodeBreaker *b = &s->breaker;
+
+        switch (b->state) {
+        case NODE_BREAKER_OPEN:
+                m->n_breaker_opened++;
+                if (old == NODE_BREAKER_CLOSED)
+                        log_warning("Node %s (%s) failed %u requests in a row; cooling it down for %.1fs.",
+                                    node_name_of(m, s->id), s->id, NODE_BREAKER_FAILURES,
+                                    (double) (b->open_until - now) / USEC_PER_SEC);
+                else
+                        log_warning("Node %s (%s) failed again after cooling down; cooling it for %.1fs.",
+                                    node_name_of(m, s->id), s->id, (double) (b->open_until - now) / USEC_PER_SEC);
+                break;
+        case NODE_BREAKER_HALF_OPEN:
+                log_info("Node %s (%s) cooled down; routing to it again, its next request decides.",
+                         node_name_of(m, s->id), s->id);
+                break;
+        default:
+                log_notice("Node %s (%s) serves again.", node_name_of(m, s->id), s->id);
+                break;
+        }
+}
+
+static void manager_breaker_timer_cb(evutil_socket_t fd, short what, void *userdata) {
+        Manager *m = userdata;
+        bool cooling = false, nodes = false;
+        usec_t now = now_usec();
+
+        for (size_t i = 0; i < m->n_stats; i++) {
+                NodeStats *s = &m->stats[i];
+                RouteNode *n = route_table_find(&m->table, s->id);
+
+                if (!node_breaker_tick(&s->breaker, now))
+                        continue;
+                s->cooling_until_realtime = 0;
+                manager_breaker_changed(m, s, NODE_BREAKER_OPEN, now);
+                cooling = true;
+                /* Nodes shows "cooling" only for a node that is up otherwise. */
+                if (n && n->up)
+                        nodes = true;
+        }
+        if (cooling)
+                manager_cooling_changed(m);
+        if (nodes)
+                manager_nodes_changed(m, false);
+        manager_breaker_arm(m);
 }
 
 int manager_node_add(Manager *m, const char *id, const char *name, const char *address, bool local) {
@@ -149,6 +256,7 @@ int manager_node_set_models(Manager *m, const char *id, char *const *models, siz
 
 int manager_node_remove(Manager *m, const char *id) {
         RouteNode *n = route_table_find(&m->table, id);
+        bool was_cooling = false;
         NodeStats *s;
         size_t i;
 
@@ -161,14 +269,19 @@ int manager_node_remove(Manager *m, const char *id) {
         memmove(&m->table.nodes[i], &m->table.nodes[i + 1], (m->table.n_nodes - i - 1) * sizeof(RouteNode));
         m->table.n_nodes--;
 
-        /* Its counters go with it: the stats table is bounded like the routing table. */
+        /* Its counters and breaker go with it: the stats table is bounded like the routing table. */
         s = manager_stats_get(m, id, false);
         if (s) {
+                was_cooling = s->breaker.state != NODE_BREAKER_CLOSED;
                 i = (size_t) (s - m->stats);
                 memmove(&m->stats[i], &m->stats[i + 1], (m->n_stats - i - 1) * sizeof(NodeStats));
                 m->n_stats--;
         }
         manager_nodes_changed(m, false);
+        if (was_cooling) {
+                manager_cooling_changed(m);
+                manager_breaker_arm(m);
+        }
         return 1;
 }
 
@@ -247,9 +360,23 @@ finish:
 
 int manager_route(Manager *m, const char *model, const char *affinity_key, char *const *exclude,
                   RouteNode **ret_node, const char **ret_reason) {
+        _cleanup_free_ char **all = NULL;
+        size_t n_exclude = 0, n = 0;
         int r;
 
-        r = route_table_pick(&m->table, m->policy, model, affinity_key, exclude, ret_node, ret_reason);
+        /* Cooling nodes are routed around: excluded as if the caller had tried them. */
+        while (exclude && exclude[n_exclude])
+                n_exclude++;
+        all = calloc(n_exclude + m->table.n_nodes + 1, sizeof(char *));
+        if (!all)
+                return -ENOMEM;
+        for (size_t i = 0; i < n_exclude; i++)
+                all[n++] = exclude[i];
+        for (size_t i = 0; i < m->table.n_nodes; i++)
+                if (node_cooling(m, m->table.nodes[i].id))
+                        all[n++] = m->table.nodes[i].id;
+
+        r = route_table_pick(&m->table, m->policy, model, affinity_key, all, ret_node, ret_reason);
         if (r < 0)
                 m->n_no_route++;
         else
@@ -259,7 +386,8 @@ int manager_route(Manager *m, const char *model, const char *affinity_key, char 
 
 int manager_report(Manager *m, const RouteOutcome *outcomes, size_t n_outcomes,
                    const InFlightCount *in_flight, size_t n_in_flight) {
-        bool changed = false, probe_local = false;
+        bool changed = false, probe_local = false, cooling_changed = false, state_changed = false;
+        usec_t now = now_usec();
 
         m->n_reports++;
 
@@ -276,10 +404,23 @@ int manager_report(Manager *m, const RouteOutcome *outcomes, size_t n_outcomes,
                 failed = upstream_outcome_is_failure(o->http_status, o->error);
                 s = manager_stats_get(m, n->id, true);
                 if (s) {
+                        NodeBreakerState old = s->breaker.state;
+
                         s->n_outcomes++;
                         s->n_tokens += o->tokens;
                         if (failed)
                                 s->n_failures++;
+                        if (node_breaker_record(&s->breaker, node_outcome_classify(o->http_status, o->error), now,
+                                                manager_random(m))) {
+                                s->cooling_until_realtime = s->breaker.state == NODE_BREAKER_OPEN
+                                        ? now_realtime_usec() + (s->breaker.open_until - now) : 0;
+                                manager_breaker_changed(m, s, old, now);
+                                cooling_changed = true;
+                                /* closed -> open and half-open -> open turn "up" into "cooling";
+                                 * half-open -> closed changes Cooling only. */
+                                if (n->up && s->breaker.state == NODE_BREAKER_OPEN)
+                                        state_changed = true;
+                        }
                 }
                 if (failed) {
                         log_debug("Request for '%s' on node %s failed: status %u%s%s", strempty(o->model),
@@ -323,7 +464,14 @@ int manager_report(Manager *m, const RouteOutcome *outcomes, size_t n_outcomes,
                 if (!route_table_find(&m->table, in_flight[j].node_id))
                         m->n_unknown_node_reports++;
 
-        if (changed)
+        if (cooling_changed) {
+                /* Cooling first: a reader that sees "cooling" in Nodes finds the deadline there. */
+                manager_cooling_changed(m);
+                manager_breaker_arm(m);
+        }
+        if (state_changed)
+                manager_nodes_changed(m, false);
+        else if (changed)
                 manager_nodes_changed(m, true);
         if (probe_local && m->local_upstream)
                 upstream_poller_report_failure(m->local_upstream);
@@ -494,8 +642,10 @@ int manager_new(struct event_base *base, const MyceliaConfig *config, Manager **
         log_set_node(m->local_name);
 
         m->emit_timer = evtimer_new(base, manager_emit_timer_cb, m);
-        if (!m->emit_timer || router_gossip_init(m) < 0)
+        m->breaker_timer = evtimer_new(base, manager_breaker_timer_cb, m);
+        if (!m->emit_timer || !m->breaker_timer || router_gossip_init(m) < 0)
                 return log_oom();
+        m->jitter_state = now_realtime_usec() ^ ((uint64_t) getpid() << 32);
 
         r = upstream_poller_new(base, config->upstream_url, config->connect_timeout, config->tags_interval,
                                 config->probe_interval, manager_local_fetched, m, &m->local_upstream);
@@ -527,6 +677,8 @@ Manager *manager_free(Manager *m) {
         bus_event_free(m->bus_event);
         if (m->emit_timer)
                 event_free(m->emit_timer);
+        if (m->breaker_timer)
+                event_free(m->breaker_timer);
         route_table_clear(&m->table);
         free(m->stats);
         free(m->local_name);

@@ -9,6 +9,7 @@
 #include "bus-event.h"
 #include "bus-names.h"
 #include "config.h"
+#include "node-breaker.h"
 #include "route-table.h"
 #include "routerd-gossip.h"
 #include "routerd-upstream.h"
@@ -18,7 +19,8 @@
 /* Entries accepted in one ReportOutcome call, per array. */
 #define ROUTER_REPORT_MAX_ENTRIES 4096U
 
-/* Per-node counters from the shim's reports; not part of Nodes. */
+/* Per-node counters and circuit breaker from the shim's reports; not part of Nodes (the
+ * breaker shows there only as the state "cooling", and in Cooling). */
 typedef struct NodeStats {
         char id[NODE_ID_LEN + 1];
         uint64_t n_outcomes;
@@ -26,6 +28,8 @@ typedef struct NodeStats {
         uint64_t n_tokens;
         unsigned shim_in_flight;        /* from the last ReportOutcome */
         unsigned gossip_in_flight;      /* a peer's own count, from its gossip metadata */
+        NodeBreaker breaker;            /* on the monotonic clock */
+        usec_t cooling_until_realtime;  /* breaker.open_until on CLOCK_REALTIME, for Cooling */
 } NodeStats;
 
 /* One request's fate as ReportOutcome carries it. */
@@ -72,11 +76,16 @@ typedef struct Manager {
         usec_t last_emit;
         uint64_t n_emits;
 
+        struct event *breaker_timer;    /* the earliest open breaker's deadline */
+        uint64_t jitter_state;          /* splitmix64 stream for the breakers' jitter */
+        uint64_t n_cooling_emits;       /* PropertiesChanged for Cooling */
+
         int exit_code;
         uint64_t n_routed;
         uint64_t n_no_route;
         uint64_t n_reports;
         uint64_t n_unknown_node_reports;
+        uint64_t n_breaker_opened;
 } Manager;
 
 /* Validates the configuration and builds the table with the local node. No bus, no I/O yet. */
@@ -105,7 +114,11 @@ int manager_node_set_remote(Manager *m, const char *id, const char *name, const 
 void manager_batch_begin(Manager *m);
 void manager_batch_end(Manager *m);
 
-/* Route(): -ENOENT when no live node serves the model. */
+/* What Nodes says of n: "down" (gossip or the health probe says so), "cooling" (its breaker is
+ * open: routed around until the deadline in Cooling), else "up". */
+const char *manager_node_state(Manager *m, const RouteNode *n);
+
+/* Route(): -ENOENT when no live node serves the model. Cooling nodes are not candidates. */
 int manager_route(Manager *m, const char *model, const char *affinity_key, char *const *exclude,
                   RouteNode **ret_node, const char **ret_reason);
 /* ReportOutcome(): in_flight is the shim's whole picture, so nodes it does not list have 0. */
@@ -123,4 +136,5 @@ int manager_request_name(Manager *m);
 /* routerd-bus.c */
 int manager_bus_register(Manager *m);
 int manager_bus_emit_nodes_changed(Manager *m);
+int manager_bus_emit_cooling_changed(Manager *m);
 int manager_bus_watch_shim(Manager *m);

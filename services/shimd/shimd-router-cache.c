@@ -256,6 +256,7 @@ static int router_cache_parse_nodes(RouterCache *c, sd_bus_message *msg, RouteTa
                 r = route_table_add(&t, id, name, address, &n);
                 if (r >= 0) {
                         n->up = streq(state, "up");
+                        n->cooling = streq(state, "cooling");
                         n->local = streq(id, c->m->node_id);
                         n->in_flight = in_flight;
                         n->capacity = capacity;
@@ -560,7 +561,8 @@ int router_cache_node(RouterCache *c, const char *id_or_name, const char *model,
         n = route_table_find_by_id_or_name(&c->table, id_or_name);
         if (!n)
                 return -ENOENT;
-        if (!n->up)
+        /* Pinned by the client: a node cooling down is still its choice. */
+        if (!n->up && !n->cooling)
                 return -EHOSTDOWN;
         if (model && !route_node_serves(n, model))
                 return -ESRCH;

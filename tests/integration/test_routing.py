@@ -188,19 +188,26 @@ class Routing(unittest.TestCase):
 
     def test_error_status_goes_elsewhere(self):
         # rb's Ollama answers 503 to inference: a routed request retries on another node before
-        # anything reached the client; a model only rb has gets rb's own answer.
+        # anything reached the client; a model only rb has gets rb's own answer. Failing again
+        # and again, rb is cooled down (docs/router-outcomes.md); a model only it serves still
+        # goes there, not to an Ollama without it.
+        rb = self.nodes['rb'].node_id
         r = harness.http_request(self.doubles['rb'].addr, 'POST', '/__double/faults', {'fail_status': 503})
         self.assertEqual(r.status, 200, r)
         try:
-            served = collections.Counter(generate(self.a, 'shared', 'round-robin') for _ in range(30))
-            self.assertNotIn('rb', served, served)
-            self.assertEqual(sum(served.values()), 30)
             r = self.a.request('POST', '/api/generate', {'model': 'bravo', 'prompt': 'x', 'stream': False})
             self.assertEqual(r.status, 503, r)
             self.assertEqual(r.header('X-Mycelia-Served-By'), 'rb')
             self.assertIn('error', r.json())
+            served = collections.Counter(generate(self.a, 'shared', 'round-robin') for _ in range(30))
+            self.assertNotIn('rb', served, served)
+            self.assertEqual(sum(served.values()), 30)
+            wait_until(lambda: self.a.router_nodes()[rb][0] == 'cooling', 2, what='rb cooling down')
+            r = self.a.request('POST', '/api/generate', {'model': 'bravo', 'prompt': 'x', 'stream': False})
+            self.assertEqual((r.status, r.header('X-Mycelia-Served-By')), (503, 'rb'), r)
         finally:
             harness.http_request(self.doubles['rb'].addr, 'POST', '/__double/faults', {})
+            wait_until(lambda: self.a.router_nodes().get(rb, ('',))[0] == 'up', 35, what='rb offered again')
 
     def test_show_goes_to_a_node_with_the_model(self):
         r = self.a.request('POST', '/api/show', {'model': 'charlie'})

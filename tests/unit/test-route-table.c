@@ -520,6 +520,29 @@ START_TEST(test_only_one_node) {
 }
 END_TEST
 
+/* No node serving the model is up, some are cooling down: one of those, not no route. */
+START_TEST(test_cooling_last_resort) {
+        RoutePick pick = { .model = "m", .policy = ROUTE_POLICY_GRAVITY };
+        const char *reason;
+        RouteNode *n;
+
+        add_node(0, true, "m");
+        add_node(1, false, "m");
+        add_node(2, false, "other");
+        t.nodes[1].cooling = true;
+        t.nodes[2].cooling = true;
+        ck_assert_int_eq(route_table_pick_for(&t, &pick, &n, &reason), 0);
+        ck_assert_ptr_eq(n, &t.nodes[0]);
+        t.nodes[0].up = false;
+        ck_assert_int_eq(route_table_pick_for(&t, &pick, &n, &reason), 0);
+        ck_assert_ptr_eq(n, &t.nodes[1]);
+        ck_assert_str_eq(reason, "every node serving the model is cooling down: trying one");
+        /* Down and not cooling: nothing. */
+        t.nodes[1].cooling = false;
+        ck_assert_int_eq(route_table_pick_for(&t, &pick, &n, &reason), -ENOENT);
+}
+END_TEST
+
 static Suite *route_table_suite(void) {
         Suite *s = suite_create("route-table");
         TCase *tc = tcase_create("route-table");
@@ -542,6 +565,7 @@ static Suite *route_table_suite(void) {
         tcase_add_test(tc, test_latency_and_local_first);
         tcase_add_test(tc, test_least_loaded_ties_spread);
         tcase_add_test(tc, test_only_one_node);
+        tcase_add_test(tc, test_cooling_last_resort);
         suite_add_tcase(s, tc);
         return s;
 }

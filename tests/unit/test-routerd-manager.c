@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Unit tests for services/routerd/routerd-manager.c without a bus: configuration checks,
- * what ReportOutcome does to the table, Generation, and how change signals are coalesced. */
+ * what ReportOutcome does to the table, Generation, how change signals are coalesced, and the
+ * circuit breakers (cooling, half-open on the loop's timer). */
 #include <stdio.h>
 
 #include "routerd-manager.h"
@@ -222,6 +223,128 @@ START_TEST(test_load_signals_coalesced) {
 }
 END_TEST
 
+static void report_status(const char *id, unsigned status, const char *error, unsigned times) {
+        for (unsigned i = 0; i < times; i++) {
+                RouteOutcome o = { .node_id = id, .model = "m", .http_status = status, .error = error };
+
+                ck_assert_int_eq(manager_report(m, &o, 1, NULL, 0), 0);
+        }
+}
+
+static const char *state_of(const char *id) {
+        return manager_node_state(m, route_table_find(&m->table, id));
+}
+
+START_TEST(test_breaker) {
+        char *models[] = { (char *) "m" };
+        const NodeStats *s;
+        const char *reason;
+        uint64_t g, cooling_emits;
+        usec_t rt;
+        RouteNode *n;
+
+        new_manager();
+        ck_assert_int_eq(manager_node_set_models(m, LOCAL_ID, models, 1), 1);
+        ck_assert_int_eq(manager_node_set_up(m, LOCAL_ID, true), 1);
+        ck_assert_int_eq(manager_node_set_remote(m, PEER_ID, "beta", "http://127.0.0.2:11438", models, 1, true, 0, 1), 0);
+        ck_assert_str_eq(state_of(PEER_ID), "up");
+
+        /* What the client causes never cools a node. */
+        cooling_emits = m->n_cooling_emits;
+        report_status(PEER_ID, 499, "client disconnected", 10);
+        report_status(PEER_ID, 404, "", 10);
+        report_status(PEER_ID, 200, "client disconnected", 10);
+        ck_assert_str_eq(state_of(PEER_ID), "up");
+        ck_assert_uint_eq(m->n_cooling_emits, cooling_emits);
+
+        /* Three failed attempts in a row: cooling, routed around, one Generation, Cooling changed. */
+        g = m->table.generation;
+        report_status(PEER_ID, 503, "answered with an error status", 2);
+        ck_assert_str_eq(state_of(PEER_ID), "up");
+        rt = now_realtime_usec();
+        report_status(PEER_ID, 0, "connection refused", 1);
+        ck_assert_str_eq(state_of(PEER_ID), "cooling");
+        ck_assert_uint_eq(m->table.generation, g + 1);
+        ck_assert_uint_eq(m->n_cooling_emits, cooling_emits + 1);
+        ck_assert_uint_eq(m->n_breaker_opened, 1);
+        s = manager_get_stats(m, PEER_ID);
+        ck_assert_int_eq(s->breaker.state, NODE_BREAKER_OPEN);
+        ck_assert_uint_ge(s->cooling_until_realtime, rt + 900 * USEC_PER_MSEC);
+        ck_assert_uint_le(s->cooling_until_realtime, now_realtime_usec() + USEC_PER_SEC);
+        /* Gossip still says it is up: only the breaker keeps it out. */
+        n = route_table_find(&m->table, PEER_ID);
+        ck_assert(n->up);
+        for (int i = 0; i < 10; i++) {
+                ck_assert_int_eq(manager_route(m, "m", "", NULL, &n, &reason), 0);
+                ck_assert_str_eq(n->id, LOCAL_ID);
+        }
+        /* Excluding the only other candidate leaves none. */
+        {
+                char *exclude[] = { (char *) LOCAL_ID, NULL };
+
+                ck_assert_int_eq(manager_route(m, "m", "", exclude, &n, &reason), -ENOENT);
+        }
+        /* Gossip updates while it cools do not bring it back, and late answers change nothing. */
+        ck_assert_int_eq(manager_node_set_remote(m, PEER_ID, "beta", "http://127.0.0.2:11438", models, 1, true, 2, 1), 0);
+        report_status(PEER_ID, 200, "", 5);
+        ck_assert_str_eq(state_of(PEER_ID), "cooling");
+
+        /* The deadline (at most 1 s) turns it half-open: routed to again. */
+        g = m->table.generation;
+        run_for_msec(1100);
+        ck_assert_str_eq(state_of(PEER_ID), "up");
+        ck_assert_int_eq(manager_get_stats(m, PEER_ID)->breaker.state, NODE_BREAKER_HALF_OPEN);
+        ck_assert_uint_eq(m->table.generation, g + 1);
+        ck_assert_uint_eq(m->n_cooling_emits, cooling_emits + 2);
+
+        /* A failure there: cooling again, twice as long. */
+        rt = now_realtime_usec();
+        report_status(PEER_ID, 502, "", 1);
+        ck_assert_str_eq(state_of(PEER_ID), "cooling");
+        s = manager_get_stats(m, PEER_ID);
+        ck_assert_uint_ge(s->cooling_until_realtime, rt + 1800 * USEC_PER_MSEC);
+        ck_assert_uint_eq(m->n_cooling_emits, cooling_emits + 3);
+
+        /* Leaving the table takes the breaker along. */
+        ck_assert_int_eq(manager_node_remove(m, PEER_ID), 1);
+        ck_assert_uint_eq(m->n_cooling_emits, cooling_emits + 4);
+        ck_assert_int_eq(manager_node_set_remote(m, PEER_ID, "beta", "http://127.0.0.2:11438", models, 1, true, 0, 1), 0);
+        ck_assert_str_eq(state_of(PEER_ID), "up");
+        ck_assert_int_eq(manager_get_stats(m, PEER_ID)->breaker.state, NODE_BREAKER_CLOSED);
+
+        /* The local node too, without touching what its health probe says (and gossip publishes). */
+        report_status(LOCAL_ID, 500, "", 3);
+        ck_assert_str_eq(state_of(LOCAL_ID), "cooling");
+        ck_assert(route_table_find(&m->table, LOCAL_ID)->up);
+        /* Down wins over cooling. */
+        ck_assert_int_eq(manager_node_set_up(m, LOCAL_ID, false), 1);
+        ck_assert_str_eq(state_of(LOCAL_ID), "down");
+}
+END_TEST
+
+START_TEST(test_breaker_half_open_success_closes) {
+        char *models[] = { (char *) "m" };
+        uint64_t g, cooling_emits;
+
+        new_manager();
+        ck_assert_int_eq(manager_node_set_remote(m, PEER_ID, "beta", "http://127.0.0.2:11438", models, 1, true, 0, 1), 0);
+        report_status(PEER_ID, 503, "", 3);
+        ck_assert_str_eq(state_of(PEER_ID), "cooling");
+        run_for_msec(1100);
+        ck_assert_int_eq(manager_get_stats(m, PEER_ID)->breaker.state, NODE_BREAKER_HALF_OPEN);
+
+        /* Half-open to closed changes Cooling, not Nodes. */
+        g = m->table.generation;
+        cooling_emits = m->n_cooling_emits;
+        report_status(PEER_ID, 200, "", 1);
+        ck_assert_int_eq(manager_get_stats(m, PEER_ID)->breaker.state, NODE_BREAKER_CLOSED);
+        ck_assert_str_eq(state_of(PEER_ID), "up");
+        ck_assert_uint_eq(m->table.generation, g);
+        ck_assert_uint_eq(m->n_cooling_emits, cooling_emits + 1);
+        ck_assert_uint_eq(manager_get_stats(m, PEER_ID)->breaker.openings, 0);
+}
+END_TEST
+
 static Suite *manager_suite(void) {
         Suite *s = suite_create("routerd-manager");
         TCase *tc = tcase_create("manager");
@@ -233,6 +356,8 @@ static Suite *manager_suite(void) {
         tcase_add_test(tc, test_table_changes);
         tcase_add_test(tc, test_report);
         tcase_add_test(tc, test_load_signals_coalesced);
+        tcase_add_test(tc, test_breaker);
+        tcase_add_test(tc, test_breaker_half_open_success_closes);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
-// Starts the Ollama test double and one mycelia-node in front of it for the real-client tests,
-// and tears both down (plus the state directory) on every way out, including a failed start.
+// Starts mycelia-node launchers, each in front of an Ollama test double, joined into one mesh for
+// the real-client tests, and tears them down (plus the state directories) on every way out.
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -143,54 +144,83 @@ async function stopProcess(child) {
 }
 
 /*
- * Starts the double and a mycelia-node whose upstream is that double. Returns
- * { doubleUrl, nodeUrl, busAddress, stateDir, stop() }. stop() is idempotent and reports
- * whether mycelia-node exited cleanly on SIGTERM.
+ * Starts n mycelia-node launchers on loopback, each in front of its own Ollama double (the same
+ * models: the double's answers depend only on model and input, so any node's answer is the
+ * expected one), joined into one mesh by a shared mesh key and the first node's gossip address.
+ * Waits until every node routes to every other. Returns { nodes: [{ name, nodeUrl, doubleUrl,
+ * busAddress }], nodeUrl, doubleUrl (the first node's), stop(), logs() }. stop() is idempotent
+ * and reports, per node, whether its launcher exited cleanly on SIGTERM.
  */
-export async function startMesh({ doubleArgs = [], nodeArgs = [] } = {}) {
+export async function startMesh({ nodes: count = 1, doubleArgs = [], nodeArgs = [] } = {}) {
         const nodeBin = requireEnv('MYCELIA_NODE');
         const doubleBin = requireEnv('OLLAMA_DOUBLE');
-        const stateDir = mkdtempSync(join(tmpdir(), 'mycelia-clients-'));
-        tmpdirs.add(stateDir);
+        const dir = mkdtempSync(join(tmpdir(), 'mycelia-clients-'));
+        tmpdirs.add(dir);
+        const keyFile = join(dir, 'mesh.key');
+        writeFileSync(keyFile, randomBytes(32).toString('base64') + '\n', { mode: 0o640 });
 
-        let dbl = null;
-        let node = null;
+        const procs = [];
+        const started = [];
         let stopped = null;
         const stop = () => {
                 stopped ??= (async () => {
-                        const result = {};
-                        if (node)
-                                result.node = await stopProcess(node);
-                        if (dbl)
-                                result.double = await stopProcess(dbl);
-                        rmSync(stateDir, { recursive: true, force: true });
-                        tmpdirs.delete(stateDir);
+                        const result = { nodes: [] };
+                        for (const p of procs.filter((x) => x.kind === 'node'))
+                                result.nodes.push(await stopProcess(p.child));
+                        for (const p of procs.filter((x) => x.kind === 'double'))
+                                await stopProcess(p.child);
+                        rmSync(dir, { recursive: true, force: true });
+                        tmpdirs.delete(dir);
                         return result;
                 })();
                 return stopped;
         };
 
         try {
-                const d = startProcess('ollama-double',
-                        [doubleBin, '--listen', '127.0.0.1:0', '--token-delay-ms', '5', ...doubleArgs],
-                        /^ollama-double: listening on (http:\/\/127\.0\.0\.1:\d+)\s*$/, START_TIMEOUT_MS);
-                dbl = d.child;
-                const doubleUrl = (await d.ready)[1];
+                let seed = null;
+                for (let i = 0; i < count; i++) {
+                        const name = count === 1 ? 'clients' : `clients-${i + 1}`;
+                        const d = startProcess('ollama-double',
+                                [doubleBin, '--listen', '127.0.0.1:0', '--token-delay-ms', '5', ...doubleArgs],
+                                /^ollama-double: listening on (http:\/\/127\.0\.0\.1:\d+)\s*$/, START_TIMEOUT_MS);
+                        procs.push({ kind: 'double', child: d.child });
+                        const doubleUrl = (await d.ready)[1];
 
-                const n = startProcess('mycelia-node',
-                        [nodeBin, '--api', '127.0.0.1:0', '--upstream', doubleUrl, '--state-dir', stateDir,
-                         '--name', 'clients', ...nodeArgs],
-                        /^mycelia-node: ready api=(http:\/\/\S+:\d+) bus=(\S+)(?: \S+=\S*)*\s*$/, START_TIMEOUT_MS);
-                node = n.child;
-                const m = await n.ready;
+                        const stateDir = join(dir, `node${i + 1}`);
+                        const n = startProcess('mycelia-node',
+                                [nodeBin, '--api', '127.0.0.1:0', '--upstream', doubleUrl, '--state-dir', stateDir,
+                                 '--name', name, '--mesh-key', keyFile, ...(seed ? ['--seed', seed] : []), ...nodeArgs],
+                                /^mycelia-node: ready api=(http:\/\/\S+:\d+) bus=(\S+)((?: \S+=\S*)*)\s*$/, START_TIMEOUT_MS);
+                        procs.push({ kind: 'node', child: n.child });
+                        const m = await n.ready;
+                        seed ??= /gossip=(\S+)/.exec(m[3])?.[1] ?? null;
+                        started.push({ name, nodeUrl: m[1], doubleUrl, busAddress: m[2] });
+                }
+                /* Joined: every node answers for every other (X-Mycelia-Node is a 404 until the
+                 * other is up in its routing table). */
+                const deadline = performance.now() + START_TIMEOUT_MS;
+                for (const a of started)
+                        for (const b of started) {
+                                if (a === b)
+                                        continue;
+                                for (;;) {
+                                        const r = await fetch(`${a.nodeUrl}/api/version`, { headers: { 'X-Mycelia-Node': b.name } })
+                                                .catch(() => null);
+                                        if (r?.ok)
+                                                break;
+                                        if (performance.now() > deadline)
+                                                throw new Error(`${a.name} never routed to ${b.name}`);
+                                        await sleep(100);
+                                }
+                        }
                 return {
-                        doubleUrl,
-                        nodeUrl: m[1],
-                        busAddress: m[2],
-                        stateDir,
+                        nodes: started,
+                        nodeUrl: started[0].nodeUrl,
+                        doubleUrl: started[0].doubleUrl,
+                        busAddress: started[0].busAddress,
                         stop,
                         /* The last lines the programs printed, for failure messages. */
-                        logs: () => [...dbl.tail, ...node.tail].join('\n'),
+                        logs: () => procs.flatMap((p) => p.child.tail).join('\n'),
                 };
         } catch (e) {
                 await stop();

@@ -202,12 +202,26 @@ static int method_report_outcome(sd_bus_message *msg, void *userdata, sd_bus_err
 
 /* Both methods are UNPRIVILEGED for sd-bus: the bus policy decides (dbus/org.mycelia.Router1.conf:
  * Route is open, ReportOutcome is for root and the mycelia group). */
+/* The local Ollama's models changed (the shim served a pull, create, copy or delete): read them
+ * again now, so that gossip carries the new list within a second rather than tags_interval. */
+static int method_refresh_models(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+
+        upstream_poller_refresh(m->local_upstream);
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
 static const sd_bus_vtable router_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_METHOD_WITH_ARGS("Route",
                                 SD_BUS_ARGS("s", model, "s", affinity_key, "as", exclude),
                                 SD_BUS_RESULT("s", node_id, "s", address, "s", reason),
                                 method_route,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("RefreshModels",
+                                SD_BUS_NO_ARGS,
+                                SD_BUS_NO_RESULT,
+                                method_refresh_models,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ReportOutcome",
                                 SD_BUS_ARGS("a(ssttuus)", outcomes, "a(su)", in_flight),

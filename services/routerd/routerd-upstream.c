@@ -305,6 +305,11 @@ void upstream_poller_report_failure(UpstreamPoller *p) {
                 upstream_poller_schedule(p);
 }
 
+void upstream_poller_refresh(UpstreamPoller *p) {
+        if (upstream_health_refresh(&p->health, now_usec()))
+                upstream_poller_schedule(p);
+}
+
 const UpstreamHealth *upstream_poller_get_health(const UpstreamPoller *p) {
         return &p->health;
 }

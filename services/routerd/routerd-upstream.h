@@ -26,6 +26,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(UpstreamPoller *, upstream_poller_free);
 int upstream_poller_start(UpstreamPoller *p);
 /* A report blamed this upstream: probe it soon (see upstream_health_report_failure). */
 void upstream_poller_report_failure(UpstreamPoller *p);
+/* Its model list changed: fetch it again now (see upstream_health_refresh). */
+void upstream_poller_refresh(UpstreamPoller *p);
 
 const UpstreamHealth *upstream_poller_get_health(const UpstreamPoller *p);
 /* "HOST:PORT", as sent in the Host header. */

@@ -52,12 +52,14 @@ static bool upstream_health_set_state(UpstreamHealth *h, UpstreamState s, usec_t
 bool upstream_health_fetch_succeeded(UpstreamHealth *h, usec_t now) {
         h->fetching = false;
         h->consecutive_failures = 0;
-        h->next_fetch = usec_add(now, h->tags_interval);
+        h->next_fetch = h->refresh_pending ? now : usec_add(now, h->tags_interval);
+        h->refresh_pending = false;
         return upstream_health_set_state(h, UPSTREAM_UP, now);
 }
 
 bool upstream_health_fetch_failed(UpstreamHealth *h, usec_t now) {
         h->fetching = false;
+        h->refresh_pending = false;
         h->consecutive_failures++;
         h->n_failures++;
         h->next_fetch = usec_add(now, h->probe_interval);
@@ -79,6 +81,17 @@ bool upstream_health_report_failure(UpstreamHealth *h, usec_t now) {
                 return false;
         h->next_fetch = when;
         h->n_report_probes++;
+        return true;
+}
+
+bool upstream_health_refresh(UpstreamHealth *h, usec_t now) {
+        if (h->fetching) {
+                h->refresh_pending = true;
+                return false;
+        }
+        if (now >= h->next_fetch)
+                return false;
+        h->next_fetch = now;
         return true;
 }
 

@@ -28,6 +28,7 @@ typedef struct UpstreamHealth {
         uint64_t n_fetches;
         uint64_t n_failures;
         uint64_t n_report_probes;    /* fetches started early because of a report */
+        bool refresh_pending;        /* the model list changed during a fetch: fetch again after it */
 } UpstreamHealth;
 
 const char *upstream_state_to_string(UpstreamState s);
@@ -54,6 +55,10 @@ bool upstream_outcome_is_failure(unsigned http_status, const char *error);
  * UPSTREAM_REPORT_PROBE_GAP_USEC after the last one started). Returns true if that made a
  * fetch due earlier than it was. Does nothing while a fetch is in flight. */
 bool upstream_health_report_failure(UpstreamHealth *h, usec_t now);
+/* The model list changed (a pull, create, copy or delete went through): fetch again now, or,
+ * while a fetch runs (it may have started before the change), right after it. Returns true
+ * when the next fetch moved. */
+bool upstream_health_refresh(UpstreamHealth *h, usec_t now);
 
 /* Exponentially weighted moving average of time to first byte, alpha = 1/TTFB_EWMA_WEIGHT.
  * The first sample (old == 0) is taken as is. */

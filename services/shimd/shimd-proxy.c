@@ -811,7 +811,23 @@ static void proxy_finish_merged_tags(ProxyRequest *p) {
         proxy_free(p);
 }
 
+/* A pull, push, create, delete or copy that this node's Ollama carried out. */
+static bool proxy_changed_local_models(const ProxyRequest *p) {
+        static const char *const paths[] = { "/api/pull", "/api/create", "/api/delete", "/api/copy", "/api/push" };
+        size_t len = strcspn(p->uri, "?");
+
+        if (p->status < 200 || p->status >= 300 || (!isempty(p->node_id) && !streq(p->node_id, p->m->node_id)))
+                return false;
+        for (size_t i = 0; i < ELEMENTSOF(paths); i++)
+                if (len == strlen(paths[i]) && strneq(p->uri, paths[i], len))
+                        return true;
+        return false;
+}
+
 static void proxy_finish(ProxyRequest *p) {
+        /* Gossip carries the new list at once rather than after [router] tags_interval. */
+        if (proxy_changed_local_models(p))
+                router_cache_refresh_models(p->m->router);
         if (p->collect) {
                 proxy_report(p, p->status, NULL);
                 proxy_log(p, LOG_DEBUG, p->status, NULL);

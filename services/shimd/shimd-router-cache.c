@@ -625,6 +625,17 @@ int router_cache_targets(RouterCache *c, const char *model, RouterTarget *ret, u
         return (int) n;
 }
 
+void router_cache_refresh_models(RouterCache *c) {
+        int r;
+
+        if (!c->m->bus)
+                return;
+        r = sd_bus_call_method_async(c->m->bus, NULL, ROUTER1_BUS_NAME, ROUTER1_OBJECT_PATH, ROUTER1_INTERFACE,
+                                     "RefreshModels", NULL, NULL, NULL);
+        if (r < 0)
+                log_debug_errno(r, "Failed to ask %s to refresh the model list: %m", ROUTER1_BUS_NAME);
+}
+
 RoutePolicy router_cache_policy(RouterCache *c) {
         return c->policy;
 }

@@ -51,6 +51,10 @@ int router_cache_peer_models(RouterCache *c, char ***ret, size_t *ret_n);
  * 1). Returns how many, or -ENOMEM. */
 int router_cache_targets(RouterCache *c, const char *model, RouterTarget *ret, unsigned *ret_free, size_t max);
 
+/* This node's Ollama changed its models: asks routerd to read them again now
+ * (Router1.RefreshModels, asynchronous, its answer ignored). */
+void router_cache_refresh_models(RouterCache *c);
+
 /* The table's policy (Router1.Policy). */
 RoutePolicy router_cache_policy(RouterCache *c);
 

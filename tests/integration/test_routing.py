@@ -248,6 +248,10 @@ class Routing(unittest.TestCase):
         self.assertEqual(r.header('X-Mycelia-Served-By'), 'rc')
         tags = harness.http_request(self.doubles['rc'].addr, 'GET', '/api/tags').json()
         self.assertIn('charlie-copy:latest', [m['name'] for m in tags['models']])
+        # rc's routerd reads its model list again at once (Router1.RefreshModels), and gossip
+        # brings it to ra well before [router] tags_interval (10 s).
+        wait_until(lambda: 'charlie-copy:latest' in [m['name'] for m in self.a.request('GET', '/api/tags').json()['models']],
+                   3, what='the copy in the mesh-wide model list')
         r = self.a.request('GET', '/api/tags', headers={'X-Mycelia-Node': 'rc'})
         self.assertIn('charlie-copy:latest', [m['name'] for m in r.json()['models']])
 

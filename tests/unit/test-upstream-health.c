@@ -139,6 +139,30 @@ START_TEST(test_report_never_delays) {
 }
 END_TEST
 
+/* The models changed: fetch now; during a fetch (it may predate the change), right after it. */
+START_TEST(test_refresh_after_a_model_change) {
+        upstream_health_fetch_started(&h, T0);
+        ck_assert(upstream_health_fetch_succeeded(&h, T0 + 5 * MS));
+        ck_assert_uint_eq(upstream_health_next_wakeup(&h), T0 + 5 * MS + 10 * S);
+
+        ck_assert(upstream_health_refresh(&h, T0 + 2 * S));
+        ck_assert(upstream_health_fetch_due(&h, T0 + 2 * S));
+        /* Already due: nothing moves. */
+        ck_assert(!upstream_health_refresh(&h, T0 + 2 * S));
+
+        upstream_health_fetch_started(&h, T0 + 2 * S);
+        ck_assert(!upstream_health_refresh(&h, T0 + 2 * S + 1 * MS));
+        ck_assert(h.refresh_pending);
+        (void) upstream_health_fetch_succeeded(&h, T0 + 2 * S + 5 * MS);
+        ck_assert(!h.refresh_pending);
+        ck_assert(upstream_health_fetch_due(&h, T0 + 2 * S + 5 * MS));
+        /* The one after that is on the usual schedule again. */
+        upstream_health_fetch_started(&h, T0 + 2 * S + 5 * MS);
+        (void) upstream_health_fetch_succeeded(&h, T0 + 2 * S + 10 * MS);
+        ck_assert_uint_eq(upstream_health_next_wakeup(&h), T0 + 2 * S + 10 * MS + 10 * S);
+}
+END_TEST
+
 START_TEST(test_outcome_is_failure) {
         ck_assert(upstream_outcome_is_failure(0, ""));
         ck_assert(upstream_outcome_is_failure(0, NULL));
@@ -197,6 +221,7 @@ static Suite *health_suite(void) {
         tcase_add_test(tc, test_report_pulls_probe_forward);
         tcase_add_test(tc, test_report_probes_are_rate_limited);
         tcase_add_test(tc, test_report_never_delays);
+        tcase_add_test(tc, test_refresh_after_a_model_change);
         tcase_add_test(tc, test_outcome_is_failure);
         tcase_add_test(tc, test_ttfb_ewma);
         tcase_add_test(tc, test_no_overflow_at_infinity);

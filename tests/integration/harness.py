@@ -1041,6 +1041,33 @@ class Node:
         return self.proc.stop(timeout)
 
 
+def start_mesh(names, models, double_args=(), node_args=(), timeout=20.0):
+    """One Ollama double and one mycelia-node per name, joined into one mesh (one mesh key, every
+    node seeded with the first one's gossip address); waits until the first node's routing table
+    has every node up with its models. models: a comma-separated list for every double, or a dict
+    name -> list. Returns (doubles, nodes), dicts by name; the caller stops them (or teardown)."""
+    key = write_mesh_key(os.path.join(make_tmpdir('mycelia-mesh-'), 'mesh.key'))
+    doubles, nodes = {}, {}
+    for name in names:
+        doubles[name] = Double('--models', models[name] if isinstance(models, dict) else models, *double_args)
+        seeds = ['--seed', nodes[names[0]].gossip] if nodes else []
+        nodes[name] = Node(doubles[name].url, '--mesh-key', key, *node_args, *seeds, name=name)
+    first = nodes[names[0]]
+
+    def all_up():
+        t = first.router_nodes()
+        return len(t) == len(names) and all(s == 'up' and m for s, m in t.values())
+    wait_until(all_up, timeout, what="%s's routing table with all %d nodes up" % (names[0], len(names)))
+    return doubles, nodes
+
+
+def stop_mesh(doubles, nodes):
+    for n in nodes.values():
+        n.stop()
+    for d in doubles.values():
+        d.stop()
+
+
 # --------------------------------------------------------------------------------------------
 # A private bus for tests that run one daemon alone
 

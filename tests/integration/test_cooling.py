@@ -7,14 +7,13 @@
 # succeeding and stop reaching it; at the deadline it is offered again (half-open), a failure
 # there cools it for twice as long, and once its Ollama is fixed one request closes the breaker.
 import json
-import os
 import subprocess
 import time
 import unittest
 
 import harness  # puts tests/ on sys.path, for testenv
 import testenv
-from harness import Double, Node, wait_until, write_mesh_key
+from harness import wait_until
 
 testenv.require_env('MYCELIA_NODE', 'MYCELIA_SHIMD', 'MYCELIA_ROUTERD', 'MYCELIA_GOSSIPD',
                     'MYCELIA_DISCOVERYD', 'OLLAMA_DOUBLE', 'MYCELIACTL')
@@ -48,29 +47,16 @@ def generate(node, policy='round-robin'):
 class Cooling(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.dir = harness.make_tmpdir('mycelia-cooling-')
-        key = write_mesh_key(os.path.join(cls.dir, 'mesh.key'))
-        cls.doubles, cls.nodes = {}, {}
-        for name in NAMES:
-            cls.doubles[name] = Double('--models', '%s:latest,shared:latest' % name, '--tokens', '4',
-                                       '--token-delay-ms', '0', '--num-parallel', '16')
-            seeds = ['--seed', cls.nodes['ca'].gossip] if cls.nodes else []
-            cls.nodes[name] = Node(cls.doubles[name].url, '--mesh-key', key, '--parallel', '16', *seeds,
-                                   name=name)
+        cls.doubles, cls.nodes = harness.start_mesh(
+            NAMES, {name: '%s:latest,shared:latest' % name for name in NAMES},
+            double_args=('--tokens', '4', '--token-delay-ms', '0', '--num-parallel', '16'),
+            node_args=('--parallel', '16'), timeout=CONVERGE_TIMEOUT)
         cls.a = cls.nodes['ca']
         cls.b = cls.nodes['cb']
 
-        def all_up():
-            t = cls.a.router_nodes()
-            return len(t) == 3 and all(s == 'up' and 'shared:latest' in m for s, m in t.values())
-        wait_until(all_up, CONVERGE_TIMEOUT, what="node ca's routing table with all three up")
-
     @classmethod
     def tearDownClass(cls):
-        for n in cls.nodes.values():
-            n.stop()
-        for d in cls.doubles.values():
-            d.stop()
+        harness.stop_mesh(cls.doubles, cls.nodes)
 
     def tearDown(self):
         self.doubles['cb'].faults()

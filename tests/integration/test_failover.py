@@ -13,7 +13,7 @@ import unittest
 
 import harness  # puts tests/ on sys.path, for testenv
 import testenv
-from harness import Double, Node, proc_descendants, wait_until, write_mesh_key
+from harness import proc_descendants
 
 testenv.require_env('MYCELIA_NODE', 'MYCELIA_SHIMD', 'MYCELIA_ROUTERD', 'MYCELIA_GOSSIPD',
                     'MYCELIA_DISCOVERYD', 'OLLAMA_DOUBLE')
@@ -64,25 +64,12 @@ def kill_node(node):
 
 class Failover(unittest.TestCase):
     def setUp(self):
-        self.dir = harness.make_tmpdir('mycelia-failover-')
-        key = write_mesh_key(os.path.join(self.dir, 'mesh.key'))
-        self.doubles, self.nodes = {}, {}
-        for name in NAMES:
-            self.doubles[name] = Double('--models', 'shared:latest', '--tokens', '4', '--num-parallel', '16')
-            seeds = ['--seed', self.nodes['fa'].gossip] if self.nodes else []
-            self.nodes[name] = Node(self.doubles[name].url, '--mesh-key', key, *seeds, name=name)
+        self.doubles, self.nodes = harness.start_mesh(NAMES, 'shared:latest',
+                                                      double_args=('--tokens', '4', '--num-parallel', '16'))
         self.a = self.nodes['fa']
 
-        def all_up():
-            t = self.a.router_nodes()
-            return len(t) == 3 and all(s == 'up' and 'shared:latest' in m for s, m in t.values())
-        wait_until(all_up, 20, what="node fa's routing table with all three up")
-
     def tearDown(self):
-        for n in self.nodes.values():
-            n.stop()
-        for d in self.doubles.values():
-            d.stop()
+        harness.stop_mesh(self.doubles, self.nodes)
 
     def test_kill_ollama_then_node_during_a_client_loop(self):
         loop = ClientLoop(self.a, 'round-robin')

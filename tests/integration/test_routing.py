@@ -8,13 +8,12 @@
 # slow node, a 5xx before the first byte is retried on another node, an unknown X-Mycelia-Policy
 # is a 400.
 import collections
-import os
 import threading
 import unittest
 
 import harness  # puts tests/ on sys.path, for testenv
 import testenv
-from harness import Double, Node, wait_until, write_mesh_key
+from harness import wait_until
 
 testenv.require_env('MYCELIA_NODE', 'MYCELIA_SHIMD', 'MYCELIA_ROUTERD', 'MYCELIA_GOSSIPD',
                     'MYCELIA_DISCOVERYD', 'OLLAMA_DOUBLE')
@@ -83,27 +82,14 @@ def run_threads(fns):
 class Routing(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.dir = harness.make_tmpdir('mycelia-routing-')
-        key = write_mesh_key(os.path.join(cls.dir, 'mesh.key'))
-        cls.doubles, cls.nodes = {}, {}
-        for name in NAMES:
-            cls.doubles[name] = Double('--models', MODELS[name], '--tokens', '4', '--token-delay-ms', '0',
-                                       '--num-parallel', '64')
-            seeds = ['--seed', cls.nodes['ra'].gossip] if cls.nodes else []
-            cls.nodes[name] = Node(cls.doubles[name].url, '--mesh-key', key, '--parallel', '64', *seeds, name=name)
+        cls.doubles, cls.nodes = harness.start_mesh(
+            NAMES, MODELS, double_args=('--tokens', '4', '--token-delay-ms', '0', '--num-parallel', '64'),
+            node_args=('--parallel', '64'), timeout=CONVERGE_TIMEOUT)
         cls.a = cls.nodes['ra']
-
-        def all_up():
-            t = cls.a.router_nodes()
-            return len(t) == 3 and all(s == 'up' and 'shared:latest' in m for s, m in t.values())
-        wait_until(all_up, CONVERGE_TIMEOUT, what="node ra's routing table with all three up")
 
     @classmethod
     def tearDownClass(cls):
-        for n in cls.nodes.values():
-            n.stop()
-        for d in cls.doubles.values():
-            d.stop()
+        harness.stop_mesh(cls.doubles, cls.nodes)
 
     def set_delay(self, name, ms):
         r = harness.http_request(self.doubles[name].addr, 'POST', '/__double/faults', {'token_delay_ms': ms})

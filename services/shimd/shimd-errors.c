@@ -43,6 +43,8 @@ void shim_reply_error(struct evhttp_request *req, int status, ShimErrorForm form
 
         evhttp_clear_headers(headers);
         evhttp_add_header(headers, "Content-Type", "application/json; charset=utf-8");
+        if (!isempty(error_pages.served_by))
+                evhttp_add_header(headers, SHIM_SERVED_BY_HEADER, error_pages.served_by);
         if (close_connection)
                 evhttp_add_header(headers, "Connection", "close");
         evhttp_send_reply(req, status, NULL, buf);

@@ -12,11 +12,13 @@ typedef struct ShimErrorPages {
         uint64_t max_body_size;
         uint64_t max_header_size;
         uint64_t *rejected_too_large;   /* incremented on each 413 */
+        const char *served_by;          /* this node's name: X-Mycelia-Served-By of our own answers */
 } ShimErrorPages;
 
 void shim_error_pages_setup(const ShimErrorPages *pages);
 
-/* Sends status with the error body in the given form (application/json; charset=utf-8). With
- * close_connection the connection is closed after the reply (the body was not read). */
+/* Sends status with the error body in the given form (application/json; charset=utf-8), and
+ * X-Mycelia-Served-By naming this node, which answered it. With close_connection the connection
+ * is closed after the reply (the body was not read). */
 void shim_reply_error(struct evhttp_request *req, int status, ShimErrorForm form, const char *message,
                       bool close_connection);

@@ -236,6 +236,7 @@ int manager_start(Manager *m) {
                 .max_body_size = c->max_body_size,
                 .max_header_size = c->max_header_size,
                 .rejected_too_large = &m->counters.rejected_too_large,
+                .served_by = m->node_name,
         });
 
         r = bus_event_open(m->base, c->bus_address, &m->bus_event);

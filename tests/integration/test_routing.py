@@ -111,6 +111,8 @@ class Routing(unittest.TestCase):
                            headers={'X-Mycelia-Policy': 'fastest'})
         self.assertEqual(r.status, 400, r)
         self.assertIn('X-Mycelia-Policy', r.json()['error'])
+        # The shim's own answers name the node that made them too.
+        self.assertEqual(r.header('X-Mycelia-Served-By'), 'ra')
         r = self.a.request('POST', '/v1/chat/completions',
                            {'model': 'shared', 'messages': [{'role': 'user', 'content': 'x'}]},
                            headers={'X-Mycelia-Policy': 'fastest'})

@@ -4,7 +4,74 @@
 # several seeds and kills each; prints a Markdown section for bench/RESULTS.md.
 # Usage: bench/swim-sim.sh BUILD_DIR [SEEDS] [KILLS]   (defaults: 5 seeds, 5 kills; N=1000 runs
 # min(SEEDS, 2) seeds of 3 kills, it takes minutes per seed)
+#        bench/swim-sim.sh --load BUILD_DIR [SEEDS] [WINDOW]   gossip traffic per node with every
+# node's load changing every second against the same mesh idle, and against the load as
+# metadata, the earlier way (defaults: 3 seeds, a 20 s window; N=1000 runs 1 seed)
 set -euo pipefail
+
+if [ "${1:-}" = "--load" ]; then
+        shift
+        build=${1:?usage: bench/swim-sim.sh --load BUILD_DIR [SEEDS] [WINDOW]}
+        seeds=${2:-3}
+        window=${3:-20}
+        sim="$build/tests/sim/swim-sim"
+        [ -x "$sim" ] || { echo "no $sim; build first" >&2; exit 1; }
+        out=$(mktemp -d /tmp/swim-sim-load.XXXXXX)
+        for n in 10 100 1000; do
+                s=$seeds
+                [ "$n" -ge 1000 ] && s=1
+                for seed in $(seq 1 "$s"); do
+                        for mode in none static change meta; do
+                                echo "swim-sim: N=$n seed=$seed load=$mode" >&2
+                                "$sim" --nodes "$n" --loss 0.05 --seed "$seed" --kills 0 --window "$window" --load "$mode" \
+                                        >>"$out/n$n-$mode.jsonl" 2>>"$out/n$n.err"
+                        done
+                done
+        done
+        python3 - "$out" "$(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo unknown)" "$seeds" "$window" <<'PY'
+import json, os, sys, platform
+
+out, commit, seeds, window = sys.argv[1:5]
+
+def runs(n, mode):
+    return [json.loads(l) for l in open(os.path.join(out, f'n{n}-{mode}.jsonl'))]
+
+def avg(v):
+    return sum(v) / len(v)
+
+print(f"- Commit: {commit} plus the working tree; command: `bench/swim-sim.sh --load BUILD {seeds} {window}`"
+      f" ({seeds} seeds for N = 10 and 100, 1 for N = 1000; each run: `swim-sim --nodes N --loss 0.05 --seed S"
+      f" --kills 0 --window {window} --load MODE`)")
+print(f"- Machine: {os.cpu_count()} CPUs, {platform.machine()}, kernel {platform.release()}")
+print("- LAN defaults, 5% loss; bytes and packets are those sent per live node per second (datagrams and push-pull)"
+      f" over a {window} s window of steady state that starts 2 s after convergence (loads change from 1 s after it). Modes: *no load* sets none (as"
+      " before this change), *idle* sets one with swim_set_local_load() at start, *changing* sets a new one on every"
+      " node every second, *as metadata* sets metadata \"in_flight\" on every node every second (what routerd did"
+      " before). Same seed, same mesh: only the load differs.")
+print("- Load age: of every (observer, member) pair, sampled once a second just before the change, how long ago the"
+      " observer heard the member's load (p50 / p99 / max); never: pairs with none yet; current: pairs holding"
+      " the value the member has now (for *as metadata*: its in_flight metadata).")
+print()
+print("| N | runs | no load B/node/s | idle B/node/s | changing B/node/s | **changing / idle** | changing / no load"
+      " | as metadata B/node/s | as metadata / no load | packets/node/s idle / changing / as metadata"
+      " | load age p50 / p99 / max | never | current: changing / as metadata |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for n in (10, 100, 1000):
+    r = {m: runs(n, m) for m in ('none', 'static', 'change', 'meta')}
+    b = {m: avg([x['bytes_per_node_per_s'] for x in r[m]]) for m in r}
+    p = {m: avg([x['packets_per_node_per_s'] for x in r[m]]) for m in r}
+    c = r['change']
+    print(f"| {n} | {len(c)} | {b['none']:.0f} | {b['static']:.0f} | {b['change']:.0f} |"
+          f" **{b['change'] / b['static']:.2f}** | {b['change'] / b['none']:.2f} | {b['meta']:.0f} |"
+          f" {b['meta'] / b['none']:.1f} | {p['static']:.1f} / {p['change']:.1f} / {p['meta']:.1f} |"
+          f" {avg([x['load_age_p50_ms'] for x in c]) / 1000:.1f} / {avg([x['load_age_p99_ms'] for x in c]) / 1000:.1f}"
+          f" / {max(x['load_age_max_ms'] for x in c) / 1000:.1f} s |"
+          f" {avg([x['load_never_pct'] for x in c]):.1f}% |"
+          f" {avg([x['load_current_pct'] for x in c]):.0f}% / {avg([x['load_current_pct'] for x in r['meta']]):.0f}% |")
+PY
+        echo "raw results: $out" >&2
+        exit 0
+fi
 
 build=${1:?usage: bench/swim-sim.sh BUILD_DIR [SEEDS] [KILLS]}
 seeds=${2:-5}

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Reading a Gossip1 member (ssassua{ss}) from a bus message into borrowed strings, bounded, and
- * publishing local metadata to Gossip1. */
+/* Reading a Gossip1 member (ssassua{ss}) or load (suut) from a bus message into borrowed strings,
+ * bounded, and publishing local metadata and load to Gossip1. */
 #include "bus-event.h"
 #include "gossip-member.h"
 #include "log.h"
@@ -46,6 +46,17 @@ int gossip_member_read(sd_bus_message *msg, GossipMember *g) {
         return 1;
 }
 
+int gossip_member_load_read(sd_bus_message *msg, GossipMemberLoad *ret) {
+        GossipMemberLoad l = {};
+        int r;
+
+        r = sd_bus_message_read(msg, GOSSIP_LOAD_SIGNATURE, &l.id, &l.in_flight, &l.capacity, &l.age_usec);
+        if (r <= 0)
+                return r;
+        *ret = l;
+        return 1;
+}
+
 const char *gossip_member_meta(const GossipMember *m, const char *key) {
         for (size_t i = 0; i < m->n_meta; i++)
                 if (m->meta_keys[i] && streq(m->meta_keys[i], key))
@@ -74,4 +85,27 @@ int gossip_set_local_metadata(sd_bus *bus, const char *key, const char *value) {
         if (r < 0)
                 return r;
         return sd_bus_call_async(bus, NULL, msg, set_local_metadata_reply_cb, NULL, 0);
+}
+
+static int set_local_load_reply_cb(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+
+        if (e)
+                log_debug("%s.SetLocalLoad failed: %s", GOSSIP1_INTERFACE, e->message ?: e->name);
+        return 0;
+}
+
+int gossip_set_local_load(sd_bus *bus, uint32_t in_flight, uint32_t capacity) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_call(bus, &msg, GOSSIP1_BUS_NAME, GOSSIP1_OBJECT_PATH, GOSSIP1_INTERFACE,
+                                           "SetLocalLoad");
+        if (r < 0)
+                return r;
+        (void) sd_bus_message_set_auto_start(msg, false);
+        r = sd_bus_message_append(msg, "uu", in_flight, capacity);
+        if (r < 0)
+                return r;
+        return sd_bus_call_async(bus, NULL, msg, set_local_load_reply_cb, NULL, 0);
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The client side of org.mycelia.Gossip1 that other daemons share: a member, (ssassua{ss}), read
- * from a bus message without copying (routerd, discoveryd and myceliactl read Members, LocalNode
- * and the signals), and publishing this node's metadata (routerd and shimd). */
+/* The client side of org.mycelia.Gossip1 that other daemons share: a member, (ssassua{ss}), and a
+ * member's load, (suut), read from a bus message without copying (routerd, discoveryd and
+ * myceliactl read Members, LocalNode, Loads and the signals), and publishing this node's metadata
+ * (routerd and shimd) and load (routerd). */
 #pragma once
 
 #include <systemd/sd-bus.h>
@@ -10,6 +11,7 @@
 #include "macro.h"
 
 #define GOSSIP_MEMBER_SIGNATURE "(ssassua{ss})"
+#define GOSSIP_LOAD_SIGNATURE "(suut)"
 /* Addresses and metadata entries read from one member; more are ignored. */
 #define GOSSIP_MEMBER_ADDRESSES_MAX 16
 #define GOSSIP_MEMBER_META_MAX 64
@@ -33,6 +35,19 @@ typedef struct GossipMember {
  * above are skipped. */
 int gossip_member_read(sd_bus_message *msg, GossipMember *g);
 
+/* A member's load as Loads and LoadsChanged carry it: what the member itself last told this
+ * node's gossipd (not versioned gossip). Borrowed id. */
+typedef struct GossipMemberLoad {
+        const char *id;
+        uint32_t in_flight;
+        uint32_t capacity;
+        uint64_t age_usec;      /* how long before the message was sent gossipd heard it */
+} GossipMemberLoad;
+
+/* Reads one (suut) at the read position of msg. Returns 1, 0 at the end of an enclosing array,
+ * or negative errno. */
+int gossip_member_load_read(sd_bus_message *msg, GossipMemberLoad *ret);
+
 /* The value of metadata key, NULL when absent. */
 const char *gossip_member_meta(const GossipMember *m, const char *key);
 
@@ -40,3 +55,5 @@ const char *gossip_member_meta(const GossipMember *m, const char *key);
  * the launcher does that). A failure is only logged at debug: the publisher sends everything
  * again when gossipd (re)appears on the bus. The caller re-arms its BusEvent. */
 int gossip_set_local_metadata(sd_bus *bus, const char *key, const char *value);
+/* Gossip1.SetLocalLoad(in_flight, capacity), the same way. */
+int gossip_set_local_load(sd_bus *bus, uint32_t in_flight, uint32_t capacity);

@@ -6,6 +6,8 @@
 #include "log.h"
 
 #define MEMBER_SIGNATURE "(ssassua{ss})"
+/* id, in_flight, capacity, age_usec */
+#define LOAD_SIGNATURE "(suut)"
 
 /* Length of the valid UTF-8 character at s (as sd-bus judges it: no overlong forms, surrogates or
  * noncharacters), 0 when there is none. */
@@ -128,6 +130,33 @@ static int property_get_members(sd_bus *bus, const char *path, const char *inter
                         return r;
         }
         return sd_bus_message_close_container(reply);
+}
+
+/* The load of each member (this node excluded) that this node heard from the member itself, with
+ * its age now. since: only those whose load changed after swim_load_serial() was since. */
+static int append_loads(sd_bus_message *msg, Manager *m, uint64_t since) {
+        usec_t now = now_usec();
+        int r;
+
+        r = sd_bus_message_open_container(msg, 'a', LOAD_SIGNATURE);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < swim_n_members(m->swim); i++) {
+                const SwimMember *mb = swim_member(m->swim, i);
+
+                if (!mb || mb->local || mb->load_at == 0 || mb->load_serial <= since)
+                        continue;
+                r = sd_bus_message_append(msg, LOAD_SIGNATURE, mb->id, mb->load_in_flight, mb->load_capacity,
+                                          (uint64_t) (now > mb->load_at ? now - mb->load_at : 0));
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(msg);
+}
+
+static int property_get_loads(sd_bus *bus, const char *path, const char *interface, const char *property,
+                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return append_loads(reply, userdata, 0);
 }
 
 static int property_get_local_node(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -263,7 +292,23 @@ static int method_set_local_metadata(sd_bus_message *msg, void *userdata, sd_bus
         return sd_bus_reply_method_return(msg, NULL);
 }
 
-/* Join, Leave and SetLocalMetadata change state. Who may call them is the bus policy's decision
+static int method_set_local_load(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        uint32_t in_flight, capacity;
+        Manager *m = userdata;
+        int r;
+
+        r = sd_bus_message_read(msg, "uu", &in_flight, &capacity);
+        if (r < 0)
+                return r;
+        r = manager_set_local_load(m, in_flight, capacity);
+        if (r == -ESHUTDOWN)
+                return sd_bus_error_set(error, SD_BUS_ERROR_FAILED, "This node has left the mesh and is exiting.");
+        if (r < 0)
+                return r;
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+/* Join, Leave, SetLocalMetadata and SetLocalLoad change state. Who may call them is the bus policy's decision
  * (dbus/org.mycelia.Gossip1.conf: root and the mycelia group), so they are marked UNPRIVILEGED:
  * otherwise sd-bus itself refuses every caller of another uid without CAP_SYS_ADMIN. */
 static const sd_bus_vtable gossip_vtable[] = {
@@ -283,14 +328,21 @@ static const sd_bus_vtable gossip_vtable[] = {
                                 SD_BUS_NO_RESULT,
                                 method_set_local_metadata,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("SetLocalLoad",
+                                SD_BUS_ARGS("u", in_flight, "u", capacity),
+                                SD_BUS_NO_RESULT,
+                                method_set_local_load,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_PROPERTY("Members", "a" MEMBER_SIGNATURE, property_get_members, 0, 0),
         SD_BUS_PROPERTY("LocalNode", MEMBER_SIGNATURE, property_get_local_node, 0, 0),
+        SD_BUS_PROPERTY("Loads", "a" LOAD_SIGNATURE, property_get_loads, 0, 0),
         SD_BUS_PROPERTY("Counters", "a{st}", property_get_counters, 0, 0),
         SD_BUS_PROPERTY("IdConflict", "s", property_get_id_conflict, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_SIGNAL_WITH_ARGS("MemberJoined", SD_BUS_ARGS(MEMBER_SIGNATURE, member), 0),
         SD_BUS_SIGNAL_WITH_ARGS("MemberUpdated", SD_BUS_ARGS(MEMBER_SIGNATURE, member), 0),
         SD_BUS_SIGNAL_WITH_ARGS("MemberLeft", SD_BUS_ARGS(MEMBER_SIGNATURE, member), 0),
         SD_BUS_SIGNAL_WITH_ARGS("MemberFailed", SD_BUS_ARGS(MEMBER_SIGNATURE, member), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("LoadsChanged", SD_BUS_ARGS("a" LOAD_SIGNATURE, loads), 0),
         SD_BUS_VTABLE_END
 };
 
@@ -303,6 +355,24 @@ int manager_bus_emit_id_conflict(Manager *m) {
         if (!m->bus)
                 return 0;
         return sd_bus_emit_properties_changed(m->bus, GOSSIP1_OBJECT_PATH, GOSSIP1_INTERFACE, "IdConflict", NULL);
+}
+
+int manager_bus_emit_loads(Manager *m, uint64_t since) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
+        int r;
+
+        if (!m->bus || !m->vtable_slot)
+                return 0;
+        r = sd_bus_message_new_signal(m->bus, &msg, GOSSIP1_OBJECT_PATH, GOSSIP1_INTERFACE, "LoadsChanged");
+        if (r < 0)
+                return r;
+        r = append_loads(msg, m, since);
+        if (r < 0)
+                return r;
+        r = sd_bus_send(m->bus, msg, NULL);
+        /* From a timer too: re-arm for POLLOUT. */
+        bus_event_rearm(m->bus_event);
+        return r;
 }
 
 static const char *const event_signal_name[_SWIM_EVENT_MAX] = {

@@ -249,6 +249,41 @@ static void manager_drain_events(Manager *m) {
         }
 }
 
+static void manager_emit_loads(Manager *m) {
+        uint64_t serial = swim_load_serial(m->swim);
+        int r;
+
+        r = manager_bus_emit_loads(m, m->loads_emitted_serial);
+        if (r < 0) {
+                m->counters.signals_failed++;
+                log_debug_errno(r, "Failed to emit LoadsChanged: %m");
+        }
+        m->loads_emitted_serial = serial;
+        m->loads_emitted_at = now_usec();
+}
+
+static void manager_loads_timer_cb(evutil_socket_t fd, short what, void *userdata) {
+        manager_emit_loads(userdata);
+}
+
+/* Loads heard from peers change with nearly every datagram under load: tell the bus at most
+ * every GOSSIP_LOADS_EMIT_INTERVAL_USEC, all changes since in one signal. */
+static void manager_loads_changed(Manager *m) {
+        struct timeval tv;
+        usec_t now, due;
+
+        if (swim_load_serial(m->swim) == m->loads_emitted_serial || evtimer_pending(m->loads_timer, NULL))
+                return;
+        now = now_usec();
+        due = m->loads_emitted_at + GOSSIP_LOADS_EMIT_INTERVAL_USEC;
+        if (now >= due) {
+                manager_emit_loads(m);
+                return;
+        }
+        timeval_from_usec(&tv, due - now);
+        (void) evtimer_add(m->loads_timer, &tv);
+}
+
 void manager_after_swim(Manager *m) {
         SwimAddr to;
 
@@ -258,6 +293,7 @@ void manager_after_swim(Manager *m) {
                 manager_push_pull_to(m, &to);
         manager_send_datagrams(m);
         manager_drain_events(m);
+        manager_loads_changed(m);
         manager_check_id_conflict(m);
         manager_arm_timer(m);
         manager_update_status(m);
@@ -494,6 +530,13 @@ int manager_set_local_meta(Manager *m, const char *key, const char *value) {
         return r;
 }
 
+int manager_set_local_load(Manager *m, uint32_t in_flight, uint32_t capacity) {
+        if (m->left)
+                return -ESHUTDOWN;
+        /* Nothing to send now: the next datagrams carry it. */
+        return swim_set_local_load(m->swim, in_flight, capacity);
+}
+
 /* --- setup --- */
 
 /* The "gossip" fds of socket activation (one UDP, one TCP), else bound by hand. */
@@ -713,7 +756,8 @@ int manager_new(struct event_base *base, const MyceliaConfig *config, Manager **
         m->swim_timer = evtimer_new(base, manager_swim_timer_cb, m);
         m->alone_timer = event_new(base, -1, EV_PERSIST, manager_alone_timer_cb, m);
         m->save_timer = evtimer_new(base, manager_save_timer_cb, m);
-        if (!m->swim_timer || !m->alone_timer || !m->save_timer)
+        m->loads_timer = evtimer_new(base, manager_loads_timer_cb, m);
+        if (!m->swim_timer || !m->alone_timer || !m->save_timer || !m->loads_timer)
                 return log_oom();
 
         *ret = TAKE_PTR(m);
@@ -736,6 +780,8 @@ Manager *manager_free(Manager *m) {
                 event_free(m->alone_timer);
         if (m->save_timer)
                 event_free(m->save_timer);
+        if (m->loads_timer)
+                event_free(m->loads_timer);
         swim_free(m->swim);
         manager_discovery_reset(m);
         free(m->peers);

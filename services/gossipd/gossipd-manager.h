@@ -29,6 +29,8 @@
 #define GOSSIP_SAVE_INTERVAL_USEC (2 * USEC_PER_SEC)
 /* The swim timer fires at least this often, a safety net should a deadline be missed. */
 #define GOSSIP_TIMER_MAX_USEC (1 * USEC_PER_SEC)
+/* LoadsChanged goes out at most this often, with every member whose load changed since. */
+#define GOSSIP_LOADS_EMIT_INTERVAL_USEC (200 * USEC_PER_MSEC)
 
 typedef struct DiscoveryPeer {
         char *key;              /* the node id, or the name for a seed (id "") */
@@ -57,6 +59,11 @@ typedef struct Manager {
         struct event *swim_timer;
         struct event *alone_timer;
         struct event *save_timer;
+        struct event *loads_timer;
+        /* swim_load_serial() when LoadsChanged last went out: members with a higher load_serial
+         * changed since. */
+        uint64_t loads_emitted_serial;
+        usec_t loads_emitted_at;
 
         SwimAddr pending[GOSSIP_JOIN_PENDING_MAX];
         size_t n_pending;
@@ -107,6 +114,8 @@ unsigned manager_join_strings(Manager *m, char *const *addrs, size_t n, bool rem
 void manager_leave(Manager *m);
 /* SetLocalMetadata(): swim_set_local_meta()'s result. */
 int manager_set_local_meta(Manager *m, const char *key, const char *value);
+/* SetLocalLoad(): swim_set_local_load()'s result; -ESHUTDOWN after Leave(). */
+int manager_set_local_load(Manager *m, uint32_t in_flight, uint32_t capacity);
 
 /* Call after every call into swim: sends its datagrams, emits its events, starts a due
  * push-pull and re-arms the timer. */
@@ -116,6 +125,8 @@ void manager_after_swim(Manager *m);
 int manager_bus_register(Manager *m);
 int manager_bus_emit_member(Manager *m, const SwimEvent *event);
 int manager_bus_emit_id_conflict(Manager *m);
+/* LoadsChanged with every member (not this node) whose load_serial is above since. */
+int manager_bus_emit_loads(Manager *m, uint64_t since);
 int manager_bus_follow_discovery(Manager *m);
 int manager_bus_read_discovery_peers(Manager *m);
 /* A peer from the PeerDiscovered signal or the Peers property: remembered for the retries and

@@ -256,6 +256,28 @@ void swim_msg_end(SwimWriter *w, size_t offset) {
         w->buf[offset + 2] = (uint8_t) len;
 }
 
+void swim_load_write(SwimWriter *w, uint32_t in_flight, uint32_t capacity) {
+        size_t o = swim_msg_begin(w, SWIM_MSG_LOAD);
+
+        swim_writer_u32(w, in_flight);
+        swim_writer_u32(w, capacity);
+        swim_msg_end(w, o);
+}
+
+int swim_load_read(SwimReader *body, uint32_t *ret_in_flight, uint32_t *ret_capacity) {
+        uint32_t in_flight, capacity;
+
+        if (body->left != SWIM_LOAD_BODY_SIZE)
+                return -EBADMSG;
+        in_flight = swim_reader_u32(body);
+        capacity = swim_reader_u32(body);
+        if (body->error)
+                return -EBADMSG;
+        *ret_in_flight = in_flight;
+        *ret_capacity = capacity;
+        return 0;
+}
+
 /* Addresses travel as [4|6][4 or 16 bytes][port u16], independent of the host's AF_* values. */
 void swim_addr_write(SwimWriter *w, const SwimAddr *a) {
         if (a->family == AF_INET6) {

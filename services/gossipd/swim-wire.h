@@ -64,6 +64,7 @@ typedef enum SwimMsgType {
         SWIM_MSG_DEAD = 6,      /* id, incarnation u32 */
         SWIM_MSG_LEFT = 7,      /* id, incarnation u32 */
         SWIM_MSG_MEMBER = 8,    /* member record, any state (push-pull) */
+        SWIM_MSG_LOAD = 9,      /* in_flight u32, capacity u32: the sender's own load (datagrams) */
 } SwimMsgType;
 #define SWIM_MSG_HEADER_SIZE 3
 #define SWIM_MSG_BODY_MAX UINT16_MAX
@@ -105,6 +106,13 @@ int swim_msg_next(SwimReader *r, uint8_t *ret_type, SwimReader *ret_body);
 /* Starts a message; swim_msg_end() fills in its length. Returns the offset to pass on. */
 size_t swim_msg_begin(SwimWriter *w, uint8_t type);
 void swim_msg_end(SwimWriter *w, size_t offset);
+
+/* A whole LOAD message, and its body read back: exactly SWIM_LOAD_BODY_SIZE bytes, -EBADMSG
+ * otherwise. */
+#define SWIM_LOAD_BODY_SIZE 8
+#define SWIM_LOAD_MSG_SIZE (SWIM_MSG_HEADER_SIZE + SWIM_LOAD_BODY_SIZE)
+void swim_load_write(SwimWriter *w, uint32_t in_flight, uint32_t capacity);
+int swim_load_read(SwimReader *body, uint32_t *ret_in_flight, uint32_t *ret_capacity);
 
 void swim_addr_write(SwimWriter *w, const SwimAddr *a);
 int swim_addr_read(SwimReader *r, SwimAddr *ret);

@@ -48,6 +48,9 @@ typedef struct Member {
         bool in_probe_list;
         usec_t stale_since;     /* when a header first showed its record newer than ours; 0: not */
         usec_t asked_stale;     /* when we last asked it for that newer record */
+        /* The header (session, seq) of the datagram its pub.load came in: a datagram that
+         * arrives after a later one of the same session does not set an older load. */
+        uint64_t load_session, load_seq;
 } Member;
 
 typedef struct Stranger {
@@ -81,6 +84,8 @@ struct Swim {
         uint64_t session, seq;
         Member *local;
         bool left;
+        bool load_set;          /* swim_set_local_load() was called: datagrams carry LOAD */
+        uint64_t load_serial;   /* see swim_load_serial() */
 
         Member **members;       /* sorted by bid */
         size_t n_members, n_members_alloc;
@@ -735,6 +740,9 @@ static void apply_dead(Swim *s, usec_t now, const uint8_t id[SWIM_ID_SIZE], uint
         m->pub.incarnation = incarnation;
         member_set_state(s, m, left ? SWIM_STATE_LEFT : SWIM_STATE_DEAD, now);
         member_set_deadline(s, m, now + s->config.reclaim_time);
+        /* What it had in flight is gone with it; a restart tells us its new load afresh. */
+        m->pub.load_in_flight = m->pub.load_capacity = 0;
+        m->pub.load_at = 0;
         probe_list_remove(s, m);
         (void) queue_push(s, m);
         event_push(s, left ? SWIM_EVENT_LEFT : SWIM_EVENT_FAILED, m);
@@ -867,6 +875,10 @@ static int send_datagram(Swim *s, const SwimAddr *to, Member *dest, const uint8_
         budget = budget > SWIM_SEAL_OVERHEAD ? budget - SWIM_SEAL_OVERHEAD : 0;
         swim_writer_init_fixed(&w, s->plain, SWIM_DATAGRAM_MAX - SWIM_SEAL_OVERHEAD);
         write_header(s, &w, SWIM_KIND_DATAGRAM);
+        /* This node's own load rides along in every datagram it sends anyway: 11 bytes, and no
+         * datagram is sent for it alone (docs/gossip-protocol.md, "Load"). */
+        if (s->load_set)
+                swim_load_write(&w, s->local->pub.load_in_flight, s->local->pub.load_capacity);
         header_end = w.len;
         swim_writer_put(&w, lead, lead_size);
         if (w.overflow)
@@ -1286,6 +1298,23 @@ static int drop(Swim *s, int r) {
         return r;
 }
 
+/* The sender's own load, from a LOAD message of a datagram it sent us. Never about anyone else:
+ * the message has no id, so a node cannot speak for another, and nothing is queued or relayed. */
+static void member_take_load(Swim *s, Member *m, usec_t now, const SwimHeader *h, uint32_t in_flight,
+                             uint32_t capacity) {
+        /* Reordered within the replay window: an earlier datagram of the same session says less.
+         * (Equal: a later LOAD of the same datagram, which counts.) */
+        if (m->pub.load_at != 0 && h->session == m->load_session && h->seq < m->load_seq)
+                return;
+        if (m->pub.load_at == 0 || m->pub.load_in_flight != in_flight || m->pub.load_capacity != capacity)
+                m->pub.load_serial = ++s->load_serial;
+        m->pub.load_in_flight = in_flight;
+        m->pub.load_capacity = capacity;
+        m->pub.load_at = MAX(now, (usec_t) 1);
+        m->load_session = h->session;
+        m->load_seq = h->seq;
+}
+
 /* Validates one datagram message without acting on it. */
 static int check_msg(uint8_t type, SwimReader body) {
         SwimRecord rec;
@@ -1311,6 +1340,11 @@ static int check_msg(uint8_t type, SwimReader body) {
         case SWIM_MSG_DEAD:
         case SWIM_MSG_LEFT:
                 return body.left == SWIM_ID_SIZE + 4 ? 0 : -EBADMSG;
+        case SWIM_MSG_LOAD: {
+                uint32_t in_flight, capacity;
+
+                return swim_load_read(&body, &in_flight, &capacity);
+        }
         default:
                 return 0;       /* a later minor revision's message: skipped */
         }
@@ -1381,6 +1415,14 @@ int swim_receive_datagram(Swim *s, usec_t now, const SwimAddr *from, const void 
         }
         replay_adopt(s, h.sender);
         sender = member_lookup(s, h.sender, NULL);
+        /* Its load, once it is a live member (a stranger's waits for its next datagram). */
+        if (sender && member_is_alive(sender))
+                for (SwimReader v = r; swim_msg_next(&v, &type, &body) > 0;) {
+                        uint32_t in_flight, capacity;
+
+                        if (type == SWIM_MSG_LOAD && swim_load_read(&body, &in_flight, &capacity) == 0)
+                                member_take_load(s, sender, now, &h, in_flight, capacity);
+                }
         /* A member we hold dead is talking to us: make sure it hears so, so that it refutes. */
         if (sender && !member_is_alive(sender) && !sender->queued)
                 (void) queue_push(s, sender);
@@ -1785,6 +1827,20 @@ int swim_set_local_meta(Swim *s, usec_t now, const char *key, const char *value)
         return 1;
 }
 
+int swim_set_local_load(Swim *s, uint32_t in_flight, uint32_t capacity) {
+        Member *l;
+
+        if (!s)
+                return -EINVAL;
+        l = s->local;
+        if (s->load_set && l->pub.load_in_flight == in_flight && l->pub.load_capacity == capacity)
+                return 0;
+        s->load_set = true;
+        l->pub.load_in_flight = in_flight;
+        l->pub.load_capacity = capacity;
+        return 1;
+}
+
 /* --- setup and reading --- */
 
 int swim_new(Swim **ret, const SwimConfig *config, const SwimLocal *local, SwimRandomFunc random,
@@ -1906,6 +1962,10 @@ const SwimMember *swim_local(Swim *s) {
 
 size_t swim_n_alive(Swim *s) {
         return s ? s->n_alive : 0;
+}
+
+uint64_t swim_load_serial(Swim *s) {
+        return s ? s->load_serial : 0;
 }
 
 const SwimIdConflict *swim_id_conflict(Swim *s) {

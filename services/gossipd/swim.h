@@ -65,6 +65,15 @@ typedef struct SwimMember {
         size_t n_meta;
         usec_t state_since;     /* monotonic time this node saw it enter state */
         bool local;             /* this node */
+        /* Its load (requests in flight, requests it serves at once; 0 = unknown) as it last told
+         * this node itself, in a LOAD message of a datagram it sent here: not versioned, never
+         * relayed (docs/gossip-protocol.md, "Load"). load_at is when that was (monotonic), 0 =
+         * never; it is forgotten when the member is declared dead or leaves. For the local node:
+         * what swim_set_local_load() set, load_at 0. */
+        uint32_t load_in_flight;
+        uint32_t load_capacity;
+        usec_t load_at;
+        uint64_t load_serial;   /* swim_load_serial() right after its value last changed */
 } SwimMember;
 
 typedef struct SwimConfig {
@@ -152,6 +161,14 @@ int swim_leave(Swim *s, usec_t now);
  * SWIM_META_SIZE_MAX or the count SWIM_META_KEYS_MAX. */
 int swim_set_local_meta(Swim *s, usec_t now, const char *key, const char *value);
 
+/* Sets this node's current load. It is not part of the member record: no meta_version bump, no
+ * update queued, no event. From now on every datagram this node sends (pings, acks, ping-reqs,
+ * gossip) carries it in a LOAD message, about this node only, so a peer learns it the next time
+ * this node sends it anything: about once per probe round (N * probe_interval) or sooner. Until
+ * it is called, no LOAD is sent (as by a node of an earlier version). Returns 1 when it changed,
+ * 0 when it was already so. */
+int swim_set_local_load(Swim *s, uint32_t in_flight, uint32_t capacity);
+
 /* --- what the caller reads --- */
 
 typedef enum SwimEventType {
@@ -178,6 +195,9 @@ const SwimMember *swim_member(Swim *s, size_t i);
 const SwimMember *swim_member_find(Swim *s, const char *id);
 const SwimMember *swim_local(Swim *s);
 size_t swim_n_alive(Swim *s);                   /* alive + suspect, including this node */
+/* Counts changes of the loads heard from members (a new value, or the first one): the members
+ * whose load_serial is above a value read earlier are the ones whose load changed since. */
+uint64_t swim_load_serial(Swim *s);
 
 typedef struct SwimCounters {
         uint64_t datagrams_sent;

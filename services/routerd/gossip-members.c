@@ -192,6 +192,90 @@ unsigned gossip_load_parse(const char *s) {
         return (unsigned) v;
 }
 
+void gossip_loads_done(GossipLoads *l) {
+        free(l->loads);
+        *l = (GossipLoads) {};
+}
+
+/* Binary search; *ret_index is where it is or would go. */
+static GossipLoad *loads_lookup(const GossipLoads *l, const char *id, size_t *ret_index) {
+        size_t lo = 0, hi = l->n;
+
+        while (lo < hi) {
+                size_t mid = (lo + hi) / 2;
+                int c = strcmp(l->loads[mid].id, id);
+
+                if (c == 0) {
+                        if (ret_index)
+                                *ret_index = mid;
+                        return &l->loads[mid];
+                }
+                if (c < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        if (ret_index)
+                *ret_index = lo;
+        return NULL;
+}
+
+int gossip_loads_set(GossipLoads *l, const char *id, uint64_t in_flight, uint64_t capacity) {
+        unsigned f = (unsigned) MIN(in_flight, (uint64_t) GOSSIP_LOAD_MAX);
+        unsigned c = (unsigned) MIN(capacity, (uint64_t) GOSSIP_LOAD_MAX);
+        GossipLoad *x;
+        size_t i;
+
+        if (isempty(id) || strlen(id) > NODE_ID_LEN)
+                return -EINVAL;
+        x = loads_lookup(l, id, &i);
+        if (x) {
+                if (x->in_flight == f && x->capacity == c)
+                        return 0;
+                x->in_flight = f;
+                x->capacity = c;
+                return 1;
+        }
+        if (l->n >= GOSSIP_LOADS_MAX)
+                return -E2BIG;
+        if (l->n == l->allocated) {
+                size_t a = MAX(l->allocated * 2, (size_t) 16);
+                GossipLoad *v = reallocarray(l->loads, a, sizeof(GossipLoad));
+
+                if (!v)
+                        return -ENOMEM;
+                l->loads = v;
+                l->allocated = a;
+        }
+        memmove(l->loads + i + 1, l->loads + i, (l->n - i) * sizeof(GossipLoad));
+        x = &l->loads[i];
+        *x = (GossipLoad) { .in_flight = f, .capacity = c };
+        snprintf(x->id, sizeof(x->id), "%s", id);
+        l->n++;
+        return 1;
+}
+
+const GossipLoad *gossip_loads_find(const GossipLoads *l, const char *id) {
+        return id ? loads_lookup(l, id, NULL) : NULL;
+}
+
+int gossip_loads_remove(GossipLoads *l, const char *id) {
+        size_t i;
+
+        if (!id || !loads_lookup(l, id, &i))
+                return 0;
+        memmove(l->loads + i, l->loads + i + 1, (l->n - i - 1) * sizeof(GossipLoad));
+        l->n--;
+        return 1;
+}
+
+void gossip_route_set_load(GossipRoute *route, const GossipLoad *load) {
+        if (!load)
+                return;
+        route->in_flight = load->in_flight;
+        route->capacity = load->capacity;
+}
+
 int gossip_member_route(const GossipMember *m, GossipRoute *ret, const char **ret_reason) {
         GossipRoute route = {};
         const char *mesh, *reason = NULL;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* From a Gossip1 member to a routing table entry: its mesh URL, models, load and whether it is
- * up; and the metadata values routerd publishes about this node. Pure: strings in, strings out. */
+ * up; the peers' loads heard through Gossip1.Loads; and the metadata values routerd publishes
+ * about this node. Pure: strings in, strings out. */
 #pragma once
 
 #include "macro.h"
@@ -13,6 +14,8 @@
 #define GOSSIP_MODEL_NAME_MAX 512
 /* Load values above this are clamped: a peer cannot make in_flight or capacity absurd. */
 #define GOSSIP_LOAD_MAX 1000000U
+/* Peers' loads kept, at most (as many members as gossip holds). */
+#define GOSSIP_LOADS_MAX 4096U
 /* What the routing table should hold for a member. */
 typedef struct GossipRoute {
         char *address;          /* "http://HOST:PORT", numeric host, IPv6 in brackets */
@@ -46,3 +49,29 @@ int gossip_models_format(char *const *models, size_t n, char **ret, bool *ret_tr
 
 /* Unsigned decimal, clamped to GOSSIP_LOAD_MAX; 0 for anything else. */
 unsigned gossip_load_parse(const char *s);
+
+/* A peer's load as its own datagrams told this node's gossipd (Gossip1.Loads, LoadsChanged):
+ * requests in flight there and how many it serves at once, clamped to GOSSIP_LOAD_MAX. */
+typedef struct GossipLoad {
+        char id[NODE_ID_LEN + 1];
+        unsigned in_flight;
+        unsigned capacity;
+} GossipLoad;
+
+/* The loads heard, sorted by id, at most GOSSIP_LOADS_MAX. */
+typedef struct GossipLoads {
+        GossipLoad *loads;
+        size_t n, allocated;
+} GossipLoads;
+
+void gossip_loads_done(GossipLoads *l);
+/* Sets id's load (clamped). Returns 1 when it is new or changed, 0 when it was so, -EINVAL for
+ * an empty id or one longer than NODE_ID_LEN, -E2BIG when GOSSIP_LOADS_MAX others are held,
+ * -ENOMEM. */
+int gossip_loads_set(GossipLoads *l, const char *id, uint64_t in_flight, uint64_t capacity);
+const GossipLoad *gossip_loads_find(const GossipLoads *l, const char *id);
+/* 1 when it was there. */
+int gossip_loads_remove(GossipLoads *l, const char *id);
+/* What a route takes from a load heard directly: it replaces in_flight and capacity read from
+ * metadata (which only nodes of earlier versions publish). Nothing without one. */
+void gossip_route_set_load(GossipRoute *route, const GossipLoad *load);

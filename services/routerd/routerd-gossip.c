@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The Gossip1 client of mycelia-routerd: NameOwnerChanged, Members and the Member* signals feed
- * the routing table; SetLocalMetadata publishes models and load. All calls are asynchronous;
- * when gossipd is away the last peers are kept and everything is re-read when it is back. */
+/* The Gossip1 client of mycelia-routerd: NameOwnerChanged, Members, Loads, the Member* signals and
+ * LoadsChanged feed the routing table; SetLocalMetadata publishes models and capacity,
+ * SetLocalLoad this node's load. All calls are asynchronous; when gossipd is away the last peers
+ * are kept and everything is re-read when it is back. */
 #include <inttypes.h>
 #include <stdio.h>
 
@@ -26,11 +27,16 @@ int router_gossip_apply(Manager *m, const GossipMember *g, bool removed) {
                 return 0;
         n = route_table_find(&m->table, g->id);
         was_up = n && n->up;
+        /* Gone: its load went with it (gossipd forgets it too; a rejoin brings a new one). */
+        if (removed || (g->state && (streq(g->state, "dead") || streq(g->state, "left"))))
+                (void) gossip_loads_remove(&m->gossip.loads, g->id);
 
         if (!removed) {
                 r = gossip_member_route(g, &route, &reason);
                 if (r < 0)
                         return r;
+                if (r > 0)
+                        gossip_route_set_load(&route, gossip_loads_find(&m->gossip.loads, g->id));
         }
         if (r == 0) {
                 if (n && manager_node_remove(m, g->id) > 0)
@@ -66,8 +72,30 @@ void router_gossip_sweep(Manager *m, char (*seen)[NODE_ID_LEN + 1], size_t n_see
                         continue;
                 }
                 log_info("Peer %s (%s) is no longer a member; out of the routing table.", n->name, n->id);
+                (void) gossip_loads_remove(&m->gossip.loads, n->id);
                 (void) manager_node_remove(m, n->id);
         }
+}
+
+int router_gossip_apply_load(Manager *m, const char *id, uint64_t in_flight, uint64_t capacity) {
+        const GossipLoad *l;
+        RouteNode *n;
+        int r;
+
+        if (isempty(id) || streq(id, m->local_id))
+                return 0;
+        r = gossip_loads_set(&m->gossip.loads, id, in_flight, capacity);
+        if (r <= 0)
+                return r;
+        m->gossip.n_loads++;
+        n = route_table_find(&m->table, id);
+        if (!n || n->local)
+                return 1;       /* kept for when it is routable */
+        l = gossip_loads_find(&m->gossip.loads, id);
+        /* Everything else as it is: only in_flight and capacity change. */
+        r = manager_node_set_remote(m, id, n->name, n->address, n->models, n->n_models, n->up, l->in_flight,
+                                    l->capacity);
+        return r < 0 ? r : 1;
 }
 
 /* ---- reading members from the bus ---- */
@@ -106,6 +134,69 @@ static int gossip_sync(Manager *m, sd_bus_message *msg) {
 finish:
         free(g);
         return r;
+}
+
+/* Applies an a(suut) of loads (the variant already opened), in one batch. */
+static int gossip_read_loads(Manager *m, sd_bus_message *msg) {
+        GossipMemberLoad l;
+        int r;
+
+        r = sd_bus_message_enter_container(msg, 'a', GOSSIP_LOAD_SIGNATURE);
+        if (r < 0)
+                return r;
+        manager_batch_begin(m);
+        while ((r = gossip_member_load_read(msg, &l)) > 0) {
+                int k = router_gossip_apply_load(m, l.id, l.in_flight, l.capacity);
+
+                if (k < 0)
+                        log_debug_errno(k, "Ignoring the load of %s: %m", l.id);
+        }
+        manager_batch_end(m);
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(msg);
+}
+
+static int gossip_get_loads_cb(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        Manager *m = userdata;
+        const sd_bus_error *e;
+        int r;
+
+        m->gossip.loads_slot = sd_bus_slot_unref(m->gossip.loads_slot);
+        e = sd_bus_message_get_error(reply);
+        if (e) {
+                /* A gossipd of an earlier version has no Loads: metadata in_flight it is. */
+                log_debug("Cannot read %s Loads: %s", GOSSIP1_BUS_NAME, e->message ?: e->name);
+                return 0;
+        }
+        r = sd_bus_message_enter_container(reply, 'v', "a" GOSSIP_LOAD_SIGNATURE);
+        if (r >= 0)
+                r = gossip_read_loads(m, reply);
+        if (r < 0)
+                log_debug_errno(r, "Failed to read the loads from %s: %m", GOSSIP1_BUS_NAME);
+        return 0;
+}
+
+/* After Members: LoadsChanged only tells changes, so the loads heard so far are read once. */
+static int gossip_get_loads(Manager *m) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
+        int r;
+
+        m->gossip.loads_slot = sd_bus_slot_unref(m->gossip.loads_slot);
+        r = sd_bus_message_new_method_call(m->bus, &msg, GOSSIP1_BUS_NAME, GOSSIP1_OBJECT_PATH,
+                                           "org.freedesktop.DBus.Properties", "Get");
+        if (r < 0)
+                return r;
+        (void) sd_bus_message_set_auto_start(msg, false);
+        r = sd_bus_message_append(msg, "ss", GOSSIP1_INTERFACE, "Loads");
+        if (r < 0)
+                return r;
+        r = sd_bus_call_async(m->bus, &m->gossip.loads_slot, msg, gossip_get_loads_cb, m,
+                              ROUTER_GOSSIP_GET_TIMEOUT_USEC);
+        if (r < 0)
+                return r;
+        bus_event_rearm(m->bus_event);
+        return 0;
 }
 
 /* ---- publishing ---- */
@@ -155,23 +246,42 @@ static void gossip_publish_models(Manager *m, bool force) {
         m->gossip.published_models = TAKE_PTR(value);
 }
 
+/* The load goes with SetLocalLoad, outside the versioned metadata: as metadata, every change was
+ * news gossiped to every node, so traffic under load grew with the size of the mesh
+ * (docs/router-gossip.md). */
 static void gossip_publish_load(Manager *m, bool force) {
         RouteNode *n = route_table_find(&m->table, m->local_id);
         char buf[16];
+        int r;
 
-        if (!m->gossip.present || !n)
+        if (!m->gossip.present || !n || !m->bus)
                 return;
-        if (force || !m->gossip.load_published || n->in_flight != m->gossip.published_in_flight) {
-                snprintf(buf, sizeof(buf), "%u", n->in_flight);
-                if (gossip_publish(m, "in_flight", buf) >= 0)
+        if (force || !m->gossip.load_published || n->in_flight != m->gossip.published_in_flight ||
+            n->capacity != m->gossip.published_capacity) {
+                r = gossip_set_local_load(m->bus, n->in_flight, n->capacity);
+                if (r < 0)
+                        log_debug_errno(r, "Failed to publish this node's load: %m");
+                else {
+                        m->gossip.load_published = true;
                         m->gossip.published_in_flight = n->in_flight;
-        }
-        if (force || !m->gossip.load_published || n->capacity != m->gossip.published_capacity) {
-                snprintf(buf, sizeof(buf), "%u", n->capacity);
-                if (gossip_publish(m, "capacity", buf) >= 0)
                         m->gossip.published_capacity = n->capacity;
+                        m->gossip.n_load_publishes++;
+                        bus_event_rearm(m->bus_event);
+                }
         }
-        m->gossip.load_published = true;
+        /* Capacity also as metadata: it changes with the configuration only, and nodes of
+         * earlier versions read nothing else. */
+        if (force || !m->gossip.capacity_published || n->capacity != m->gossip.published_meta_capacity) {
+                snprintf(buf, sizeof(buf), "%u", n->capacity);
+                if (gossip_publish(m, "capacity", buf) >= 0) {
+                        m->gossip.capacity_published = true;
+                        m->gossip.published_meta_capacity = n->capacity;
+                }
+        }
+        /* A routerd of an earlier version may have left in_flight in this gossipd's metadata;
+         * removing a key that is not there costs gossipd nothing. */
+        if (force)
+                (void) gossip_publish(m, "in_flight", "");
 }
 
 static void gossip_load_timer_cb(evutil_socket_t fd, short what, void *userdata) {
@@ -198,10 +308,12 @@ static void gossip_vanished(Manager *m) {
         m->gossip.get_slot = sd_bus_slot_unref(m->gossip.get_slot);
         /* If that was the first read, its answer will not come: serve without it. */
         (void) manager_request_name(m);
+        m->gossip.loads_slot = sd_bus_slot_unref(m->gossip.loads_slot);
         (void) event_del(m->gossip.load_timer);
         free(m->gossip.published_models);
         m->gossip.published_models = NULL;
         m->gossip.load_published = false;
+        m->gossip.capacity_published = false;
 }
 
 /* ---- bus callbacks ---- */
@@ -232,6 +344,9 @@ static int gossip_get_members_cb(sd_bus_message *reply, void *userdata, sd_bus_e
                   m->table.n_nodes);
         if (!m->gossip.present)
                 gossip_appeared(m);
+        r = gossip_get_loads(m);
+        if (r < 0)
+                log_debug_errno(r, "Failed to ask %s for the loads: %m", GOSSIP1_BUS_NAME);
         return 0;
 }
 
@@ -286,6 +401,12 @@ static int gossip_signal_cb(sd_bus_message *msg, void *userdata, sd_bus_error *r
 
         if (!member)
                 return 0;
+        if (streq(member, "LoadsChanged")) {
+                r = gossip_read_loads(m, msg);
+                if (r < 0)
+                        log_debug_errno(r, "Ignoring a malformed LoadsChanged signal: %m");
+                return 0;
+        }
         if (streq(member, "MemberJoined") || streq(member, "MemberUpdated"))
                 removed = false;
         else if (streq(member, "MemberLeft") || streq(member, "MemberFailed"))
@@ -314,6 +435,8 @@ int router_gossip_init(Manager *m) {
 
 void router_gossip_done(Manager *m) {
         m->gossip.get_slot = sd_bus_slot_unref(m->gossip.get_slot);
+        m->gossip.loads_slot = sd_bus_slot_unref(m->gossip.loads_slot);
+        gossip_loads_done(&m->gossip.loads);
         m->gossip.signal_slot = sd_bus_slot_unref(m->gossip.signal_slot);
         m->gossip.owner_slot = sd_bus_slot_unref(m->gossip.owner_slot);
         if (m->gossip.load_timer)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* routerd's side of org.mycelia.Gossip1: peers from Members and the Member* signals into the
- * routing table, and this node's models and load published as gossip metadata. */
+/* routerd's side of org.mycelia.Gossip1: peers from Members and the Member* signals, and their
+ * loads from Loads and LoadsChanged, into the routing table; this node's models (and capacity)
+ * published as gossip metadata, its load with SetLocalLoad. */
 #pragma once
 
 #include <event2/event.h>
@@ -8,8 +9,10 @@
 
 #include "gossip-members.h"
 
-/* in_flight and capacity go out at most this often, and only when they changed. */
-#define ROUTER_GOSSIP_LOAD_INTERVAL_USEC (1 * USEC_PER_SEC)
+/* This node's load goes to gossipd at most this often, and only when it changed. SetLocalLoad
+ * costs no gossip traffic (the value rides in datagrams sent anyway), so this only bounds the
+ * bus calls; it matches the probe interval. */
+#define ROUTER_GOSSIP_LOAD_INTERVAL_USEC (200 * USEC_PER_MSEC)
 /* A hung gossipd delays routerd's start by at most this (the name is requested after the first
  * Members read). */
 #define ROUTER_GOSSIP_GET_TIMEOUT_USEC (2 * USEC_PER_SEC)
@@ -22,15 +25,21 @@ typedef struct RouterGossip {
         sd_bus_slot *owner_slot;
         sd_bus_slot *signal_slot;
         sd_bus_slot *get_slot;
+        sd_bus_slot *loads_slot;        /* the read of Loads */
         bool present;                   /* gossipd owns its name (as far as we know) */
         struct event *load_timer;
         char *published_models;         /* last "models" value sent; NULL: none since it appeared */
-        bool load_published;
+        bool load_published;            /* SetLocalLoad sent since gossipd appeared */
         unsigned published_in_flight;
         unsigned published_capacity;
+        bool capacity_published;        /* metadata "capacity" sent since gossipd appeared */
+        unsigned published_meta_capacity;
+        GossipLoads loads;              /* peers' loads as their datagrams told gossipd */
         uint64_t n_events;
         uint64_t n_syncs;
-        uint64_t n_publishes;
+        uint64_t n_publishes;           /* SetLocalMetadata calls */
+        uint64_t n_load_publishes;      /* SetLocalLoad calls */
+        uint64_t n_loads;               /* peers' loads taken from Loads and LoadsChanged */
 } RouterGossip;
 
 int router_gossip_init(Manager *m);
@@ -48,3 +57,8 @@ void router_gossip_local_changed(Manager *m);
 int router_gossip_apply(Manager *m, const GossipMember *g, bool removed);
 /* After a full Members read: removes every peer whose id is not in seen. */
 void router_gossip_sweep(Manager *m, char (*seen)[NODE_ID_LEN + 1], size_t n_seen);
+/* Applies one peer's load from Loads or LoadsChanged (no bus needed): kept for the member
+ * updates to come (it wins over metadata in_flight and capacity, which only nodes of earlier
+ * versions publish), and set on the peer's RouteNode when it is in the table. The local node is
+ * skipped. Returns 1 when the load changed, 0 when not, negative errno. */
+int router_gossip_apply_load(Manager *m, const char *id, uint64_t in_flight, uint64_t capacity);

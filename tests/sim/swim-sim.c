@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* swim-sim: N in-process SWIM nodes (libgossipd's pure core) on a simulated lossy network with a
- * virtual clock and a seeded PRNG; joins, kills, a metadata update; prints one JSON line. */
+ * virtual clock and a seeded PRNG; joins, kills, a metadata update, and optionally every node's
+ * load changing every second; prints one JSON line. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
@@ -14,6 +15,25 @@
 #define T0 (1000 * SEC)
 #define LATENCY_SLOTS 16        /* delivery within 1..latency_max ms, latency_max < this */
 #define KILLS_MAX 64
+/* Load ages are counted in 10 ms buckets up to this; older ones land in the last bucket. */
+#define AGE_BUCKET_MS 10
+#define AGE_BUCKETS 60000
+
+/* What the nodes do with their load (--load). */
+typedef enum LoadMode {
+        LOAD_NONE,      /* nothing: as before loads existed */
+        LOAD_STATIC,    /* swim_set_local_load() once at start: the idle mesh */
+        LOAD_CHANGE,    /* swim_set_local_load() with a new value every second */
+        LOAD_META,      /* the earlier way: metadata "in_flight" with a new value every second */
+        _LOAD_MAX,
+} LoadMode;
+
+static const char *const load_mode_table[_LOAD_MAX] = {
+        [LOAD_NONE] = "none",
+        [LOAD_STATIC] = "static",
+        [LOAD_CHANGE] = "change",
+        [LOAD_META] = "meta",
+};
 
 typedef struct Packet {
         uint32_t from, to;
@@ -44,6 +64,13 @@ typedef struct Sim {
         Slot slots[LATENCY_SLOTS];
         uint64_t false_deaths, false_suspicions, packets, lost;
         const char *victim;     /* currently killed node id, for event classification */
+
+        LoadMode load;
+        usec_t next_load_change;        /* USEC_INFINITY: not changing (yet) */
+        unsigned load_tick;             /* changes so far: a node's value is a function of it */
+        bool load_sampling;             /* sample what nodes hold of each other at each change */
+        uint64_t *age_hist;             /* (observer, member) pairs by age of the held load */
+        uint64_t pairs, pairs_never, pairs_current;
 } Sim;
 
 static const uint8_t sim_key[SWIM_KEY_SIZE] = { 's', 'i', 'm' };
@@ -144,6 +171,101 @@ static void push_pull(Sim *sim, size_t a, size_t b) {
         drain(sim, b);
 }
 
+/* Node i's in_flight after the load_tick-th change: never the same twice in a row. */
+static uint32_t load_value(unsigned tick, size_t i) {
+        return (uint32_t) ((tick + i) % 8);
+}
+
+#define LOAD_CAPACITY 4
+
+static void node_set_load(Sim *sim, size_t i) {
+        Swim *w = sim->nodes[i].swim;
+        char v[16];
+
+        switch (sim->load) {
+        case LOAD_STATIC:
+        case LOAD_CHANGE:
+                (void) swim_set_local_load(w, load_value(sim->load_tick, i), LOAD_CAPACITY);
+                break;
+        case LOAD_META:
+                snprintf(v, sizeof(v), "%" PRIu32, load_value(sim->load_tick, i));
+                (void) swim_set_local_meta(w, sim->now, "in_flight", v);
+                break;
+        default:
+                break;
+        }
+}
+
+/* How current every node's view of every other node's load is, just before the next change:
+ * the age of what it holds (LOAD) and whether it is the value the node has now (both ways). */
+static void load_sample(Sim *sim) {
+        for (size_t i = 0; i < sim->n; i++) {
+                Swim *w = sim->nodes[i].swim;
+
+                if (!sim->nodes[i].up)
+                        continue;
+                for (size_t k = 0; k < swim_n_members(w); k++) {
+                        const SwimMember *m = swim_member(w, k);
+                        size_t j;
+                        uint32_t now_value;
+
+                        if (m->local || m->state != SWIM_STATE_ALIVE)
+                                continue;
+                        /* Ids are seed then index in hex (node_start()). */
+                        j = (size_t) strtoull(m->id + 16, NULL, 16);
+                        if (j >= sim->n || !sim->nodes[j].up)
+                                continue;
+                        now_value = load_value(sim->load_tick, j);
+                        sim->pairs++;
+                        if (sim->load == LOAD_META) {
+                                for (size_t x = 0; x < m->n_meta; x++)
+                                        if (streq(m->meta_keys[x], "in_flight") &&
+                                            strtoul(m->meta_values[x], NULL, 10) == now_value)
+                                                sim->pairs_current++;
+                                continue;
+                        }
+                        if (m->load_at == 0) {
+                                sim->pairs_never++;
+                                continue;
+                        }
+                        sim->age_hist[MIN((sim->now - m->load_at) / MS / AGE_BUCKET_MS, (usec_t) AGE_BUCKETS - 1)]++;
+                        if (m->load_in_flight == now_value)
+                                sim->pairs_current++;
+                }
+        }
+}
+
+static void load_tick(Sim *sim) {
+        if (sim->now < sim->next_load_change)
+                return;
+        if (sim->load_sampling)
+                load_sample(sim);
+        sim->next_load_change += SEC;
+        if (sim->load == LOAD_STATIC)
+                return;
+        sim->load_tick++;
+        for (size_t i = 0; i < sim->n; i++)
+                if (sim->nodes[i].up)
+                        node_set_load(sim, i);
+}
+
+/* The age below which p per cent of the sampled pairs' loads are, in ms; -1 without samples. */
+static double age_percentile(Sim *sim, double p) {
+        uint64_t total = 0, seen = 0, want;
+
+        for (size_t b = 0; b < AGE_BUCKETS; b++)
+                total += sim->age_hist[b];
+        if (total == 0)
+                return -1;
+        want = (uint64_t) ceil(p / 100.0 * (double) total);
+        for (size_t b = 0; b < AGE_BUCKETS; b++) {
+                seen += sim->age_hist[b];
+                if (seen >= MAX(want, (uint64_t) 1))
+                        return (double) ((b + 1) * AGE_BUCKET_MS);
+        }
+        return (double) (AGE_BUCKETS * AGE_BUCKET_MS);
+}
+
 static void node_start(Sim *sim, size_t i, uint64_t seed) {
         char name[32];
         SwimLocal l;
@@ -164,6 +286,7 @@ static void node_start(Sim *sim, size_t i, uint64_t seed) {
         if (swim_set_keys(n->swim, &sim_key, 1) < 0)
                 die("swim_set_keys");
         (void) swim_set_local_meta(n->swim, sim->now, "api", "0.0.0.0:11434");
+        node_set_load(sim, i);
 }
 
 static bool node_is(Sim *sim, const char *id) {
@@ -220,6 +343,7 @@ static void step(Sim *sim) {
                 free(p->data);
         }
         s->n = 0;
+        load_tick(sim);
 
         for (size_t i = 0; i < sim->n; i++) {
                 Node *n = &sim->nodes[i];
@@ -331,11 +455,16 @@ static double percentile(double *v, size_t n, double p) {
 
 static void usage(void) {
         printf("swim-sim [--nodes N] [--loss P] [--seed S] [--kills K] [--soak SECONDS] [--latency-max-ms MS]\n"
-               "         [--check]\n"
-               "Runs N simulated SWIM nodes with the LAN defaults: converge, kill K nodes one after another,\n"
-               "soak, then a new node joins and publishes metadata. Prints one JSON line; --check exits 1\n"
-               "when a killed node is not dead everywhere, a live node was declared dead, or the\n"
-               "metadata did not reach every node. SWIM_SIM_DEBUG=1 prints each kill's spread every 100 ms.\n");
+               "         [--load none|static|change|meta] [--window SECONDS] [--check]\n"
+               "Runs N simulated SWIM nodes with the LAN defaults: converge, measure the traffic for\n"
+               "--window seconds (10), kill K nodes one after another, soak, then a new node joins and\n"
+               "publishes metadata. Prints one JSON line; --check exits 1 when a killed node is not dead\n"
+               "everywhere, a live node was declared dead, or the metadata did not reach every node.\n"
+               "--load: none (default), static (swim_set_local_load() once: the idle mesh), change (a new\n"
+               "load on every node every second from convergence on), meta (the same as metadata\n"
+               "\"in_flight\", the earlier way); with a load, the JSON says how old and how current what\n"
+               "nodes hold of each other's load was during the window. SWIM_SIM_DEBUG=1 prints each\n"
+               "kill's spread every 100 ms.\n");
 }
 
 int main(int argc, char **argv) {
@@ -346,13 +475,15 @@ int main(int argc, char **argv) {
                 { "kills", required_argument, NULL, 'k' },
                 { "soak", required_argument, NULL, 'S' },
                 { "latency-max-ms", required_argument, NULL, 'L' },
+                { "load", required_argument, NULL, 'D' },
+                { "window", required_argument, NULL, 'W' },
                 { "check", no_argument, NULL, 'c' },
                 { "help", no_argument, NULL, 'h' },
                 {}
         };
         size_t n_nodes = 50, kills = 3, n_det = 0;
         double det_suspect[KILLS_MAX], det_dead[KILLS_MAX], converge_s, meta_join_s = -1, meta_spread_s = -1;
-        double soak = 0, pps, bps;
+        double soak = 0, pps, bps, window_s = 10;
         uint64_t seed = 1, pk0, by0;
         usec_t t, window;
         bool check = false, all_dead = true, meta_ok = false;
@@ -380,6 +511,17 @@ int main(int argc, char **argv) {
                 case 'L':
                         sim.latency_max_ms = (unsigned) strtoul(optarg, NULL, 10);
                         break;
+                case 'D':
+                        sim.load = _LOAD_MAX;
+                        for (LoadMode l = 0; l < _LOAD_MAX; l++)
+                                if (streq(optarg, load_mode_table[l]))
+                                        sim.load = l;
+                        if (sim.load == _LOAD_MAX)
+                                die("--load takes none, static, change or meta");
+                        break;
+                case 'W':
+                        window_s = strtod(optarg, NULL);
+                        break;
                 case 'c':
                         check = true;
                         break;
@@ -390,7 +532,8 @@ int main(int argc, char **argv) {
                         return 2;
                 }
         if (n_nodes < 3 || n_nodes > SWIM_MEMBERS_MAX - 1 || kills > KILLS_MAX || kills >= n_nodes - 1 ||
-            sim.loss < 0 || sim.loss >= 1 || sim.latency_max_ms < 1 || sim.latency_max_ms >= LATENCY_SLOTS)
+            sim.loss < 0 || sim.loss >= 1 || sim.latency_max_ms < 1 || sim.latency_max_ms >= LATENCY_SLOTS ||
+            !(window_s >= 1 && window_s <= 3600))
                 die("bad arguments (--help)");
 
         swim_config_lan(&sim.config);
@@ -400,6 +543,10 @@ int main(int argc, char **argv) {
                 die("out of memory");
         sim.rng = seed;
         sim.now = T0;
+        sim.next_load_change = USEC_INFINITY;
+        sim.age_hist = calloc(AGE_BUCKETS, sizeof(uint64_t));
+        if (!sim.age_hist)
+                die("out of memory");
 
         /* Joins: one node every 10 ms, each by push-pull with a random node already in. */
         node_start(&sim, 0, seed);
@@ -415,10 +562,15 @@ int main(int argc, char **argv) {
         converge_s = (double) (sim.now - T0) / SEC;
         if (!converged(&sim))
                 die("did not converge within 300 s");
+        /* Loads change every second from now on; the 2 s before the window let the traffic
+         * that causes settle (the metadata way keeps retransmitting each change a while). */
+        if (sim.load != LOAD_NONE)
+                sim.next_load_change = sim.now + SEC;
         run_for(&sim, 2 * SEC);
 
         /* Steady-state traffic. */
-        window = 10 * SEC;
+        window = (usec_t) (window_s * SEC);
+        sim.load_sampling = true;
         pk0 = by0 = 0;
         for (size_t i = 0; i < sim.n; i++) {
                 pk0 += swim_counters(sim.nodes[i].swim)->datagrams_sent;
@@ -432,6 +584,7 @@ int main(int argc, char **argv) {
         }
         pps = (pps - (double) pk0) / (double) n_up(&sim) / ((double) window / SEC);
         bps = (bps - (double) by0) / (double) n_up(&sim) / ((double) window / SEC);
+        sim.load_sampling = false;
 
         /* Kills, one after another. */
         for (size_t k = 0; k < kills; k++) {
@@ -530,9 +683,18 @@ int main(int argc, char **argv) {
         }
         printf("\"all_dead\":%s,\"false_deaths\":%" PRIu64 ",\"false_suspicions\":%" PRIu64 ",\"soak_s\":%.0f,"
                "\"meta_join_s\":%.3f,\"meta_spread_s\":%.3f,\"meta_ok\":%s,"
-               "\"packets_per_node_per_s\":%.1f,\"bytes_per_node_per_s\":%.0f,\"packets\":%" PRIu64 ",\"lost\":%" PRIu64 "}\n",
+               "\"packets_per_node_per_s\":%.1f,\"bytes_per_node_per_s\":%.0f,\"packets\":%" PRIu64 ",\"lost\":%" PRIu64 ",",
                all_dead ? "true" : "false", sim.false_deaths, sim.false_suspicions, soak, meta_join_s, meta_spread_s,
                meta_ok ? "true" : "false", pps, bps, sim.packets, sim.lost);
+        /* Of the (observer, member) pairs sampled once a second in the window, just before each
+         * change: how old the load held was, how many held none, how many held the value the
+         * member has now (with "meta": the in_flight metadata). */
+        printf("\"load\":\"%s\",\"window_s\":%.0f,\"load_age_p50_ms\":%.0f,\"load_age_p99_ms\":%.0f,"
+               "\"load_age_max_ms\":%.0f,\"load_never_pct\":%.2f,\"load_current_pct\":%.2f}\n",
+               load_mode_table[sim.load], window_s, age_percentile(&sim, 50), age_percentile(&sim, 99),
+               age_percentile(&sim, 100),
+               sim.pairs ? 100.0 * (double) sim.pairs_never / (double) sim.pairs : -1,
+               sim.pairs ? 100.0 * (double) sim.pairs_current / (double) sim.pairs : -1);
 
         for (size_t i = 0; i < sim.n; i++)
                 swim_free(sim.nodes[i].swim);
@@ -542,6 +704,7 @@ int main(int argc, char **argv) {
                 free(sim.slots[i].p);
         }
         free(sim.nodes);
+        free(sim.age_hist);
 
         if (check && (!all_dead || sim.false_deaths > 0 || !meta_ok)) {
                 fprintf(stderr, "swim-sim: check failed: all_dead=%d false_deaths=%" PRIu64 " meta_ok=%d\n",

@@ -257,6 +257,7 @@ class Policy(unittest.TestCase):
         calls = [
             (g, 'org.mycelia.Gossip1', 'Join', 'array:string:127.0.0.1:9'),
             (g, 'org.mycelia.Gossip1', 'SetLocalMetadata', 'string:policy-test', 'string:1'),
+            (g, 'org.mycelia.Gossip1', 'SetLocalLoad', 'uint32:0', 'uint32:0'),
             (r, 'org.mycelia.Router1', 'ReportOutcome', 'array:string:'),
             (g, 'org.mycelia.Gossip1', 'Leave'),
         ]
@@ -270,6 +271,7 @@ class Policy(unittest.TestCase):
         for who in (ROOT, GROUP_MEMBER):
             self.assert_allowed(who, g, 'org.mycelia.Gossip1', 'Join', 'array:string:127.0.0.1:9')
             self.assert_allowed(who, g, 'org.mycelia.Gossip1', 'SetLocalMetadata', 'string:policy-test', 'string:1')
+            self.assert_allowed(who, g, 'org.mycelia.Gossip1', 'SetLocalLoad', 'uint32:0', 'uint32:0')
         # ReportOutcome takes arrays of structs, which dbus-send cannot write: busctl.
         for who, ok in ((NOBODY, False), (ROOT, True), (GROUP_MEMBER, True)):
             p = subprocess.run(who + ['busctl', '--address=' + self.address, 'call', r, '/org/mycelia/Router1',

@@ -133,6 +133,65 @@ START_TEST(test_load) {
 }
 END_TEST
 
+START_TEST(test_loads_table) {
+        GossipLoads l = {};
+        const GossipLoad *x;
+        GossipRoute r = { .in_flight = 3, .capacity = 4 };
+        char id[NODE_ID_LEN + 1];
+
+        ck_assert_ptr_null(gossip_loads_find(&l, PEER_B));
+        ck_assert_int_eq(gossip_loads_set(&l, PEER_B, 2, 8), 1);
+        ck_assert_int_eq(gossip_loads_set(&l, PEER_B, 2, 8), 0);
+        ck_assert_int_eq(gossip_loads_set(&l, PEER_B, 5, 8), 1);
+        ck_assert_int_eq(gossip_loads_set(&l, "aaaa", 1, 1), 1);
+        x = gossip_loads_find(&l, PEER_B);
+        ck_assert_ptr_nonnull(x);
+        ck_assert_uint_eq(x->in_flight, 5);
+        ck_assert_uint_eq(x->capacity, 8);
+        /* Sorted: binary search finds both. */
+        ck_assert_str_eq(l.loads[0].id, "aaaa");
+        ck_assert_ptr_nonnull(gossip_loads_find(&l, "aaaa"));
+        ck_assert_ptr_null(gossip_loads_find(&l, "aaa"));
+        ck_assert_ptr_null(gossip_loads_find(&l, NULL));
+
+        /* A peer cannot make the numbers absurd. */
+        ck_assert_int_eq(gossip_loads_set(&l, PEER_B, UINT32_MAX, UINT64_MAX), 1);
+        x = gossip_loads_find(&l, PEER_B);
+        ck_assert_uint_eq(x->in_flight, GOSSIP_LOAD_MAX);
+        ck_assert_uint_eq(x->capacity, GOSSIP_LOAD_MAX);
+        ck_assert_int_eq(gossip_loads_set(&l, "", 1, 1), -EINVAL);
+        ck_assert_int_eq(gossip_loads_set(&l, NULL, 1, 1), -EINVAL);
+        ck_assert_int_eq(gossip_loads_set(&l, PEER_B "0", 1, 1), -EINVAL);
+
+        /* A load heard directly wins over metadata; none leaves the route as it is. */
+        gossip_route_set_load(&r, NULL);
+        ck_assert_uint_eq(r.in_flight, 3);
+        ck_assert_uint_eq(r.capacity, 4);
+        gossip_route_set_load(&r, gossip_loads_find(&l, "aaaa"));
+        ck_assert_uint_eq(r.in_flight, 1);
+        ck_assert_uint_eq(r.capacity, 1);
+
+        ck_assert_int_eq(gossip_loads_remove(&l, PEER_B), 1);
+        ck_assert_int_eq(gossip_loads_remove(&l, PEER_B), 0);
+        ck_assert_int_eq(gossip_loads_remove(&l, NULL), 0);
+        ck_assert_uint_eq(l.n, 1);
+
+        /* Bounded: as many as gossip holds members. */
+        for (unsigned i = 1; i < GOSSIP_LOADS_MAX; i++) {
+                snprintf(id, sizeof(id), "%032x", i);
+                ck_assert_int_eq(gossip_loads_set(&l, id, i, 1), 1);
+        }
+        ck_assert_uint_eq(l.n, GOSSIP_LOADS_MAX);
+        ck_assert_int_eq(gossip_loads_set(&l, PEER_B, 1, 1), -E2BIG);
+        ck_assert_int_eq(gossip_loads_set(&l, id, 7, 1), 1);   /* an update still goes */
+        for (size_t i = 1; i < l.n; i++)
+                ck_assert_int_lt(strcmp(l.loads[i - 1].id, l.loads[i].id), 0);
+        gossip_loads_done(&l);
+        ck_assert_uint_eq(l.n, 0);
+        ck_assert_ptr_null(l.loads);
+}
+END_TEST
+
 START_TEST(test_member_route) {
         GossipMember g;
         GossipRoute r = {};
@@ -195,6 +254,7 @@ static Suite *gossip_members_suite(void) {
         tcase_add_test(tc, test_models);
         tcase_add_test(tc, test_models_bounds);
         tcase_add_test(tc, test_load);
+        tcase_add_test(tc, test_loads_table);
         tcase_add_test(tc, test_member_route);
         suite_add_tcase(s, tc);
         return s;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Unit tests for services/routerd/routerd-gossip.c's table side without a bus: add, update,
- * suspect, remove, sweep, one Generation per event. */
+ * suspect, remove, sweep, one Generation per event, peers' loads. */
 #include <stdio.h>
 
 #include "gossip-member-fixture.h"
@@ -199,6 +199,88 @@ START_TEST(test_table_load) {
 }
 END_TEST
 
+/* Loads from Gossip1.Loads and LoadsChanged: they set in_flight and capacity, win over metadata
+ * (nodes of earlier versions), survive member updates and go with the member. */
+START_TEST(test_table_loads_heard) {
+        GossipMember g = member(PEER_B, "alive", "127.0.0.1:40000", "127.0.0.1:40001", "a");
+        InFlightCount counts[1] = { { PEER_B, 2 } };
+        uint64_t gen;
+        RouteNode *n;
+
+        /* Heard before the member is routable: kept. */
+        ck_assert_int_eq(router_gossip_apply_load(m, PEER_B, 4, 8), 1);
+        ck_assert_ptr_null(route_table_find(&m->table, PEER_B));
+        g.meta_keys[g.n_meta] = "in_flight";
+        g.meta_values[g.n_meta++] = "9";
+        ck_assert_int_eq(apply(&g, false), 1);
+        n = route_table_find(&m->table, PEER_B);
+        ck_assert_uint_eq(n->in_flight, 4);
+        ck_assert_uint_eq(n->capacity, 8);
+
+        /* A change: one Generation, nothing else about the node changes. */
+        gen = m->table.generation;
+        manager_batch_begin(m);
+        ck_assert_int_eq(router_gossip_apply_load(m, PEER_B, 1, 8), 1);
+        manager_batch_end(m);
+        ck_assert_uint_eq(m->table.generation, gen + 1);
+        n = route_table_find(&m->table, PEER_B);
+        ck_assert_uint_eq(n->in_flight, 1);
+        ck_assert_str_eq(n->address, "http://127.0.0.1:40001");
+        ck_assert_str_eq(n->models[0], "a");
+        ck_assert(n->up);
+        /* The same again changes nothing. */
+        gen = m->table.generation;
+        ck_assert_int_eq(router_gossip_apply_load(m, PEER_B, 1, 8), 0);
+        ck_assert_uint_eq(m->table.generation, gen);
+
+        /* A member update (metadata in_flight from an older node, or none) keeps the load heard. */
+        g.name = "bravo";
+        ck_assert_int_eq(apply(&g, false), 1);
+        n = route_table_find(&m->table, PEER_B);
+        ck_assert_str_eq(n->name, "bravo");
+        ck_assert_uint_eq(n->in_flight, 1);
+        ck_assert_uint_eq(n->capacity, 8);
+
+        /* This node's shim's own count still wins when higher. */
+        counts[0].count = 6;
+        ck_assert_int_eq(manager_report(m, NULL, 0, counts, 1), 0);
+        ck_assert_uint_eq(route_table_find(&m->table, PEER_B)->in_flight, 6);
+        counts[0].count = 0;
+        ck_assert_int_eq(manager_report(m, NULL, 0, counts, 1), 0);
+        ck_assert_uint_eq(route_table_find(&m->table, PEER_B)->in_flight, 1);
+
+        /* The local node's own load is not taken from anyone. */
+        gen = m->table.generation;
+        ck_assert_int_eq(router_gossip_apply_load(m, LOCAL_ID, 50, 50), 0);
+        ck_assert_int_eq(router_gossip_apply_load(m, "", 50, 50), 0);
+        ck_assert_uint_eq(route_table_find(&m->table, LOCAL_ID)->in_flight, 0);
+        ck_assert_uint_eq(m->table.generation, gen);
+
+        /* Absurd values are clamped. */
+        ck_assert_int_eq(router_gossip_apply_load(m, PEER_B, UINT32_MAX, UINT32_MAX), 1);
+        ck_assert_uint_eq(route_table_find(&m->table, PEER_B)->in_flight, GOSSIP_LOAD_MAX);
+        ck_assert_uint_eq(route_table_find(&m->table, PEER_B)->capacity, GOSSIP_LOAD_MAX);
+
+        /* Gone: the load goes too; back without a load heard, metadata it is again. */
+        ck_assert_int_eq(router_gossip_apply_load(m, PEER_B, 3, 8), 1);
+        g.state = "dead";
+        ck_assert_int_eq(apply(&g, true), 0);
+        ck_assert_ptr_null(gossip_loads_find(&m->gossip.loads, PEER_B));
+        g.state = "alive";
+        ck_assert_int_eq(apply(&g, false), 1);
+        ck_assert_uint_eq(route_table_find(&m->table, PEER_B)->in_flight, 9);
+        ck_assert_uint_eq(route_table_find(&m->table, PEER_B)->capacity, 0);
+
+        /* Out of the table in a sweep: its load too. */
+        ck_assert_int_eq(router_gossip_apply_load(m, PEER_B, 3, 8), 1);
+        manager_batch_begin(m);
+        router_gossip_sweep(m, NULL, 0);
+        manager_batch_end(m);
+        ck_assert_ptr_null(route_table_find(&m->table, PEER_B));
+        ck_assert_ptr_null(gossip_loads_find(&m->gossip.loads, PEER_B));
+}
+END_TEST
+
 static Suite *routerd_gossip_suite(void) {
         Suite *s = suite_create("routerd-gossip");
         TCase *tt = tcase_create("table");
@@ -208,6 +290,7 @@ static Suite *routerd_gossip_suite(void) {
         tcase_add_test(tt, test_table_local_skipped);
         tcase_add_test(tt, test_table_sync_sweep);
         tcase_add_test(tt, test_table_load);
+        tcase_add_test(tt, test_table_loads_heard);
         suite_add_tcase(s, tt);
         return s;
 }

@@ -660,6 +660,31 @@ END_TEST
         "0000000000abcd00000000010000000000000000036b6174040a0000022cac00"
 #define KAT_SESSION_OFFSET (1 + SWIM_ID_SIZE)
 
+/* LOAD (in_flight 3, capacity 16), LOAD (0xffffffff, 0). Computed from docs/gossip-protocol.md
+ * ("Load") with kat-vectors.py's functions: msg(9, struct.pack('>II', in_flight, capacity)). */
+#define KAT_LOADS \
+        "0900080000000300000010090008ffffffff00000000"
+
+/* A again, in the session of KAT_DATAGRAM: header (datagram, A, session 0x0123456789abcdef,
+ * seq 2, record version (7, 3)), LOAD (3, 16), a PING 0x01020305 for R. Sealed with the nonce
+ * 80 81 .. 97. A node of an earlier version skips the LOAD (an unknown type) and answers the
+ * ping. */
+#define KAT_DATAGRAM_LOAD \
+        "0100112233445566778899aabbccddeeff0123456789abcdef00000000000000" \
+        "0200000007000000000000000309000800000003000000100100140102030500" \
+        "00000000000000000000000000abcd"
+#define KAT_DATAGRAM_LOAD_SEALED \
+        "0184808182838485868788898a8b8c8d8e8f90919293949596976acedd900066" \
+        "aba7bfb9a05536e6fcd2de73e0b8693a9f9ba1fe278c28cafb4329b55c4aa4a7" \
+        "0a9b30260762c87bfcb831631dd8c5093a41d2d0932b688c1e6833e497aee4c6" \
+        "e48b494049e65fbbf787f69c36bcaaa68f069c9c7a01f8f573"
+
+/* R, its load set to (2, 4), answers KAT_DATAGRAM_LOAD: header (datagram, R, session zeroed,
+ * seq 2, record version (1, 0)), its LOAD right after the header, then ACK 0x01020305. */
+#define KAT_ANSWER_LOAD \
+        "010000000000000000000000000000abcd000000000000000000000000000000" \
+        "02000000010000000000000000090008000000020000000402000401020305"
+
 /* The mesh key first, first + 1, ... */
 static void kat_mesh_key(uint8_t first, uint8_t ret[SWIM_KEY_SIZE]) {
         for (size_t i = 0; i < SWIM_KEY_SIZE; i++)
@@ -788,6 +813,12 @@ static void kat_write_datagram(SwimWriter *w) {
         kat_write_header(w, SWIM_KIND_DATAGRAM, KAT_ID_A, UINT64_C(0x0123456789abcdef), 1, 7, 3);
         kat_write_alive_a(w);
         kat_write_probe(w, SWIM_MSG_PING, 0x01020304, NULL, NULL);
+}
+
+static void kat_write_datagram_load(SwimWriter *w) {
+        kat_write_header(w, SWIM_KIND_DATAGRAM, KAT_ID_A, UINT64_C(0x0123456789abcdef), 2, 7, 3);
+        swim_load_write(w, 3, 16);
+        kat_write_probe(w, SWIM_MSG_PING, 0x01020305, KAT_ID_R, NULL);
 }
 
 static void kat_write_push_pull(SwimWriter *w) {
@@ -982,6 +1013,62 @@ START_TEST(test_kat_messages) {
 }
 END_TEST
 
+START_TEST(test_kat_load) {
+        uint8_t buf[512];
+        char h[sizeof(buf) * 2 + 1];
+        uint32_t in_flight, capacity;
+        SwimReader r, body;
+        SwimHeader hd;
+        SwimWriter w;
+        uint8_t type;
+        size_t n;
+
+        swim_writer_init_fixed(&w, buf, sizeof(buf));
+        swim_load_write(&w, 3, 16);
+        swim_load_write(&w, UINT32_MAX, 0);
+        ck_assert(!w.overflow);
+        ck_assert_uint_eq(w.len, 2 * SWIM_LOAD_MSG_SIZE);
+        ck_assert_str_eq(kat_hex(buf, w.len, h), KAT_LOADS);
+
+        n = kat_unhex(KAT_LOADS, buf, sizeof(buf));
+        swim_reader_init(&r, buf, n);
+        ck_assert_int_eq(swim_msg_next(&r, &type, &body), 1);
+        ck_assert_uint_eq(type, SWIM_MSG_LOAD);
+        ck_assert_int_eq(swim_load_read(&body, &in_flight, &capacity), 0);
+        ck_assert_uint_eq(in_flight, 3);
+        ck_assert_uint_eq(capacity, 16);
+        ck_assert_int_eq(swim_msg_next(&r, &type, &body), 1);
+        ck_assert_int_eq(swim_load_read(&body, &in_flight, &capacity), 0);
+        ck_assert_uint_eq(in_flight, UINT32_MAX);
+        ck_assert_uint_eq(capacity, 0);
+        ck_assert_int_eq(swim_msg_next(&r, &type, &body), 0);
+
+        /* A body is exactly 8 bytes. */
+        for (size_t len = 0; len < 12; len++) {
+                uint8_t b[12] = {};
+
+                swim_reader_init(&body, b, len);
+                ck_assert_int_eq(swim_load_read(&body, &in_flight, &capacity), len == SWIM_LOAD_BODY_SIZE ? 0 : -EBADMSG);
+        }
+
+        /* The datagram, and how a decoder that knows only types 1 to 8 walks it: the framing
+         * alone takes it past the LOAD to the PING. */
+        swim_writer_init_fixed(&w, buf, sizeof(buf));
+        kat_write_datagram_load(&w);
+        ck_assert(!w.overflow);
+        ck_assert_str_eq(kat_hex(buf, w.len, h), KAT_DATAGRAM_LOAD);
+        swim_reader_init(&r, buf, w.len);
+        ck_assert_int_eq(swim_header_read(&r, &hd), 0);
+        ck_assert_int_eq(swim_msg_next(&r, &type, &body), 1);
+        ck_assert_uint_gt(type, SWIM_MSG_MEMBER);
+        ck_assert_int_eq(swim_msg_next(&r, &type, &body), 1);
+        ck_assert_uint_eq(type, SWIM_MSG_PING);
+        ck_assert_uint_eq(swim_reader_u32(&body), 0x01020305);
+        kat_assert_id(swim_reader_take(&body, SWIM_ID_SIZE), KAT_ID_R);
+        ck_assert_int_eq(swim_msg_next(&r, &type, &body), 0);
+}
+END_TEST
+
 START_TEST(test_kat_push_pull) {
         uint8_t buf[512];
         char h[sizeof(buf) * 2 + 1];
@@ -1077,6 +1164,7 @@ static void kat_seal_open(void (*write)(SwimWriter *w), const char *plain_hex, u
 START_TEST(test_kat_seal_open) {
         kat_seal_open(kat_write_datagram, KAT_DATAGRAM, 0x40, KAT_DATAGRAM_SEALED);
         kat_seal_open(kat_write_push_pull, KAT_PUSH_PULL, 0x60, KAT_PUSH_PULL_SEALED);
+        kat_seal_open(kat_write_datagram_load, KAT_DATAGRAM_LOAD, 0x80, KAT_DATAGRAM_LOAD_SEALED);
 }
 END_TEST
 
@@ -1134,6 +1222,26 @@ START_TEST(test_kat_core) {
         memset(plain + KAT_SESSION_OFFSET, 0, 8);
         ck_assert_str_eq(kat_hex(plain, (size_t) r, h), KAT_ANSWER);
 
+        /* A tells its load: R takes it, without a new record version, and answers with its own
+         * load in front of the ack. */
+        ck_assert_int_eq(swim_set_local_load(s, 2, 4), 1);
+        n = kat_unhex(KAT_DATAGRAM_LOAD_SEALED, sealed, sizeof(sealed));
+        ck_assert_int_eq(swim_receive_datagram(s, T0 + 5, &from, sealed, n), 0);
+        m = swim_member_find(s, KAT_ID_A);
+        ck_assert_uint_eq(m->load_in_flight, 3);
+        ck_assert_uint_eq(m->load_capacity, 16);
+        ck_assert_uint_eq(m->load_at, T0 + 5);
+        ck_assert_uint_eq(m->load_serial, swim_load_serial(s));
+        ck_assert_uint_eq(m->incarnation, 7);
+        ck_assert_uint_eq(m->meta_version, 3);
+        ck_assert_int_eq(swim_next_datagram(s, &to, &data, &size), 1);
+        ck_assert(swim_addr_equal(&to, &from));
+        r = swim_open(&k, 1, data, size, sizeof(sealed), plain, sizeof(plain));
+        ck_assert_int_gt(r, KAT_SESSION_OFFSET + 8);
+        memset(plain + KAT_SESSION_OFFSET, 0, 8);
+        ck_assert_str_eq(kat_hex(plain, (size_t) r, h), KAT_ANSWER_LOAD);
+        ck_assert_int_eq(swim_next_datagram(s, &to, &data, &size), 0);
+
         /* C's push-pull request: C alive, B learned as a suspect. */
         n = kat_unhex(KAT_PUSH_PULL_SEALED, sealed, sizeof(sealed));
         ck_assert_int_eq(swim_push_pull_receive(s, T0, sealed, n), 1);
@@ -1180,6 +1288,7 @@ static Suite *suite(void) {
         tcase_add_test(tc, test_kat_header);
         tcase_add_test(tc, test_kat_records);
         tcase_add_test(tc, test_kat_messages);
+        tcase_add_test(tc, test_kat_load);
         tcase_add_test(tc, test_kat_push_pull);
         tcase_add_test(tc, test_kat_seal_open);
         tcase_add_test(tc, test_kat_core);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Unit tests for the SWIM state machine (services/gossipd/swim.c) over a few in-memory nodes
- * with a fake clock: join, suspect and refute, dead, left, rejoin, metadata, push-pull, events. */
+ * with a fake clock: join, suspect and refute, dead, left, rejoin, metadata, load, push-pull,
+ * events. */
 #include "swim-test-net.h"
 
 static void expect_events(TestNet *net, size_t at, const SwimEventType *types, const size_t *of, size_t n) {
@@ -466,6 +467,229 @@ START_TEST(test_stale_record_asked_from_header) {
 }
 END_TEST
 
+/* A node's load reaches the nodes it sends datagrams to, with no new record version, no update
+ * queued and no event anywhere; a change is as cheap. */
+START_TEST(test_load_direct_not_versioned) {
+        SwimConfig c = net_config();
+        const SwimMember *m;
+        uint64_t serial[3], sent;
+        uint32_t inc;
+        uint64_t v;
+        TestNet net;
+
+        net_init(&net, 3, &c);
+        net_join_all(&net);
+        /* Let the self-refresh of the joins run out: then nothing is queued anywhere. */
+        net_run(&net, 12 * SEC);
+        for (size_t i = 0; i < 3; i++) {
+                net_drain_events(&net, i);
+                serial[i] = swim_load_serial(net.nodes[i]);
+        }
+        inc = swim_local(net.nodes[0])->incarnation;
+        v = swim_local(net.nodes[0])->meta_version;
+        ck_assert_uint_eq(net_view(&net, 1, 0)->load_at, 0);
+        ck_assert_uint_eq(serial[1], 0);
+
+        ck_assert_int_eq(swim_set_local_load(net.nodes[0], 3, 8), 1);
+        ck_assert_int_eq(swim_set_local_load(net.nodes[0], 3, 8), 0);
+        ck_assert_int_eq(swim_set_local_load(NULL, 3, 8), -EINVAL);
+        ck_assert_uint_eq(swim_local(net.nodes[0])->load_in_flight, 3);
+        ck_assert_uint_eq(swim_local(net.nodes[0])->load_capacity, 8);
+        /* Nothing to send for it: it waits for the next datagram. */
+        sent = swim_counters(net.nodes[0])->datagrams_sent;
+        net_flush(&net);
+        ck_assert_uint_eq(swim_counters(net.nodes[0])->datagrams_sent, sent);
+
+        /* Two probe rounds: node 0 pinged both and acked both. */
+        net_run(&net, 2 * SEC);
+        for (size_t i = 1; i < 3; i++) {
+                m = net_view(&net, i, 0);
+                ck_assert_uint_eq(m->load_in_flight, 3);
+                ck_assert_uint_eq(m->load_capacity, 8);
+                ck_assert_uint_gt(m->load_at, net.now - 2 * SEC);
+                ck_assert_uint_le(m->load_at, net.now);
+                ck_assert_uint_eq(m->load_serial, serial[i] + 1);
+                ck_assert_uint_eq(swim_load_serial(net.nodes[i]), serial[i] + 1);
+                ck_assert_uint_eq(m->incarnation, inc);
+                ck_assert_uint_eq(m->meta_version, v);
+        }
+        for (size_t i = 0; i < 3; i++)
+                expect_events(&net, i, NULL, NULL, 0);
+        ck_assert_uint_eq(swim_local(net.nodes[0])->meta_version, v);
+        ck_assert_uint_eq(swim_local(net.nodes[0])->incarnation, inc);
+        /* Not news: node 0 sends no gossip datagrams for it (nothing is queued). */
+        ck_assert_uint_eq(net_view(&net, 0, 0)->load_at, 0);
+
+        /* Heard again with the same value: newer, but no change to report. */
+        net_run(&net, 2 * SEC);
+        ck_assert_uint_eq(swim_load_serial(net.nodes[1]), serial[1] + 1);
+        ck_assert_uint_gt(net_view(&net, 1, 0)->load_at, net.now - 2 * SEC);
+
+        /* A change, and the other nodes' loads in the other direction. */
+        ck_assert_int_eq(swim_set_local_load(net.nodes[0], 4, 8), 1);
+        ck_assert_int_eq(swim_set_local_load(net.nodes[1], 1, 2), 1);
+        ck_assert_int_eq(swim_set_local_load(net.nodes[2], UINT32_MAX, UINT32_MAX), 1);
+        net_run(&net, 2 * SEC);
+        ck_assert_uint_eq(net_view(&net, 1, 0)->load_in_flight, 4);
+        ck_assert_uint_eq(net_view(&net, 2, 0)->load_in_flight, 4);
+        ck_assert_uint_eq(net_view(&net, 0, 1)->load_in_flight, 1);
+        ck_assert_uint_eq(net_view(&net, 0, 1)->load_capacity, 2);
+        ck_assert_uint_eq(net_view(&net, 1, 2)->load_in_flight, UINT32_MAX);
+        ck_assert_uint_eq(net_view(&net, 1, 2)->load_capacity, UINT32_MAX);
+        ck_assert_uint_eq(swim_load_serial(net.nodes[1]), serial[1] + 3);
+        for (size_t i = 0; i < 3; i++) {
+                expect_events(&net, i, NULL, NULL, 0);
+                ck_assert_uint_eq(swim_counters(net.nodes[i])->suspicions, 0);
+        }
+        net_done(&net);
+}
+END_TEST
+
+/* The load is about the sender only: a node that never hears from node 0 directly never learns
+ * node 0's load from anyone else, however much it hears from those who did. */
+START_TEST(test_load_not_relayed) {
+        SwimConfig c = net_config();
+        TestNet net;
+
+        net_init(&net, 3, &c);
+        net_join_all(&net);
+        ck_assert_int_eq(swim_set_local_load(net.nodes[0], 5, 6), 1);
+        ck_assert_int_eq(swim_set_local_load(net.nodes[1], 1, 1), 1);
+        /* 0 -> 2 dropped; 2 still hears 0 is alive through 1's indirect probes. */
+        net.cut[0][2] = true;
+        net_run(&net, 10 * SEC);
+        ck_assert_int_eq(net_state(&net, 2, 0), SWIM_STATE_ALIVE);
+        ck_assert_uint_eq(net_view(&net, 1, 0)->load_in_flight, 5);
+        ck_assert_uint_eq(net_view(&net, 2, 1)->load_in_flight, 1);
+        ck_assert_uint_eq(net_view(&net, 2, 0)->load_at, 0);
+        ck_assert_uint_eq(net_view(&net, 2, 0)->load_in_flight, 0);
+
+        net.cut[0][2] = false;
+        net_run(&net, 2 * SEC);
+        ck_assert_uint_eq(net_view(&net, 2, 0)->load_in_flight, 5);
+        ck_assert_uint_eq(net_view(&net, 2, 0)->load_capacity, 6);
+        net_done(&net);
+}
+END_TEST
+
+/* A member declared dead takes its load with it; back with a new incarnation, it tells a new one. */
+START_TEST(test_load_forgotten_when_dead) {
+        SwimConfig c = net_config();
+        TestNet net;
+
+        net_init(&net, 3, &c);
+        net_join_all(&net);
+        ck_assert_int_eq(swim_set_local_load(net.nodes[2], 7, 8), 1);
+        net_run(&net, 2 * SEC);
+        ck_assert_uint_eq(net_view(&net, 0, 2)->load_in_flight, 7);
+
+        net.down[2] = true;
+        net_run(&net, 3 * SEC);
+        ck_assert_int_eq(net_state(&net, 0, 2), SWIM_STATE_DEAD);
+        ck_assert_uint_eq(net_view(&net, 0, 2)->load_at, 0);
+        ck_assert_uint_eq(net_view(&net, 0, 2)->load_in_flight, 0);
+
+        /* Restarted without a load yet (as before routerd calls SetLocalLoad): none known. */
+        net_start(&net, 2, &c, swim_local(net.nodes[2])->incarnation + 1);
+        net_push_pull(&net, 2, 0);
+        net_run(&net, 2 * SEC);
+        ck_assert_int_eq(net_state(&net, 0, 2), SWIM_STATE_ALIVE);
+        ck_assert_uint_eq(net_view(&net, 0, 2)->load_at, 0);
+        ck_assert_int_eq(swim_set_local_load(net.nodes[2], 1, 8), 1);
+        net_run(&net, 2 * SEC);
+        ck_assert_uint_eq(net_view(&net, 0, 2)->load_in_flight, 1);
+        net_done(&net);
+}
+END_TEST
+
+/* Crafted datagrams with LOAD messages: the sender's own load only, the newest datagram wins,
+ * a wrong body size is malformed, and an unknown type beside it is skipped as always. */
+START_TEST(test_load_crafted) {
+        SwimConfig c = net_config();
+        uint8_t out[SWIM_DATAGRAM_MAX], msgs[128];
+        SwimAddr a0 = net_addr(0), a3 = net_addr(3);
+        const SwimMember *m;
+        SwimWriter w;
+        TestNet net;
+        size_t n, o;
+        uint64_t serial;
+
+        net_init(&net, 2, &c);
+        net_join_all(&net);
+        net_drain_events(&net, 1);
+
+        /* From node 0 (a member), seq 10: taken. */
+        swim_writer_init_fixed(&w, msgs, sizeof(msgs));
+        swim_load_write(&w, 4, 9);
+        n = craft(test_key1, SWIM_KIND_DATAGRAM, 0, 555, 10, msgs, w.len, out, sizeof(out));
+        ck_assert_int_eq(swim_receive_datagram(net.nodes[1], net.now, &a0, out, n), 0);
+        m = net_view(&net, 1, 0);
+        ck_assert_uint_eq(m->load_in_flight, 4);
+        ck_assert_uint_eq(m->load_capacity, 9);
+        ck_assert_uint_eq(m->load_at, net.now);
+        serial = swim_load_serial(net.nodes[1]);
+
+        /* An earlier datagram of that session arriving late: the later load stays. */
+        swim_writer_init_fixed(&w, msgs, sizeof(msgs));
+        swim_load_write(&w, 99, 99);
+        n = craft(test_key1, SWIM_KIND_DATAGRAM, 0, 555, 8, msgs, w.len, out, sizeof(out));
+        ck_assert_int_eq(swim_receive_datagram(net.nodes[1], net.now + MS, &a0, out, n), 0);
+        m = net_view(&net, 1, 0);
+        ck_assert_uint_eq(m->load_in_flight, 4);
+        ck_assert_uint_eq(m->load_at, net.now);
+        ck_assert_uint_eq(swim_load_serial(net.nodes[1]), serial);
+
+        /* Two LOADs and a message type nobody knows yet: skipped, the last LOAD counts. */
+        swim_writer_init_fixed(&w, msgs, sizeof(msgs));
+        swim_load_write(&w, 1, 1);
+        o = swim_msg_begin(&w, SWIM_MSG_LOAD + 1);
+        swim_writer_u32(&w, 77);
+        swim_msg_end(&w, o);
+        swim_load_write(&w, 2, 9);
+        n = craft(test_key1, SWIM_KIND_DATAGRAM, 0, 555, 11, msgs, w.len, out, sizeof(out));
+        ck_assert_int_eq(swim_receive_datagram(net.nodes[1], net.now + 2 * MS, &a0, out, n), 0);
+        m = net_view(&net, 1, 0);
+        ck_assert_uint_eq(m->load_in_flight, 2);
+        ck_assert_uint_eq(m->load_at, net.now + 2 * MS);
+        ck_assert_uint_eq(swim_load_serial(net.nodes[1]), serial + 2);
+
+        /* A new session (the node restarted): taken whatever its sequence number. */
+        swim_writer_init_fixed(&w, msgs, sizeof(msgs));
+        swim_load_write(&w, 0, 9);
+        n = craft(test_key1, SWIM_KIND_DATAGRAM, 0, 556, 1, msgs, w.len, out, sizeof(out));
+        ck_assert_int_eq(swim_receive_datagram(net.nodes[1], net.now + 3 * MS, &a0, out, n), 0);
+        ck_assert_uint_eq(net_view(&net, 1, 0)->load_in_flight, 0);
+        ck_assert_uint_eq(net_view(&net, 1, 0)->load_at, net.now + 3 * MS);
+
+        /* A body of 7 or 9 bytes: the whole datagram is malformed, nothing of it is taken. */
+        for (size_t len = SWIM_LOAD_BODY_SIZE - 1; len <= SWIM_LOAD_BODY_SIZE + 1; len += 2) {
+                uint64_t dropped = swim_counters(net.nodes[1])->dropped_malformed;
+
+                swim_writer_init_fixed(&w, msgs, sizeof(msgs));
+                o = swim_msg_begin(&w, SWIM_MSG_LOAD);
+                for (size_t i = 0; i < len; i++)
+                        swim_writer_u8(&w, 5);
+                swim_msg_end(&w, o);
+                n = craft(test_key1, SWIM_KIND_DATAGRAM, 0, 556, 2 + len, msgs, w.len, out, sizeof(out));
+                ck_assert_int_eq(swim_receive_datagram(net.nodes[1], net.now + 4 * MS, &a0, out, n), -EBADMSG);
+                ck_assert_uint_eq(swim_counters(net.nodes[1])->dropped_malformed, dropped + 1);
+        }
+        ck_assert_uint_eq(net_view(&net, 1, 0)->load_in_flight, 0);
+
+        /* From a stranger: accepted, but there is no member to hold its load; no member is made
+         * for it either. */
+        swim_writer_init_fixed(&w, msgs, sizeof(msgs));
+        swim_load_write(&w, 6, 6);
+        n = craft(test_key1, SWIM_KIND_DATAGRAM, 3, 777, 1, msgs, w.len, out, sizeof(out));
+        serial = swim_load_serial(net.nodes[1]);
+        ck_assert_int_eq(swim_receive_datagram(net.nodes[1], net.now, &a3, out, n), 0);
+        ck_assert_ptr_null(net_view(&net, 1, 3));
+        ck_assert_uint_eq(swim_load_serial(net.nodes[1]), serial);
+        expect_events(&net, 1, NULL, NULL, 0);
+        net_done(&net);
+}
+END_TEST
+
 START_TEST(test_push_pull_merge) {
         SwimConfig c = net_config();
         TestNet net;
@@ -703,6 +927,10 @@ static Suite *suite(void) {
         tcase_add_test(tc, test_metadata);
         tcase_add_test(tc, test_metadata_missed_update_refreshed);
         tcase_add_test(tc, test_stale_record_asked_from_header);
+        tcase_add_test(tc, test_load_direct_not_versioned);
+        tcase_add_test(tc, test_load_not_relayed);
+        tcase_add_test(tc, test_load_forgotten_when_dead);
+        tcase_add_test(tc, test_load_crafted);
         tcase_add_test(tc, test_push_pull_merge);
         tcase_add_test(tc, test_stale_updates_ignored);
         tcase_add_test(tc, test_events_bounded);

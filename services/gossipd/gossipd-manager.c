@@ -24,11 +24,6 @@ static void random_bytes(void *buf, size_t n, void *userdata) {
         randombytes_buf(buf, n);
 }
 
-static void timeval_from_usec(struct timeval *tv, usec_t usec) {
-        tv->tv_sec = (time_t) (usec / USEC_PER_SEC);
-        tv->tv_usec = (suseconds_t) (usec % USEC_PER_SEC);
-}
-
 /* --- the state file --- */
 
 static void manager_save(Manager *m) {
@@ -89,7 +84,7 @@ static void manager_state_changed(Manager *m) {
         if (evtimer_pending(m->save_timer, NULL))
                 return;
         due = m->last_save + GOSSIP_SAVE_INTERVAL_USEC;
-        timeval_from_usec(&tv, due > now ? due - now : 0);
+        tv = usec_to_timeval(due > now ? due - now : 0);
         (void) evtimer_add(m->save_timer, &tv);
 }
 
@@ -162,7 +157,7 @@ static void manager_arm_timer(Manager *m) {
         deadline = swim_next_deadline(m->swim);
         now = now_usec();
         delay = deadline == USEC_INFINITY ? GOSSIP_TIMER_MAX_USEC : deadline > now ? deadline - now : 0;
-        timeval_from_usec(&tv, MIN(delay, GOSSIP_TIMER_MAX_USEC));
+        tv = usec_to_timeval(MIN(delay, GOSSIP_TIMER_MAX_USEC));
         (void) evtimer_add(m->swim_timer, &tv);
 }
 
@@ -280,7 +275,7 @@ static void manager_loads_changed(Manager *m) {
                 manager_emit_loads(m);
                 return;
         }
-        timeval_from_usec(&tv, due - now);
+        tv = usec_to_timeval(due - now);
         (void) evtimer_add(m->loads_timer, &tv);
 }
 
@@ -852,7 +847,7 @@ int manager_start(Manager *m) {
         if (r < 0)
                 log_debug_errno(r, "Failed to ask %s for its peers: %m", DISCOVERY1_BUS_NAME);
 
-        timeval_from_usec(&tv, GOSSIP_ALONE_RETRY_USEC);
+        tv = usec_to_timeval(GOSSIP_ALONE_RETRY_USEC);
         if (evtimer_add(m->alone_timer, &tv) < 0)
                 return log_oom();
         manager_after_swim(m);

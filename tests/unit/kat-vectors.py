@@ -141,7 +141,7 @@ AUTH_VECTORS = [
 
 SWIM_PROTOCOL_VERSION = 1
 KIND_DATAGRAM, KIND_PUSH_PULL_REQUEST, KIND_PUSH_PULL_REPLY = 1, 2, 3
-MSG_PING, MSG_ACK, MSG_PING_REQ, MSG_ALIVE, MSG_SUSPECT, MSG_DEAD, MSG_LEFT, MSG_MEMBER = range(1, 9)
+MSG_PING, MSG_ACK, MSG_PING_REQ, MSG_ALIVE, MSG_SUSPECT, MSG_DEAD, MSG_LEFT, MSG_MEMBER, MSG_LOAD = range(1, 10)
 STATE_ALIVE, STATE_SUSPECT, STATE_DEAD, STATE_LEFT = range(4)
 
 ID_A = bytes.fromhex('00112233445566778899aabbccddeeff')
@@ -237,6 +237,20 @@ ANSWER = (header(KIND_DATAGRAM, ID_R, 0, 1, 1, 0)
           + probe(MSG_ACK, 0x01020304) + msg(MSG_ALIVE, REC_R))
 
 
+# The sender's load ("Load" in docs/gossip-protocol.md): in_flight u32, capacity u32.
+def load(in_flight, capacity):
+    return msg(MSG_LOAD, struct.pack('>II', in_flight, capacity))
+
+
+LOADS = load(3, 16) + load(0xffffffff, 0)
+# A again, in the session of DATAGRAM, with its load: an older node skips the LOAD.
+DATAGRAM_LOAD = (header(KIND_DATAGRAM, ID_A, 0x0123456789abcdef, 2, 7, 3)
+                 + load(3, 16) + probe(MSG_PING, 0x01020305, ID_R))
+DATAGRAM_LOAD_NONCE = bytes(range(0x80, 0x98))
+# R, its load set to (2, 4), answers it: its LOAD right after the header, then the ack.
+ANSWER_LOAD = header(KIND_DATAGRAM, ID_R, 0, 2, 1, 0) + load(2, 4) + probe(MSG_ACK, 0x01020305)
+
+
 # --- output ---
 
 
@@ -281,6 +295,10 @@ def main():
     c_hex('KAT_PUSH_PULL', PUSH_PULL)
     c_hex('KAT_PUSH_PULL_SEALED', swim_seal(MESH_KEY, PUSH_PULL_NONCE, PUSH_PULL))
     c_hex('KAT_ANSWER', ANSWER)
+    c_hex('KAT_LOADS', LOADS)
+    c_hex('KAT_DATAGRAM_LOAD', DATAGRAM_LOAD)
+    c_hex('KAT_DATAGRAM_LOAD_SEALED', swim_seal(MESH_KEY, DATAGRAM_LOAD_NONCE, DATAGRAM_LOAD))
+    c_hex('KAT_ANSWER_LOAD', ANSWER_LOAD)
 
 
 if __name__ == '__main__':

@@ -5,6 +5,7 @@
 
 #include "json-cleanup.h"
 #include "shim-embed.h"
+#include "shim-json.h"
 
 int shim_embed_count(json_object *body, size_t *ret_n) {
         json_object *input;
@@ -51,8 +52,6 @@ void shim_embed_plan(size_t n, const unsigned *weights, size_t n_nodes, ShimEmbe
 int shim_embed_chunk_body(json_object *body, const ShimEmbedChunk *chunk, char **ret, size_t *ret_size) {
         _cleanup_(json_object_putp) json_object *copy = json_object_new_object(), *part = json_object_new_array();
         json_object *input;
-        const char *out;
-        size_t len;
 
         if (!copy || !part || !json_object_object_get_ex(body, "input", &input))
                 return -ENOMEM;
@@ -64,15 +63,7 @@ int shim_embed_chunk_body(json_object *body, const ShimEmbedChunk *chunk, char *
                 if (json_object_array_add(part, json_object_get(json_object_array_get_idx(input, chunk->first + i))) < 0)
                         return -ENOMEM;
         json_object_object_add(copy, "input", TAKE_PTR(part));
-        out = json_object_to_json_string_length(copy, JSON_C_TO_STRING_PLAIN, &len);
-        if (!out)
-                return -ENOMEM;
-        *ret = malloc(len + 1);
-        if (!*ret)
-                return -ENOMEM;
-        memcpy(*ret, out, len + 1);
-        *ret_size = len;
-        return 0;
+        return shim_json_write(copy, ret, ret_size);
 }
 
 static int64_t get_int(json_object *o, const char *key) {
@@ -84,9 +75,8 @@ static int64_t get_int(json_object *o, const char *key) {
 int shim_embed_merge(ShimApi api, json_object *const *answers, const ShimEmbedChunk *chunks, size_t n,
                      char **ret, size_t *ret_size) {
         _cleanup_(json_object_putp) json_object *merged = json_object_new_object(), *list = json_object_new_array();
-        const char *key = api == SHIM_API_OPENAI ? "data" : "embeddings", *model = NULL, *out;
+        const char *key = api == SHIM_API_OPENAI ? "data" : "embeddings", *model = NULL;
         int64_t total = 0, load = 0, count = 0, prompt_tokens = 0, total_tokens = 0;
-        size_t len;
 
         if (!merged || !list)
                 return -ENOMEM;
@@ -137,13 +127,5 @@ int shim_embed_merge(ShimApi api, json_object *const *answers, const ShimEmbedCh
                 json_object_object_add(merged, "load_duration", json_object_new_int64(load));
                 json_object_object_add(merged, "prompt_eval_count", json_object_new_int64(count));
         }
-        out = json_object_to_json_string_length(merged, JSON_C_TO_STRING_PLAIN, &len);
-        if (!out)
-                return -ENOMEM;
-        *ret = malloc(len + 1);
-        if (!*ret)
-                return -ENOMEM;
-        memcpy(*ret, out, len + 1);
-        *ret_size = len;
-        return 0;
+        return shim_json_write(merged, ret, ret_size);
 }

@@ -6,6 +6,7 @@
 
 #include "json-cleanup.h"
 #include "route-table.h"
+#include "shim-json.h"
 #include "shim-tags.h"
 
 static const char *entry_name(ShimApi api, json_object *e) {
@@ -25,13 +26,6 @@ static bool listed(ShimApi api, json_object *list, const char *name) {
                         return true;
         }
         return false;
-}
-
-static bool only_space(const char *s, size_t n) {
-        for (size_t i = 0; i < n; i++)
-                if (!IN_SET(s[i], ' ', '\t', '\r', '\n'))
-                        return false;
-        return true;
 }
 
 static int cmp_str(const void *a, const void *b) {
@@ -70,21 +64,16 @@ static json_object *openai_entry(const char *name) {
 int shim_tags_merge(ShimApi api, const char *local, size_t local_size, char *const *remote, size_t n_remote,
                     char **ret, size_t *ret_size) {
         _cleanup_(json_object_putp) json_object *root = NULL;
-        _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
         _cleanup_free_ char **sorted = NULL;
         json_object *list;
-        const char *out;
-        size_t len;
+        int r;
 
-        if (local_size > SHIM_TAGS_BODY_MAX || local_size > INT32_MAX)
+        if (local_size > SHIM_TAGS_BODY_MAX)
                 return -EBADMSG;
-        tok = json_tokener_new();
-        if (!tok)
-                return -ENOMEM;
-        root = json_tokener_parse_ex(tok, local, (int) local_size);
-        if (!root || json_tokener_get_error(tok) != json_tokener_success || !only_space(local + json_tokener_get_parse_end(tok),
-                                                                                        local_size - json_tokener_get_parse_end(tok)) ||
-            !json_object_is_type(root, json_type_object) ||
+        r = shim_json_parse(local, local_size, &root);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0 || !json_object_is_type(root, json_type_object) ||
             !json_object_object_get_ex(root, api == SHIM_API_OPENAI ? "data" : "models", &list) ||
             !json_object_is_type(list, json_type_array))
                 return -EBADMSG;
@@ -104,13 +93,5 @@ int shim_tags_merge(ShimApi api, const char *local, size_t local_size, char *con
                                                                        : ollama_entry(sorted[i])) < 0)
                         return -ENOMEM;
         }
-        out = json_object_to_json_string_length(root, JSON_C_TO_STRING_PLAIN, &len);
-        if (!out)
-                return -ENOMEM;
-        *ret = malloc(len + 1);
-        if (!*ret)
-                return -ENOMEM;
-        memcpy(*ret, out, len + 1);
-        *ret_size = len;
-        return 0;
+        return shim_json_write(root, ret, ret_size);
 }

@@ -10,6 +10,7 @@
 #include "json-cleanup.h"
 #include "log.h"
 #include "shim-embed.h"
+#include "shim-json.h"
 #include "shim-retry.h"
 #include "shimd-clients.h"
 #include "shimd-errors.h"
@@ -89,19 +90,18 @@ static void spread_reply(SpreadRequest *s, int status, const char *message, stru
         spread_free(s);
 }
 
-static json_object *parse_answer(FanoutPart *p) {
-        _cleanup_(json_tokener_freep) json_tokener *tok = json_tokener_new();
-        size_t len = p->answer ? evbuffer_get_length(p->answer) : 0;
-        json_object *o;
+/* A whole JSON document in b (an answer, a request body) of at most max bytes, or NULL. */
+static json_object *parse_evbuffer(struct evbuffer *b, size_t max) {
+        size_t len = b ? evbuffer_get_length(b) : 0;
+        json_object *o = NULL;
 
-        if (!tok || len == 0 || len > INT32_MAX)
+        if (len == 0 || len > max || shim_json_parse(evbuffer_pullup(b, -1), len, &o) < 0)
                 return NULL;
-        o = json_tokener_parse_ex(tok, (const char *) evbuffer_pullup(p->answer, -1), (int) len);
-        if (o && json_tokener_get_error(tok) != json_tokener_success) {
-                json_object_put(o);
-                return NULL;
-        }
         return o;
+}
+
+static json_object *parse_answer(FanoutPart *p) {
+        return parse_evbuffer(p->answer, FANOUT_ANSWER_MAX);
 }
 
 /* "a, b, c": the nodes that answered, for X-Mycelia-Served-By. */
@@ -262,22 +262,6 @@ static void spread_embed_done(Fanout *f, void *userdata) {
         spread_reply(s, 200, NULL, body, served);
 }
 
-/* The body as JSON, when it is small enough to split. */
-static json_object *parse_body(struct evbuffer *in) {
-        _cleanup_(json_tokener_freep) json_tokener *tok = json_tokener_new();
-        size_t len = evbuffer_get_length(in);
-        json_object *o;
-
-        if (!tok || len == 0 || len > SPREAD_EMBED_BODY_MAX)
-                return NULL;
-        o = json_tokener_parse_ex(tok, (const char *) evbuffer_pullup(in, -1), (int) len);
-        if (o && json_tokener_get_error(tok) != json_tokener_success) {
-                json_object_put(o);
-                return NULL;
-        }
-        return o;
-}
-
 static SpreadRequest *spread_new(Manager *m, struct evhttp_request *req, SpreadKind kind, const ShimRequestClass *cls,
                                  const char *model) {
         SpreadRequest *s = calloc(1, sizeof(*s));
@@ -310,7 +294,8 @@ static bool spread_embed(Manager *m, struct evhttp_request *req, const ShimReque
 
         if (!model || m->config->embed_split == 0)
                 return false;
-        body = parse_body(evhttp_request_get_input_buffer(req));
+        /* The body as JSON, when it is small enough to split. */
+        body = parse_evbuffer(evhttp_request_get_input_buffer(req), SPREAD_EMBED_BODY_MAX);
         if (!body || shim_embed_count(body, &n_inputs) < 0 || n_inputs <= m->config->embed_split) {
                 json_object_put(body);
                 return false;

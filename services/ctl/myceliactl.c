@@ -138,7 +138,7 @@ static int get_routes(sd_bus *bus, sd_bus_message **ret_reply, CtlRoute **ret, s
         size_t n = 0;
         int r;
 
-        r = sd_bus_get_property(bus, ROUTER1_BUS_NAME, ROUTER1_OBJECT_PATH, ROUTER1_BUS_NAME, "Nodes", &error, &reply,
+        r = sd_bus_get_property(bus, ROUTER1_BUS_NAME, ROUTER1_OBJECT_PATH, ROUTER1_INTERFACE, "Nodes", &error, &reply,
                                 "a(ssssuutas)");
         if (r < 0)
                 return call_failed(ROUTER1_BUS_NAME, &error, r);
@@ -200,7 +200,7 @@ static int get_cooling(sd_bus *bus, sd_bus_message **ret_reply, CtlCooling **ret
         size_t n = 0;
         int r;
 
-        r = sd_bus_get_property(bus, ROUTER1_BUS_NAME, ROUTER1_OBJECT_PATH, ROUTER1_BUS_NAME, "Cooling", &error,
+        r = sd_bus_get_property(bus, ROUTER1_BUS_NAME, ROUTER1_OBJECT_PATH, ROUTER1_INTERFACE, "Cooling", &error,
                                 &reply, "a(sst)");
         if (r < 0)
                 return r;
@@ -524,7 +524,7 @@ static int verb_route(sd_bus *bus, int argc, char **argv) {
         const char *id, *address, *reason;
         int r;
 
-        r = sd_bus_call_method(bus, ROUTER1_BUS_NAME, ROUTER1_OBJECT_PATH, ROUTER1_BUS_NAME, "Route", &error, &reply, "ssas",
+        r = sd_bus_call_method(bus, ROUTER1_BUS_NAME, ROUTER1_OBJECT_PATH, ROUTER1_INTERFACE, "Route", &error, &reply, "ssas",
                                argv[1], "", 0);
         if (r < 0) {
                 if (sd_bus_error_has_name(&error, ROUTER1_ERROR_NO_ROUTE)) {

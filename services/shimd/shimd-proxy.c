@@ -1116,15 +1116,12 @@ static void proxy_affinity_chain(ProxyRequest *p, struct evhttp_request *req) {
  * otherwise 404 in the endpoint's error form, and the request ends (returns -ENOENT). */
 static int proxy_pin(ProxyRequest *p, struct evhttp_request *req) {
         const char *pin = evhttp_find_header(evhttp_request_get_input_headers(req), SHIM_NODE_HEADER);
-        RouterTarget t = {};
         char message[256];
-        bool local;
         int r;
 
         if (!pin)
                 return 0;
-        r = strlen(pin) > 64 ? -ENOENT : router_cache_node(p->m->router, pin, p->model, &t, &local);
-        free(t.address);
+        r = strlen(pin) > 64 ? -ENOENT : router_cache_node(p->m->router, pin, p->model, NULL, NULL);
         if (r >= 0) {
                 p->pin = strdup(pin);
                 if (p->pin)

@@ -569,6 +569,8 @@ int router_cache_node(RouterCache *c, const char *id_or_name, const char *model,
         url = &c->urls[n - c->table.nodes];
         if (isempty(n->address) || url->port == 0)
                 return -EHOSTDOWN;
+        if (!ret)
+                return 0;
         *ret = (RouterTarget) { .address = strdup(n->address), .url = *url };
         if (!ret->address)
                 return -ENOMEM;

@@ -38,7 +38,7 @@ typedef struct RouterTarget {
 int router_cache_pick(RouterCache *c, const RoutePick *pick, RouterTarget *ret, const char **ret_reason);
 
 /* The node X-Mycelia-Node names (id or name), for pinning: 0 with *ret filled (its address
- * copied) and *ret_local set when it is this node; -ENOENT: no such node; -EHOSTDOWN: it is not
+ * copied; ret may be NULL to only check) and *ret_local set when it is this node; -ENOENT: no such node; -EHOSTDOWN: it is not
  * up; -ESRCH: model is given and the node does not serve it. */
 int router_cache_node(RouterCache *c, const char *id_or_name, const char *model, RouterTarget *ret, bool *ret_local);
 

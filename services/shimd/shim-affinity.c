@@ -79,10 +79,6 @@ void affinity_chain_anchor(AffinityChain *c) {
         c->anchor_blocks = c->n + (c->block_len > 0);
 }
 
-void affinity_chain_finish(AffinityChain *c) {
-        affinity_chain_anchor(c);
-}
-
 /* A content that is a string, or OpenAI's array of parts (text, image_url). */
 static int chain_add_content(AffinityChain *c, json_object *content) {
         int r = 0;
@@ -163,7 +159,7 @@ static int chain_from_messages(AffinityChain *c, json_object *messages) {
         }
         if (r < 0)
                 return r;
-        affinity_chain_finish(c);
+        affinity_chain_anchor(c);
         return 0;
 }
 
@@ -202,7 +198,7 @@ static int chain_from_prompt(AffinityChain *c, json_object *body) {
                 return r;
         if (!any)
                 return -ENOENT;
-        affinity_chain_finish(c);
+        affinity_chain_anchor(c);
         return 0;
 }
 

@@ -38,10 +38,9 @@ void affinity_chain_done(AffinityChain *c);
 /* Appends context bytes. -ENOMEM; bytes past AFFINITY_BLOCKS_MAX blocks are ignored. */
 int affinity_chain_add(AffinityChain *c, const void *data, size_t size);
 /* Here ends what identifies the conversation (the first user message): sets the anchor from
- * everything added so far. Later calls do nothing. */
+ * everything added so far. Later calls do nothing, so calling it again at the end of the
+ * context anchors a context that had no such point there. */
 void affinity_chain_anchor(AffinityChain *c);
-/* Sets the anchor at the end when no affinity_chain_anchor() came. */
-void affinity_chain_finish(AffinityChain *c);
 
 /* The chain of an Ollama or OpenAI request body (parsed JSON) for path:
  * /api/chat and /v1/chat/completions: the messages in order (role, content, images by digest),

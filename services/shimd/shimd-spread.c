@@ -35,7 +35,6 @@ struct SpreadRequest {
         struct evhttp_request *client;
         struct evhttp_connection *client_evcon;
         char *model;
-        json_object *body;              /* embed: the request */
         Fanout *fanout;
         ShimEmbedChunk chunks[FANOUT_PARTS_MAX];        /* embed: part i's inputs */
         /* embed: the nodes each part failed on (its retries). */
@@ -55,7 +54,6 @@ static void spread_free(SpreadRequest *s) {
         m->requests_active--;
         manager_drain_check(m);
         fanout_free(s->fanout);
-        json_object_put(s->body);
         free(s->model);
         free(s);
 }
@@ -287,7 +285,7 @@ static bool spread_embed(Manager *m, struct evhttp_request *req, const ShimReque
         RouterTarget targets[FANOUT_PARTS_MAX];
         unsigned weights[FANOUT_PARTS_MAX];
         ShimEmbedChunk chunks[FANOUT_PARTS_MAX];
-        json_object *body;
+        _cleanup_(json_object_putp) json_object *body = NULL;
         SpreadRequest *s;
         size_t n_inputs;
         int n;
@@ -296,15 +294,12 @@ static bool spread_embed(Manager *m, struct evhttp_request *req, const ShimReque
                 return false;
         /* The body as JSON, when it is small enough to split. */
         body = parse_evbuffer(evhttp_request_get_input_buffer(req), SPREAD_EMBED_BODY_MAX);
-        if (!body || shim_embed_count(body, &n_inputs) < 0 || n_inputs <= m->config->embed_split) {
-                json_object_put(body);
+        if (!body || shim_embed_count(body, &n_inputs) < 0 || n_inputs <= m->config->embed_split)
                 return false;
-        }
         n = router_cache_targets(m->router, model, targets, weights, ELEMENTSOF(targets));
         if (n < 2) {
                 for (int k = 0; k < n; k++)
                         free(targets[k].address);
-                json_object_put(body);
                 return false;
         }
         s = spread_new(m, req, SPREAD_EMBED, cls, model);
@@ -312,14 +307,13 @@ static bool spread_embed(Manager *m, struct evhttp_request *req, const ShimReque
                              spread_embed_done, s, &s->fanout) < 0) {
                 for (int k = 0; k < n; k++)
                         free(targets[k].address);
-                json_object_put(body);
                 if (s)
                         spread_free(s);
                 shim_reply_error(req, 500, cls->api == SHIM_API_OPENAI ? SHIM_ERROR_OPENAI : SHIM_ERROR_JSON,
                                  "out of memory", true);
                 return true;
         }
-        s->body = body;
+        /* The parsed request is only needed to cut the chunks; it is freed on return. */
         shim_embed_plan(n_inputs, weights, (size_t) n, chunks);
         for (int k = 0; k < n; k++) {
                 _cleanup_free_ char *text = NULL;

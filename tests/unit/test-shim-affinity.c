@@ -217,7 +217,7 @@ START_TEST(test_chain_bounded) {
         for (unsigned i = 0; i < 2 * AFFINITY_BLOCKS_MAX * AFFINITY_BLOCK_SIZE / sizeof(buf); i++)
                 ck_assert_int_eq(affinity_chain_add(&c, buf, sizeof(buf)), 0);
         ck_assert_uint_eq(c.n, AFFINITY_BLOCKS_MAX);
-        affinity_chain_finish(&c);
+        affinity_chain_anchor(&c);
         ck_assert_uint_ne(c.anchor, 0);
         affinity_chain_done(&c);
 }

@@ -202,15 +202,14 @@ static int chain_from_prompt(AffinityChain *c, json_object *body) {
         return 0;
 }
 
-int affinity_chain_from_request(AffinityChain *c, const char *path, json_object *body) {
+int affinity_chain_from_request(AffinityChain *c, AffinityContext kind, json_object *body) {
         json_object *messages;
 
-        if (!path || !json_object_is_type(body, json_type_object))
+        if (!json_object_is_type(body, json_type_object))
                 return -ENOENT;
-        if (json_object_object_get_ex(body, "messages", &messages) &&
-            (streq(path, "/api/chat") || streq(path, "/v1/chat/completions")))
+        if (kind == AFFINITY_CONTEXT_MESSAGES && json_object_object_get_ex(body, "messages", &messages))
                 return chain_from_messages(c, messages);
-        if (streq(path, "/api/generate") || streq(path, "/v1/completions"))
+        if (kind == AFFINITY_CONTEXT_PROMPT)
                 return chain_from_prompt(c, body);
         return -ENOENT;
 }

@@ -42,11 +42,18 @@ int affinity_chain_add(AffinityChain *c, const void *data, size_t size);
  * context anchors a context that had no such point there. */
 void affinity_chain_anchor(AffinityChain *c);
 
-/* The chain of an Ollama or OpenAI request body (parsed JSON) for path:
- * /api/chat and /v1/chat/completions: the messages in order (role, content, images by digest),
- * anchored after the first user message; /api/generate and /v1/completions: system, context
- * and prompt, anchored after the prompt. -ENOENT when the request carries no context. */
-int affinity_chain_from_request(AffinityChain *c, const char *path, json_object *body);
+/* What carries a request's context: the messages of /api/chat and /v1/chat/completions, the
+ * system, context and prompt of /api/generate and /v1/completions, or nothing. */
+typedef enum AffinityContext {
+        AFFINITY_CONTEXT_NONE,
+        AFFINITY_CONTEXT_MESSAGES,
+        AFFINITY_CONTEXT_PROMPT,
+} AffinityContext;
+
+/* The chain of a request body (parsed JSON): the messages in order (role, content, images by
+ * digest), anchored after the first user message; or system, context and prompt, anchored after
+ * the prompt. -ENOENT when the request carries no context. */
+int affinity_chain_from_request(AffinityChain *c, AffinityContext kind, json_object *body);
 /* The chain of an explicit key (X-Mycelia-Affinity): one anchor, no blocks. */
 int affinity_chain_from_key(AffinityChain *c, const char *key);
 

@@ -31,6 +31,26 @@ static const EndpointInfo endpoints[] = {
         { "/api/create",          false, true },
 };
 
+/* The path of a request target, and its length: absolute-form targets ("http://host/path") by
+ * their path, the query and fragment left out. */
+static const char *uri_path(const char *uri, size_t *ret_len) {
+        if (strncasecmp(uri, "http://", 7) == 0) {
+                const char *slash = strchr(uri + 7, '/');
+                uri = slash ?: "/";
+        }
+        *ret_len = strcspn(uri, "?#");
+        return uri;
+}
+
+bool shim_uri_is(const char *uri, const char *path) {
+        size_t len;
+
+        if (!uri)
+                return false;
+        uri = uri_path(uri, &len);
+        return len == strlen(path) && strneq(uri, path, len);
+}
+
 void shim_request_classify(const char *method, const char *uri, ShimRequestClass *ret) {
         size_t len;
 
@@ -38,12 +58,7 @@ void shim_request_classify(const char *method, const char *uri, ShimRequestClass
         if (!uri)
                 return;
 
-        /* Absolute-form targets ("http://host/path") are classified by their path. */
-        if (strncasecmp(uri, "http://", 7) == 0) {
-                const char *slash = strchr(uri + 7, '/');
-                uri = slash ?: "/";
-        }
-        len = strcspn(uri, "?#");
+        uri = uri_path(uri, &len);
 
         if (strneq(uri, "/v1/", 4) || (len == 3 && strneq(uri, "/v1", 3)))
                 ret->api = SHIM_API_OPENAI;

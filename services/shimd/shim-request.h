@@ -39,6 +39,9 @@ typedef struct ShimRequestClass {
         bool streams;           /* the endpoint streams by default (stream absent or true) */
 } ShimRequestClass;
 
+/* Whether the request target uri (query allowed, absolute form too) is path. */
+bool shim_uri_is(const char *uri, const char *path);
+
 /* method as on the wire ("POST"); uri is the request target, query allowed. */
 void shim_request_classify(const char *method, const char *uri, ShimRequestClass *ret);
 

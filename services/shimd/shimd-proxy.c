@@ -814,12 +814,11 @@ static void proxy_finish_merged_tags(ProxyRequest *p) {
 /* A pull, push, create, delete or copy that this node's Ollama carried out. */
 static bool proxy_changed_local_models(const ProxyRequest *p) {
         static const char *const paths[] = { "/api/pull", "/api/create", "/api/delete", "/api/copy", "/api/push" };
-        size_t len = strcspn(p->uri, "?");
 
         if (p->status < 200 || p->status >= 300 || (!isempty(p->node_id) && !streq(p->node_id, p->m->node_id)))
                 return false;
         for (size_t i = 0; i < ELEMENTSOF(paths); i++)
-                if (len == strlen(paths[i]) && strneq(p->uri, paths[i], len))
+                if (shim_uri_is(p->uri, paths[i]))
                         return true;
         return false;
 }
@@ -1081,21 +1080,19 @@ static void proxy_affinity_chain(ProxyRequest *p, struct evhttp_request *req) {
         _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
         struct iovec small[16], *vec, *heap = NULL;
         json_object *obj = NULL;
-        char path[64];
-        size_t len;
+        AffinityContext kind;
         int n;
 
         if (key) {
                 (void) affinity_chain_from_key(&p->chain, key);
                 return;
         }
-        if (evbuffer_get_length(body) > SHIM_AFFINITY_BODY_MAX)
+        /* Only what carries a context is parsed (an embedding request is not, here). */
+        kind = shim_uri_is(p->uri, "/api/chat") || shim_uri_is(p->uri, "/v1/chat/completions") ? AFFINITY_CONTEXT_MESSAGES
+             : shim_uri_is(p->uri, "/api/generate") || shim_uri_is(p->uri, "/v1/completions") ? AFFINITY_CONTEXT_PROMPT
+             : AFFINITY_CONTEXT_NONE;
+        if (kind == AFFINITY_CONTEXT_NONE || evbuffer_get_length(body) > SHIM_AFFINITY_BODY_MAX)
                 return;
-        len = strcspn(p->uri, "?");
-        if (len >= sizeof(path))
-                return;
-        memcpy(path, p->uri, len);
-        path[len] = '\0';
         tok = json_tokener_new();
         n = tok ? shim_evbuffer_iovecs(body, small, ELEMENTSOF(small), &vec, &heap) : -ENOMEM;
         for (int i = 0; i < n; i++) {
@@ -1105,7 +1102,7 @@ static void proxy_affinity_chain(ProxyRequest *p, struct evhttp_request *req) {
                         break;
         }
         free(heap);
-        if (obj && affinity_chain_from_request(&p->chain, path, obj) < 0) {
+        if (obj && affinity_chain_from_request(&p->chain, kind, obj) < 0) {
                 affinity_chain_done(&p->chain);
                 affinity_chain_init(&p->chain);
         }
@@ -1235,12 +1232,8 @@ void proxy_handle_request(struct evhttp_request *req, void *userdata) {
                 return;
         }
         /* The mesh's model list: this node's, with the models only peers serve. */
-        if (l->kind == SHIM_LISTENER_API && method == EVHTTP_REQ_GET && !p->pin && router_cache_loaded(m->router)) {
-                size_t len = strcspn(uri, "?");
-
-                p->merge_tags = (len == strlen("/api/tags") && strneq(uri, "/api/tags", len)) ||
-                                (len == strlen("/v1/models") && strneq(uri, "/v1/models", len));
-        }
+        if (l->kind == SHIM_LISTENER_API && method == EVHTTP_REQ_GET && !p->pin && router_cache_loaded(m->router))
+                p->merge_tags = shim_uri_is(uri, "/api/tags") || shim_uri_is(uri, "/v1/models");
 
         proxy_watch_client(p);
         if (proxy_pick_first(p) < 0) {

@@ -377,13 +377,11 @@ static bool spread_ps(Manager *m, struct evhttp_request *req, const ShimRequestC
 bool spread_handle(Manager *m, struct evhttp_request *req, const ShimRequestClass *cls, const char *path,
                    const char *model) {
         enum evhttp_cmd_type method = evhttp_request_get_command(req);
-        size_t len = strcspn(path, "?");
 
-        if (method == EVHTTP_REQ_GET && len == strlen("/api/ps") && strneq(path, "/api/ps", len))
+        if (method == EVHTTP_REQ_GET && shim_uri_is(path, "/api/ps"))
                 return spread_ps(m, req, cls);
         if (method == EVHTTP_REQ_POST && cls->routing == SHIM_ROUTING_BY_MODEL &&
-            ((len == strlen("/api/embed") && strneq(path, "/api/embed", len)) ||
-             (len == strlen("/v1/embeddings") && strneq(path, "/v1/embeddings", len))))
+            (shim_uri_is(path, "/api/embed") || shim_uri_is(path, "/v1/embeddings")))
                 return spread_embed(m, req, cls, model);
         return false;
 }

@@ -12,9 +12,9 @@
 /* How long /api/ps waits for a node; a slower one is left out (and logged). */
 #define SPREAD_PS_TIMEOUT_USEC (2 * USEC_PER_SEC)
 
-/* Takes req when it is such a request (path without the query; model: from the body, or NULL)
- * and answers it, now or when the nodes have; returns true then. Returns false for everything
- * else, which the relay serves. */
+/* Takes req when it is such a request (path: its target, query allowed; model: from the body,
+ * or NULL) and answers it, now or when the nodes have; returns true then. Returns false for
+ * everything else, which the relay serves. */
 bool spread_handle(Manager *m, struct evhttp_request *req, const ShimRequestClass *cls, const char *path,
                    const char *model);
 

@@ -42,18 +42,18 @@ static json_object *chat(const char *topic, unsigned turns) {
         return body;
 }
 
-static void chain_of(AffinityChain *c, const char *path, json_object *body) {
+static void chain_of(AffinityChain *c, AffinityContext kind, json_object *body) {
         affinity_chain_init(c);
-        ck_assert_int_eq(affinity_chain_from_request(c, path, body), 0);
+        ck_assert_int_eq(affinity_chain_from_request(c, kind, body), 0);
         json_object_put(body);
 }
 
 START_TEST(test_turns_extend_one_chain) {
         AffinityChain t1, t5, other;
 
-        chain_of(&t1, "/api/chat", chat("whales", 1));
-        chain_of(&t5, "/api/chat", chat("whales", 5));
-        chain_of(&other, "/v1/chat/completions", chat("volcanoes", 1));
+        chain_of(&t1, AFFINITY_CONTEXT_MESSAGES, chat("whales", 1));
+        chain_of(&t5, AFFINITY_CONTEXT_MESSAGES, chat("whales", 5));
+        chain_of(&other, AFFINITY_CONTEXT_MESSAGES, chat("volcanoes", 1));
 
         ck_assert_uint_ge(t1.n, 4096 / AFFINITY_BLOCK_SIZE);
         ck_assert_uint_gt(t5.n, t1.n);
@@ -79,11 +79,11 @@ START_TEST(test_holder_longest_prefix_not_shared_start) {
         size_t blocks = 99;
 
         ck_assert_int_eq(affinity_index_new(1024, &x), 0);
-        chain_of(&a1, "/api/chat", chat("whales", 1));
-        chain_of(&a2, "/api/chat", chat("whales", 2));
-        chain_of(&a3, "/api/chat", chat("whales", 3));
-        chain_of(&b1, "/api/chat", chat("volcanoes", 1));
-        chain_of(&b2, "/api/chat", chat("volcanoes", 2));
+        chain_of(&a1, AFFINITY_CONTEXT_MESSAGES, chat("whales", 1));
+        chain_of(&a2, AFFINITY_CONTEXT_MESSAGES, chat("whales", 2));
+        chain_of(&a3, AFFINITY_CONTEXT_MESSAGES, chat("whales", 3));
+        chain_of(&b1, AFFINITY_CONTEXT_MESSAGES, chat("volcanoes", 1));
+        chain_of(&b2, AFFINITY_CONTEXT_MESSAGES, chat("volcanoes", 2));
 
         ck_assert_ptr_null(affinity_index_holder(x, &a1, NULL));
         ck_assert_int_eq(affinity_index_learn(x, &a1, NODE_A), 0);
@@ -174,8 +174,8 @@ START_TEST(test_generate_and_images) {
         json_object_object_add(g, "system", json_object_new_string("be brief"));
         json_object_object_add(g, "prompt", json_object_new_string("why is the sky blue?"));
         h = json_object_get(g);
-        chain_of(&a, "/api/generate", g);
-        chain_of(&b, "/api/generate", h);
+        chain_of(&a, AFFINITY_CONTEXT_PROMPT, g);
+        chain_of(&b, AFFINITY_CONTEXT_PROMPT, h);
         ck_assert_uint_eq(a.anchor, b.anchor);
         affinity_chain_done(&b);
 
@@ -187,8 +187,8 @@ START_TEST(test_generate_and_images) {
         json_object_object_add(json_object_array_get_idx(json_object_object_get(g, "messages"), 1), "images", img1);
         h = chat("pictures", 1);
         json_object_object_add(json_object_array_get_idx(json_object_object_get(h, "messages"), 1), "images", img2);
-        chain_of(&b, "/api/chat", g);
-        chain_of(&c, "/api/chat", h);
+        chain_of(&b, AFFINITY_CONTEXT_MESSAGES, g);
+        chain_of(&c, AFFINITY_CONTEXT_MESSAGES, h);
         ck_assert_uint_ne(b.anchor, c.anchor);
         affinity_chain_done(&b);
         affinity_chain_done(&c);
@@ -197,9 +197,9 @@ START_TEST(test_generate_and_images) {
         affinity_chain_init(&c);
         g = json_object_new_object();
         json_object_object_add(g, "model", json_object_new_string("m"));
-        ck_assert_int_eq(affinity_chain_from_request(&c, "/api/generate", g), -ENOENT);
-        ck_assert_int_eq(affinity_chain_from_request(&c, "/api/chat", g), -ENOENT);
-        ck_assert_int_eq(affinity_chain_from_request(&c, "/api/embed", g), -ENOENT);
+        ck_assert_int_eq(affinity_chain_from_request(&c, AFFINITY_CONTEXT_PROMPT, g), -ENOENT);
+        ck_assert_int_eq(affinity_chain_from_request(&c, AFFINITY_CONTEXT_MESSAGES, g), -ENOENT);
+        ck_assert_int_eq(affinity_chain_from_request(&c, AFFINITY_CONTEXT_NONE, g), -ENOENT);
         ck_assert_int_eq(affinity_chain_from_key(&c, ""), -ENOENT);
         json_object_put(g);
         affinity_chain_done(&c);

@@ -329,6 +329,18 @@ START_TEST(test_limits) {
 }
 END_TEST
 
+START_TEST(test_uri_is) {
+        ck_assert(shim_uri_is("/api/tags", "/api/tags"));
+        ck_assert(shim_uri_is("/api/tags?x=1", "/api/tags"));
+        ck_assert(shim_uri_is("/api/tags#f", "/api/tags"));
+        ck_assert(shim_uri_is("http://127.0.0.1:11434/api/ps?", "/api/ps"));
+        ck_assert(!shim_uri_is("/api/tags/", "/api/tags"));
+        ck_assert(!shim_uri_is("/api/tag", "/api/tags"));
+        ck_assert(!shim_uri_is("/api/tagsx", "/api/tags"));
+        ck_assert(!shim_uri_is(NULL, "/api/tags"));
+}
+END_TEST
+
 static Suite *shim_request_suite(void) {
         Suite *s = suite_create("shim-request");
         TCase *tc = tcase_create("core");
@@ -342,6 +354,7 @@ static Suite *shim_request_suite(void) {
         tcase_add_test(tc, test_header_classify);
         tcase_add_test(tc, test_url_parse);
         tcase_add_test(tc, test_limits);
+        tcase_add_test(tc, test_uri_is);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -333,11 +333,21 @@ class Gossip(unittest.TestCase):
     def test_09_socket_activation(self):
         """The "gossip" fds (one UDP, one TCP) are used instead of binding --gossip."""
         import fcntl
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        u.bind(('127.0.0.1', 0))
-        port = u.getsockname()[1]
-        t.bind(('127.0.0.1', port))
+        # One port number for UDP and TCP: the kernel picks a free UDP port, whose TCP twin
+        # another test running beside this one may hold; then try another (at most 50 times).
+        for _ in range(50):
+            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            u.bind(('127.0.0.1', 0))
+            port = u.getsockname()[1]
+            try:
+                t.bind(('127.0.0.1', port))
+                break
+            except OSError:
+                u.close()
+                t.close()
+        else:
+            self.fail('no port number free for both UDP and TCP in 50 tries')
         t.listen(16)
         # Out of the way of 3 and 4, where the wrapper puts them for LISTEN_FDS.
         fd_u, fd_t = fcntl.fcntl(u.fileno(), fcntl.F_DUPFD, 20), fcntl.fcntl(t.fileno(), fcntl.F_DUPFD, 20)

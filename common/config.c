@@ -53,6 +53,7 @@ static const ConfigOption config_options[] = {
         O("router", "retries", "retries", CONFIG_UINT, route_retries, "2", "a request that fails before its first byte (refused, reset, 5xx, timeout) is retried on this many other nodes at most (up to 7)"),
         O("router", "embed_split", "embed-split", CONFIG_UINT, embed_split, "64", "embeddings of more inputs than this are split over the nodes serving the model (0: never)"),
         O("router", "gravity_eps", "gravity-eps", CONFIG_STRING, gravity_eps, "0.25", "gravity: a context stays on its node while that node has at most (1 + eps) times the mean load"),
+        O("router", "cooling_wait", "cooling-wait", CONFIG_DURATION, cooling_wait, "10s", "when every node serving a model cools down, a request waits this long at most for the first to recover"),
         O("router", "tags_interval", "tags-interval", CONFIG_DURATION, tags_interval, "10s", "how often the upstream's model list is refreshed"),
         O("router", "probe_interval", "probe-interval", CONFIG_DURATION, probe_interval, "1s", "how often a down upstream is probed"),
         O("gossip", "listen", "gossip", CONFIG_STRING, gossip_listen, "0.0.0.0:11436", "ADDR:PORT of SWIM gossip (UDP) and push-pull (TCP)"),

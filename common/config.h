@@ -38,6 +38,7 @@ typedef struct MyceliaConfig {
         unsigned embed_split;     /* split embedding requests with more inputs over nodes; 0: never */
         unsigned route_retries;   /* retries before the first byte, on other nodes */
         char *gravity_eps;        /* decimal, > 0 and <= 10; parsed by shimd */
+        usec_t cooling_wait;      /* every node serving a model cools down: wait this long at most for one */
         usec_t tags_interval;     /* how often the upstream's /api/tags is re-read */
         usec_t probe_interval;    /* how often a down upstream is probed */
         /* [gossip] */

@@ -187,25 +187,34 @@ static bool less_loaded(const RouteNode *a, const RouteNode *b) {
                (route_node_load(a) == route_node_load(b) && a->ttfb_ewma_usec < b->ttfb_ewma_usec);
 }
 
-/* Lower is better: the EWMA of time to first token, scaled by the queue a request would join
- * (one node with 2 in flight and 100 ms is as good as an idle one with 300 ms). A node never
- * measured counts as fast, so it gets measured. */
-static uint64_t latency_cost(const RouteNode *n) {
-        return (uint64_t) n->ttfb_ewma_usec * (1 + (uint64_t) n->in_flight / (n->capacity ?: 1));
+/* Lower is better: the time a request is expected to take there (the caller's estimate for the
+ * model, from time to first token and tokens/s; else the EWMA of time to first token), scaled by
+ * the queue it would join (one node with 2 in flight and 100 ms is as good as an idle one with
+ * 300 ms). A node never measured counts as fast, so it gets measured. */
+static uint64_t latency_cost(const RouteNode *n, const RoutePick *pick) {
+        usec_t t = pick->service_time ? pick->service_time(n, pick->model, pick->service_time_userdata) : 0;
+
+        return (uint64_t) (t ?: n->ttfb_ewma_usec) * (1 + (uint64_t) n->in_flight / (n->capacity ?: 1));
 }
 
-/* Power of two choices: two distinct candidates drawn from random, the better one by less.
+static bool lower_latency(const RouteNode *a, const RouteNode *b, const RoutePick *pick) {
+        uint64_t ca = latency_cost(a, pick), cb = latency_cost(b, pick);
+
+        return ca < cb || (ca == cb && less_loaded(a, b));
+}
+
+/* Power of two choices: two distinct candidates drawn from random, the one of lower latency.
  * Spreads like least-loaded without herding onto one node between two table updates. */
-static RouteNode *two_choices(RouteNode **c, size_t n, uint64_t random, bool (*better)(const RouteNode *, const RouteNode *)) {
+static RouteNode *faster_of_two(RouteNode **c, size_t n, const RoutePick *pick) {
         size_t i, j;
 
         if (n == 1)
                 return c[0];
-        i = (size_t) (random % n);
-        j = (size_t) ((random >> 32) % (n - 1));
+        i = (size_t) (pick->random % n);
+        j = (size_t) ((pick->random >> 32) % (n - 1));
         if (j >= i)
                 j++;
-        return better(c[j], c[i]) ? c[j] : c[i];
+        return lower_latency(c[j], c[i], pick) ? c[j] : c[i];
 }
 
 /* The least loaded (ties to the faster first token); among nodes equal in both, one at random,
@@ -227,10 +236,6 @@ static RouteNode *least_loaded(RouteNode **c, size_t n, uint64_t random) {
                 if (!less_loaded(best, c[i]) && !less_loaded(c[i], best) && k-- == 0)
                         return c[i];
         return best;
-}
-
-static bool lower_latency(const RouteNode *a, const RouteNode *b) {
-        return latency_cost(a) < latency_cost(b) || (latency_cost(a) == latency_cost(b) && less_loaded(a, b));
 }
 
 uint64_t route_rendezvous_score(const char *node_id, uint64_t anchor) {
@@ -282,6 +287,25 @@ static RouteNode *gravity(RouteNode **c, size_t n, const RoutePick *pick, const 
         return best ?: least_loaded(c, n, pick->random);
 }
 
+/* Among cooling nodes, the one whose cooling ends first (0: half-open, tried now); ties go to
+ * one of them at random, so that one recovering node is not the only probe target. */
+static RouteNode *first_to_recover(RouteNode **c, size_t n, uint64_t random) {
+        usec_t first = c[0]->cooling_until;
+        size_t n_first = 1, k;
+
+        for (size_t i = 1; i < n; i++)
+                if (c[i]->cooling_until < first) {
+                        first = c[i]->cooling_until;
+                        n_first = 1;
+                } else if (c[i]->cooling_until == first)
+                        n_first++;
+        k = (size_t) (random % n_first);
+        for (size_t i = 0; i < n; i++)
+                if (c[i]->cooling_until == first && k-- == 0)
+                        return c[i];
+        return c[0];
+}
+
 int route_table_pick_for(RouteTable *t, const RoutePick *pick, RouteNode **ret_node, const char **ret_reason) {
         RouteNode *c[ROUTE_MAX_NODES], *best = NULL;
         bool cooling;
@@ -292,8 +316,8 @@ int route_table_pick_for(RouteTable *t, const RoutePick *pick, RouteNode **ret_n
                 return -ENOENT;
         }
         if (cooling) {
-                *ret_node = c[pick->random % n];
-                *ret_reason = "every node serving the model is cooling down: trying one";
+                *ret_node = first_to_recover(c, n, pick->random);
+                *ret_reason = "every node serving the model is cooling down: the first to recover";
                 return 0;
         }
         if (n == 1) {
@@ -311,7 +335,7 @@ int route_table_pick_for(RouteTable *t, const RoutePick *pick, RouteNode **ret_n
                 *ret_reason = "least loaded";
                 break;
         case ROUTE_POLICY_LATENCY:
-                best = two_choices(c, n, pick->random, lower_latency);
+                best = faster_of_two(c, n, pick);
                 *ret_reason = "faster of two";
                 break;
         case ROUTE_POLICY_LOCAL_FIRST:

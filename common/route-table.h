@@ -28,6 +28,7 @@ typedef struct RouteNode {
         bool up;
         bool cooling;       /* not up because routerd cools it down (Router1.Nodes "cooling"):
                              * a last resort when no node serving the model is up */
+        usec_t cooling_until;   /* when it is tried again (CLOCK_REALTIME, Router1.Cooling); 0: now */
         bool local;         /* this node's own Ollama */
         unsigned in_flight;
         unsigned capacity;  /* 0: unknown */
@@ -78,10 +79,15 @@ typedef struct RoutePick {
         uint64_t anchor;
         double eps;                     /* bounded-load slack; <= 0 means the default */
         uint64_t random;                /* for the power of two choices */
+        /* Latency: the expected time a request for the model takes on n, without queueing (0:
+         * not known, then n's time to first byte counts); NULL: time to first byte only. */
+        usec_t (*service_time)(const RouteNode *n, const char *model, void *userdata);
+        void *service_time_userdata;
 } RoutePick;
 
 /* Picks a live node serving the model under the policy. Returns -ENOENT when there is none.
- * ret_reason is a static string saying why this node. */
+ * When every candidate is cooling down, the one that recovers first (the caller may wait for
+ * it: cooling_until). ret_reason is a static string saying why this node. */
 int route_table_pick_for(RouteTable *t, const RoutePick *pick, RouteNode **ret_node, const char **ret_reason);
 
 /* The node whose id or name is id_or_name, or NULL. */

@@ -23,6 +23,7 @@ static const sd_bus_vtable shim_vtable[] = {
         SD_BUS_PROPERTY("RejectedUnauthenticated", "t", NULL, offsetof(Manager, counters.rejected_unauthenticated), 0),
         SD_BUS_PROPERTY("ClientCancelled", "t", NULL, offsetof(Manager, counters.client_cancelled), 0),
         SD_BUS_PROPERTY("UpstreamErrors", "t", NULL, offsetof(Manager, counters.upstream_errors), 0),
+        SD_BUS_PROPERTY("CoolingWaits", "t", NULL, offsetof(Manager, counters.cooling_waits), 0),
         SD_BUS_PROPERTY("BytesToClients", "t", NULL, offsetof(Manager, counters.bytes_to_clients), 0),
         SD_BUS_VTABLE_END,
 };

@@ -53,6 +53,7 @@ typedef struct ShimCounters {
         uint64_t rejected_unauthenticated; /* mesh listener: no valid X-Mycelia-Auth */
         uint64_t client_cancelled;
         uint64_t upstream_errors;
+        uint64_t cooling_waits;   /* requests that waited for a cooling node to recover */
         uint64_t bytes_to_clients;
 } ShimCounters;
 

@@ -80,6 +80,8 @@ struct ProxyRequest {
         bool force_fresh;
         bool node_lost;         /* the attempt was cut because its node left the table */
         int up_error;           /* enum evhttp_request_error, -1 when none (or connect failed) */
+        usec_t wait_usec;       /* the target cools down: the attempt starts after this long */
+        struct event wait_event;
         ShimHttpBody body;
         ShimRetry retry;
 
@@ -197,6 +199,7 @@ static void proxy_free(ProxyRequest *p) {
         m->requests_active--;
         manager_drain_check(m);
         (void) event_del(&p->flush_event);
+        (void) event_del(&p->wait_event);
         if (p->pending)
                 evbuffer_free(p->pending);
         affinity_chain_done(&p->chain);
@@ -274,6 +277,7 @@ static int proxy_set_target(ProxyRequest *p, RouterTarget *t) {
         p->url = t->url;
         snprintf(p->node_id, sizeof(p->node_id), "%s", t->node_id);
         snprintf(p->served_by, sizeof(p->served_by), "%s", t->name);
+        p->wait_usec = t->wait_usec;
         shim_retry_target(&p->retry, t->node_id);
         return 0;
 }
@@ -551,6 +555,18 @@ static void proxy_fail_mid_stream(ProxyRequest *p);
 static void proxy_finish(ProxyRequest *p);
 
 static void proxy_start(ProxyRequest *p) {
+        /* Every node serving the model cools down and the first recovers soon: wait for it rather
+         * than fail now (docs/routing-policies.md). The client going away frees p, and the timer. */
+        if (p->wait_usec > 0) {
+                struct timeval tv = { .tv_sec = p->wait_usec / USEC_PER_SEC, .tv_usec = p->wait_usec % USEC_PER_SEC };
+
+                log_debug("Request %" PRIu64 ": every node serving %s cools down; waiting %" PRIu64 " ms for %s.",
+                          p->id, strempty(p->model), p->wait_usec / USEC_PER_MSEC, p->served_by);
+                p->wait_usec = 0;
+                p->m->counters.cooling_waits++;
+                evtimer_add(&p->wait_event, &tv);
+                return;
+        }
         for (;;) {
                 if (proxy_attempt(p) >= 0)
                         return;
@@ -560,6 +576,10 @@ static void proxy_start(ProxyRequest *p) {
                         return;
                 }
         }
+}
+
+static void proxy_wait_cb(evutil_socket_t fd, short what, void *userdata) {
+        proxy_start(userdata);
 }
 
 /* The current attempt failed (p->up_error says how). */
@@ -1210,6 +1230,7 @@ void proxy_handle_request(struct evhttp_request *req, void *userdata) {
         p->t_start = now_usec();
         p->up_error = -1;
         (void) event_assign(&p->flush_event, m->base, -1, 0, proxy_flush_cb, p);
+        (void) evtimer_assign(&p->wait_event, m->base, proxy_wait_cb, p);
         shim_stream_init(&p->stream, SHIM_STREAM_RAW);
         evhttp_connection_get_peer(p->client_evcon, &host, &port);
         snprintf(p->peer, sizeof(p->peer), "%s:%u", strempty(host), port);

@@ -8,6 +8,7 @@
 
 #include "bus-names.h"
 #include "log.h"
+#include "shim-latency.h"
 #include "shimd-router-cache.h"
 
 /* One entry of the next report. Successful outcomes of the same (node, model, status) within
@@ -27,6 +28,12 @@ typedef struct Outcome {
 
 /* Successful entries searched for folding; beyond that, outcomes get entries of their own. */
 #define ROUTER_REPORT_MAX_FOLDED 64
+
+/* A node routerd cools down (Router1.Cooling), and until when (CLOCK_REALTIME; 0: half-open). */
+typedef struct CoolingNode {
+        char node_id[NODE_ID_LEN + 1];
+        usec_t until;
+} CoolingNode;
 
 typedef struct InFlight {
         char node_id[NODE_ID_LEN + 1];
@@ -57,6 +64,10 @@ struct RouterCache {
         InFlight *in_flight;
         size_t n_in_flight;
         struct event *report_timer;
+
+        CoolingNode *cooling;   /* Router1.Cooling, at most ROUTE_MAX_NODES */
+        size_t n_cooling;
+        ShimLatency latency;    /* this shim's own measurements, for the latency policy */
 };
 
 static void outcome_done(Outcome *o) {
@@ -189,8 +200,10 @@ int router_cache_new(Manager *m, RouterCacheNodeLostFn node_lost, void *userdata
                 c->policy = ROUTE_POLICY_ROUND_ROBIN;
         c->outcomes = calloc(ROUTER_REPORT_MAX_OUTCOMES, sizeof(Outcome));
         c->in_flight = calloc(ROUTE_MAX_NODES, sizeof(InFlight));
+        c->cooling = calloc(ROUTE_MAX_NODES, sizeof(CoolingNode));
+        shim_latency_init(&c->latency);
         c->report_timer = evtimer_new(m->base, router_cache_report_cb, c);
-        if (!c->outcomes || !c->in_flight || !c->report_timer) {
+        if (!c->outcomes || !c->in_flight || !c->cooling || !c->report_timer) {
                 router_cache_free(c);
                 return -ENOMEM;
         }
@@ -208,6 +221,8 @@ RouterCache *router_cache_free(RouterCache *c) {
                 outcome_done(&c->outcomes[i]);
         free(c->outcomes);
         free(c->in_flight);
+        free(c->cooling);
+        shim_latency_done(&c->latency);
         free(c->urls);
         if (c->report_timer)
                 event_free(c->report_timer);
@@ -281,6 +296,41 @@ fail:
         return r;
 }
 
+/* Sets each node's cooling deadline from the last Router1.Cooling. */
+static void router_cache_apply_cooling(RouterCache *c, RouteTable *t) {
+        for (size_t i = 0; i < t->n_nodes; i++) {
+                t->nodes[i].cooling_until = 0;
+                for (size_t k = 0; k < c->n_cooling; k++)
+                        if (streq(c->cooling[k].node_id, t->nodes[i].id)) {
+                                t->nodes[i].cooling_until = c->cooling[k].until;
+                                break;
+                        }
+        }
+}
+
+/* Reads a(sst): (node id, "open" or "half-open", until). */
+static int router_cache_parse_cooling(RouterCache *c, sd_bus_message *msg) {
+        const char *id, *state;
+        uint64_t until;
+        int r;
+
+        c->n_cooling = 0;
+        r = sd_bus_message_enter_container(msg, 'a', "(sst)");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_read(msg, "(sst)", &id, &state, &until)) > 0)
+                if (c->n_cooling < ROUTE_MAX_NODES && strlen(id) == NODE_ID_LEN) {
+                        CoolingNode *n = &c->cooling[c->n_cooling++];
+
+                        snprintf(n->node_id, sizeof(n->node_id), "%s", id);
+                        n->until = streq(state, "open") ? until : 0;
+                }
+        if (r < 0)
+                return r;
+        router_cache_apply_cooling(c, &c->table);
+        return sd_bus_message_exit_container(msg);
+}
+
 /* A peer that was up in the old table and is gone from the new one, or down in it. */
 typedef struct LostNode {
         char id[NODE_ID_LEN + 1];
@@ -348,6 +398,7 @@ static int router_cache_replace_table(RouterCache *c, RouteTable *t) {
         /* Keep the round-robin position: a table update must not send the next requests all to
          * the first node again. */
         t->round_robin_cursor = c->table.round_robin_cursor;
+        router_cache_apply_cooling(c, t);
         t->generation = c->table.generation + 1;
         route_table_clear(&c->table);
         free(c->urls);
@@ -356,8 +407,12 @@ static int router_cache_replace_table(RouterCache *c, RouteTable *t) {
         log_debug("Routing table: %zu nodes.", c->table.n_nodes);
 
         /* With the new table in place (retries pick from it): stop waiting on peers that are gone. */
-        for (size_t i = 0; c->node_lost && i < n_lost; i++)
-                c->node_lost(lost[i].id, lost[i].hostport, lost[i].removed, c->node_lost_userdata);
+        for (size_t i = 0; i < n_lost; i++) {
+                if (lost[i].removed)
+                        shim_latency_forget(&c->latency, lost[i].id);
+                if (c->node_lost)
+                        c->node_lost(lost[i].id, lost[i].hostport, lost[i].removed, c->node_lost_userdata);
+        }
         return 0;
 }
 
@@ -379,6 +434,15 @@ static int router_cache_read_property(RouterCache *c, sd_bus_message *msg, const
                         route_table_clear(&t);
                         return r;
                 }
+                return sd_bus_message_exit_container(msg);
+        }
+        if (streq(name, "Cooling")) {
+                r = sd_bus_message_enter_container(msg, 'v', "a(sst)");
+                if (r < 0)
+                        return r;
+                r = router_cache_parse_cooling(c, msg);
+                if (r < 0)
+                        return r;
                 return sd_bus_message_exit_container(msg);
         }
         if (streq(name, "Policy")) {
@@ -642,8 +706,15 @@ RoutePolicy router_cache_policy(RouterCache *c) {
         return c->policy;
 }
 
+static usec_t router_cache_service_time(const RouteNode *n, const char *model, void *userdata) {
+        RouterCache *c = userdata;
+
+        return shim_latency_expected(&c->latency, n->id, model);
+}
+
 int router_cache_pick(RouterCache *c, const RoutePick *pick, RouterTarget *ret, const char **ret_reason) {
         RoutePick p = *pick;
+        usec_t wait = 0;
         const HttpBaseUrl *url;
         RouteNode *n;
         char *address;
@@ -658,16 +729,26 @@ int router_cache_pick(RouterCache *c, const RoutePick *pick, RouterTarget *ret, 
         p.random = (c->random ^ (c->random >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
         p.random = (p.random ^ (p.random >> 27)) * UINT64_C(0x94d049bb133111eb);
         p.random ^= p.random >> 31;
+        p.service_time = router_cache_service_time;
+        p.service_time_userdata = c;
         r = route_table_pick_for(&c->table, &p, &n, ret_reason);
         if (r < 0)
                 return r;
         url = &c->urls[n - c->table.nodes];
         if (isempty(n->address) || url->port == 0)
                 return -ENOENT;
+        /* Every candidate cools down: wait for the first to recover when that is soon enough; a
+         * later one is tried at once (its answer is the probe; waiting would only delay it). */
+        if (n->cooling && n->cooling_until > 0) {
+                usec_t now = now_realtime_usec();
+
+                if (n->cooling_until > now && n->cooling_until - now <= c->m->config->cooling_wait)
+                        wait = n->cooling_until - now;
+        }
         address = strdup(n->address);
         if (!address)
                 return -ENOMEM;
-        *ret = (RouterTarget) { .address = address, .url = *url };
+        *ret = (RouterTarget) { .address = address, .url = *url, .wait_usec = wait };
         snprintf(ret->node_id, sizeof(ret->node_id), "%s", n->id);
         snprintf(ret->name, sizeof(ret->name), "%s", strempty(n->name));
         return 0;
@@ -719,9 +800,14 @@ void router_cache_report(RouterCache *c, const char *node_id, const char *model,
         bool foldable = outcome_foldable(http_status, error);
         Outcome *o;
 
-        if (!c || !c->connected || !c->m->bus || isempty(node_id))
+        if (!c || isempty(node_id))
                 return;
         model = strempty(model);
+        /* This shim's own estimate for the latency policy, with or without routerd. */
+        if (foldable && !isempty(model))
+                (void) shim_latency_sample(&c->latency, node_id, model, ttfb_usec, duration_usec, tokens);
+        if (!c->connected || !c->m->bus)
+                return;
 
         if (foldable)
                 for (size_t i = 0; i < c->n_folded; i++) {

@@ -30,11 +30,13 @@ typedef struct RouterTarget {
         char name[65];
         char *address;          /* malloc()ed, the caller's */
         HttpBaseUrl url;
+        usec_t wait_usec;       /* every candidate cools down: start after this long (its recovery) */
 } RouterTarget;
 
 /* Picks a node as pick asks (model, exclude, holder, anchor, eps); its policy, when not a valid
- * one, is the table's (Router1.Policy); its random is filled in here. -ENOENT: no live node
- * serves the model. */
+ * one, is the table's (Router1.Policy); its random and the latency estimates are filled in here.
+ * -ENOENT: no live node serves the model. When every candidate cools down and the first recovers
+ * within [router] cooling_wait, ret->wait_usec says how long to wait for it. */
 int router_cache_pick(RouterCache *c, const RoutePick *pick, RouterTarget *ret, const char **ret_reason);
 
 /* The node X-Mycelia-Node names (id or name), for pinning: 0 with *ret filled (its address

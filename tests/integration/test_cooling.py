@@ -192,5 +192,35 @@ class Cooling(unittest.TestCase):
         self.assertIsNone(self.b_cooling())
         self.assertEqual(self.b_state(), 'up')
 
+    def test_waits_for_the_only_node_to_recover(self):
+        # A model only cb serves, cb cooling down: a request waits for the end of the cooling
+        # ([router] cooling_wait, 10 s by default, is longer) and is then sent, instead of
+        # failing at once or being sent early (docs/routing-policies.md).
+        # The test before may leave cb half-open: one good answer closes it.
+        wait_until(lambda: self.b_cooling() in (None, ('half-open', 0)), 5, what='cb not cooling')
+        r = self.a.request('POST', '/api/generate', {'model': 'cb', 'prompt': 'x', 'stream': False})
+        self.assertEqual(r.status, 200, r)
+        wait_until(lambda: self.b_cooling() is None and self.b_state() == 'up', 5,
+                   what='cb closed before the test')
+        self.doubles['cb'].faults(fail_status=503)
+        for _ in range(3):
+            r = self.a.request('POST', '/api/generate', {'model': 'cb', 'prompt': 'x', 'stream': False})
+            self.assertEqual(r.status, 503, r)
+        wait_until(lambda: (self.b_cooling() or ('',))[0] == 'open', 2.0, what='cb cooling')
+        state, until = self.b_cooling()
+        self.doubles['cb'].faults()
+        waits = self.a.prop('org.mycelia.Shim1', 'CoolingWaits')
+        t0 = time.time()
+        r = self.a.request('POST', '/api/generate', {'model': 'cb', 'prompt': 'x', 'stream': False}, timeout=30)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.header('X-Mycelia-Served-By'), 'cb')
+        # Sent at the deadline, not before (the clocks agree to well under 50 ms here).
+        self.assertGreaterEqual(time.time(), until / 1e6 - 0.05, (t0, until / 1e6))
+        self.assertEqual(self.a.prop('org.mycelia.Shim1', 'CoolingWaits'), waits + (1 if until / 1e6 > t0 else 0))
+        self.assertGreater(until / 1e6, t0, 'the cooling ended before the request was sent; nothing was tested')
+        # Its answer closes the breaker.
+        wait_until(lambda: self.b_cooling() is None, 3.0, what='cb closed')
+
+
 if __name__ == '__main__':
     testenv.main()

@@ -536,10 +536,68 @@ START_TEST(test_cooling_last_resort) {
         t.nodes[0].up = false;
         ck_assert_int_eq(route_table_pick_for(&t, &pick, &n, &reason), 0);
         ck_assert_ptr_eq(n, &t.nodes[1]);
-        ck_assert_str_eq(reason, "every node serving the model is cooling down: trying one");
+        ck_assert_str_eq(reason, "every node serving the model is cooling down: the first to recover");
+        /* Several cooling: the one whose cooling ends first, whatever the random draw. */
+        ck_assert_int_eq(route_node_set_models(&t.nodes[2], (char *[]) { (char *) "m" }, 1), 0);
+        t.nodes[1].cooling_until = 9000000;
+        t.nodes[2].cooling_until = 5000000;
+        for (unsigned k = 0; k < 8; k++) {
+                pick.random = k * UINT64_C(0x9e3779b97f4a7c15);
+                ck_assert_int_eq(route_table_pick_for(&t, &pick, &n, &reason), 0);
+                ck_assert_ptr_eq(n, &t.nodes[2]);
+        }
+        /* Half-open (0: tried now) beats any deadline. */
+        t.nodes[1].cooling_until = 0;
+        ck_assert_int_eq(route_table_pick_for(&t, &pick, &n, &reason), 0);
+        ck_assert_ptr_eq(n, &t.nodes[1]);
         /* Down and not cooling: nothing. */
         t.nodes[1].cooling = false;
+        t.nodes[2].cooling = false;
         ck_assert_int_eq(route_table_pick_for(&t, &pick, &n, &reason), -ENOENT);
+}
+END_TEST
+
+/* A service time per (node, model) from the caller. */
+static usec_t service_time_of(const RouteNode *n, const char *model, void *userdata) {
+        const usec_t *times = userdata;
+
+        ck_assert_str_eq(model, "m");
+        return times[n - t.nodes];
+}
+
+/* Latency with the caller's estimate: time to first byte alone no longer decides (a node that
+ * answers its first token soon but streams slowly loses); unknown estimates fall back to it;
+ * the queue scales the estimate. */
+START_TEST(test_latency_service_time) {
+        usec_t times[3] = { 2000000, 500000, 0 };
+        RoutePick pick = { .model = "m", .policy = ROUTE_POLICY_LATENCY, .service_time = service_time_of,
+                           .service_time_userdata = times };
+        unsigned wins[3] = {};
+        const char *reason;
+        RouteNode *n;
+
+        for (unsigned i = 0; i < 3; i++)
+                add_node(i, true, "m");
+        t.nodes[0].ttfb_ewma_usec = 10000;      /* first token fast, the whole answer slow */
+        t.nodes[1].ttfb_ewma_usec = 100000;
+        t.nodes[2].ttfb_ewma_usec = 1000000;    /* no estimate: this counts */
+        for (unsigned k = 0; k < 300; k++) {
+                pick.random = k * UINT64_C(0x9e3779b97f4a7c15);
+                ck_assert_int_eq(route_table_pick_for(&t, &pick, &n, &reason), 0);
+                wins[n - t.nodes]++;
+        }
+        /* Node 1 wins whenever drawn (2 of 3), node 2 beats node 0 when those two are drawn. */
+        ck_assert_msg(wins[1] > 170 && wins[1] < 230, "node 1 won %u of 300", wins[1]);
+        ck_assert_msg(wins[0] == 0, "node 0 won %u of 300", wins[0]);
+        /* Two in flight on one slot triple node 1's cost (1.5 s): node 2 (1 s) now beats it. */
+        t.nodes[1].in_flight = 2;
+        wins[1] = wins[2] = 0;
+        for (unsigned k = 0; k < 300; k++) {
+                pick.random = k * UINT64_C(0x9e3779b97f4a7c15);
+                ck_assert_int_eq(route_table_pick_for(&t, &pick, &n, &reason), 0);
+                wins[n - t.nodes]++;
+        }
+        ck_assert_msg(wins[2] > 170, "node 2 won %u of 300", wins[2]);
 }
 END_TEST
 
@@ -566,6 +624,7 @@ static Suite *route_table_suite(void) {
         tcase_add_test(tc, test_least_loaded_ties_spread);
         tcase_add_test(tc, test_only_one_node);
         tcase_add_test(tc, test_cooling_last_resort);
+        tcase_add_test(tc, test_latency_service_time);
         suite_add_tcase(s, tc);
         return s;
 }

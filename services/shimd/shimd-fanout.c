@@ -19,6 +19,7 @@ typedef struct PartState {
         struct evhttp_connection *conn;
         struct evhttp_request *req;     /* while in flight */
         usec_t started;
+        bool in_flight;                 /* counted in the router cache's in-flight */
 } PartState;
 
 struct Fanout {
@@ -31,6 +32,7 @@ struct Fanout {
         FanoutPart parts[FANOUT_PARTS_MAX];
         PartState state[FANOUT_PARTS_MAX];
         size_t n_parts, n_pending;
+        bool count_in_flight;           /* parts are load on their nodes (inference, embeddings) */
         struct event *finish;           /* runs done from the loop, after the HTTP callbacks */
 };
 
@@ -66,10 +68,23 @@ int fanout_new(Manager *m, enum evhttp_cmd_type method, const char *path, usec_t
         return 0;
 }
 
+void fanout_count_in_flight(Fanout *f) {
+        f->count_in_flight = true;
+}
+
+/* A part's request ended (answered, failed or cancelled): it is no longer load on its node. */
+static void part_end_in_flight(Fanout *f, size_t i) {
+        if (!f->state[i].in_flight)
+                return;
+        f->state[i].in_flight = false;
+        router_cache_in_flight(f->m->router, f->parts[i].target.node_id, -1);
+}
+
 Fanout *fanout_free(Fanout *f) {
         if (!f)
                 return NULL;
         for (size_t i = 0; i < f->n_parts; i++) {
+                part_end_in_flight(f, i);
                 /* Freeing the connection cancels a request still in flight. */
                 if (f->state[i].conn)
                         evhttp_connection_free(f->state[i].conn);
@@ -125,6 +140,7 @@ static void part_done(PartState *s, int status, struct evbuffer *answer) {
         }
         p->done = true;
         s->req = NULL;
+        part_end_in_flight(f, s->index);
         if (--f->n_pending == 0)
                 event_active(f->finish, EV_TIMEOUT, 1);
 }
@@ -202,6 +218,12 @@ static int part_send(Fanout *f, size_t i) {
                 s->req = NULL;
                 f->n_pending--;
                 return -EIO;
+        }
+        /* Between two table updates, least-loaded and the bound of gravity see these parts at once
+         * (and routerd, which gossips them, at its next report). */
+        if (f->count_in_flight && !isempty(p->target.node_id)) {
+                router_cache_in_flight(f->m->router, p->target.node_id, +1);
+                s->in_flight = true;
         }
         return 0;
 }

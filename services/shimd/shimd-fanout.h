@@ -34,6 +34,10 @@ int fanout_new(Manager *m, enum evhttp_cmd_type method, const char *path, usec_t
                void *userdata, Fanout **ret);
 Fanout *fanout_free(Fanout *f);
 
+/* The parts are load on their nodes (split embeddings, not /api/ps): each counts in the router
+ * cache's in-flight while it runs, as a proxied request does. */
+void fanout_count_in_flight(Fanout *f);
+
 /* Adds a part (up to FANOUT_PARTS_MAX); takes t->address and body. */
 int fanout_add(Fanout *f, RouterTarget *t, struct evbuffer *body, void *userdata, FanoutPart **ret);
 size_t fanout_n_parts(Fanout *f);

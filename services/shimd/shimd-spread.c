@@ -313,6 +313,7 @@ static bool spread_embed(Manager *m, struct evhttp_request *req, const ShimReque
                                  "out of memory", true);
                 return true;
         }
+        fanout_count_in_flight(s->fanout);
         /* The parsed request is only needed to cut the chunks; it is freed on return. */
         shim_embed_plan(n_inputs, weights, (size_t) n, chunks);
         for (int k = 0; k < n; k++) {

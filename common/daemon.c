@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* sd-daemon glue for a libevent loop. Works the same under systemd, under the mycelia-node
- * launcher (which sets NOTIFY_SOCKET and WATCHDOG_USEC itself) and started by hand. */
+/* sd-daemon glue for a daemon's libevent loop, made here with its event base. Works the same
+ * under systemd, under the mycelia-node launcher (which sets NOTIFY_SOCKET and WATCHDOG_USEC
+ * itself) and started by hand. */
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -34,7 +35,7 @@ static void daemon_watchdog_cb(evutil_socket_t fd, short what, void *userdata) {
         (void) sd_notify(0, "WATCHDOG=1");
 }
 
-int daemon_loop_new(struct event_base *base, DaemonLoop **ret) {
+static int daemon_loop_attach(struct event_base *base, DaemonLoop **ret) {
         _cleanup_(daemon_loop_freep) DaemonLoop *d = NULL;
         uint64_t watchdog_usec = 0;
 
@@ -63,6 +64,32 @@ int daemon_loop_new(struct event_base *base, DaemonLoop **ret) {
         }
 
         *ret = TAKE_PTR(d);
+        return 0;
+}
+
+int daemon_loop_new(int base_flags, struct event_base **ret_base, DaemonLoop **ret) {
+        struct event_config *cfg;
+        struct event_base *base;
+        DaemonLoop *d;
+        int r;
+
+        /* With no flags this is what event_base_new() makes. */
+        cfg = event_config_new();
+        if (!cfg)
+                return -ENOMEM;
+        (void) event_config_set_flag(cfg, base_flags);
+        base = event_base_new_with_config(cfg);
+        event_config_free(cfg);
+        if (!base)
+                return -ENOMEM;
+
+        r = daemon_loop_attach(base, &d);
+        if (r < 0) {
+                event_base_free(base);
+                return r;
+        }
+        *ret_base = base;
+        *ret = d;
         return 0;
 }
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* What every Mycelia daemon does around its loop: sd_notify READY/STATUS/STOPPING, the
- * watchdog keep-alive, SIGTERM/SIGINT ending the loop, its listening sockets (inherited
- * from systemd by name, or bound by hand) and its node identity. */
+/* What every Mycelia daemon does around its loop: the event base, sd_notify READY/STATUS/
+ * STOPPING, the watchdog keep-alive, SIGTERM/SIGINT ending the loop, its listening sockets
+ * (inherited from systemd by name, or bound by hand) and its node identity. */
 #pragma once
 
 #include <event2/event.h>
@@ -13,9 +13,11 @@
 
 typedef struct DaemonLoop DaemonLoop;
 
-/* Ignores SIGPIPE, makes SIGTERM/SIGINT break the loop, starts the watchdog keep-alive when
- * systemd (or the launcher) asked for one via WATCHDOG_USEC. */
-int daemon_loop_new(struct event_base *base, DaemonLoop **ret);
+/* A daemon's event base (base_flags: EVENT_BASE_FLAG_*, or 0) and, on it, what every daemon
+ * does around its loop: ignores SIGPIPE, makes SIGTERM/SIGINT break the loop, starts the
+ * watchdog keep-alive when systemd (or the launcher) asked for one via WATCHDOG_USEC. Both are
+ * the caller's (its Manager's): free the loop, then the base. */
+int daemon_loop_new(int base_flags, struct event_base **ret_base, DaemonLoop **ret);
 DaemonLoop *daemon_loop_free(DaemonLoop *d);
 DEFINE_TRIVIAL_CLEANUP_FUNC(DaemonLoop *, daemon_loop_free);
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Wires mycelia-discoveryd together: ports to publish (config, then gossipd's LocalNode), the
- * Avahi sightings and the seed rounds feeding the peer table, whose diffs become bus signals. */
+/* Wires mycelia-discoveryd together on its event loop: ports to publish (config, then gossipd's
+ * LocalNode), the Avahi sightings and the seed rounds feeding the peer table, whose diffs
+ * become bus signals. */
 #include <fcntl.h>
 #include <limits.h>
 #include <netdb.h>
@@ -398,7 +399,7 @@ static void manager_bus_disconnected(void *userdata) {
         manager_exit(userdata, EXIT_FAILURE);
 }
 
-int manager_new(struct event_base *base, const MyceliaConfig *config, Manager **ret) {
+int manager_new(const MyceliaConfig *config, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
         const char *env;
         size_t bad = 0;
@@ -407,8 +408,10 @@ int manager_new(struct event_base *base, const MyceliaConfig *config, Manager **
         m = calloc(1, sizeof(*m));
         if (!m)
                 return -ENOMEM;
-        m->base = base;
         m->config = config;
+        r = daemon_loop_new(0, &m->base, &m->loop);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the event loop: %m");
         peer_table_init(&m->peers, PEERS_MAX, manager_peer_event, m);
 
         r = daemon_node_id_get(config->node_id, config->state_dir, m->local_id);
@@ -442,8 +445,8 @@ int manager_new(struct event_base *base, const MyceliaConfig *config, Manager **
         if (config->mdns && !isempty(config->avahi_bus) && setenv("DBUS_SYSTEM_BUS_ADDRESS", config->avahi_bus, 1) < 0)
                 return log_error_errno(errno, "Failed to set DBUS_SYSTEM_BUS_ADDRESS: %m");
 
-        m->seed_timer = event_new(base, -1, EV_PERSIST, seed_timer_cb, m);
-        m->local_poll_timer = evtimer_new(base, local_poll_cb, m);
+        m->seed_timer = event_new(m->base, -1, EV_PERSIST, seed_timer_cb, m);
+        m->local_poll_timer = evtimer_new(m->base, local_poll_cb, m);
         if (!m->seed_timer || !m->local_poll_timer)
                 return log_oom();
 
@@ -472,6 +475,9 @@ Manager *manager_free(Manager *m) {
         seeds_free(m->seeds, m->n_seeds);
         free(m->bus_address);
         free(m->local_name);
+        daemon_loop_free(m->loop);
+        if (m->base)
+                event_base_free(m->base);
         free(m);
         return NULL;
 }
@@ -513,4 +519,16 @@ int manager_start(Manager *m) {
                         return log_oom();
         }
         return 0;
+}
+
+int manager_run(Manager *m) {
+        /* Until SIGTERM/SIGINT (daemon_loop_new() breaks the loop and says STOPPING=1) or
+         * manager_exit(). */
+        if (event_base_dispatch(m->base) < 0)
+                return log_error_errno(EIO, "The event loop failed.");
+        if (m->exit_code == 0) {
+                log_info("Stopping.");
+                daemon_notify_stopping();
+        }
+        return m->exit_code;
 }

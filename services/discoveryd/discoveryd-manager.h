@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The Manager of mycelia-discoveryd: owns the loop's bus connection, the peer table, the Avahi
- * side (publish, browse) and the periodic resolution of the static seeds. */
+/* The Manager of mycelia-discoveryd: owns the event loop and its bus connection, the peer
+ * table, the Avahi side (publish, browse) and the periodic resolution of the static seeds. */
 #pragma once
 
 #include <pthread.h>
@@ -10,6 +10,7 @@
 #include "bus-event.h"
 #include "bus-names.h"
 #include "config.h"
+#include "daemon.h"
 #include "discoveryd-avahi.h"
 #include "gossip-member.h"
 #include "peers.h"
@@ -27,6 +28,7 @@ typedef struct SeedJob SeedJob;
 
 typedef struct Manager {
         struct event_base *base;
+        DaemonLoop *loop;
         const MyceliaConfig *config;
         char local_id[33];
         char *local_name;
@@ -61,10 +63,17 @@ typedef struct Manager {
         int exit_code;
 } Manager;
 
-int manager_new(struct event_base *base, const MyceliaConfig *config, Manager **ret);
+/* The event loop, the peer table, the seeds; no bus, no Avahi yet. Logs what failed. */
+int manager_new(const MyceliaConfig *config, Manager **ret);
+/* Frees the event loop last. */
 Manager *manager_free(Manager *m);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
+/* Connects to the bus, serves Discovery1, requests the name (READY follows), starts Avahi and
+ * the seed rounds. */
 int manager_start(Manager *m);
+/* Runs the loop until SIGTERM/SIGINT (0, and STOPPING=1) or losing the bus or the name
+ * (EXIT_FAILURE). */
+int manager_run(Manager *m);
 
 /* What gossipd's LocalNode says (0: unknown). Republishes when the result changed. */
 void manager_set_gossip_ports(Manager *m, uint16_t gossip_port, uint16_t mesh_port);

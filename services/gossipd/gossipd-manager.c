@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Wires mycelia-gossipd together: the swim core driven by one timer and the sockets, joins
- * from Join(), discoveryd and the state file, graceful leave, and the state file itself. */
+/* Wires mycelia-gossipd together on its event loop: the swim core driven by one timer and the
+ * sockets, joins from Join(), discoveryd and the state file, graceful leave when the loop ends
+ * cleanly, and the state file itself. */
 #include <inttypes.h>
 #include <limits.h>
 #include <sodium.h>
@@ -647,7 +648,7 @@ static int manager_load_key(Manager *m, uint8_t key[MESH_KEY_SIZE]) {
         return 0;
 }
 
-int manager_new(struct event_base *base, const MyceliaConfig *config, Manager **ret) {
+int manager_new(const MyceliaConfig *config, Manager **ret) {
         static const GossipNetHandlers handlers = {
                 .datagram = on_datagram,
                 .datagrams_done = on_datagrams_done,
@@ -668,8 +669,10 @@ int manager_new(struct event_base *base, const MyceliaConfig *config, Manager **
         m = calloc(1, sizeof(*m));
         if (!m)
                 return log_oom();
-        m->base = base;
         m->config = config;
+        r = daemon_loop_new(0, &m->base, &m->loop);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the event loop: %m");
         m->peers = calloc(GOSSIP_DISCOVERY_PEERS_MAX, sizeof(DiscoveryPeer));
         if (!m->peers)
                 return log_oom();
@@ -744,14 +747,14 @@ int manager_new(struct event_base *base, const MyceliaConfig *config, Manager **
                         return log_error_errno(r, "Failed to set this node's metadata: %m");
         }
 
-        r = gossip_net_new(base, TAKE_FD(udp), TAKE_FD(tcp), &handlers, m, &m->net);
+        r = gossip_net_new(m->base, TAKE_FD(udp), TAKE_FD(tcp), &handlers, m, &m->net);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the gossip sockets: %m");
 
-        m->swim_timer = evtimer_new(base, manager_swim_timer_cb, m);
-        m->alone_timer = event_new(base, -1, EV_PERSIST, manager_alone_timer_cb, m);
-        m->save_timer = evtimer_new(base, manager_save_timer_cb, m);
-        m->loads_timer = evtimer_new(base, manager_loads_timer_cb, m);
+        m->swim_timer = evtimer_new(m->base, manager_swim_timer_cb, m);
+        m->alone_timer = event_new(m->base, -1, EV_PERSIST, manager_alone_timer_cb, m);
+        m->save_timer = evtimer_new(m->base, manager_save_timer_cb, m);
+        m->loads_timer = evtimer_new(m->base, manager_loads_timer_cb, m);
         if (!m->swim_timer || !m->alone_timer || !m->save_timer || !m->loads_timer)
                 return log_oom();
 
@@ -784,6 +787,9 @@ Manager *manager_free(Manager *m) {
         free(m->state_path);
         free(m->state_written);
         free(m->local_name);
+        daemon_loop_free(m->loop);
+        if (m->base)
+                event_base_free(m->base);
         free(m);
         return NULL;
 }
@@ -854,9 +860,21 @@ int manager_start(Manager *m) {
         return 0;
 }
 
-void manager_stop(Manager *m) {
+/* After a clean end (SIGTERM, SIGINT or Leave()): peers learn at once that this node left,
+ * and the state file has the last word. */
+static void manager_stop(Manager *m) {
         if (!m->left)
                 manager_leave(m);
         if (m->state_dirty)
                 manager_save(m);
+}
+
+int manager_run(Manager *m) {
+        /* Until SIGTERM/SIGINT (daemon_loop_new() breaks the loop and says STOPPING=1), Leave()
+         * or manager_exit(). */
+        if (event_base_dispatch(m->base) < 0)
+                return log_error_errno(EIO, "The event loop failed.");
+        if (m->exit_code == 0)
+                manager_stop(m);
+        return m->exit_code;
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The Manager of mycelia-gossipd: drives the SWIM core from the loop (timer, sockets), joins
- * what discoveryd finds, serves org.mycelia.Gossip1 and keeps the state file. */
+/* The Manager of mycelia-gossipd: owns the event loop and drives the SWIM core from it (timer,
+ * sockets), joins what discoveryd finds, serves org.mycelia.Gossip1 and keeps the state file. */
 #pragma once
 
 #include <event2/event.h>
@@ -9,6 +9,7 @@
 #include "bus-event.h"
 #include "bus-names.h"
 #include "config.h"
+#include "daemon.h"
 #include "gossipd-net.h"
 #include "gossipd-state.h"
 #include "swim.h"
@@ -48,6 +49,7 @@ typedef struct ManagerCounters {
 
 typedef struct Manager {
         struct event_base *base;
+        DaemonLoop *loop;
         const MyceliaConfig *config;
         char local_id[NODE_ID_LEN + 1];
         char *local_name;
@@ -97,16 +99,19 @@ typedef struct Manager {
         ManagerCounters counters;
 } Manager;
 
-/* Configuration, key, sockets and the swim instance; no bus yet. Logs what failed. */
-int manager_new(struct event_base *base, const MyceliaConfig *config, Manager **ret);
+/* The event loop, configuration, key, sockets and the swim instance; no bus yet. Logs what
+ * failed. */
+int manager_new(const MyceliaConfig *config, Manager **ret);
+/* Frees the event loop last. */
 Manager *manager_free(Manager *m);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 
 /* Connects to the bus, serves Gossip1, requests the name (READY follows), follows discoveryd
  * and rejoins the saved members. */
 int manager_start(Manager *m);
-/* After the loop: leaves gracefully unless Leave() did already, and writes the state file. */
-void manager_stop(Manager *m);
+/* Runs the loop until SIGTERM/SIGINT or Leave() (0: then leaves gracefully, unless Leave() did
+ * already, and writes the state file) or losing the bus or the name (EXIT_FAILURE). */
+int manager_run(Manager *m);
 
 /* Parses and joins "ADDR:PORT" strings; returns how many parsed. */
 unsigned manager_join_strings(Manager *m, char *const *addrs, size_t n, bool remember);

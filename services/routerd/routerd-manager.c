@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Wires the pieces of mycelia-routerd together: the routing table, the local upstream's
- * poller feeding it, the shim's reports updating load, and change signals on the bus. */
+/* Wires the pieces of mycelia-routerd together on its event loop: the routing table, the
+ * local upstream's poller feeding it, the shim's reports updating load, and change signals on
+ * the bus. */
 #include <assert.h>
 #include <limits.h>
 #include <stdio.h>
@@ -610,15 +611,17 @@ static void manager_bus_disconnected(void *userdata) {
         manager_exit(m, EXIT_FAILURE);
 }
 
-int manager_new(struct event_base *base, const MyceliaConfig *config, Manager **ret) {
+int manager_new(const MyceliaConfig *config, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
         int r;
 
         m = calloc(1, sizeof(*m));
         if (!m)
                 return -ENOMEM;
-        m->base = base;
         m->config = config;
+        r = daemon_loop_new(0, &m->base, &m->loop);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the event loop: %m");
         route_table_init(&m->table);
 
         m->policy = route_policy_from_string(config->route_policy);
@@ -641,13 +644,13 @@ int manager_new(struct event_base *base, const MyceliaConfig *config, Manager **
                 return log_error_errno(r, "Failed to determine the node name: %m");
         log_set_node(m->local_name);
 
-        m->emit_timer = evtimer_new(base, manager_emit_timer_cb, m);
-        m->breaker_timer = evtimer_new(base, manager_breaker_timer_cb, m);
+        m->emit_timer = evtimer_new(m->base, manager_emit_timer_cb, m);
+        m->breaker_timer = evtimer_new(m->base, manager_breaker_timer_cb, m);
         if (!m->emit_timer || !m->breaker_timer || router_gossip_init(m) < 0)
                 return log_oom();
         m->jitter_state = now_realtime_usec() ^ ((uint64_t) getpid() << 32);
 
-        r = upstream_poller_new(base, config->upstream_url, config->connect_timeout, config->tags_interval,
+        r = upstream_poller_new(m->base, config->upstream_url, config->connect_timeout, config->tags_interval,
                                 config->probe_interval, manager_local_fetched, m, &m->local_upstream);
         if (r == -EINVAL)
                 return log_error_errno(r, "Invalid upstream URL '%s' ([upstream] url, --upstream); expected http://HOST[:PORT][/PATH].",
@@ -682,6 +685,9 @@ Manager *manager_free(Manager *m) {
         route_table_clear(&m->table);
         free(m->stats);
         free(m->local_name);
+        daemon_loop_free(m->loop);
+        if (m->base)
+                event_base_free(m->base);
         free(m);
         return NULL;
 }
@@ -714,4 +720,14 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to start polling the upstream: %m");
         return 0;
+}
+
+int manager_run(Manager *m) {
+        /* Until SIGTERM/SIGINT (daemon_loop_new() breaks the loop and says STOPPING=1) or
+         * manager_exit(). */
+        if (event_base_dispatch(m->base) < 0)
+                return log_error_errno(EIO, "The event loop failed.");
+        if (m->exit_code == 0)
+                log_info("Stopping.");
+        return m->exit_code;
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The Manager of mycelia-routerd: owns the loop's bus connection, the routing table (this
- * node and, later, its peers) and the pollers that keep node entries fresh. */
+/* The Manager of mycelia-routerd: owns the event loop and its bus connection, the routing
+ * table (this node and, later, its peers) and the pollers that keep node entries fresh. */
 #pragma once
 
 #include <event2/event.h>
@@ -9,6 +9,7 @@
 #include "bus-event.h"
 #include "bus-names.h"
 #include "config.h"
+#include "daemon.h"
 #include "node-breaker.h"
 #include "route-table.h"
 #include "routerd-gossip.h"
@@ -50,6 +51,7 @@ typedef struct InFlightCount {
 
 typedef struct Manager {
         struct event_base *base;
+        DaemonLoop *loop;
         const MyceliaConfig *config;
         RoutePolicy policy;
         char local_id[NODE_ID_LEN + 1];
@@ -88,14 +90,18 @@ typedef struct Manager {
         uint64_t n_breaker_opened;
 } Manager;
 
-/* Validates the configuration and builds the table with the local node. No bus, no I/O yet. */
-int manager_new(struct event_base *base, const MyceliaConfig *config, Manager **ret);
+/* Sets up the event loop, validates the configuration and builds the table with the local
+ * node. No bus, no I/O yet. */
+int manager_new(const MyceliaConfig *config, Manager **ret);
+/* Frees the event loop last. */
 Manager *manager_free(Manager *m);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 
 /* Connects to the bus, serves Router1, requests the name (READY follows when it is ours)
  * and starts polling the local upstream. */
 int manager_start(Manager *m);
+/* Runs the loop until SIGTERM/SIGINT (0) or losing the bus or the name (EXIT_FAILURE). */
+int manager_run(Manager *m);
 
 /* Table updates, each bumping Generation and emitting PropertiesChanged when something
  * really changed. Gossip-fed peers will come in through the same calls. */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* mycelia-routerd: the routing table of the mesh and the Route() decision on the bus.
- * main only: configuration, the Manager, the loop. */
+ * main only: configuration, the Manager (which owns the loop). */
 #include <stdio.h>
 
 #include "daemon.h"
@@ -8,51 +8,25 @@
 #include "routerd-manager.h"
 
 int main(int argc, char **argv) {
-        _cleanup_(manager_freep) Manager *m = NULL;
-        _cleanup_(daemon_loop_freep) DaemonLoop *loop = NULL;
-        struct event_base *base = NULL;
+        Manager *m = NULL;
         MyceliaConfig config;
-        int r, exit_code = EXIT_FAILURE;
+        int r;
 
         log_setup("mycelia-routerd", LOG_TARGET_AUTO);
         config_init(&config);
 
         r = daemon_parse_args("mycelia-routerd", "Keeps the routing table of Mycelia Mesh and serves org.mycelia.Router1.", &config, argc, argv);
         if (r != 0) {
-                exit_code = r > 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-                goto finish;
+                config_done(&config);
+                return r > 0 ? EXIT_SUCCESS : EXIT_FAILURE;
         }
 
-        base = event_base_new();
-        if (!base) {
-                log_oom();
-                goto finish;
-        }
-        r = daemon_loop_new(base, &loop);
-        if (r < 0) {
-                log_error_errno(r, "Failed to set up the event loop: %m");
-                goto finish;
-        }
-        r = manager_new(base, &config, &m);
-        if (r < 0)
-                goto finish;
-        r = manager_start(m);
-        if (r < 0)
-                goto finish;
-
-        if (event_base_dispatch(base) < 0) {
-                log_error("The event loop failed.");
-                goto finish;
-        }
-        exit_code = m->exit_code;
-        if (exit_code == 0)
-                log_info("Stopping.");
-
-finish:
+        r = manager_new(&config, &m);
+        if (r >= 0)
+                r = manager_start(m);
+        if (r >= 0)
+                r = manager_run(m);
         m = manager_free(m);
-        loop = daemon_loop_free(loop);
-        if (base)
-                event_base_free(base);
         config_done(&config);
-        return exit_code;
+        return r < 0 ? EXIT_FAILURE : r;
 }

@@ -40,7 +40,6 @@ static int manager_parse_gravity_eps(const char *s, double *ret) {
 
 int manager_new(const MyceliaConfig *config, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
-        struct event_config *cfg;
         int r;
 
         m = calloc(1, sizeof(*m));
@@ -76,15 +75,7 @@ int manager_new(const MyceliaConfig *config, Manager **ret) {
         /* The changelist folds the many enable/disable pairs of one loop iteration (evhttp
          * toggles EV_READ/EV_WRITE several times per request) into one epoll_ctl() each. It
          * is unsafe only with dup()ed fds, which we never register. */
-        cfg = event_config_new();
-        if (!cfg)
-                return log_oom();
-        (void) event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-        m->base = event_base_new_with_config(cfg);
-        event_config_free(cfg);
-        if (!m->base)
-                return log_oom();
-        r = daemon_loop_new(m->base, &m->loop);
+        r = daemon_loop_new(EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST, &m->base, &m->loop);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the event loop: %m");
         r = upstream_pool_new(m->base, UPSTREAM_IDLE_MAX, &m->pool);

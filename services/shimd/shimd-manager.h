@@ -111,13 +111,16 @@ struct Manager {
         struct event *drain_check;
 };
 
+/* The event loop, the upstream pool, the router cache; no listeners, no bus yet. Logs what
+ * failed. */
 int manager_new(const MyceliaConfig *config, Manager **ret);
+/* Frees the event loop last. */
 Manager *manager_free(Manager *m);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 
 /* Binds or takes the listeners, connects the bus, tells systemd we are ready. */
 int manager_start(Manager *m);
-/* Runs the loop until SIGTERM/SIGINT. */
+/* Runs the loop until SIGTERM/SIGINT, then the drain (manager_drain()); 0 or negative errno. */
 int manager_run(Manager *m);
 
 /* A request in flight ended or a client connection went: while draining, see (from the loop)

@@ -14,24 +14,20 @@
 
 /* ---- the manager's table ---- */
 
-static struct event_base *base;
 static MyceliaConfig config;
 static Manager *m;
 
 static void setup(void) {
-        base = event_base_new();
-        ck_assert_ptr_nonnull(base);
         config_init(&config);
         ck_assert_int_eq(config_set(&config, "node", "id", LOCAL_ID), 0);
         ck_assert_int_eq(config_set(&config, "node", "name", "alpha"), 0);
         ck_assert_int_eq(config_set(&config, "upstream", "url", "http://127.0.0.1:1"), 0);
-        ck_assert_int_eq(manager_new(base, &config, &m), 0);
+        ck_assert_int_eq(manager_new(&config, &m), 0);
 }
 
 static void teardown(void) {
         manager_free(m);
         config_done(&config);
-        event_base_free(base);
 }
 
 /* One event as the signal callback applies it. */

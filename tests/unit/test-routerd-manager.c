@@ -10,13 +10,10 @@
 #define LOCAL_ID "0123456789abcdef0123456789abcdef"
 #define PEER_ID "fedcba9876543210fedcba9876543210"
 
-static struct event_base *base;
 static MyceliaConfig config;
 static Manager *m;
 
 static void setup(void) {
-        base = event_base_new();
-        ck_assert_ptr_nonnull(base);
         config_init(&config);
         ck_assert_int_eq(config_set(&config, "node", "id", LOCAL_ID), 0);
         ck_assert_int_eq(config_set(&config, "node", "name", "alpha"), 0);
@@ -28,18 +25,17 @@ static void setup(void) {
 static void teardown(void) {
         manager_free(m);
         config_done(&config);
-        event_base_free(base);
 }
 
 static void new_manager(void) {
-        ck_assert_int_eq(manager_new(base, &config, &m), 0);
+        ck_assert_int_eq(manager_new(&config, &m), 0);
 }
 
 static void run_for_msec(unsigned ms) {
         struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
 
-        event_base_loopexit(base, &tv);
-        event_base_dispatch(base);
+        event_base_loopexit(m->base, &tv);
+        event_base_dispatch(m->base);
 }
 
 START_TEST(test_local_node) {
@@ -69,19 +65,19 @@ END_TEST
 
 START_TEST(test_bad_config) {
         ck_assert_int_eq(config_set(&config, "router", "policy", "fastest"), 0);
-        ck_assert_int_eq(manager_new(base, &config, &m), -EINVAL);
+        ck_assert_int_eq(manager_new(&config, &m), -EINVAL);
         ck_assert_int_eq(config_set(&config, "router", "policy", "least-loaded"), 0);
 
         ck_assert_int_eq(config_set(&config, "upstream", "url", "https://127.0.0.1"), 0);
-        ck_assert_int_eq(manager_new(base, &config, &m), -EINVAL);
+        ck_assert_int_eq(manager_new(&config, &m), -EINVAL);
         ck_assert_int_eq(config_set(&config, "upstream", "url", "http://127.0.0.1:1"), 0);
 
         ck_assert_int_eq(config_set(&config, "router", "tags_interval", "0"), 0);
-        ck_assert_int_eq(manager_new(base, &config, &m), -EINVAL);
+        ck_assert_int_eq(manager_new(&config, &m), -EINVAL);
         ck_assert_int_eq(config_set(&config, "router", "tags_interval", "10s"), 0);
 
         ck_assert_int_eq(config_set(&config, "node", "id", "not-hex"), 0);
-        ck_assert_int_lt(manager_new(base, &config, &m), 0);
+        ck_assert_int_lt(manager_new(&config, &m), 0);
         ck_assert_ptr_null(m);
         ck_assert_int_eq(config_set(&config, "node", "id", LOCAL_ID), 0);
 

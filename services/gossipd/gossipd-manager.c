@@ -683,7 +683,6 @@ int manager_new(const MyceliaConfig *config, Manager **ret) {
         r = node_name_get(config, &m->local_name);
         if (r < 0)
                 return log_error_errno(r, "Failed to determine the node name: %m");
-        log_set_node(m->local_name);
 
         r = manager_swim_config(m, &sc);
         if (r < 0)

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* mycelia-node: runs one Mycelia node without systemd (development, containers, tests):
- * a private bus and every daemon of the node, supervised. main() only. */
+ * a private bus and every daemon of the node, supervised. main() only. Not daemon_main()
+ * (common/daemon-main.h): the launcher takes out its own flags, passes the rest on to the
+ * daemons, and builds its Manager from ManagerParams rather than from the configuration. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>

@@ -642,7 +642,6 @@ int manager_new(const MyceliaConfig *config, Manager **ret) {
         r = node_name_get(config, &m->local_name);
         if (r < 0)
                 return log_error_errno(r, "Failed to determine the node name: %m");
-        log_set_node(m->local_name);
 
         m->emit_timer = evtimer_new(m->base, manager_emit_timer_cb, m);
         m->breaker_timer = evtimer_new(m->base, manager_breaker_timer_cb, m);

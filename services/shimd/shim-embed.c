@@ -4,8 +4,8 @@
 #include <stdio.h>
 
 #include "json-cleanup.h"
+#include "json-document.h"
 #include "shim-embed.h"
-#include "shim-json.h"
 
 int shim_embed_count(json_object *body, size_t *ret_n) {
         json_object *input;
@@ -63,7 +63,7 @@ int shim_embed_chunk_body(json_object *body, const ShimEmbedChunk *chunk, char *
                 if (json_object_array_add(part, json_object_get(json_object_array_get_idx(input, chunk->first + i))) < 0)
                         return -ENOMEM;
         json_object_object_add(copy, "input", TAKE_PTR(part));
-        return shim_json_write(copy, ret, ret_size);
+        return json_document_write(copy, ret, ret_size);
 }
 
 static int64_t get_int(json_object *o, const char *key) {
@@ -127,5 +127,5 @@ int shim_embed_merge(ShimApi api, json_object *const *answers, const ShimEmbedCh
                 json_object_object_add(merged, "load_duration", json_object_new_int64(load));
                 json_object_object_add(merged, "prompt_eval_count", json_object_new_int64(count));
         }
-        return shim_json_write(merged, ret, ret_size);
+        return json_document_write(merged, ret, ret_size);
 }

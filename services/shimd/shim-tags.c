@@ -5,8 +5,8 @@
 #include <stdio.h>
 
 #include "json-cleanup.h"
+#include "json-document.h"
 #include "route-table.h"
-#include "shim-json.h"
 #include "shim-tags.h"
 
 static const char *entry_name(ShimApi api, json_object *e) {
@@ -70,7 +70,7 @@ int shim_tags_merge(ShimApi api, const char *local, size_t local_size, char *con
 
         if (local_size > SHIM_TAGS_BODY_MAX)
                 return -EBADMSG;
-        r = shim_json_parse(local, local_size, &root);
+        r = json_document_parse(local, local_size, &root);
         if (r == -ENOMEM)
                 return r;
         if (r < 0 || !json_object_is_type(root, json_type_object) ||
@@ -93,5 +93,5 @@ int shim_tags_merge(ShimApi api, const char *local, size_t local_size, char *con
                                                                        : ollama_entry(sorted[i])) < 0)
                         return -ENOMEM;
         }
-        return shim_json_write(root, ret, ret_size);
+        return json_document_write(root, ret, ret_size);
 }

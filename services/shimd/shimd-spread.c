@@ -8,9 +8,9 @@
 #include <stdio.h>
 
 #include "json-cleanup.h"
+#include "json-document.h"
 #include "log.h"
 #include "shim-embed.h"
-#include "shim-json.h"
 #include "shim-retry.h"
 #include "shimd-clients.h"
 #include "shimd-errors.h"
@@ -93,7 +93,7 @@ static json_object *parse_evbuffer(struct evbuffer *b, size_t max) {
         size_t len = b ? evbuffer_get_length(b) : 0;
         json_object *o = NULL;
 
-        if (len == 0 || len > max || shim_json_parse(evbuffer_pullup(b, -1), len, &o) < 0)
+        if (len == 0 || len > max || json_document_parse(evbuffer_pullup(b, -1), len, &o) < 0)
                 return NULL;
         return o;
 }

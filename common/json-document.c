@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Strict parsing and compact writing of whole JSON documents (shim-json.h); json-c keeps each
- * parsed number's text, so what is parsed and written again keeps its numbers byte for byte. */
+/* Strict parsing and compact writing of whole JSON documents (json-document.h). Library code:
+ * errors are returned, nothing is logged. */
 #include "json-cleanup.h"
-#include "shim-json.h"
+#include "json-document.h"
 
 static bool only_space(const char *s, size_t n) {
         for (size_t i = 0; i < n; i++)
@@ -11,7 +11,7 @@ static bool only_space(const char *s, size_t n) {
         return true;
 }
 
-int shim_json_parse(const void *data, size_t size, json_object **ret) {
+int json_document_parse(const void *data, size_t size, json_object **ret) {
         _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
         json_object *o;
         size_t end;
@@ -33,17 +33,19 @@ int shim_json_parse(const void *data, size_t size, json_object **ret) {
         return 0;
 }
 
-int shim_json_write(json_object *o, char **ret, size_t *ret_size) {
+int json_document_write(json_object *o, char **ret, size_t *ret_size) {
         const char *out;
+        char *copy;
         size_t len;
 
         out = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
         if (!out)
                 return -ENOMEM;
-        *ret = malloc(len + 1);
-        if (!*ret)
+        copy = malloc(len + 1);
+        if (!copy)
                 return -ENOMEM;
-        memcpy(*ret, out, len + 1);
+        memcpy(copy, out, len + 1);
+        *ret = copy;
         *ret_size = len;
         return 0;
 }

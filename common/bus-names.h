@@ -17,6 +17,18 @@
 /* Route() found no live node serving the model. */
 #define ROUTER1_ERROR_NO_ROUTE "org.mycelia.Router1.NoRoute"
 
+#define SHARDSTORE1_BUS_NAME "org.mycelia.ShardStore1"
+#define SHARDSTORE1_OBJECT_PATH "/org/mycelia/ShardStore1"
+#define SHARDSTORE1_INTERFACE "org.mycelia.ShardStore1"
+/* What a client asked is wrong (its message says what); the shim answers 400. */
+#define SHARDSTORE1_ERROR_INVALID "org.mycelia.ShardStore1.Invalid"
+/* Too large (a document, a batch); the shim answers 413. */
+#define SHARDSTORE1_ERROR_TOO_LARGE "org.mycelia.ShardStore1.TooLarge"
+/* No such collection or document; the shim answers 404. */
+#define SHARDSTORE1_ERROR_NOT_FOUND "org.mycelia.ShardStore1.NotFound"
+/* The collection exists already; the shim answers 409. */
+#define SHARDSTORE1_ERROR_EXISTS "org.mycelia.ShardStore1.Exists"
+
 #define SHIM1_BUS_NAME "org.mycelia.Shim1"
 #define SHIM1_OBJECT_PATH "/org/mycelia/Shim1"
 #define SHIM1_INTERFACE "org.mycelia.Shim1"

@@ -1,0 +1,254 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* org.mycelia.ShardStore1 on /org/mycelia/ShardStore1: collections and documents for the shim
+ * (dbus/org.mycelia.ShardStore1.xml, docs/shardd.md "The bus API"). Documents and queries travel
+ * as the JSON the shim's clients sent; errors carry a message a client can read. */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "bus-names.h"
+#include "log.h"
+#include "shard-request.h"
+#include "shardd-manager.h"
+
+/* The bus error for a negative errno from the store or a request parser; message: what the client
+ * reads (may be NULL: then strerror). */
+static int reply_error(sd_bus_error *error, int r, const char *message) {
+        const char *name;
+
+        switch (r) {
+        case -EINVAL:
+        case -EDOM:
+                name = SHARDSTORE1_ERROR_INVALID;
+                break;
+        case -E2BIG:
+        case -EDQUOT:
+                name = SHARDSTORE1_ERROR_TOO_LARGE;
+                break;
+        case -ENOENT:
+                name = SHARDSTORE1_ERROR_NOT_FOUND;
+                break;
+        case -EEXIST:
+                name = SHARDSTORE1_ERROR_EXISTS;
+                break;
+        default:
+                return sd_bus_error_set_errnof(error, -r, "%s", message ?: strerror(-r));
+        }
+        return sd_bus_error_set(error, name, message ?: strerror(-r));
+}
+
+static ShardedCollection *collection_or_error(Manager *m, const char *name, sd_bus_error *error) {
+        ShardedCollection *c = manager_collection(m, name);
+
+        if (!c)
+                (void) sd_bus_error_setf(error, SHARDSTORE1_ERROR_NOT_FOUND, "collection \"%s\" not found", name);
+        return c;
+}
+
+static int method_create_collection(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *name, *metric_name, *model;
+        ShardMetric metric;
+        uint32_t dimension;
+        int r;
+
+        r = sd_bus_message_read(msg, "suss", &name, &dimension, &metric_name, &model);
+        if (r < 0)
+                return r;
+        if (!shard_collection_name_valid(name))
+                return sd_bus_error_setf(error, SHARDSTORE1_ERROR_INVALID,
+                                         "invalid collection name \"%s\": 1 to %u of A-Z a-z 0-9 . _ -, not starting with '.'",
+                                         name, SHARD_COLLECTION_NAME_MAX);
+        if (dimension < 1 || dimension > SHARD_DIMENSION_MAX)
+                return sd_bus_error_setf(error, SHARDSTORE1_ERROR_INVALID, "dimension must be from 1 to %u",
+                                         SHARD_DIMENSION_MAX);
+        if (shard_collection_metric_from_string(isempty(metric_name) ? "cosine" : metric_name, &metric) < 0)
+                return sd_bus_error_setf(error, SHARDSTORE1_ERROR_INVALID, "unknown metric \"%s\": cosine or ip",
+                                         metric_name);
+        r = manager_collection_create(m, name, dimension, metric, model);
+        if (r == -EEXIST)
+                return sd_bus_error_setf(error, SHARDSTORE1_ERROR_EXISTS, "collection \"%s\" already exists", name);
+        if (r == -EDQUOT)
+                return sd_bus_error_set(error, SHARDSTORE1_ERROR_TOO_LARGE, "too many collections");
+        if (r < 0)
+                return reply_error(error, r, NULL);
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int method_delete_collection(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        const char *name;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+        if (!collection_or_error(userdata, name, error))
+                return -ENOENT;
+        r = manager_collection_delete(userdata, name);
+        if (r < 0)
+                return reply_error(error, r, NULL);
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int method_put(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(shard_put_request_done) ShardPutRequest req = {};
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_free_ char *message = NULL;
+        Manager *m = userdata;
+        const char *name, *json;
+        ShardedCollection *c;
+        char **ids = NULL;
+        int r;
+
+        r = sd_bus_message_read(msg, "ss", &name, &json);
+        if (r < 0)
+                return r;
+        c = collection_or_error(m, name, error);
+        if (!c)
+                return -ENOENT;
+        r = shard_put_request_parse(json, c->config->dimension, &req, &message);
+        if (r < 0)
+                return reply_error(error, r, message);
+        r = manager_put(m, c, &req, &ids);
+        if (r == -EDOM)
+                return reply_error(error, r, "a zero vector has no direction: the collection's metric is cosine");
+        if (r < 0)
+                return reply_error(error, r, NULL);
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r >= 0)
+                r = sd_bus_message_append_strv(reply, ids);
+        for (char **p = ids; *p; p++)
+                free(*p);
+        free(ids);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_delete(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        const char *name, *id;
+        ShardedCollection *c;
+        int r;
+
+        r = sd_bus_message_read(msg, "ss", &name, &id);
+        if (r < 0)
+                return r;
+        c = collection_or_error(userdata, name, error);
+        if (!c)
+                return -ENOENT;
+        r = manager_delete_doc(userdata, c, id);
+        if (r == -ENOENT)
+                return sd_bus_error_setf(error, SHARDSTORE1_ERROR_NOT_FOUND, "document \"%s\" not found", id);
+        if (r < 0)
+                return reply_error(error, r, NULL);
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int method_get(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_free_ ShardDoc *doc = NULL;
+        _cleanup_free_ char *answer = NULL;
+        Manager *m = userdata;
+        const char *name, *id;
+        ShardedCollection *c;
+        int r;
+
+        r = sd_bus_message_read(msg, "ss", &name, &id);
+        if (r < 0)
+                return r;
+        c = collection_or_error(m, name, error);
+        if (!c)
+                return -ENOENT;
+        r = shard_store_get(m->store, name, id, 0, &doc);
+        if (r == -ENOENT || r == -EINVAL)
+                return sd_bus_error_setf(error, SHARDSTORE1_ERROR_NOT_FOUND, "document \"%s\" not found", id);
+        if (r < 0)
+                return reply_error(error, r, NULL);
+        r = shard_document_format(doc, &answer);
+        if (r < 0)
+                return r;
+        return sd_bus_reply_method_return(msg, "s", answer);
+}
+
+static int method_search(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(shard_query_request_done) ShardQueryRequest q = {};
+        _cleanup_free_ char *message = NULL, *answer = NULL;
+        const char *name, *json;
+        ShardedCollection *c;
+        int r;
+
+        r = sd_bus_message_read(msg, "ss", &name, &json);
+        if (r < 0)
+                return r;
+        c = collection_or_error(userdata, name, error);
+        if (!c)
+                return -ENOENT;
+        r = shard_query_request_parse(json, c->config->dimension, &q, &message);
+        if (r < 0)
+                return reply_error(error, r, message);
+        r = manager_search(userdata, c, &q, &answer);
+        if (r == -EINVAL)
+                return reply_error(error, r, "a zero query vector has no direction: the collection's metric is cosine");
+        if (r < 0)
+                return reply_error(error, r, NULL);
+        return sd_bus_reply_method_return(msg, "s", answer);
+}
+
+static int property_get_local_node_id(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                      sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+
+        return sd_bus_message_append(reply, "s", m->node_id);
+}
+
+/* (name, dimension, metric, model, shards, replicas, documents held here) */
+static int property_get_collections(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                    sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "(sussuut)");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < m->n_collections; i++) {
+                const ShardCollection *c = m->collections[i].config;
+
+                r = sd_bus_message_append(reply, "(sussuut)", c->name, c->dimension,
+                                          shard_collection_metric_to_string(c->metric), strempty(c->model), c->n_shards,
+                                          c->replicas, m->collections[i].n_docs);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(reply);
+}
+
+static const sd_bus_vtable shardstore_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("LocalNodeId", "s", property_get_local_node_id, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Collections", "a(sussuut)", property_get_collections, 0, 0),
+        SD_BUS_METHOD_WITH_ARGS("CreateCollection",
+                                SD_BUS_ARGS("s", name, "u", dimension, "s", metric, "s", model),
+                                SD_BUS_NO_RESULT, method_create_collection, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("DeleteCollection", SD_BUS_ARGS("s", name), SD_BUS_NO_RESULT,
+                                method_delete_collection, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Put", SD_BUS_ARGS("s", collection, "s", documents), SD_BUS_RESULT("as", ids),
+                                method_put, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Get", SD_BUS_ARGS("s", collection, "s", id), SD_BUS_RESULT("s", document),
+                                method_get, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Delete", SD_BUS_ARGS("s", collection, "s", id), SD_BUS_NO_RESULT, method_delete,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Search", SD_BUS_ARGS("s", collection, "s", query), SD_BUS_RESULT("s", answer),
+                                method_search, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_VTABLE_END,
+};
+
+int manager_bus_publish(Manager *m) {
+        int r;
+
+        r = sd_bus_add_object_vtable(m->bus, &m->vtable_slot, SHARDSTORE1_OBJECT_PATH, SHARDSTORE1_INTERFACE,
+                                     shardstore_vtable, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to add the %s object: %m", SHARDSTORE1_BUS_NAME);
+        r = sd_bus_request_name(m->bus, SHARDSTORE1_BUS_NAME, 0);
+        if (r < 0)
+                return log_error_errno(r, "Failed to acquire %s: %m", SHARDSTORE1_BUS_NAME);
+        return 0;
+}

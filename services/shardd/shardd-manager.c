@@ -1,0 +1,469 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* mycelia-shardd's Manager: opens the store, rebuilds the in-memory indexes from it, serves
+ * ShardStore1 (shardd-bus.c) and turns its calls into store writes and index searches. This node
+ * holds every shard of its collections for now: placement over the mesh, replication and
+ * rebalancing come next (docs/shardd.md, "Where it stands"). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-id128.h>
+
+#include "json-cleanup.h"
+#include "json-document.h"
+#include "log.h"
+#include "shard-placement.h"
+#include "shard-request.h"
+#include "shardd-manager.h"
+
+/* Rows one shard's index may hold: a bound on memory (a remote party's writes land here). */
+#define SHARD_INDEX_ROWS_PER_SHARD (16U << 20)
+
+static uint64_t now_ms(void) {
+        return now_realtime_usec() / USEC_PER_MSEC;
+}
+
+static void manager_exit(Manager *m, int code) {
+        if (m->exit_code == 0)
+                m->exit_code = code;
+        (void) event_base_loopbreak(m->base);
+}
+
+static void sharded_collection_done(ShardedCollection *c) {
+        for (unsigned i = 0; c->shards && c->config && i < c->config->n_shards; i++)
+                shard_index_free(c->shards[i]);
+        free(c->shards);
+        shard_collection_free(c->config);
+        *c = (ShardedCollection) {};
+}
+
+ShardedCollection *manager_collection(Manager *m, const char *name) {
+        for (size_t i = 0; name && i < m->n_collections; i++)
+                if (streq(m->collections[i].config->name, name))
+                        return &m->collections[i];
+        return NULL;
+}
+
+/* A JSON object from the store's bytes (not NUL-terminated), or NULL. */
+static json_object *metadata_parse(const char *s, size_t n) {
+        json_object *o = NULL;
+
+        if (!s || n == 0 || json_document_parse(s, n, &o) < 0)
+                return NULL;
+        if (!json_object_is_type(o, json_type_object)) {
+                json_object_put(o);
+                return NULL;
+        }
+        return o;
+}
+
+static int index_add_doc(ShardIndex *x, const char *id, const float *embedding, const char *metadata, size_t metadata_size) {
+        _cleanup_(json_object_putp) json_object *meta = metadata_parse(metadata, metadata_size);
+        int r = shard_index_add(x, id, embedding, meta);
+
+        return r < 0 ? r : 0;
+}
+
+typedef struct LoadShard {
+        ShardIndex *index;
+        float *vec;
+        uint64_t n;
+        int error;
+} LoadShard;
+
+static int load_doc(const ShardDoc *d, void *userdata) {
+        LoadShard *l = userdata;
+        _cleanup_free_ char *id = strndup(d->id, SHARD_ID_MAX);
+        int r;
+
+        if (!id)
+                return -ENOMEM;
+        shard_doc_embedding(d, l->vec);
+        r = index_add_doc(l->index, id, l->vec, d->metadata, d->metadata_size);
+        if (r < 0) {
+                /* A stored vector the index refuses (zero under cosine cannot be stored): logged,
+                 * the rest of the shard still loads. */
+                log_warning_errno(r, "Not indexing document '%s': %m", id);
+                l->error = r;
+                return 0;
+        }
+        l->n++;
+        return 0;
+}
+
+/* The collection's indexes, filled from the store. */
+static int collection_load(Manager *m, ShardCollection *config, ShardedCollection *ret) {
+        ShardedCollection c = { .config = config };
+        _cleanup_free_ float *vec = malloc(sizeof(float) * config->dimension);
+        int r;
+
+        c.shards = calloc(config->n_shards, sizeof(ShardIndex *));
+        if (!c.shards || !vec) {
+                free(c.shards);
+                return -ENOMEM;
+        }
+        for (unsigned i = 0; i < config->n_shards; i++) {
+                LoadShard l = { .vec = vec };
+
+                r = shard_index_new(config->dimension, config->metric, SHARD_INDEX_ROWS_PER_SHARD, &c.shards[i]);
+                if (r < 0)
+                        goto fail;
+                l.index = c.shards[i];
+                r = shard_store_foreach_doc(m->store, config->name, i, NULL, 0, load_doc, &l);
+                if (r == -EBADMSG) {
+                        /* Damaged values: the store drops them; the other holders have them. */
+                        log_error("Shard %u of collection '%s' has damaged documents; rebuilding it.", i, config->name);
+                        r = shard_store_shard_rebuild(m->store, config->name, i, NULL);
+                        if (r >= 0) {
+                                shard_index_free(c.shards[i]);
+                                r = shard_index_new(config->dimension, config->metric, SHARD_INDEX_ROWS_PER_SHARD,
+                                                    &c.shards[i]);
+                                l = (LoadShard) { .vec = vec, .index = c.shards[i] };
+                                if (r >= 0)
+                                        r = shard_store_foreach_doc(m->store, config->name, i, NULL, 0, load_doc, &l);
+                        }
+                }
+                if (r < 0)
+                        goto fail;
+                c.n_docs += l.n;
+        }
+        *ret = c;
+        return 0;
+fail:
+        c.config = NULL;        /* the caller's on failure */
+        for (unsigned i = 0; i < config->n_shards; i++)
+                shard_index_free(c.shards[i]);
+        free(c.shards);
+        return r;
+}
+
+static int collection_append(Manager *m, ShardCollection *config) {
+        ShardedCollection *v;
+        int r;
+
+        v = reallocarray(m->collections, m->n_collections + 1, sizeof(ShardedCollection));
+        if (!v)
+                return -ENOMEM;
+        m->collections = v;
+        r = collection_load(m, config, &m->collections[m->n_collections]);
+        if (r < 0)
+                return r;
+        m->n_collections++;
+        return 0;
+}
+
+static int collect_name(const ShardCollection *c, void *userdata) {
+        char ***names = userdata;
+        size_t n = 0;
+        char **v;
+
+        while (*names && (*names)[n])
+                n++;
+        v = reallocarray(*names, n + 2, sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        *names = v;
+        v[n] = strdup(c->name);
+        v[n + 1] = NULL;
+        return v[n] ? 0 : -ENOMEM;
+}
+
+static void strv_freep(char ***v) {
+        for (char **p = *v; p && *p; p++)
+                free(*p);
+        free(*v);
+}
+
+/* Every collection of the store, with its indexes. The names first: the store's callbacks must
+ * not call into it. */
+static int manager_load(Manager *m) {
+        __attribute__((cleanup(strv_freep))) char **names = NULL;
+        int r;
+
+        r = shard_store_foreach_collection(m->store, collect_name, &names);
+        if (r < 0)
+                return r;
+        for (char **n = names; n && *n; n++) {
+                ShardCollection *config = NULL;
+
+                r = shard_store_collection_get(m->store, *n, &config);
+                if (r < 0)
+                        return r;
+                r = collection_append(m, config);
+                if (r < 0) {
+                        shard_collection_free(config);
+                        return r;
+                }
+                log_info("Collection '%s': %" PRIu64 " documents in %u shards.", config->name,
+                         m->collections[m->n_collections - 1].n_docs, config->n_shards);
+        }
+        return 0;
+}
+
+int manager_new(const MyceliaConfig *config, Manager **ret) {
+        _cleanup_(manager_freep) Manager *m = NULL;
+        ShardVersion newest;
+        int r;
+
+        m = calloc(1, sizeof(*m));
+        if (!m)
+                return log_oom();
+        m->config = config;
+        r = daemon_loop_new(0, &m->base, &m->loop);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the event loop: %m");
+        r = daemon_node_id_get(config->node_id, config->state_dir, m->node_id);
+        if (r < 0)
+                return r;
+        if (asprintf(&m->store_path, "%s/shards", config->state_dir) < 0)
+                return log_oom();
+        r = shard_store_open(m->store_path, NULL, &m->store);
+        if (r < 0)
+                return log_error_errno(r, "Failed to open the shard store in %s: %m", m->store_path);
+        /* Writes must stay newer than every stored one, also when the wall clock went back. */
+        shard_clock_init(&m->clock, m->node_id);
+        r = shard_store_max_version(m->store, &newest);
+        /* Observed at its own time, so that a store written under a clock that was later set back
+         * still counts (the clock then advances its counter instead of its milliseconds). */
+        if (r >= 0)
+                (void) shard_clock_observe(&m->clock, &newest, shard_hlc_ms(newest.hlc));
+        r = manager_load(m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to load the collections from %s: %m", m->store_path);
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+Manager *manager_free(Manager *m) {
+        if (!m)
+                return NULL;
+        sd_bus_slot_unref(m->vtable_slot);
+        bus_event_free(m->bus_event);
+        for (size_t i = 0; i < m->n_collections; i++)
+                sharded_collection_done(&m->collections[i]);
+        free(m->collections);
+        shard_store_free(m->store);
+        free(m->store_path);
+        daemon_loop_free(m->loop);
+        if (m->base)
+                event_base_free(m->base);
+        free(m);
+        return NULL;
+}
+
+static void manager_bus_disconnected(void *userdata) {
+        log_error("Lost the connection to the bus; exiting.");
+        manager_exit(userdata, EXIT_FAILURE);
+}
+
+int manager_start(Manager *m) {
+        int r;
+
+        r = bus_event_open(m->base, m->config->bus_address, &m->bus_event);
+        if (r < 0)
+                return log_error_errno(r, "Failed to connect to the bus %s: %m",
+                                       isempty(m->config->bus_address) ? "(system)" : m->config->bus_address);
+        bus_event_set_disconnect_cb(m->bus_event, manager_bus_disconnected, m);
+        m->bus = bus_event_get_bus(m->bus_event);
+        r = manager_bus_publish(m);
+        if (r < 0)
+                return r;
+        daemon_notify_ready("Serving collections.");
+        log_info("Serving %zu collections from %s.", m->n_collections, m->store_path);
+        return 0;
+}
+
+int manager_run(Manager *m) {
+        if (event_base_dispatch(m->base) < 0)
+                return log_error_errno(EIO, "The event loop failed.");
+        if (m->exit_code == 0)
+                log_info("Stopping.");
+        return m->exit_code;
+}
+
+int manager_collection_create(Manager *m, const char *name, unsigned dimension, ShardMetric metric,
+                              const char *model) {
+        ShardCollection want = {
+                .name = (char *) name,
+                .dimension = dimension,
+                .metric = metric,
+                .model = isempty(model) ? NULL : (char *) model,
+                .n_shards = SHARD_COUNT_DEFAULT,
+                .replicas = SHARD_REPLICAS_DEFAULT,
+                .created_ms = now_ms(),
+        };
+        ShardCollection *config = NULL;
+        int r;
+
+        if (manager_collection(m, name))
+                return -EEXIST;
+        r = shard_store_collection_create(m->store, &want);
+        if (r < 0)
+                return r;
+        r = shard_store_collection_get(m->store, name, &config);
+        if (r < 0)
+                return r;
+        r = collection_append(m, config);
+        if (r < 0) {
+                shard_collection_free(config);
+                return r;
+        }
+        log_info("Created collection '%s' (%u dimensions, %s).", name, dimension,
+                 shard_collection_metric_to_string(metric));
+        return 0;
+}
+
+int manager_collection_delete(Manager *m, const char *name) {
+        ShardedCollection *c = manager_collection(m, name);
+        int r;
+
+        if (!c)
+                return -ENOENT;
+        r = shard_store_collection_delete(m->store, name);
+        if (r < 0)
+                return r;
+        log_info("Deleted collection '%s'.", name);
+        sharded_collection_done(c);
+        *c = m->collections[--m->n_collections];
+        return 0;
+}
+
+static int make_id(char **ret) {
+        sd_id128_t id;
+        int r;
+
+        r = sd_id128_randomize(&id);
+        if (r < 0)
+                return r;
+        *ret = malloc(SD_ID128_STRING_MAX);
+        if (!*ret)
+                return -ENOMEM;
+        sd_id128_to_string(id, *ret);
+        return 0;
+}
+
+int manager_put(Manager *m, ShardedCollection *c, const ShardPutRequest *req, char ***ret_ids) {
+        _cleanup_free_ ShardChange *changes = calloc(req->n_docs, sizeof(ShardChange));
+        _cleanup_free_ bool *applied = calloc(req->n_docs, sizeof(bool));
+        char **ids = calloc(req->n_docs + 1, sizeof(char *));
+        int r;
+
+        if (!changes || !applied || !ids) {
+                free(ids);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < req->n_docs; i++) {
+                const ShardPutDoc *d = &req->docs[i];
+
+                r = d->id ? ((ids[i] = strdup(d->id)) ? 0 : -ENOMEM) : make_id(&ids[i]);
+                if (r < 0)
+                        goto fail;
+                changes[i] = (ShardChange) {
+                        .op = SHARD_OP_PUT,
+                        .id = ids[i],
+                        .version = shard_clock_tick(&m->clock, now_ms()),
+                        .embedding = d->embedding,
+                        .dimension = c->config->dimension,
+                        .text = d->text,
+                        .text_size = d->text ? strlen(d->text) : 0,
+                        .metadata = d->metadata,
+                        .metadata_size = d->metadata ? strlen(d->metadata) : 0,
+                };
+                /* Refused by the index (a zero vector under cosine) is refused before storing. */
+                if (c->config->metric == SHARD_METRIC_COSINE) {
+                        bool zero = true;
+
+                        for (unsigned k = 0; zero && k < c->config->dimension; k++)
+                                zero = d->embedding[k] == 0;
+                        if (zero) {
+                                r = -EDOM;
+                                goto fail;
+                        }
+                }
+        }
+        r = shard_store_apply(m->store, c->config->name, changes, req->n_docs, NULL, applied);
+        if (r < 0)
+                goto fail;
+        /* Acknowledged: on disk. The index follows; it cannot refuse what passed the checks above
+         * but for memory, and then a restart rebuilds it from the store. */
+        for (size_t i = 0; i < req->n_docs; i++) {
+                int shard = shard_of(c->config->name, ids[i], c->config->n_shards);
+                ShardIndex *x = shard >= 0 ? c->shards[shard] : NULL;
+                int k;
+
+                if (!applied[i] || !x)
+                        continue;
+                k = shard_index_count(x);
+                r = index_add_doc(x, ids[i], req->docs[i].embedding, req->docs[i].metadata,
+                                  req->docs[i].metadata ? strlen(req->docs[i].metadata) : 0);
+                if (r < 0)
+                        log_warning_errno(r, "Document '%s' is stored but not indexed until a restart: %m", ids[i]);
+                else if ((size_t) k < shard_index_count(x))
+                        c->n_docs++;
+        }
+        *ret_ids = ids;
+        return 0;
+fail:
+        for (size_t i = 0; i < req->n_docs; i++)
+                free(ids[i]);
+        free(ids);
+        return r;
+}
+
+int manager_delete_doc(Manager *m, ShardedCollection *c, const char *id) {
+        _cleanup_free_ ShardDoc *doc = NULL;
+        ShardChange change = { .op = SHARD_OP_DELETE, .id = id };
+        int shard, r;
+
+        r = shard_store_get(m->store, c->config->name, id, 0, &doc);
+        if (r < 0)
+                return r;
+        change.version = shard_clock_tick(&m->clock, now_ms());
+        r = shard_store_apply(m->store, c->config->name, &change, 1, NULL, NULL);
+        if (r < 0)
+                return r;
+        shard = shard_of(c->config->name, id, c->config->n_shards);
+        if (shard >= 0 && c->shards[shard] && shard_index_remove(c->shards[shard], id) >= 0)
+                c->n_docs--;
+        return 0;
+}
+
+int manager_search(Manager *m, ShardedCollection *c, const ShardQueryRequest *q, char **ret_json) {
+        unsigned n_shards = c->config->n_shards;
+        _cleanup_free_ ShardHit *hits = calloc((size_t) n_shards * q->k, sizeof(ShardHit));
+        _cleanup_free_ ShardHitList *lists = calloc(n_shards, sizeof(ShardHitList));
+        _cleanup_free_ ShardHit *top = calloc(q->k, sizeof(ShardHit));
+        _cleanup_free_ ShardResult *results = calloc(q->k, sizeof(ShardResult));
+        _cleanup_free_ ShardDoc **docs = calloc(q->k, sizeof(ShardDoc *));
+        size_t n_lists = 0, n_top = 0;
+        int r;
+
+        if (!hits || !lists || !top || !results || !docs)
+                return -ENOMEM;
+        for (unsigned i = 0; i < n_shards; i++) {
+                ShardIndex *x = c->shards[i];
+                size_t n = 0;
+
+                if (!x || shard_index_count(x) == 0)
+                        continue;
+                r = shard_index_search(x, q->embedding, 1, q->k, q->filter, hits + (size_t) i * q->k, &n);
+                if (r < 0)
+                        return r;
+                lists[n_lists++] = (ShardHitList) { .hits = hits + (size_t) i * q->k, .n = n };
+        }
+        if (n_lists > 0) {
+                r = shard_hits_merge(lists, n_lists, q->k, top, &n_top);
+                if (r < 0)
+                        return r;
+        }
+        for (size_t i = 0; i < n_top; i++) {
+                /* The text is kept in the store only; a document gone meanwhile has none. */
+                if (shard_store_get(m->store, c->config->name, top[i].id, 0, &docs[i]) < 0)
+                        docs[i] = NULL;
+                results[i] = (ShardResult) { .hit = &top[i], .text = docs[i] && docs[i]->text_size > 0 ? docs[i]->text : NULL };
+        }
+        r = shard_query_answer_format(results, n_top, NULL, 0, ret_json);
+        for (size_t i = 0; i < n_top; i++)
+                free(docs[i]);
+        return r;
+}

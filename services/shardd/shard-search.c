@@ -433,7 +433,7 @@ int shard_index_search(const ShardIndex *x, const float *queries, size_t nq, siz
         heaps = malloc(nq * k * sizeof(HeapEntry));
         sizes = calloc(nq, sizeof(size_t));
         /* m * block_rows(m) is at most this for every m <= chunk, the last chunk's too. */
-        scores = malloc(MAX((size_t) BLOCK_SCORES, chunk * BLOCK_ROWS_MIN) * sizeof(float));
+        scores = malloc(MIN(chunk * BLOCK_ROWS_MAX, MAX((size_t) BLOCK_SCORES, chunk * BLOCK_ROWS_MIN)) * sizeof(float));
         pass = malloc(BLOCK_ROWS_MAX);
         if (!heaps || !sizes || !scores || !pass)
                 return -ENOMEM;

@@ -41,6 +41,14 @@ typedef struct MyceliaConfig {
         usec_t cooling_wait;      /* every node serving a model cools down: wait this long at most for one */
         usec_t tags_interval;     /* how often the upstream's /api/tags is re-read */
         usec_t probe_interval;    /* how often a down upstream is probed */
+        /* [shard] */
+        char *shard_listen;       /* ADDR:PORT of shardd's transfer listener (peers' shardd) */
+        char *shard_advertise;    /* ADDR:PORT peers reach it at; empty: derived */
+        unsigned shard_count;     /* virtual shards of a new collection */
+        unsigned shard_replicas;  /* R: nodes each shard lives on */
+        unsigned write_quorum;    /* W: holders with a write on disk before it is acknowledged; 0: min(2, R) */
+        uint64_t transfer_rate;   /* bytes/s of shard transfers, so inference keeps its latency */
+        usec_t shard_sync_interval; /* how often holders compare and repair their shards */
         /* [gossip] */
         char *gossip_listen;      /* ADDR:PORT for SWIM datagrams (UDP) and push-pull (TCP) */
         char *gossip_advertise;   /* ADDR:PORT peers reach our gossip at; empty: derived */

@@ -8,13 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <systemd/sd-id128.h>
+#include <unistd.h>
 
 #include "json-cleanup.h"
 #include "json-document.h"
 #include "log.h"
 #include "shard-placement.h"
 #include "shard-request.h"
+#include "mesh-http.h"
 #include "shardd-manager.h"
+#include "shardd-peer.h"
 
 /* Rows one shard's index may hold: a bound on memory (a remote party's writes land here). */
 #define SHARD_INDEX_ROWS_PER_SHARD (16U << 20)
@@ -212,6 +215,13 @@ int manager_new(const MyceliaConfig *config, Manager **ret) {
         r = daemon_loop_new(0, &m->base, &m->loop);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the event loop: %m");
+        if (config->shard_count < 1 || config->shard_count > SHARD_COUNT_MAX)
+                return log_error_errno(-EINVAL, "[shard] shards must be from 1 to %u.", SHARD_COUNT_MAX);
+        if (config->shard_replicas < 1 || config->shard_replicas > SHARD_REPLICAS_MAX)
+                return log_error_errno(-EINVAL, "[shard] replicas must be from 1 to %u.", SHARD_REPLICAS_MAX);
+        if (config->write_quorum > config->shard_replicas)
+                return log_error_errno(-EINVAL, "[shard] write_quorum (%u) cannot be above replicas (%u).",
+                                       config->write_quorum, config->shard_replicas);
         r = daemon_node_id_get(config->node_id, config->state_dir, m->node_id);
         if (r < 0)
                 return r;
@@ -239,16 +249,57 @@ Manager *manager_free(Manager *m) {
                 return NULL;
         sd_bus_slot_unref(m->vtable_slot);
         bus_event_free(m->bus_event);
+        if (m->peer_http)
+                evhttp_free(m->peer_http);
+        free(m->peer_address);
         for (size_t i = 0; i < m->n_collections; i++)
                 sharded_collection_done(&m->collections[i]);
         free(m->collections);
         shard_store_free(m->store);
         free(m->store_path);
+        mesh_auth_key_wipe(&m->mesh_auth);
         daemon_loop_free(m->loop);
         if (m->base)
                 event_base_free(m->base);
         free(m);
         return NULL;
+}
+
+/* Takes the socket systemd (or the launcher) passed as "shard", else binds [shard] listen. */
+static int manager_listen(Manager *m) {
+        char bound[128];
+        int fd, r;
+
+        fd = listen_fd_take("shard");
+        if (fd == -ENOENT) {
+                r = listen_tcp(m->config->shard_listen, &fd);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to listen on %s ([shard] listen, --shard): %m",
+                                               m->config->shard_listen);
+        } else if (fd < 0)
+                return log_error_errno(fd, "Failed to take the 'shard' socket: %m");
+        (void) evutil_make_socket_nonblocking(fd);
+        r = sockaddr_format_local(fd, bound, sizeof(bound));
+        if (r < 0) {
+                (void) close(fd);
+                return log_error_errno(r, "Failed to read the address of the 'shard' socket: %m");
+        }
+        m->peer_http = evhttp_new(m->base);
+        m->peer_address = strdup(bound);
+        if (!m->peer_http || !m->peer_address) {
+                (void) close(fd);
+                return log_oom();
+        }
+        evhttp_set_allowed_methods(m->peer_http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
+        evhttp_set_max_body_size(m->peer_http, SHARD_PEER_BODY_MAX);
+        evhttp_set_default_content_type(m->peer_http, NULL);
+        evhttp_set_gencb(m->peer_http, manager_peer_request, m);
+        if (!evhttp_accept_socket_with_handle(m->peer_http, fd)) {
+                (void) close(fd);
+                return log_error_errno(EIO, "Failed to accept connections on %s: %m", bound);
+        }
+        log_info("Serving shard transfers on %s.", bound);
+        return 0;
 }
 
 static void manager_bus_disconnected(void *userdata) {
@@ -265,6 +316,16 @@ int manager_start(Manager *m) {
                                        isempty(m->config->bus_address) ? "(system)" : m->config->bus_address);
         bus_event_set_disconnect_cb(m->bus_event, manager_bus_disconnected, m);
         m->bus = bus_event_get_bus(m->bus_event);
+        /* Without the key this node keeps its own shards and serves its own clients, and refuses
+         * every peer (nothing unauthenticated crosses the LAN). */
+        r = mesh_http_key_load(m->config->mesh_key, &m->mesh_auth);
+        m->have_mesh_key = r >= 0;
+        if (r < 0)
+                log_notice("No mesh key (%s: %s); shards stay on this node and peers are refused.",
+                           strempty(m->config->mesh_key), strerror(-r));
+        r = manager_listen(m);
+        if (r < 0)
+                return r;
         r = manager_bus_publish(m);
         if (r < 0)
                 return r;
@@ -288,8 +349,8 @@ int manager_collection_create(Manager *m, const char *name, unsigned dimension, 
                 .dimension = dimension,
                 .metric = metric,
                 .model = isempty(model) ? NULL : (char *) model,
-                .n_shards = SHARD_COUNT_DEFAULT,
-                .replicas = SHARD_REPLICAS_DEFAULT,
+                .n_shards = m->config->shard_count,
+                .replicas = m->config->shard_replicas,
                 .created_ms = now_ms(),
         };
         ShardCollection *config = NULL;

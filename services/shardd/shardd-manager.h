@@ -4,10 +4,12 @@
 #pragma once
 
 #include <event2/event.h>
+#include <event2/http.h>
 #include <systemd/sd-bus.h>
 
 #include "bus-event.h"
 #include "config.h"
+#include "mesh-auth.h"
 #include "daemon.h"
 #include "shard-request.h"
 #include "shard-search.h"
@@ -32,6 +34,14 @@ typedef struct Manager {
         BusEvent *bus_event;
         sd_bus *bus;            /* borrowed from bus_event */
         sd_bus_slot *vtable_slot;
+
+        /* The transfer listener for peers' shardd ([shard] listen, or the socket systemd passes
+         * as "shard"): its address as bound, and as peers reach it (gossip metadata "shard"). */
+        struct evhttp *peer_http;
+        char *peer_address;
+        MeshAuthKey mesh_auth;
+        bool have_mesh_key;
+        uint64_t peer_rejected; /* requests refused: no valid X-Mycelia-Auth */
 
         ShardStore *store;
         ShardClock clock;

@@ -7,6 +7,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "log.h"
+#include "mesh-http.h"
 #include "mesh-key.h"
 #include "shimd-clients.h"
 #include "shimd-errors.h"
@@ -177,15 +178,10 @@ static int manager_listen(Manager *m, ShimListener *l, const char *fdname, const
  * it is never an open relay. */
 static int manager_load_mesh_key(Manager *m) {
         const char *path = m->config->mesh_key;
-        uint8_t key[MESH_KEY_SIZE];
         int r;
 
-        r = isempty(path) ? -ENOENT : mesh_key_load(path, key);
+        r = mesh_http_key_load(path, &m->mesh_auth);
         if (r >= 0) {
-                r = mesh_auth_key_derive(key, sizeof(key), &m->mesh_auth);
-                explicit_bzero(key, sizeof(key));
-                if (r < 0)
-                        return log_error_errno(r, "Failed to derive the mesh HTTP key: %m");
                 m->have_mesh_key = true;
                 log_debug("Mesh key loaded from %s.", path);
                 return 0;

@@ -29,7 +29,7 @@
 #include "shim-stream.h"
 #include "shimd-clients.h"
 #include "shimd-errors.h"
-#include "shimd-evbuffer.h"
+#include "evbuffer-util.h"
 #include "shimd-mesh.h"
 #include "shimd-proxy.h"
 #include "shimd-router-cache.h"
@@ -692,7 +692,7 @@ static void proxy_stream_account(ProxyRequest *p, struct evbuffer *buf) {
                 p->stream.bytes += evbuffer_get_length(buf);
                 return;
         }
-        n = shim_evbuffer_iovecs(buf, small, ELEMENTSOF(small), &vec, &heap);
+        n = evbuffer_iovecs(buf, small, ELEMENTSOF(small), &vec, &heap);
         if (n < 0) {
                 p->stream.bytes += evbuffer_get_length(buf);
                 return;
@@ -1085,7 +1085,7 @@ static void proxy_client_close_cb(struct evhttp_connection *evcon, void *userdat
 /* Reads "model" from the body in place, chain by chain (json-c's tokener is incremental). */
 static void proxy_extract_model(ProxyRequest *p, struct evbuffer *body) {
         struct iovec small[16], *vec, *heap = NULL;
-        int n = shim_evbuffer_iovecs(body, small, ELEMENTSOF(small), &vec, &heap);
+        int n = evbuffer_iovecs(body, small, ELEMENTSOF(small), &vec, &heap);
 
         if (n > 0)
                 (void) shim_request_extract_model(vec, (size_t) n, &p->model);
@@ -1114,7 +1114,7 @@ static void proxy_affinity_chain(ProxyRequest *p, struct evhttp_request *req) {
         if (kind == AFFINITY_CONTEXT_NONE || evbuffer_get_length(body) > SHIM_AFFINITY_BODY_MAX)
                 return;
         tok = json_tokener_new();
-        n = tok ? shim_evbuffer_iovecs(body, small, ELEMENTSOF(small), &vec, &heap) : -ENOMEM;
+        n = tok ? evbuffer_iovecs(body, small, ELEMENTSOF(small), &vec, &heap) : -ENOMEM;
         for (int i = 0; i < n; i++) {
                 json_object_put(obj);
                 obj = json_tokener_parse_ex(tok, vec[i].iov_base, (int) MIN(vec[i].iov_len, (size_t) INT_MAX));

@@ -14,7 +14,7 @@
 #include "shim-retry.h"
 #include "shimd-clients.h"
 #include "shimd-errors.h"
-#include "shimd-evbuffer.h"
+#include "evbuffer-util.h"
 #include "shimd-fanout.h"
 #include "shimd-router-cache.h"
 #include "shimd-spread.h"

@@ -48,7 +48,7 @@ class ShardStore(unittest.TestCase):
     @classmethod
     def start(cls):
         cls.proc = Proc([testenv.env_path('MYCELIA_SHARDD'), '--bus', cls.bus.address, '--state-dir', cls.state,
-                         '--node-id', cls.node_id, '--log-level', 'debug'], name='shardd')
+                         '--node-id', cls.node_id, '--shard', '127.0.0.1:0', '--log-level', 'debug'], name='shardd')
         try:
             wait_until(lambda: cls.has_name(), 10, what='ShardStore1 on the bus')
         except TimeoutError as e:

@@ -12,5 +12,5 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct evbuffer *, evbuffer_free);
 /* The chains of buf as iovecs in *ret_vec: small when n_small hold them, else an array that is
  * also put in *ret_heap for the caller to free (NULL otherwise). Returns how many (0 for an
  * empty buffer) or -ENOMEM. The iovecs stay valid while buf is not changed. */
-int shim_evbuffer_iovecs(struct evbuffer *buf, struct iovec *small, size_t n_small, struct iovec **ret_vec,
-                         struct iovec **ret_heap);
+int evbuffer_iovecs(struct evbuffer *buf, struct iovec *small, size_t n_small, struct iovec **ret_vec,
+                    struct iovec **ret_heap);

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* An evbuffer's chains as struct iovec, read in place: for the mesh authenticator, the model
- * name and the stream accounting, which all walk a body without copying it. */
+/* An evbuffer's chains as struct iovec, read in place: for the mesh authenticator (shimd and
+ * shardd), and shimd's model name and stream accounting, which all walk a body without copying
+ * it. */
 #include <event2/buffer.h>
 #include <stddef.h>
+#include <stdlib.h>
 
-#include "shimd-evbuffer.h"
+#include "evbuffer-util.h"
 
 /* libevent documents evbuffer_iovec as laid out like struct iovec on Unix. */
 _Static_assert(sizeof(struct evbuffer_iovec) == sizeof(struct iovec) &&
@@ -12,8 +14,8 @@ _Static_assert(sizeof(struct evbuffer_iovec) == sizeof(struct iovec) &&
                offsetof(struct evbuffer_iovec, iov_len) == offsetof(struct iovec, iov_len),
                "struct evbuffer_iovec differs from struct iovec");
 
-int shim_evbuffer_iovecs(struct evbuffer *buf, struct iovec *small, size_t n_small, struct iovec **ret_vec,
-                         struct iovec **ret_heap) {
+int evbuffer_iovecs(struct evbuffer *buf, struct iovec *small, size_t n_small, struct iovec **ret_vec,
+                    struct iovec **ret_heap) {
         int n = evbuffer_peek(buf, -1, NULL, NULL, 0);
         struct iovec *vec = small;
 

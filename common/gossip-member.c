@@ -1,6 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Reading a Gossip1 member (ssassua{ss}) or load (suut) from a bus message into borrowed strings,
- * bounded, and publishing local metadata and load to Gossip1. */
+ * bounded, publishing local metadata and load to Gossip1, and the URL of an address a member
+ * advertises. */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <stdio.h>
+
 #include "bus-event.h"
 #include "gossip-member.h"
 #include "log.h"
@@ -108,4 +113,89 @@ int gossip_set_local_load(sd_bus *bus, uint32_t in_flight, uint32_t capacity) {
         if (r < 0)
                 return r;
         return sd_bus_call_async(bus, NULL, msg, set_local_load_reply_cb, NULL, 0);
+}
+
+/* Splits "HOST:PORT" or "[V6]:PORT" into host (no brackets) and port. */
+static int split_host_port(const char *s, char *host, size_t host_size, uint16_t *ret_port) {
+        const char *colon, *h;
+        unsigned long port = 0;
+        size_t n;
+
+        if (isempty(s))
+                return -EINVAL;
+        if (s[0] == '[') {
+                const char *end = strchr(s, ']');
+
+                if (!end || end[1] != ':')
+                        return -EINVAL;
+                h = s + 1;
+                n = (size_t) (end - h);
+                colon = end + 1;
+        } else {
+                colon = strrchr(s, ':');
+                if (!colon || memchr(s, ':', (size_t) (colon - s)))
+                        return -EINVAL;     /* no port, or IPv6 without brackets */
+                h = s;
+                n = (size_t) (colon - s);
+        }
+        if (n >= host_size)
+                return -EINVAL;
+        memcpy(host, h, n);
+        host[n] = '\0';
+
+        if (colon[1] == '\0' || strlen(colon + 1) > 5)
+                return -EINVAL;
+        for (const char *p = colon + 1; *p; p++) {
+                if (!isdigit((unsigned char) *p))
+                        return -EINVAL;
+                port = port * 10 + (unsigned long) (*p - '0');
+        }
+        if (port == 0 || port > 65535)
+                return -EINVAL;
+        *ret_port = (uint16_t) port;
+        return 0;
+}
+
+/* AF_INET or AF_INET6 for a numeric host, -EINVAL otherwise; *ret_unspecified for 0.0.0.0/::. */
+static int host_family(const char *host, bool *ret_unspecified) {
+        uint8_t a[16];
+
+        if (inet_pton(AF_INET, host, a) == 1) {
+                *ret_unspecified = memcmp(a, (uint8_t[4]) {}, 4) == 0;
+                return AF_INET;
+        }
+        if (inet_pton(AF_INET6, host, a) == 1) {
+                *ret_unspecified = memcmp(a, (uint8_t[16]) {}, 16) == 0;
+                return AF_INET6;
+        }
+        return -EINVAL;
+}
+
+int gossip_meta_url(const char *advertised, const char *gossip_addr, char *buf, size_t size) {
+        char host[INET6_ADDRSTRLEN + 1], ghost[INET6_ADDRSTRLEN + 1];
+        bool unspecified = true;
+        uint16_t port, gport;
+        int family, r;
+
+        r = split_host_port(advertised, host, sizeof(host), &port);
+        if (r < 0)
+                return r;
+        if (host[0] != '\0') {
+                family = host_family(host, &unspecified);
+                if (family < 0)
+                        return -EINVAL;
+        }
+        if (unspecified) {
+                /* "Same host as the gossip address" (the metadata contract). */
+                if (split_host_port(gossip_addr, ghost, sizeof(ghost), &gport) < 0)
+                        return -EINVAL;
+                family = host_family(ghost, &unspecified);
+                if (family < 0 || unspecified)
+                        return -EINVAL;
+                memcpy(host, ghost, sizeof(host));
+        }
+        r = snprintf(buf, size, strchr(host, ':') ? "http://[%s]:%u" : "http://%s:%u", host, port);
+        if (r < 0 || (size_t) r >= size)
+                return -ENOBUFS;
+        return 0;
 }

@@ -57,3 +57,9 @@ const char *gossip_member_meta(const GossipMember *m, const char *key);
 int gossip_set_local_metadata(sd_bus *bus, const char *key, const char *value);
 /* Gossip1.SetLocalLoad(in_flight, capacity), the same way. */
 int gossip_set_local_load(sd_bus *bus, uint32_t in_flight, uint32_t capacity);
+
+/* "http://HOST:PORT" from an address a member advertises in its metadata ("mesh" for its shim's
+ * mesh API, "shard" for its shardd), "ADDR:PORT"; an unspecified host (0.0.0.0, ::, or empty) is
+ * replaced by the host of gossip_addr ("ADDR:PORT", may be NULL). Hosts must be numeric (no DNS
+ * from what a peer says). -EINVAL when unusable, -ENOBUFS when buf is too small. */
+int gossip_meta_url(const char *advertised, const char *gossip_addr, char *buf, size_t size);

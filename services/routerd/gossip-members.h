@@ -33,10 +33,6 @@ void gossip_route_done(GossipRoute *r);
  * metadata: nothing can be forwarded to it; *ret_reason says which), -ENOMEM. */
 int gossip_member_route(const GossipMember *m, GossipRoute *ret, const char **ret_reason);
 
-/* "http://HOST:PORT" from mesh metadata "ADDR:PORT"; an unspecified host (0.0.0.0, ::, or
- * empty) is replaced by the host of gossip_addr ("ADDR:PORT", may be NULL). Hosts must be
- * numeric (no DNS from what a peer says). -EINVAL when unusable. */
-int gossip_mesh_url(const char *mesh, const char *gossip_addr, char *buf, size_t size);
 
 /* Splits "a,b,c": empty items skipped, names longer than GOSSIP_MODEL_NAME_MAX or with bytes
  * outside printable ASCII (spaces too) skipped, at most ROUTE_MAX_MODELS kept. */

@@ -13,7 +13,7 @@
 
 static void check_url(const char *mesh, const char *gossip, const char *expect) {
         char buf[128];
-        int r = gossip_mesh_url(mesh, gossip, buf, sizeof(buf));
+        int r = gossip_meta_url(mesh, gossip, buf, sizeof(buf));
 
         if (!expect) {
                 ck_assert_msg(r < 0, "'%s' (gossip '%s') gave %s", mesh, strempty(gossip), buf);

@@ -26,6 +26,8 @@
 #define SHARDSTORE1_ERROR_TOO_LARGE "org.mycelia.ShardStore1.TooLarge"
 /* No such collection or document; the shim answers 404. */
 #define SHARDSTORE1_ERROR_NOT_FOUND "org.mycelia.ShardStore1.NotFound"
+/* Fewer holders than a write needs are reachable; the shim answers 503. */
+#define SHARDSTORE1_ERROR_UNAVAILABLE "org.mycelia.ShardStore1.Unavailable"
 /* The collection exists already; the shim answers 409. */
 #define SHARDSTORE1_ERROR_EXISTS "org.mycelia.ShardStore1.Exists"
 

@@ -9,6 +9,7 @@
 
 #include "json-cleanup.h"
 #include "json-document.h"
+#include "shard-placement.h"
 #include "shard-request.h"
 
 _printf_(3, 4)
@@ -192,15 +193,13 @@ void shard_put_request_done(ShardPutRequest *r) {
         *r = (ShardPutRequest) {};
 }
 
-int shard_query_request_parse(const char *json, unsigned dimension, ShardQueryRequest *ret, char **ret_error) {
-        _cleanup_(json_object_putp) json_object *o = NULL;
+int shard_query_request_from_object(json_object *o, unsigned dimension, ShardQueryRequest *ret, char **ret_error) {
         ShardQueryRequest q = { .k = SHARD_QUERY_K_DEFAULT };
         json_object *embedding, *k, *where;
         int r;
 
-        r = parse_object(json, &o, ret_error);
-        if (r < 0)
-                return r;
+        if (!json_object_is_type(o, json_type_object))
+                return request_error(ret_error, -EINVAL, "the query must be a JSON object");
         if (!json_object_object_get_ex(o, "embedding", &embedding))
                 return request_error(ret_error, -EINVAL, "the query has no \"embedding\"");
         if (json_object_object_get_ex(o, "k", &k) && !json_object_is_type(k, json_type_null)) {
@@ -222,6 +221,16 @@ int shard_query_request_parse(const char *json, unsigned dimension, ShardQueryRe
         }
         *ret = q;
         return 0;
+}
+
+int shard_query_request_parse(const char *json, unsigned dimension, ShardQueryRequest *ret, char **ret_error) {
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        int r;
+
+        r = parse_object(json, &o, ret_error);
+        if (r < 0)
+                return r;
+        return shard_query_request_from_object(o, dimension, ret, ret_error);
 }
 
 void shard_query_request_done(ShardQueryRequest *r) {
@@ -267,40 +276,159 @@ int shard_document_format(const ShardDoc *d, char **ret) {
         return to_string(o, ret);
 }
 
-int shard_query_answer_format(const ShardResult *results, size_t n, const unsigned *missing, size_t n_missing,
-                              char **ret) {
-        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
-        json_object *list = json_object_new_array_ext((int) n);
-        int r = 0;
+void shard_answer_done(ShardAnswer *a) {
+        for (size_t i = 0; i < a->n_hits; i++) {
+                free(a->hits[i].id);
+                free(a->hits[i].text);
+                json_object_put(a->hits[i].metadata);
+        }
+        free(a->hits);
+        *a = (ShardAnswer) {};
+}
 
-        if (!o || !list) {
-                json_object_put(list);
+int shard_answer_add(ShardAnswer *a, const char *id, const char *text, size_t text_size, json_object *metadata,
+                     float score) {
+        ShardAnswerHit *h;
+
+        if (a->n_hits >= (size_t) SHARD_SEARCH_K_MAX * SHARD_COUNT_MAX)
+                return -E2BIG;
+        if (a->n_hits == a->allocated) {
+                size_t n = MAX(a->allocated * 2, (size_t) 16);
+                ShardAnswerHit *v = reallocarray(a->hits, n, sizeof(ShardAnswerHit));
+
+                if (!v)
+                        return -ENOMEM;
+                a->hits = v;
+                a->allocated = n;
+        }
+        h = &a->hits[a->n_hits];
+        *h = (ShardAnswerHit) { .id = strdup(id), .text = text ? strndup(text, text_size) : NULL, .score = score };
+        if (!h->id || (text && !h->text)) {
+                free(h->id);
+                free(h->text);
                 return -ENOMEM;
         }
-        r |= json_object_object_add(o, "results", list);
+        h->metadata = metadata ? json_object_get(metadata) : NULL;
+        a->n_hits++;
+        return 0;
+}
+
+int shard_answer_parse(ShardAnswer *a, const void *json, size_t size, bool *not_ready, unsigned n_shards) {
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        json_object *results, *nr;
+        size_t n;
+        int r;
+
+        r = json_document_parse(json, size, &o);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0 || !json_object_is_type(o, json_type_object) ||
+            !json_object_object_get_ex(o, "results", &results) || !json_object_is_type(results, json_type_array))
+                return -EBADMSG;
+        n = json_object_array_length(results);
         for (size_t i = 0; i < n; i++) {
+                json_object *e = json_object_array_get_idx(results, i), *id, *text, *meta, *score;
+
+                if (!json_object_is_type(e, json_type_object) || !json_object_object_get_ex(e, "id", &id) ||
+                    !json_object_is_type(id, json_type_string) || !json_object_object_get_ex(e, "score", &score) ||
+                    !(json_object_is_type(score, json_type_double) || json_object_is_type(score, json_type_int)))
+                        return -EBADMSG;
+                if (!json_object_object_get_ex(e, "text", &text) || !json_object_is_type(text, json_type_string))
+                        text = NULL;
+                if (!json_object_object_get_ex(e, "metadata", &meta) || !json_object_is_type(meta, json_type_object))
+                        meta = NULL;
+                r = shard_answer_add(a, json_object_get_string(id), text ? json_object_get_string(text) : NULL,
+                                     text ? (size_t) json_object_get_string_len(text) : 0, meta,
+                                     (float) json_object_get_double(score));
+                if (r < 0)
+                        return r;
+        }
+        if (not_ready && json_object_object_get_ex(o, "not_ready", &nr)) {
+                if (!json_object_is_type(nr, json_type_array))
+                        return -EBADMSG;
+                for (size_t i = 0; i < json_object_array_length(nr); i++) {
+                        int64_t s = json_object_get_int64(json_object_array_get_idx(nr, i));
+
+                        if (s < 0 || s >= n_shards)
+                                return -EBADMSG;
+                        not_ready[s] = true;
+                }
+        }
+        return 0;
+}
+
+static int hit_cmp(const void *x, const void *y) {
+        const ShardAnswerHit *a = x, *b = y;
+
+        if (a->score != b->score)
+                return a->score > b->score ? -1 : 1;
+        return strcmp(a->id, b->id);
+}
+
+void shard_answer_top(ShardAnswer *a, size_t k) {
+        size_t n = 0;
+
+        qsort(a->hits, a->n_hits, sizeof(ShardAnswerHit), hit_cmp);
+        for (size_t i = 0; i < a->n_hits; i++) {
+                bool dup = false;
+
+                /* The same id from two holders has the same score: it sorts next to itself. */
+                for (size_t j = n; j > 0 && !dup && a->hits[j - 1].score == a->hits[i].score; j--)
+                        dup = streq(a->hits[j - 1].id, a->hits[i].id);
+                if (dup || n >= k) {
+                        free(a->hits[i].id);
+                        free(a->hits[i].text);
+                        json_object_put(a->hits[i].metadata);
+                        continue;
+                }
+                a->hits[n++] = a->hits[i];
+        }
+        a->n_hits = n;
+}
+
+static int answer_format(const ShardAnswer *a, const char *list_name, bool with_partial, const unsigned *list,
+                         size_t n_list, char **ret) {
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+        json_object *results = json_object_new_array_ext((int) a->n_hits);
+        int r = 0;
+
+        if (!o || !results) {
+                json_object_put(results);
+                return -ENOMEM;
+        }
+        r |= json_object_object_add(o, "results", results);
+        for (size_t i = 0; i < a->n_hits; i++) {
+                const ShardAnswerHit *h = &a->hits[i];
                 json_object *e = json_object_new_object();
 
                 if (!e)
                         return -ENOMEM;
-                r |= json_object_array_add(list, e);
-                r |= json_object_object_add(e, "id", json_object_new_string(results[i].hit->id));
-                r |= json_object_object_add(e, "text", results[i].text ? json_object_new_string(results[i].text) : NULL);
-                r |= json_object_object_add(e, "metadata", results[i].hit->metadata ? json_object_get(results[i].hit->metadata)
-                                                                                   : json_object_new_object());
-                r |= json_object_object_add(e, "score", json_object_new_double((double) results[i].hit->score));
+                r |= json_object_array_add(results, e);
+                r |= json_object_object_add(e, "id", json_object_new_string(h->id));
+                r |= json_object_object_add(e, "text", h->text ? json_object_new_string(h->text) : NULL);
+                r |= json_object_object_add(e, "metadata", h->metadata ? json_object_get(h->metadata) : json_object_new_object());
+                r |= json_object_object_add(e, "score", json_object_new_double((double) h->score));
         }
-        r |= json_object_object_add(o, "partial", json_object_new_boolean(n_missing > 0));
-        if (n_missing > 0) {
-                json_object *m = json_object_new_array_ext((int) n_missing);
+        if (with_partial)
+                r |= json_object_object_add(o, "partial", json_object_new_boolean(n_list > 0));
+        if (n_list > 0) {
+                json_object *l = json_object_new_array_ext((int) n_list);
 
-                if (!m)
+                if (!l)
                         return -ENOMEM;
-                r |= json_object_object_add(o, "missing_shards", m);
-                for (size_t i = 0; i < n_missing; i++)
-                        r |= json_object_array_add(m, json_object_new_int64(missing[i]));
+                r |= json_object_object_add(o, list_name, l);
+                for (size_t i = 0; i < n_list; i++)
+                        r |= json_object_array_add(l, json_object_new_int64(list[i]));
         }
         if (r != 0)
                 return -ENOMEM;
         return to_string(o, ret);
+}
+
+int shard_answer_format(const ShardAnswer *a, const unsigned *missing, size_t n_missing, char **ret) {
+        return answer_format(a, "missing_shards", true, missing, n_missing, ret);
+}
+
+int shard_answer_format_peer(const ShardAnswer *a, const unsigned *not_ready, size_t n_not_ready, char **ret) {
+        return answer_format(a, "not_ready", false, not_ready, n_not_ready, ret);
 }

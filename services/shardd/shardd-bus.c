@@ -7,6 +7,7 @@
 
 #include "bus-names.h"
 #include "log.h"
+#include "shard-digest.h"
 #include "shard-request.h"
 #include "shardd-manager.h"
 
@@ -30,10 +31,21 @@ static int reply_error(sd_bus_error *error, int r, const char *message) {
         case -EEXIST:
                 name = SHARDSTORE1_ERROR_EXISTS;
                 break;
+        case -EHOSTUNREACH:
+                name = SHARDSTORE1_ERROR_UNAVAILABLE;
+                message = message ?: "fewer nodes holding these documents are reachable than a write needs; try again";
+                break;
         default:
                 return sd_bus_error_set_errnof(error, -r, "%s", message ?: strerror(-r));
         }
         return sd_bus_error_set(error, name, message ?: strerror(-r));
+}
+
+static bool vector_is_zero(const float *v, unsigned n) {
+        for (unsigned i = 0; i < n; i++)
+                if (v[i] != 0)
+                        return false;
+        return true;
 }
 
 static ShardedCollection *collection_or_error(Manager *m, const char *name, sd_bus_error *error) {
@@ -91,12 +103,10 @@ static int method_delete_collection(sd_bus_message *msg, void *userdata, sd_bus_
 
 static int method_put(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_(shard_put_request_done) ShardPutRequest req = {};
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_free_ char *message = NULL;
         Manager *m = userdata;
         const char *name, *json;
         ShardedCollection *c;
-        char **ids = NULL;
         int r;
 
         r = sd_bus_message_read(msg, "ss", &name, &json);
@@ -108,20 +118,13 @@ static int method_put(sd_bus_message *msg, void *userdata, sd_bus_error *error) 
         r = shard_put_request_parse(json, c->config->dimension, &req, &message);
         if (r < 0)
                 return reply_error(error, r, message);
-        r = manager_put(m, c, &req, &ids);
+        /* Answered once W holders of every shard have the documents (shardd-write.c). */
+        r = manager_put(m, c, &req, msg);
         if (r == -EDOM)
                 return reply_error(error, r, "a zero vector has no direction: the collection's metric is cosine");
         if (r < 0)
                 return reply_error(error, r, NULL);
-        r = sd_bus_message_new_method_return(msg, &reply);
-        if (r >= 0)
-                r = sd_bus_message_append_strv(reply, ids);
-        for (char **p = ids; *p; p++)
-                free(*p);
-        free(ids);
-        if (r < 0)
-                return r;
-        return sd_bus_send(NULL, reply, NULL);
+        return 1;
 }
 
 static int method_delete(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -135,17 +138,15 @@ static int method_delete(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         c = collection_or_error(userdata, name, error);
         if (!c)
                 return -ENOENT;
-        r = manager_delete_doc(userdata, c, id);
+        r = manager_delete_doc(userdata, c, id, msg);
         if (r == -ENOENT)
                 return sd_bus_error_setf(error, SHARDSTORE1_ERROR_NOT_FOUND, "document \"%s\" not found", id);
         if (r < 0)
                 return reply_error(error, r, NULL);
-        return sd_bus_reply_method_return(msg, NULL);
+        return 1;
 }
 
 static int method_get(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        _cleanup_free_ ShardDoc *doc = NULL;
-        _cleanup_free_ char *answer = NULL;
         Manager *m = userdata;
         const char *name, *id;
         ShardedCollection *c;
@@ -157,20 +158,18 @@ static int method_get(sd_bus_message *msg, void *userdata, sd_bus_error *error) 
         c = collection_or_error(m, name, error);
         if (!c)
                 return -ENOENT;
-        r = shard_store_get(m->store, name, id, 0, &doc);
-        if (r == -ENOENT || r == -EINVAL)
+        if (isempty(id) || strlen(id) > SHARD_ID_MAX)
                 return sd_bus_error_setf(error, SHARDSTORE1_ERROR_NOT_FOUND, "document \"%s\" not found", id);
+        /* Read from a holder of its shard, this node first (shardd-query.c). */
+        r = manager_get_start(m, c, id, msg);
         if (r < 0)
                 return reply_error(error, r, NULL);
-        r = shard_document_format(doc, &answer);
-        if (r < 0)
-                return r;
-        return sd_bus_reply_method_return(msg, "s", answer);
+        return 1;
 }
 
 static int method_search(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_(shard_query_request_done) ShardQueryRequest q = {};
-        _cleanup_free_ char *message = NULL, *answer = NULL;
+        _cleanup_free_ char *message = NULL;
         const char *name, *json;
         ShardedCollection *c;
         int r;
@@ -184,12 +183,13 @@ static int method_search(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         r = shard_query_request_parse(json, c->config->dimension, &q, &message);
         if (r < 0)
                 return reply_error(error, r, message);
-        r = manager_search(userdata, c, &q, &answer);
-        if (r == -EINVAL)
-                return reply_error(error, r, "a zero query vector has no direction: the collection's metric is cosine");
+        if (c->config->metric == SHARD_METRIC_COSINE && vector_is_zero(q.embedding, c->config->dimension))
+                return reply_error(error, -EINVAL, "a zero query vector has no direction: the collection's metric is cosine");
+        /* Answered when every shard has answered (shardd-query.c). */
+        r = manager_query_start(userdata, c, json, &q, msg);
         if (r < 0)
                 return reply_error(error, r, NULL);
-        return sd_bus_reply_method_return(msg, "s", answer);
+        return 1;
 }
 
 static int property_get_local_node_id(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -220,6 +220,127 @@ static int property_get_collections(sd_bus *bus, const char *path, const char *i
         return sd_bus_message_close_container(reply);
 }
 
+/* (node id, transfer URL, alive): the nodes that run shardd, this one included. */
+static int property_get_nodes(sd_bus *bus, const char *path, const char *interface, const char *property,
+                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "(ssb)");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < m->members.n_peers; i++) {
+                r = sd_bus_message_append(reply, "(ssb)", m->members.peers[i].id, m->members.peers[i].url,
+                                          (int) m->members.peers[i].alive);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(reply);
+}
+
+static int property_get_sync(sd_bus *bus, const char *path, const char *interface, const char *property,
+                             sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        ShardSyncStats st = {};
+        int r;
+
+        manager_sync_stats(userdata, &st);
+        r = sd_bus_message_open_container(reply, 'a', "{st}");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(reply, "{st}{st}{st}{st}{st}{st}", "rounds", st.rounds, "transfers_pending",
+                                  st.pending, "transfers_done", st.done, "transfers_failed", st.failed, "bytes_moved",
+                                  st.bytes_moved, "shards_dropped", st.dropped);
+        if (r < 0)
+                return r;
+        return sd_bus_message_close_container(reply);
+}
+
+typedef struct ShardsReply {
+        sd_bus_message *reply;
+} ShardsReply;
+
+static int shards_append(const ShardInfo *i, void *userdata) {
+        ShardsReply *sr = userdata;
+        char digest[SHARD_DIGEST_STRING_MAX];
+
+        int r = sd_bus_message_append(sr->reply, "(utttts)", i->shard, i->n_live, i->n_tombstones, i->bytes, i->head.seq,
+                                      shard_digest_to_string(&i->digest, digest));
+
+        /* 0 goes on to the next shard. */
+        return r < 0 ? r : 0;
+}
+
+static int method_shards(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        Manager *m = userdata;
+        ShardedCollection *c;
+        const char *name;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+        c = collection_or_error(m, name, error);
+        if (!c)
+                return -ENOENT;
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(utttts)");
+        if (r < 0)
+                return r;
+        r = shard_store_foreach_shard(m->store, name, shards_append, &(ShardsReply) { .reply = reply });
+        if (r < 0)
+                return r;
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_holders(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        Manager *m = userdata;
+        ShardedCollection *c;
+        const char *name;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+        c = collection_or_error(m, name, error);
+        if (!c)
+                return -ENOENT;
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(uas)");
+        if (r < 0)
+                return r;
+        for (unsigned i = 0; i < c->config->n_shards; i++) {
+                const char *holders[SHARD_REPLICAS_MAX];
+                size_t n = manager_holders(m, c->config, i, holders);
+
+                r = sd_bus_message_open_container(reply, 'r', "uas");
+                if (r >= 0)
+                        r = sd_bus_message_append(reply, "u", i);
+                if (r >= 0)
+                        r = sd_bus_message_open_container(reply, 'a', "s");
+                for (size_t h = 0; r >= 0 && h < n; h++)
+                        r = sd_bus_message_append(reply, "s", holders[h]);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(reply);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(reply);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
 static const sd_bus_vtable shardstore_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("LocalNodeId", "s", property_get_local_node_id, 0, SD_BUS_VTABLE_PROPERTY_CONST),
@@ -237,6 +358,12 @@ static const sd_bus_vtable shardstore_vtable[] = {
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Search", SD_BUS_ARGS("s", collection, "s", query), SD_BUS_RESULT("s", answer),
                                 method_search, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Shards", SD_BUS_ARGS("s", collection),
+                                SD_BUS_RESULT("a(utttts)", shards), method_shards, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Holders", SD_BUS_ARGS("s", collection), SD_BUS_RESULT("a(uas)", holders),
+                                method_holders, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_PROPERTY("Nodes", "a(ssb)", property_get_nodes, 0, 0),
+        SD_BUS_PROPERTY("Sync", "a{st}", property_get_sync, 0, 0),
         SD_BUS_VTABLE_END,
 };
 

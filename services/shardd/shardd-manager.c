@@ -10,6 +10,7 @@
 #include <systemd/sd-id128.h>
 #include <unistd.h>
 
+#include "bus-names.h"
 #include "json-cleanup.h"
 #include "json-document.h"
 #include "log.h"
@@ -17,10 +18,10 @@
 #include "shard-request.h"
 #include "mesh-http.h"
 #include "shardd-manager.h"
+#include "shardd-client.h"
+#include "shardd-gossip.h"
 #include "shardd-peer.h"
 
-/* Rows one shard's index may hold: a bound on memory (a remote party's writes land here). */
-#define SHARD_INDEX_ROWS_PER_SHARD (16U << 20)
 
 static uint64_t now_ms(void) {
         return now_realtime_usec() / USEC_PER_MSEC;
@@ -36,6 +37,8 @@ static void sharded_collection_done(ShardedCollection *c) {
         for (unsigned i = 0; c->shards && c->config && i < c->config->n_shards; i++)
                 shard_index_free(c->shards[i]);
         free(c->shards);
+        free(c->held);
+        free(c->ready);
         shard_collection_free(c->config);
         *c = (ShardedCollection) {};
 }
@@ -101,10 +104,16 @@ static int collection_load(Manager *m, ShardCollection *config, ShardedCollectio
         int r;
 
         c.shards = calloc(config->n_shards, sizeof(ShardIndex *));
-        if (!c.shards || !vec) {
+        c.held = calloc(config->n_shards, sizeof(bool));
+        c.ready = calloc(config->n_shards, sizeof(bool));
+        if (!c.shards || !vec || !c.held || !c.ready) {
                 free(c.shards);
+                free(c.held);
+                free(c.ready);
                 return -ENOMEM;
         }
+        /* Until a peer confirms it (or there is no other live holder), a copy from before this
+         * start may have missed writes. Held: unknown until the members are read. */
         for (unsigned i = 0; i < config->n_shards; i++) {
                 LoadShard l = { .vec = vec };
 
@@ -137,6 +146,8 @@ fail:
         for (unsigned i = 0; i < config->n_shards; i++)
                 shard_index_free(c.shards[i]);
         free(c.shards);
+        free(c.held);
+        free(c.ready);
         return r;
 }
 
@@ -203,6 +214,13 @@ static int manager_load(Manager *m) {
         return 0;
 }
 
+static void manager_members_timer_cb(evutil_socket_t fd, short what, void *userdata) {
+        Manager *m = userdata;
+
+        log_info("Shard members: %zu node(s) run shardd.", m->members.n_peers);
+        manager_sync_now(m);
+}
+
 int manager_new(const MyceliaConfig *config, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
         ShardVersion newest;
@@ -240,6 +258,16 @@ int manager_new(const MyceliaConfig *config, Manager **ret) {
         r = manager_load(m);
         if (r < 0)
                 return log_error_errno(r, "Failed to load the collections from %s: %m", m->store_path);
+        LIST_INIT(&m->calls);
+        LIST_INIT(&m->queries);
+        LIST_INIT(&m->writes);
+        LIST_INIT(&m->gets);
+        m->members_timer = evtimer_new(m->base, manager_members_timer_cb, m);
+        if (!m->members_timer)
+                return log_oom();
+        r = manager_sync_init(m);
+        if (r < 0)
+                return log_oom();
         *ret = TAKE_PTR(m);
         return 0;
 }
@@ -247,11 +275,20 @@ int manager_new(const MyceliaConfig *config, Manager **ret) {
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
+        manager_queries_cancel_all(m);
+        manager_writes_cancel_all(m);
+        manager_gets_cancel_all(m);
+        manager_sync_done(m);
+        shard_calls_cancel_all(m);
+        shardd_gossip_done(m);
+        if (m->members_timer)
+                event_free(m->members_timer);
         sd_bus_slot_unref(m->vtable_slot);
         bus_event_free(m->bus_event);
         if (m->peer_http)
                 evhttp_free(m->peer_http);
         free(m->peer_address);
+        free(m->self_url);
         for (size_t i = 0; i < m->n_collections; i++)
                 sharded_collection_done(&m->collections[i]);
         free(m->collections);
@@ -326,9 +363,15 @@ int manager_start(Manager *m) {
         r = manager_listen(m);
         if (r < 0)
                 return r;
+        if (asprintf(&m->self_url, "http://%s", m->peer_address) < 0)
+                return log_oom();
         r = manager_bus_publish(m);
         if (r < 0)
                 return r;
+        r = shardd_gossip_start(m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch %s on the bus: %m", GOSSIP1_BUS_NAME);
+        manager_sync_start(m);
         daemon_notify_ready("Serving collections.");
         log_info("Serving %zu collections from %s.", m->n_collections, m->store_path);
         return 0;
@@ -342,6 +385,39 @@ int manager_run(Manager *m) {
         return m->exit_code;
 }
 
+/* Which shards of c this node holds now (after a collection appears; later, on membership changes). */
+static void collection_mark_held(Manager *m, ShardedCollection *c) {
+        for (unsigned i = 0; i < c->config->n_shards; i++) {
+                const char *holders[SHARD_REPLICAS_MAX];
+                size_t n = manager_holders(m, c->config, i, holders);
+
+                c->held[i] = false;
+                for (size_t h = 0; h < n; h++)
+                        c->held[i] = c->held[i] || streq(holders[h], m->node_id);
+        }
+}
+
+/* Stores a new collection with config want and makes its indexes. */
+static int manager_collection_add(Manager *m, const ShardCollection *want, ShardedCollection **ret) {
+        ShardCollection *config = NULL;
+        int r;
+
+        r = shard_store_collection_create(m->store, want);
+        if (r < 0)
+                return r;
+        r = shard_store_collection_get(m->store, want->name, &config);
+        if (r < 0)
+                return r;
+        r = collection_append(m, config);
+        if (r < 0) {
+                shard_collection_free(config);
+                return r;
+        }
+        if (ret)
+                *ret = &m->collections[m->n_collections - 1];
+        return 0;
+}
+
 int manager_collection_create(Manager *m, const char *name, unsigned dimension, ShardMetric metric,
                               const char *model) {
         ShardCollection want = {
@@ -353,28 +429,46 @@ int manager_collection_create(Manager *m, const char *name, unsigned dimension, 
                 .replicas = m->config->shard_replicas,
                 .created_ms = now_ms(),
         };
-        ShardCollection *config = NULL;
+        ShardedCollection *c;
         int r;
 
         if (manager_collection(m, name))
                 return -EEXIST;
-        r = shard_store_collection_create(m->store, &want);
+        r = manager_collection_add(m, &want, &c);
         if (r < 0)
                 return r;
-        r = shard_store_collection_get(m->store, name, &config);
-        if (r < 0)
-                return r;
-        r = collection_append(m, config);
-        if (r < 0) {
-                shard_collection_free(config);
-                return r;
-        }
+        for (unsigned i = 0; i < c->config->n_shards; i++)
+                c->ready[i] = true;     /* nothing was written anywhere yet */
+        collection_mark_held(m, c);
         log_info("Created collection '%s' (%u dimensions, %s).", name, dimension,
                  shard_collection_metric_to_string(metric));
+        manager_collections_announce(m, c->config, false);
         return 0;
 }
 
-int manager_collection_delete(Manager *m, const char *name) {
+int manager_collection_adopt(Manager *m, const ShardCollection *config, bool ready, ShardedCollection **ret) {
+        ShardedCollection *c = manager_collection(m, config->name);
+        int r;
+
+        if (c) {
+                if (c->config->dimension != config->dimension || c->config->metric != config->metric ||
+                    c->config->n_shards != config->n_shards)
+                        return -EEXIST;
+                *ret = c;
+                return 0;
+        }
+        r = manager_collection_add(m, config, ret);
+        if (r < 0)
+                return r;
+        for (unsigned i = 0; i < config->n_shards; i++)
+                (*ret)->ready[i] = ready;
+        collection_mark_held(m, *ret);
+        log_info("Collection '%s' came from a peer (%u dimensions, %s).", config->name, config->dimension,
+                 shard_collection_metric_to_string(config->metric));
+        return 0;
+}
+
+int manager_collection_delete_here(Manager *m, const char *name) {
         ShardedCollection *c = manager_collection(m, name);
         int r;
 
@@ -387,6 +481,72 @@ int manager_collection_delete(Manager *m, const char *name) {
         sharded_collection_done(c);
         *c = m->collections[--m->n_collections];
         return 0;
+}
+
+int manager_collection_delete(Manager *m, const char *name) {
+        _cleanup_free_ char *copy = strdup(name);
+        int r;
+
+        if (!copy)
+                return -ENOMEM;
+        r = manager_collection_delete_here(m, copy);
+        if (r < 0)
+                return r;
+        manager_collections_announce(m, &(ShardCollection) { .name = copy }, true);
+        return 0;
+}
+
+bool manager_shard_ready(Manager *m, ShardedCollection *c, unsigned shard) {
+        const char *holders[SHARD_REPLICAS_MAX];
+        size_t n;
+
+        if (c->ready[shard])
+                return true;
+        n = manager_holders(m, c->config, shard, holders);
+        for (size_t h = 0; h < n; h++) {
+                const ShardPeer *p = shard_members_find(&m->members, holders[h]);
+
+                if (!streq(holders[h], m->node_id) && p && p->alive)
+                        return false;
+        }
+        return true;
+}
+
+size_t manager_holders(Manager *m, const ShardCollection *c, unsigned shard, const char *ret[static SHARD_REPLICAS_MAX]) {
+        int n = shard_holders(c->name, shard, m->members.ids, m->members.n_peers, c->replicas, ret);
+
+        return n < 0 ? 0 : (size_t) n;
+}
+
+unsigned manager_write_quorum(Manager *m, const ShardCollection *c) {
+        unsigned w = m->config->write_quorum ?: MIN(2U, c->replicas);
+
+        return MAX(1U, MIN(w, (unsigned) m->members.n_peers));
+}
+
+void manager_members_changed(Manager *m) {
+        struct timeval tv = { .tv_usec = 300 * 1000 };
+
+        /* At once, before any search sees the new placement: a shard this node did not hold
+         * before must be brought up to date before it answers. */
+        for (size_t k = 0; k < m->n_collections; k++) {
+                ShardedCollection *c = &m->collections[k];
+
+                for (unsigned i = 0; i < c->config->n_shards; i++) {
+                        const char *holders[SHARD_REPLICAS_MAX];
+                        size_t n = manager_holders(m, c->config, i, holders);
+                        bool held = false;
+
+                        for (size_t h = 0; h < n; h++)
+                                held = held || streq(holders[h], m->node_id);
+                        if (held && !c->held[i])
+                                c->ready[i] = false;
+                        c->held[i] = held;
+                }
+        }
+
+        /* Gossip reports a join or a death as several signals in a row: act once they settled. */
+        (void) evtimer_add(m->members_timer, &tv);
 }
 
 static int make_id(char **ret) {
@@ -403,13 +563,44 @@ static int make_id(char **ret) {
         return 0;
 }
 
-int manager_put(Manager *m, ShardedCollection *c, const ShardPutRequest *req, char ***ret_ids) {
+int manager_apply_local(Manager *m, ShardedCollection *c, const ShardChange *changes, size_t n_changes,
+                        const ShardSourceCursor *cursor) {
+        _cleanup_free_ bool *applied = calloc(n_changes ?: 1, sizeof(bool));
+        int r, n;
+
+        if (!applied)
+                return -ENOMEM;
+        n = shard_store_apply(m->store, c->config->name, changes, n_changes, cursor, applied);
+        if (n < 0)
+                return n;
+        /* On disk. The index follows; a change it refuses (memory) is there after a restart. */
+        for (size_t i = 0; i < n_changes; i++) {
+                int shard = shard_of(c->config->name, changes[i].id, c->config->n_shards);
+                ShardIndex *x = shard >= 0 ? c->shards[shard] : NULL;
+                size_t before;
+
+                if (!applied[i] || !x)
+                        continue;
+                before = shard_index_count(x);
+                if (changes[i].op == SHARD_OP_DELETE)
+                        r = shard_index_remove(x, changes[i].id);
+                else
+                        r = index_add_doc(x, changes[i].id, changes[i].embedding, changes[i].metadata,
+                                          changes[i].metadata_size);
+                if (r < 0 && r != -ENOENT)
+                        log_warning_errno(r, "Document '%s' is stored but its index entry is not up to date until a restart: %m",
+                                          changes[i].id);
+                c->n_docs = c->n_docs + shard_index_count(x) - before;
+        }
+        return n;
+}
+
+int manager_put(Manager *m, ShardedCollection *c, const ShardPutRequest *req, sd_bus_message *reply_to) {
         _cleanup_free_ ShardChange *changes = calloc(req->n_docs, sizeof(ShardChange));
-        _cleanup_free_ bool *applied = calloc(req->n_docs, sizeof(bool));
         char **ids = calloc(req->n_docs + 1, sizeof(char *));
         int r;
 
-        if (!changes || !applied || !ids) {
+        if (!changes || !ids) {
                 free(ids);
                 return -ENOMEM;
         }
@@ -418,7 +609,18 @@ int manager_put(Manager *m, ShardedCollection *c, const ShardPutRequest *req, ch
 
                 r = d->id ? ((ids[i] = strdup(d->id)) ? 0 : -ENOMEM) : make_id(&ids[i]);
                 if (r < 0)
-                        goto fail;
+                        goto finish;
+                /* A zero vector has no direction under cosine: refused before anything is stored. */
+                if (c->config->metric == SHARD_METRIC_COSINE) {
+                        bool zero = true;
+
+                        for (unsigned k = 0; zero && k < c->config->dimension; k++)
+                                zero = d->embedding[k] == 0;
+                        if (zero) {
+                                r = -EDOM;
+                                goto finish;
+                        }
+                }
                 changes[i] = (ShardChange) {
                         .op = SHARD_OP_PUT,
                         .id = ids[i],
@@ -430,82 +632,43 @@ int manager_put(Manager *m, ShardedCollection *c, const ShardPutRequest *req, ch
                         .metadata = d->metadata,
                         .metadata_size = d->metadata ? strlen(d->metadata) : 0,
                 };
-                /* Refused by the index (a zero vector under cosine) is refused before storing. */
-                if (c->config->metric == SHARD_METRIC_COSINE) {
-                        bool zero = true;
-
-                        for (unsigned k = 0; zero && k < c->config->dimension; k++)
-                                zero = d->embedding[k] == 0;
-                        if (zero) {
-                                r = -EDOM;
-                                goto fail;
-                        }
-                }
-        }
-        r = shard_store_apply(m->store, c->config->name, changes, req->n_docs, NULL, applied);
-        if (r < 0)
-                goto fail;
-        /* Acknowledged: on disk. The index follows; it cannot refuse what passed the checks above
-         * but for memory, and then a restart rebuilds it from the store. */
-        for (size_t i = 0; i < req->n_docs; i++) {
-                int shard = shard_of(c->config->name, ids[i], c->config->n_shards);
-                ShardIndex *x = shard >= 0 ? c->shards[shard] : NULL;
-                int k;
-
-                if (!applied[i] || !x)
-                        continue;
-                k = shard_index_count(x);
-                r = index_add_doc(x, ids[i], req->docs[i].embedding, req->docs[i].metadata,
-                                  req->docs[i].metadata ? strlen(req->docs[i].metadata) : 0);
+                r = shard_change_validate(c->config, &changes[i]);
                 if (r < 0)
-                        log_warning_errno(r, "Document '%s' is stored but not indexed until a restart: %m", ids[i]);
-                else if ((size_t) k < shard_index_count(x))
-                        c->n_docs++;
+                        goto finish;
         }
-        *ret_ids = ids;
-        return 0;
-fail:
+        r = manager_write_start(m, c, changes, req->n_docs, ids, reply_to);
+finish:
         for (size_t i = 0; i < req->n_docs; i++)
                 free(ids[i]);
         free(ids);
         return r;
 }
 
-int manager_delete_doc(Manager *m, ShardedCollection *c, const char *id) {
-        _cleanup_free_ ShardDoc *doc = NULL;
+int manager_delete_doc(Manager *m, ShardedCollection *c, const char *id, sd_bus_message *reply_to) {
         ShardChange change = { .op = SHARD_OP_DELETE, .id = id };
-        int shard, r;
 
-        r = shard_store_get(m->store, c->config->name, id, 0, &doc);
-        if (r < 0)
-                return r;
+        if (isempty(id) || strlen(id) > SHARD_ID_MAX)
+                return -ENOENT;
         change.version = shard_clock_tick(&m->clock, now_ms());
-        r = shard_store_apply(m->store, c->config->name, &change, 1, NULL, NULL);
-        if (r < 0)
-                return r;
-        shard = shard_of(c->config->name, id, c->config->n_shards);
-        if (shard >= 0 && c->shards[shard] && shard_index_remove(c->shards[shard], id) >= 0)
-                c->n_docs--;
-        return 0;
+        return manager_write_start(m, c, &change, 1, NULL, reply_to);
 }
 
-int manager_search(Manager *m, ShardedCollection *c, const ShardQueryRequest *q, char **ret_json) {
+int manager_search_local(Manager *m, ShardedCollection *c, const ShardQueryRequest *q, const bool *shards,
+                         ShardAnswer *ret) {
         unsigned n_shards = c->config->n_shards;
         _cleanup_free_ ShardHit *hits = calloc((size_t) n_shards * q->k, sizeof(ShardHit));
         _cleanup_free_ ShardHitList *lists = calloc(n_shards, sizeof(ShardHitList));
         _cleanup_free_ ShardHit *top = calloc(q->k, sizeof(ShardHit));
-        _cleanup_free_ ShardResult *results = calloc(q->k, sizeof(ShardResult));
-        _cleanup_free_ ShardDoc **docs = calloc(q->k, sizeof(ShardDoc *));
         size_t n_lists = 0, n_top = 0;
         int r;
 
-        if (!hits || !lists || !top || !results || !docs)
+        if (!hits || !lists || !top)
                 return -ENOMEM;
         for (unsigned i = 0; i < n_shards; i++) {
                 ShardIndex *x = c->shards[i];
                 size_t n = 0;
 
-                if (!x || shard_index_count(x) == 0)
+                if (!shards[i] || !x || shard_index_count(x) == 0)
                         continue;
                 r = shard_index_search(x, q->embedding, 1, q->k, q->filter, hits + (size_t) i * q->k, &n);
                 if (r < 0)
@@ -518,13 +681,15 @@ int manager_search(Manager *m, ShardedCollection *c, const ShardQueryRequest *q,
                         return r;
         }
         for (size_t i = 0; i < n_top; i++) {
+                _cleanup_free_ ShardDoc *doc = NULL;
+
                 /* The text is kept in the store only; a document gone meanwhile has none. */
-                if (shard_store_get(m->store, c->config->name, top[i].id, 0, &docs[i]) < 0)
-                        docs[i] = NULL;
-                results[i] = (ShardResult) { .hit = &top[i], .text = docs[i] && docs[i]->text_size > 0 ? docs[i]->text : NULL };
+                if (shard_store_get(m->store, c->config->name, top[i].id, 0, &doc) < 0)
+                        doc = NULL;
+                r = shard_answer_add(ret, top[i].id, doc && doc->text_size > 0 ? doc->text : NULL,
+                                     doc ? doc->text_size : 0, top[i].metadata, top[i].score);
+                if (r < 0)
+                        return r;
         }
-        r = shard_query_answer_format(results, n_top, NULL, 0, ret_json);
-        for (size_t i = 0; i < n_top; i++)
-                free(docs[i]);
-        return r;
+        return 0;
 }

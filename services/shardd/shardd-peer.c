@@ -11,7 +11,7 @@
 #include "shardd-manager.h"
 #include "shardd-peer.h"
 
-static void peer_reply_error(struct evhttp_request *req, int status, const char *reason, const char *message) {
+void shard_peer_reply_error(struct evhttp_request *req, int status, const char *reason, const char *message) {
         struct evbuffer *b = evbuffer_new();
 
         if (!b) {
@@ -29,6 +29,43 @@ static const char *method_name(enum evhttp_cmd_type t) {
         return t == EVHTTP_REQ_GET ? "GET" : t == EVHTTP_REQ_POST ? "POST" : "?";
 }
 
+/* Routes a request that passed the gate: path, method, and the collection named in the query. */
+static void peer_dispatch(Manager *m, struct evhttp_request *req) {
+        const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+        enum evhttp_cmd_type method = evhttp_request_get_command(req);
+        const char *path = uri ? evhttp_uri_get_path(uri) : NULL, *query = uri ? evhttp_uri_get_query(uri) : NULL;
+        struct evkeyvalq params = TAILQ_HEAD_INITIALIZER(params);
+        const char *collection;
+
+        if (!path) {
+                shard_peer_reply_error(req, 400, "Bad Request", "bad request target");
+                return;
+        }
+        if (query && evhttp_parse_query_str(query, &params) < 0) {
+                shard_peer_reply_error(req, 400, "Bad Request", "bad query");
+                return;
+        }
+        collection = evhttp_find_header(&params, "collection");
+        if (!collection)
+                shard_peer_reply_error(req, 400, "Bad Request", "no collection");
+        else if (streq(path, "/shard/search") && method == EVHTTP_REQ_POST)
+                manager_peer_search(m, req, collection);
+        else if (streq(path, "/shard/apply") && method == EVHTTP_REQ_POST)
+                manager_peer_apply(m, req, collection);
+        else if (streq(path, "/shard/get") && method == EVHTTP_REQ_GET)
+                manager_peer_get(m, req, collection, evhttp_find_header(&params, "id"));
+        else if (streq(path, "/shard/cursor") && method == EVHTTP_REQ_GET)
+                manager_peer_cursor(m, req, collection, evhttp_find_header(&params, "shard"),
+                                    evhttp_find_header(&params, "source"));
+        else if (streq(path, "/shard/ready") && method == EVHTTP_REQ_POST)
+                manager_peer_ready(m, req, collection, evhttp_find_header(&params, "shard"));
+        else if (streq(path, "/shard/collection") && method == EVHTTP_REQ_POST)
+                manager_peer_collection(m, req, collection, !!evhttp_find_header(&params, "delete"));
+        else
+                shard_peer_reply_error(req, 404, "Not Found", "no such route");
+        evhttp_clear_headers(&params);
+}
+
 void manager_peer_request(struct evhttp_request *req, void *userdata) {
         Manager *m = userdata;
         const char *uri = evhttp_request_get_uri(req), *method = method_name(evhttp_request_get_command(req));
@@ -38,8 +75,8 @@ void manager_peer_request(struct evhttp_request *req, void *userdata) {
         if (r < 0) {
                 m->peer_rejected++;
                 log_debug("Refused %s %s from a peer: %s", method, uri, mesh_http_error_string(r));
-                peer_reply_error(req, 401, "Unauthorized", "unauthorized");
+                shard_peer_reply_error(req, 401, "Unauthorized", "unauthorized");
                 return;
         }
-        peer_reply_error(req, 404, "Not Found", "no such route");
+        peer_dispatch(m, req);
 }

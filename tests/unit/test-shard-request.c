@@ -130,18 +130,61 @@ END_TEST
 
 START_TEST(test_answer_format) {
         _cleanup_(json_object_putp) json_object *meta = json_tokener_parse("{\"a\":1}");
-        ShardHit hits[2] = { { .id = "x", .metadata = meta, .score = 0.5f }, { .id = "y", .score = 0.25f } };
-        ShardResult results[2] = { { .hit = &hits[0], .text = "tx" }, { .hit = &hits[1] } };
+        ShardAnswer a = {};
         unsigned missing[2] = { 3, 17 };
         char *s = NULL;
 
-        ck_assert_int_eq(shard_query_answer_format(results, 2, NULL, 0, &s), 0);
+        ck_assert_int_eq(shard_answer_add(&a, "y", NULL, 0, NULL, 0.25f), 0);
+        ck_assert_int_eq(shard_answer_add(&a, "x", "txt", 2, meta, 0.5f), 0);
+        shard_answer_top(&a, 10);
+        ck_assert_int_eq(shard_answer_format(&a, NULL, 0, &s), 0);
         ck_assert_str_eq(s, "{\"results\":[{\"id\":\"x\",\"text\":\"tx\",\"metadata\":{\"a\":1},\"score\":0.5},"
                             "{\"id\":\"y\",\"text\":null,\"metadata\":{},\"score\":0.25}],\"partial\":false}");
         free(s);
-        ck_assert_int_eq(shard_query_answer_format(results, 0, missing, 2, &s), 0);
+        shard_answer_done(&a);
+        ck_assert_int_eq(shard_answer_format(&a, missing, 2, &s), 0);
         ck_assert_str_eq(s, "{\"results\":[],\"partial\":true,\"missing_shards\":[3,17]}");
         free(s);
+}
+END_TEST
+
+static int answer_parse(ShardAnswer *a, const char *json) {
+        return shard_answer_parse(a, json, strlen(json), NULL, 0);
+}
+
+/* A peer's answer merged with ours: best k, ties by id, one id answered twice kept once; a
+ * malformed answer refused. */
+START_TEST(test_answer_merge) {
+        ShardAnswer a = {};
+        char *s = NULL;
+
+        ck_assert_int_eq(shard_answer_add(&a, "b", "tb", 2, NULL, 0.75f), 0);
+        ck_assert_int_eq(shard_answer_add(&a, "d", NULL, 0, NULL, 0.1f), 0);
+        ck_assert_int_eq(answer_parse(&a, "{\"results\": [{\"id\": \"a\", \"score\": 0.75, \"text\": null},"
+                                                " {\"id\": \"b\", \"score\": 0.75, \"text\": \"tb\"},"
+                                                " {\"id\": \"c\", \"score\": 0.9, \"metadata\": {\"k\": 1}}], \"partial\": false}"),
+                         0);
+        shard_answer_top(&a, 3);
+        ck_assert_uint_eq(a.n_hits, 3);
+        ck_assert_str_eq(a.hits[0].id, "c");
+        ck_assert_str_eq(a.hits[1].id, "a");
+        ck_assert_str_eq(a.hits[2].id, "b");
+        ck_assert_int_eq(shard_answer_format(&a, NULL, 0, &s), 0);
+        free(s);
+        ck_assert_int_eq(answer_parse(&a, "{\"results\": [{\"score\": 1}]}"), -EBADMSG);
+        ck_assert_int_eq(answer_parse(&a, "{\"results\": 1}"), -EBADMSG);
+        ck_assert_int_eq(answer_parse(&a, "[]"), -EBADMSG);
+        ck_assert_int_eq(answer_parse(&a, "{\"results\": []} x"), -EBADMSG);
+        {
+                bool not_ready[4] = {};
+                const char *j = "{\"results\": [], \"not_ready\": [1, 3]}";
+
+                ck_assert_int_eq(shard_answer_parse(&a, j, strlen(j), not_ready, 4), 0);
+                ck_assert(!not_ready[0] && not_ready[1] && !not_ready[2] && not_ready[3]);
+                j = "{\"results\": [], \"not_ready\": [4]}";
+                ck_assert_int_eq(shard_answer_parse(&a, j, strlen(j), not_ready, 4), -EBADMSG);
+        }
+        shard_answer_done(&a);
 }
 END_TEST
 
@@ -154,6 +197,7 @@ static Suite *suite(void) {
         tcase_add_test(tc, test_put_limits);
         tcase_add_test(tc, test_query_parse);
         tcase_add_test(tc, test_answer_format);
+        tcase_add_test(tc, test_answer_merge);
         suite_add_tcase(s, tc);
         return s;
 }

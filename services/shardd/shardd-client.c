@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Outgoing requests to peers' shardd (see shardd-client.h). Each has its own connection: few run at
+ * once (the writes of one batch, one transfer per peer), and a fresh connection never meets a
+ * half-closed keep-alive one after a peer restarts. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "http-url.h"
+#include "log.h"
+#include "mesh-http.h"
+#include "shardd-client.h"
+#include "shardd-manager.h"
+
+struct ShardCall {
+        Manager *m;
+        LIST_ENTRY(ShardCall) link;
+        struct evhttp_connection *conn;
+        struct evhttp_request *req;
+        ShardCallFn fn;
+        void *userdata;
+        bool done;
+};
+
+static void call_free(ShardCall *c) {
+        LIST_REMOVE(c, link);
+        /* Freeing the connection cancels a request still in flight. */
+        if (c->conn)
+                evhttp_connection_free(c->conn);
+        free(c);
+}
+
+static void call_free_cb(evutil_socket_t fd, short what, void *userdata) {
+        call_free(userdata);
+}
+
+static void call_response_cb(struct evhttp_request *req, void *userdata) {
+        ShardCall *c = userdata;
+        int status = req ? evhttp_request_get_response_code(req) : 0;
+
+        c->req = NULL;
+        if (!c->done) {
+                c->done = true;
+                c->fn(c, status, status > 0 ? evhttp_request_get_input_buffer(req) : NULL, c->userdata);
+        }
+        /* Not from inside libevent's callback on this connection: after it returns. */
+        if (event_base_once(c->m->base, -1, EV_TIMEOUT, call_free_cb, c, NULL) < 0)
+                log_warning("Cannot schedule freeing a finished call; its connection stays open.");
+}
+
+int shard_call(Manager *m, const char *node_id, const char *url, enum evhttp_cmd_type method, const char *target,
+               const void *body, size_t body_size, usec_t timeout, ShardCallFn fn, void *userdata, ShardCall **ret) {
+        char auth[MESH_AUTH_VALUE_MAX];
+        struct evkeyvalq *h;
+        HttpBaseUrl base;
+        ShardCall *c;
+        int r;
+
+        if (!m->have_mesh_key)
+                return -ENOKEY;
+        r = http_base_url_parse(url, &base);
+        if (r < 0)
+                return r;
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        *c = (ShardCall) { .m = m, .fn = fn, .userdata = userdata };
+        LIST_INSERT_HEAD(&m->calls, c, link);
+        c->conn = evhttp_connection_base_new(m->base, NULL, base.host, base.port);
+        c->req = evhttp_request_new(call_response_cb, c);
+        if (!c->conn || !c->req) {
+                if (c->req)
+                        evhttp_request_free(c->req);
+                call_free(c);
+                return -ENOMEM;
+        }
+        evhttp_connection_set_timeout_tv(c->conn, &(struct timeval) { .tv_sec = timeout / USEC_PER_SEC,
+                                                                      .tv_usec = timeout % USEC_PER_SEC });
+        evhttp_connection_set_max_body_size(c->conn, SHARD_CALL_ANSWER_MAX);
+        evhttp_connection_set_retries(c->conn, 0);
+        h = evhttp_request_get_output_headers(c->req);
+        (void) evhttp_add_header(h, "Host", base.hostport);
+        if (body && body_size > 0) {
+                (void) evhttp_add_header(h, "Content-Type", "application/octet-stream");
+                if (evbuffer_add(evhttp_request_get_output_buffer(c->req), body, body_size) < 0) {
+                        evhttp_request_free(c->req);
+                        call_free(c);
+                        return -ENOMEM;
+                }
+        }
+        r = mesh_http_sign(&m->mesh_auth, method == EVHTTP_REQ_GET ? "GET" : "POST", target, node_id,
+                           evhttp_request_get_output_buffer(c->req), auth);
+        if (r < 0) {
+                evhttp_request_free(c->req);
+                call_free(c);
+                return r;
+        }
+        (void) evhttp_add_header(h, MESH_AUTH_HEADER, auth);
+        /* On failure libevent frees the request. */
+        if (evhttp_make_request(c->conn, c->req, method, target) < 0) {
+                c->req = NULL;
+                call_free(c);
+                return -EIO;
+        }
+        if (ret)
+                *ret = c;
+        return 0;
+}
+
+void shard_call_cancel(ShardCall *c) {
+        if (!c || c->done)
+                return;
+        c->done = true;
+        if (!c->req)
+                return;
+        /* The connection goes with its request; the response callback (with NULL) is not run
+         * for a freed connection. */
+        c->req = NULL;
+        call_free(c);
+}
+
+void shard_calls_cancel_all(Manager *m) {
+        while (!LIST_EMPTY(&m->calls)) {
+                ShardCall *c = LIST_FIRST(&m->calls);
+
+                c->done = true;
+                c->req = NULL;
+                call_free(c);
+        }
+}

@@ -15,6 +15,7 @@ BINARIES = (('MYCELIA_NODE', 'services/node/mycelia-node'),
             ('MYCELIA_ROUTERD', 'services/routerd/mycelia-routerd'),
             ('MYCELIA_GOSSIPD', 'services/gossipd/mycelia-gossipd'),
             ('MYCELIA_DISCOVERYD', 'services/discoveryd/mycelia-discoveryd'),
+            ('MYCELIA_SHARDD', 'services/shardd/mycelia-shardd'),
             ('OLLAMA_DOUBLE', 'tests/ollama-double/ollama-double'))
 
 

@@ -61,6 +61,8 @@ static const char *daemon_of(const char *bus_name) {
                 return "mycelia-shimd";
         if (streq(bus_name, DISCOVERY1_BUS_NAME))
                 return "mycelia-discoveryd";
+        if (streq(bus_name, SHARDSTORE1_BUS_NAME))
+                return "mycelia-shardd";
         return bus_name;
 }
 
@@ -409,7 +411,9 @@ static int get_string_property(sd_bus *bus, const char *name, const char *path, 
 }
 
 static int verb_status(sd_bus *bus, int argc, char **argv) {
-        static const char *const names[] = { GOSSIP1_BUS_NAME, DISCOVERY1_BUS_NAME, ROUTER1_BUS_NAME, SHIM1_BUS_NAME };
+        /* The node's daemons, in the order they start. */
+        static const char *const names[] = { GOSSIP1_BUS_NAME, DISCOVERY1_BUS_NAME, ROUTER1_BUS_NAME,
+                                             SHARDSTORE1_BUS_NAME, SHIM1_BUS_NAME };
         _cleanup_free_ char *local_id = NULL, *policy = NULL, *api = NULL, *mesh = NULL, *id_conflict = NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *members_reply = NULL, *routes_reply = NULL,
                 *cooling_reply = NULL;

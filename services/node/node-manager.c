@@ -44,18 +44,21 @@ typedef struct NodeDaemon {
 } NodeDaemon;
 
 /* The daemons of a node, in start order: each starts once the one before is ready, so
- * routerd finds Gossip1 at start and shimd finds Router1. shardd slots in before shimd.
+ * routerd finds Gossip1 at start and shimd finds Router1 and ShardStore1.
  * "gossip" is two sockets with one name, UDP then TCP on the same port, as two ListenDatagram=/
- * ListenStream= lines of one .socket unit with FileDescriptorName=gossip would hand over. */
+ * ListenStream= lines of one .socket unit with FileDescriptorName=gossip would hand over.
+ * shardd is optional like gossipd: without it the node still serves inference, only no
+ * collections. */
 static const NodeDaemon node_daemons[] = {
         { "gossipd", "mycelia-gossipd", true, { "gossip", "gossip" } },
         { "discoveryd", "mycelia-discoveryd", true, {} },
         { "routerd", "mycelia-routerd", false, {} },
+        { "shardd", "mycelia-shardd", true, { "shard" } },
         { "shimd", "mycelia-shimd", false, { "api", "mesh" } },
 };
 
 typedef struct NodeSocket {
-        const char *name;       /* "api", "mesh", "gossip": the fd name the daemon asks for */
+        const char *name;       /* "api", "mesh", "gossip", "shard": the fd name the daemon asks for */
         int fd;                 /* -EBADF when that listener is off */
 } NodeSocket;
 
@@ -103,11 +106,13 @@ struct Manager {
         char *api_listen;
         char *mesh_listen;
         char *gossip_listen;
+        char *shard_listen;
         char *mesh_key_configured;      /* NULL: the default file, else STATE_DIR/mesh.key */
         char *mesh_key;                 /* the file every daemon is given */
         char *api_fallback;
         char gossip_bound[NOTIFY_ADDRESS_MAX];  /* "" when this node runs no gossipd */
         char mesh_bound[NOTIFY_ADDRESS_MAX];
+        char shard_bound[NOTIFY_ADDRESS_MAX];   /* "" when this node runs no shardd */
         char *node_id_configured;
         char node_id[NODE_ID_LEN + 1];
         char api[NOTIFY_ADDRESS_MAX];   /* last X_MYCELIA_API */
@@ -250,6 +255,7 @@ Manager *manager_free(Manager *m) {
         free(m->api_listen);
         free(m->mesh_listen);
         free(m->gossip_listen);
+        free(m->shard_listen);
         free(m->mesh_key_configured);
         free(m->mesh_key);
         strv_free(m->daemon_args);
@@ -585,12 +591,13 @@ static void announce_ready(Manager *m) {
         if (!m->api[0])
                 log_warning("mycelia-shimd did not report its API address; printing the configured one.");
         /* Fields are only ever added at the end: scripts and tests parse this line. An empty
-         * gossip= or mesh= means that part is off. */
-        printf("mycelia-node: ready api=http://%s bus=%s gossip=%s mesh=%s node=%s\n", api,
-               m->bus_address, m->gossip_bound, mesh, m->node_id);
+         * gossip=, mesh= or shard= means that part is off. */
+        printf("mycelia-node: ready api=http://%s bus=%s gossip=%s mesh=%s node=%s shard=%s\n", api,
+               m->bus_address, m->gossip_bound, mesh, m->node_id, m->shard_bound);
         (void) fflush(stdout);
-        log_info("Node %s ready: api http://%s, gossip %s, mesh %s, bus %s", m->node_id, api,
-                 m->gossip_bound[0] ? m->gossip_bound : "off", mesh[0] ? mesh : "off", m->bus_address);
+        log_info("Node %s ready: api http://%s, gossip %s, mesh %s, shard %s, bus %s", m->node_id, api,
+                 m->gossip_bound[0] ? m->gossip_bound : "off", mesh[0] ? mesh : "off",
+                 m->shard_bound[0] ? m->shard_bound : "off", m->bus_address);
         /* When the launcher itself runs under systemd (Type=notify). */
         (void) sd_notifyf(0, "READY=1\nSTATUS=Serving http://%s", api);
 }
@@ -867,6 +874,8 @@ static const char *socket_address(const Manager *m, const char *name) {
                 return m->mesh_listen;
         if (streq(name, "gossip"))
                 return m->gossip_listen;
+        if (streq(name, "shard"))
+                return m->shard_listen;
         return NULL;
 }
 
@@ -985,6 +994,8 @@ static int sockets_open(Manager *m) {
                                         return log_oom();
                         } else if (streq(s->name, "mesh"))
                                 snprintf(m->mesh_bound, sizeof(m->mesh_bound), "%s", bound);
+                        else if (streq(s->name, "shard"))
+                                snprintf(m->shard_bound, sizeof(m->shard_bound), "%s", bound);
                 }
         return 0;
 }
@@ -1143,7 +1154,8 @@ int manager_new(const ManagerParams *p, Manager **ret) {
         m->api_listen = strdup(strempty(p->api_listen));
         m->mesh_listen = strdup(strempty(p->mesh_listen));
         m->gossip_listen = strdup(strempty(p->gossip_listen));
-        if (!m->api_listen || !m->mesh_listen || !m->gossip_listen)
+        m->shard_listen = strdup(strempty(p->shard_listen));
+        if (!m->api_listen || !m->mesh_listen || !m->gossip_listen || !m->shard_listen)
                 return log_oom();
         if (p->mesh_key) {
                 m->mesh_key_configured = strdup(p->mesh_key);
@@ -1179,11 +1191,17 @@ int manager_new(const ManagerParams *p, Manager **ret) {
                         return log_error_errno(r, "Too many daemons: %m");
                 m->daemons[m->n_daemons++] = d;
         }
+        /* Nobody to hand them to: no address in the ready line either. */
         if (!manager_runs(m, "gossipd")) {
-                /* Nobody to hand them to: no gossip address in the ready line either. */
                 free(m->gossip_listen);
                 m->gossip_listen = strdup("");
                 if (!m->gossip_listen)
+                        return log_oom();
+        }
+        if (!manager_runs(m, "shardd")) {
+                free(m->shard_listen);
+                m->shard_listen = strdup("");
+                if (!m->shard_listen)
                         return log_oom();
         }
 
@@ -1207,12 +1225,12 @@ int manager_new(const ManagerParams *p, Manager **ret) {
         return 0;
 }
 
-#define EXTRA_FLAGS_MAX 6
+#define EXTRA_FLAGS_MAX 7
 
 /* What the launcher decided goes after the user's flags, where the last flag wins: the node
  * id (so no daemon makes its own), the bound addresses (port 0 resolved, so discoveryd
- * publishes and gossipd advertises real ports), the mesh key, and the private bus. Returns the
- * number of flags put in extra, or -ENOMEM. */
+ * publishes and gossipd and shardd advertise real ports), the mesh key, and the private bus.
+ * Returns the number of flags put in extra, or -ENOMEM. */
 static int manager_extra_flags(Manager *m, char *extra[static EXTRA_FLAGS_MAX]) {
         const char *flag[EXTRA_FLAGS_MAX], *value[EXTRA_FLAGS_MAX];
         int n = 0;
@@ -1222,6 +1240,8 @@ static int manager_extra_flags(Manager *m, char *extra[static EXTRA_FLAGS_MAX]) 
                 flag[n] = "gossip", value[n++] = m->gossip_bound;
         if (m->mesh_bound[0])
                 flag[n] = "mesh", value[n++] = m->mesh_bound;
+        if (m->shard_bound[0])
+                flag[n] = "shard", value[n++] = m->shard_bound;
         flag[n] = "mesh-key", value[n++] = m->mesh_key;
         if (m->mdns_off)
                 flag[n] = "mdns", value[n++] = "no";

@@ -16,6 +16,7 @@ typedef struct ManagerParams {
         const char *mesh_listen;        /* --mesh, or empty: handed to shimd as fd "mesh" */
         const char *api_fallback;       /* printed when shimd does not report X_MYCELIA_API */
         const char *gossip_listen;      /* --gossip: UDP and TCP on one port, handed to gossipd as "gossip" */
+        const char *shard_listen;       /* --shard: handed to shardd as "shard" */
         const char *mesh_key;           /* --mesh-key, or NULL: the default file if it exists, else
                                          * STATE_DIR/mesh.key (created when missing) */
         const char *node_id;            /* --node-id, or empty: STATE_DIR/node-id (made on first

@@ -28,16 +28,16 @@ static void help(void) {
                "\n"
                "Runs one Mycelia node without systemd: a private D-Bus daemon in the state\n"
                "directory and the node's daemons (mycelia-gossipd, mycelia-discoveryd,\n"
-               "mycelia-routerd, mycelia-shimd), restarted when they fail. Prints one line on\n"
-               "stdout when the node is ready:\n"
+               "mycelia-routerd, mycelia-shardd, mycelia-shimd), restarted when they fail.\n"
+               "Prints one line on stdout when the node is ready:\n"
                "  mycelia-node: ready api=http://HOST:PORT bus=unix:path=STATE_DIR/bus.sock \\\n"
-               "        gossip=ADDR:PORT mesh=ADDR:PORT node=ID\n"
+               "        gossip=ADDR:PORT mesh=ADDR:PORT node=ID shard=ADDR:PORT\n"
                "and stops everything on SIGTERM or SIGINT.\n"
                "\n"
                "Defaults that differ from the daemons' (see docs/launcher.md): --gossip %s,\n"
-               "--mesh on the gossip host with a free port, --mesh-key %s/mycelia/mesh.key if\n"
-               "it exists, else STATE_DIR/mesh.key (created), --mdns no while gossip is on\n"
-               "loopback.\n"
+               "--mesh and --shard on the gossip host with a free port each, --mesh-key\n"
+               "%s/mycelia/mesh.key if it exists, else STATE_DIR/mesh.key (created),\n"
+               "--mdns no while gossip is on loopback.\n"
                "\n"
                "Launcher options:\n"
                "  --libexec-dir DIR          where the daemons are (default: next to mycelia-node,\n"
@@ -50,8 +50,8 @@ static void help(void) {
         config_help(stdout);
 }
 
-/* "127.0.0.1:11436" -> "127.0.0.1:0", "[::1]:7000" -> "[::1]:0": the mesh listener's default,
- * on the host gossip listens on. */
+/* "127.0.0.1:11436" -> "127.0.0.1:0", "[::1]:7000" -> "[::1]:0": the default of the mesh and
+ * shard listeners, on the host gossip listens on. */
 static char *address_any_port(const char *addr) {
         const char *colon = strrchr(addr, ':');
         char *s;
@@ -61,6 +61,21 @@ static char *address_any_port(const char *addr) {
         if (asprintf(&s, "%.*s:0", (int) (colon - addr), addr) < 0)
                 return NULL;
         return s;
+}
+
+/* The address of a listener peers reach (the mesh API, shardd's transfers): the configured one,
+ * else, when neither the file nor a flag set it, the gossip host with a free port, so that
+ * several launchers share a host and a peer finds it wherever it finds gossip. */
+static int listener_address(const char *configured, const char *gossip, char **ret_owned, const char **ret) {
+        if (!streq(configured, NODE_UNSET)) {
+                *ret = configured;
+                return 0;
+        }
+        *ret_owned = address_any_port(gossip);
+        if (!*ret_owned)
+                return log_error_errno(EINVAL, "Invalid gossip address '%s'; use ADDR:PORT.", gossip);
+        *ret = *ret_owned;
+        return 0;
 }
 
 static bool address_is_loopback(const char *addr) {
@@ -90,8 +105,8 @@ int main(int argc, char **argv) {
         _cleanup_free_ char **pass = NULL;
         _cleanup_free_ int *unknown = NULL;
         _cleanup_(config_done) MyceliaConfig config = {};
-        _cleanup_free_ char *mesh_default = NULL;
-        const char *libexec_dir = NULL, *gossip, *mesh, *mesh_key;
+        _cleanup_free_ char *mesh_default = NULL, *shard_default = NULL;
+        const char *libexec_dir = NULL, *gossip, *mesh, *shard, *mesh_key;
         int n_pass = 0, n_unknown = 0, r;
 
         log_setup("mycelia-node", LOG_TARGET_AUTO);
@@ -135,6 +150,7 @@ int main(int argc, char **argv) {
         config_init(&config);
         (void) config_set(&config, "gossip", "listen", NODE_UNSET);
         (void) config_set(&config, "shim", "mesh", NODE_UNSET);
+        (void) config_set(&config, "shard", "listen", NODE_UNSET);
         (void) config_set(&config, "node", "mesh_key", NODE_UNSET);
         r = config_load(&config, n_pass, pass, unknown, &n_unknown);
         if (r == 1) {
@@ -155,14 +171,14 @@ int main(int argc, char **argv) {
                 log_error("--gossip needs ADDR:PORT (port 0 picks a free one).");
                 return EXIT_FAILURE;
         }
-        if (streq(config.mesh_listen, NODE_UNSET)) {
-                mesh = mesh_default = address_any_port(gossip);
-                if (!mesh) {
-                        log_error("Invalid gossip address '%s'; use ADDR:PORT.", gossip);
-                        return EXIT_FAILURE;
-                }
-        } else
-                mesh = config.mesh_listen;      /* "" turns the mesh listener off */
+        /* --mesh "" turns the mesh listener off; shardd has no such switch. */
+        if (listener_address(config.mesh_listen, gossip, &mesh_default, &mesh) < 0 ||
+            listener_address(config.shard_listen, gossip, &shard_default, &shard) < 0)
+                return EXIT_FAILURE;
+        if (isempty(shard)) {
+                log_error("--shard needs ADDR:PORT (port 0 picks a free one).");
+                return EXIT_FAILURE;
+        }
         mesh_key = streq(config.mesh_key, NODE_UNSET) ? NULL : config.mesh_key;
 
         r = manager_new(&(ManagerParams) {
@@ -174,6 +190,7 @@ int main(int argc, char **argv) {
                                 .mesh_listen = mesh,
                                 .api_fallback = config.api_listen,
                                 .gossip_listen = gossip,
+                                .shard_listen = shard,
                                 .mesh_key = mesh_key,
                                 .node_id = config.node_id,
                                 .override_bus = !isempty(config.bus_address),

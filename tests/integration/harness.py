@@ -4,7 +4,7 @@
 """Helpers shared by tests/integration/test_*.py. Python 3 standard library only.
 
 Paths come from the environment meson sets: MYCELIA_NODE, MYCELIA_SHIMD, MYCELIA_ROUTERD,
-MYCELIA_GOSSIPD, MYCELIA_DISCOVERYD, OLLAMA_DOUBLE, MYCELIACTL, MYCELIA_DBUS_XML_DIR, read through
+MYCELIA_GOSSIPD, MYCELIA_DISCOVERYD, MYCELIA_SHARDD, OLLAMA_DOUBLE, MYCELIACTL, MYCELIA_DBUS_XML_DIR, read through
 tests/testenv.py (which this module puts on sys.path: skips, env lookups and the runner, main()).
 Every wait has a timeout; every process is started in its own process group with
 PR_SET_PDEATHSIG and is killed by teardown (atexit, SIGTERM).
@@ -908,9 +908,11 @@ NODE_ID = '0123456789abcdef0123456789abcdef'
 
 
 # The daemons a launcher runs, in its start order, with the environment variable naming each
-# binary. gossipd and discoveryd are optional for the launcher: without them a node runs alone.
+# binary. gossipd, discoveryd and shardd are optional for the launcher: without gossipd and
+# discoveryd a node runs alone, without shardd it keeps no collections.
 NODE_DAEMONS = (('MYCELIA_GOSSIPD', 'mycelia-gossipd'), ('MYCELIA_DISCOVERYD', 'mycelia-discoveryd'),
-                ('MYCELIA_ROUTERD', 'mycelia-routerd'), ('MYCELIA_SHIMD', 'mycelia-shimd'))
+                ('MYCELIA_ROUTERD', 'mycelia-routerd'), ('MYCELIA_SHARDD', 'mycelia-shardd'),
+                ('MYCELIA_SHIMD', 'mycelia-shimd'))
 
 READY_RX = r'mycelia-node: ready api=(\S+) bus=(\S+)(.*)$'
 
@@ -942,7 +944,8 @@ class Member:
 
 class Node:
     """mycelia-node with its own state dir, on 127.0.0.1:0, pointed at upstream. The ready line's
-    fields are in api_url, bus, gossip, mesh and ready_node_id ('' when that part is off). Without
+    fields are in api_url, bus, gossip, mesh, shard and ready_node_id ('' when that part is off):
+    the launcher picks a free port for each listener, so nodes share the host. Without
     node_id the launcher makes the node's id in its state dir, as a user's node does; node_id is
     then the id of the ready line."""
 
@@ -952,7 +955,7 @@ class Node:
         self.state_dir = os.path.join(self.dir, 'state')
         os.mkdir(self.state_dir)
         # The launcher finds its daemons in one folder: give it the build tree's binaries there
-        # (daemons: the environment variables to take, default all four).
+        # (daemons: the environment variables to take, default all of NODE_DAEMONS).
         self.libexec = os.path.join(self.dir, 'libexec')
         os.mkdir(self.libexec)
         for var, exe in NODE_DAEMONS:
@@ -971,6 +974,7 @@ class Node:
         fields = dict(f.split('=', 1) for f in m.group(3).split() if '=' in f)
         self.gossip = fields.get('gossip', '')
         self.mesh = fields.get('mesh', '')
+        self.shard = fields.get('shard', '')
         self.ready_node_id = fields.get('node', '')
         if not node_id:
             self.node_id = self.ready_node_id
@@ -1013,6 +1017,9 @@ class Node:
 
     def gossipd_pid(self):
         return self.daemon_pid('mycelia-gossipd', 'org.mycelia.Gossip1')
+
+    def shardd_pid(self):
+        return self.daemon_pid('mycelia-shardd', 'org.mycelia.ShardStore1')
 
     def discoveryd_pid(self):
         return self.daemon_pid('mycelia-discoveryd', 'org.mycelia.Discovery1')

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# The node's private bus: the daemons' interfaces match dbus/*.xml, the routing table reflects
-# the upstream's models and health, Route() answers, Shim1 counts requests.
+# The node's private bus: the interfaces of all five daemons match dbus/*.xml, the routing table
+# reflects the upstream's models and health, Route() answers, Shim1 counts requests.
 import os
 import unittest
 import xml.etree.ElementTree as ET
@@ -11,7 +11,7 @@ import testenv
 from harness import Double, Node, wait_until
 
 testenv.require_env('MYCELIA_NODE', 'MYCELIA_SHIMD', 'MYCELIA_ROUTERD', 'MYCELIA_GOSSIPD',
-                    'MYCELIA_DISCOVERYD', 'OLLAMA_DOUBLE', 'MYCELIA_DBUS_XML_DIR')
+                    'MYCELIA_DISCOVERYD', 'MYCELIA_SHARDD', 'OLLAMA_DOUBLE', 'MYCELIA_DBUS_XML_DIR')
 
 ECS = 'org.freedesktop.DBus.Property.EmitsChangedSignal'
 
@@ -81,7 +81,8 @@ class Bus(unittest.TestCase):
     def test_services_on_bus(self):
         names = harness.busctl(self.node.bus, 'call', 'org.freedesktop.DBus', '/org/freedesktop/DBus',
                                'org.freedesktop.DBus', 'ListNames')['data'][0]
-        for name in ('org.mycelia.Shim1', 'org.mycelia.Router1', 'org.mycelia.Gossip1', 'org.mycelia.Discovery1'):
+        for name in ('org.mycelia.Shim1', 'org.mycelia.Router1', 'org.mycelia.Gossip1', 'org.mycelia.Discovery1',
+                     'org.mycelia.ShardStore1'):
             self.assertIn(name, names)
 
     def check_xml(self, iface):
@@ -106,6 +107,11 @@ class Bus(unittest.TestCase):
 
     def test_introspection_discovery(self):
         self.check_xml('org.mycelia.Discovery1')
+
+    def test_introspection_shardstore(self):
+        self.check_xml('org.mycelia.ShardStore1')
+        # The launcher's shardd is this node's: the id the launcher gave every daemon.
+        self.assertEqual(self.node.prop('org.mycelia.ShardStore1', 'LocalNodeId'), self.node.node_id)
 
     def test_busctl_introspect_lists_interfaces(self):
         for svc in ('org.mycelia.Shim1', 'org.mycelia.Router1'):

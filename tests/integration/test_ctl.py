@@ -56,7 +56,8 @@ class TestCtl(unittest.TestCase):
         rc, out, err = ctl('status', bus=self.n1.bus)
         self.assertEqual(rc, 0, err)
         self.assertIn('ctl-one', out)
-        self.assertIn('gossipd up discoveryd up routerd up shimd up', out)
+        # Every daemon of the node, in start order.
+        self.assertIn('gossipd up discoveryd up routerd up shardd up shimd up', out)
         self.assertIn('2 alive, 0 suspect, 0 dead, 0 left', out)
         self.assertIn('alpha:latest', out)
         self.assertIn('beta:latest', out)     # the routing table lists the peer's models
@@ -71,7 +72,9 @@ class TestCtl(unittest.TestCase):
         self.assertEqual(rc, 0, err)
         st = json.loads(out)
         self.assertEqual(st['id'], self.n1.node_id)
-        self.assertTrue(all(st['daemons'].values()), st['daemons'])
+        self.assertEqual(st['daemons'], {'mycelia-gossipd': True, 'mycelia-discoveryd': True,
+                                         'mycelia-routerd': True, 'mycelia-shardd': True,
+                                         'mycelia-shimd': True})
         self.assertEqual({m['name'] for m in st['members']}, {'ctl-one', 'ctl-two'})
         by_name = {r['name']: r for r in st['routes']}
         self.assertEqual(by_name['ctl-two']['models'], ['beta:latest'])
@@ -138,7 +141,8 @@ class TestCtl(unittest.TestCase):
 
 
 class TestCtlDaemonDown(unittest.TestCase):
-    """A node whose gossipd is not running: the commands that need it say so and exit 3."""
+    """A node whose gossipd (and discoveryd and shardd) is not running: the commands that need it
+    say so and exit 3."""
 
     def test_gossipd_down(self):
         d = Double('--token-delay-ms', '0')
@@ -152,7 +156,7 @@ class TestCtlDaemonDown(unittest.TestCase):
                 rc, out, err = ctl('status', bus=n.bus)
                 self.assertEqual(rc, 3)
                 self.assertIn('gossipd DOWN', out)
-                self.assertIn('routerd up shimd up', out)
+                self.assertIn('routerd up shardd DOWN shimd up', out)
                 # What runs still answers.
                 rc, out, err = ctl('route', d.chat_model(), bus=n.bus)
                 self.assertEqual(rc, 0, err)

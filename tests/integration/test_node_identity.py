@@ -15,7 +15,7 @@ import harness
 from harness import Double, Node, wait_until, write_mesh_key
 
 harness.require_env('MYCELIA_NODE', 'MYCELIA_SHIMD', 'MYCELIA_ROUTERD', 'MYCELIA_GOSSIPD',
-                    'MYCELIA_DISCOVERYD', 'OLLAMA_DOUBLE', 'MYCELIACTL')
+                    'MYCELIA_DISCOVERYD', 'MYCELIA_SHARDD', 'OLLAMA_DOUBLE', 'MYCELIACTL')
 
 ID_RX = re.compile(r'^[0-9a-f]{32}\n$')
 CONVERGE_TIMEOUT = 15
@@ -59,8 +59,13 @@ class NodeIdentity(unittest.TestCase):
             self.assertRegex(text, ID_RX, 'STATE_DIR/node-id of %s' % n.name)
             self.assertEqual(n.ready_node_id, text.strip(), 'the ready line names the id of the file')
             self.assertEqual(harness.bus_get_property(n.bus, 'org.mycelia.Router1', 'LocalNodeId'), text.strip())
+            self.assertEqual(harness.bus_get_property(n.bus, 'org.mycelia.ShardStore1', 'LocalNodeId'), text.strip())
             ids.append(text.strip())
         self.assertNotEqual(ids[0], ids[1], 'two state directories made one id')
+        # Each launcher picked its own free port for every listener, so both share the host.
+        for field in ('gossip', 'mesh', 'shard'):
+            a, b = getattr(self.one, field), getattr(self.two, field)
+            self.assertTrue(a and b and a != b, '%s= of the ready lines: %r and %r' % (field, a, b))
 
         def both_alive(n):
             m = n.members()

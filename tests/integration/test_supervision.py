@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # The launcher mycelia-node supervises its daemons: a SIGKILLed daemon comes back and the node
-# keeps serving; SIGTERM stops everything cleanly.
+# keeps serving (shardd with its collections, on the same shard socket); SIGTERM stops everything
+# cleanly.
+import json
 import os
 import signal
 import threading
@@ -13,7 +15,9 @@ import testenv
 from harness import Double, Node, pid_alive, proc_descendants, wait_until
 
 testenv.require_env('MYCELIA_NODE', 'MYCELIA_SHIMD', 'MYCELIA_ROUTERD', 'MYCELIA_GOSSIPD',
-                    'MYCELIA_DISCOVERYD', 'OLLAMA_DOUBLE')
+                    'MYCELIA_DISCOVERYD', 'MYCELIA_SHARDD', 'OLLAMA_DOUBLE')
+
+SHARDSTORE = 'org.mycelia.ShardStore1'
 
 
 class Restarts(unittest.TestCase):
@@ -90,6 +94,35 @@ class Restarts(unittest.TestCase):
         self.assertEqual(bad, [], 'requests failed while routerd restarted (%d of %d)' % (len(bad), len(results)))
         self.assertTrue(self.node.proc.alive())
 
+    def shard_listener_status(self):
+        # Unsigned, so shardd refuses it: what counts is that shardd answers on that address.
+        return harness.http_request(self.node.shard, 'GET', '/shard/digest', timeout=5).status
+
+    def test_kill_shardd_keeps_its_collections(self):
+        self.assertRegex(self.node.shard, r'^127\.0\.0\.1:[1-9][0-9]*$', 'shard= of the ready line')
+        self.assertEqual(self.shard_listener_status(), 401)
+        self.node.call(SHARDSTORE, 'CreateCollection', 'suss', 'kept', '3', 'cosine', '')
+        self.node.call(SHARDSTORE, 'Put', 'ss', 'kept',
+                       json.dumps({'documents': [{'id': 'a', 'text': 'alpha', 'embedding': [1, 0, 0]}]}))
+        others = {'shimd': self.node.shimd_pid(), 'routerd': self.node.routerd_pid(),
+                  'gossipd': self.node.gossipd_pid(), 'discoveryd': self.node.discoveryd_pid()}
+        old = self.node.shardd_pid()
+        os.kill(old, signal.SIGKILL)
+        t0 = time.monotonic()
+        wait_until(lambda: not pid_alive(old), 2, what='shardd gone after SIGKILL')
+        wait_until(lambda: self.node.shardd_pid() != old, 5, what='a new shardd owning %s' % SHARDSTORE)
+        print('shardd back after %.2fs' % (time.monotonic() - t0))
+        # Acknowledged means on disk: the new shardd serves what the old one stored.
+        doc = json.loads(self.node.call(SHARDSTORE, 'Get', 'ss', 'kept', 'a')[0])
+        self.assertEqual((doc['id'], doc['text']), ('a', 'alpha'))
+        self.assertIn('kept', [c[0] for c in self.node.prop(SHARDSTORE, 'Collections')])
+        # On the socket the launcher bound once and handed over again.
+        self.assertEqual(self.shard_listener_status(), 401)
+        self.assertEqual({'shimd': self.node.shimd_pid(), 'routerd': self.node.routerd_pid(),
+                          'gossipd': self.node.gossipd_pid(), 'discoveryd': self.node.discoveryd_pid()},
+                         others, 'another daemon moved when shardd was killed')
+        self.assertTrue(self.api_ok())
+
 
 class Stop(unittest.TestCase):
     def test_sigterm_stops_everything(self):
@@ -100,6 +133,7 @@ class Stop(unittest.TestCase):
             names = sorted(harness.proc_exe_name(p) for p in kids)
             self.assertTrue(any(n == 'mycelia-shimd' for n in names), names)
             self.assertTrue(any(n == 'mycelia-routerd' for n in names), names)
+            self.assertTrue(any(n == 'mycelia-shardd' for n in names), names)
             sock = node.bus.split('unix:path=', 1)[1].split(',', 1)[0]
             self.assertTrue(os.path.exists(sock), 'bus socket %s missing while running' % sock)
             node.proc.signal(signal.SIGTERM)

@@ -14,13 +14,14 @@ test_discoveryd_alone: mycelia-discoveryd run directly in each namespace (own na
 bus, avahi on the namespace's system bus): each lists the other two as mdns peers with their
 ids, TXT gossip port and SRV mesh port, and Published is true.
 
-test_full_mesh: mycelia-node (launcher with gossipd and discoveryd) in each namespace in front
+test_full_mesh: mycelia-node (launcher with all five daemons) in each namespace in front
 of its own Ollama test double, no seeds: every node's Gossip1.Members shows 3 alive within
 20 s, and node 1 answers a request for a model only node 3's double serves.
 
 Needs root, ip netns, avahi-daemon, dbus-daemon, nsenter; otherwise exits 77 with the reason
 (1 under CI=true: tests/testenv.py). Environment (set by meson, each must name a built file):
-MYCELIA_DISCOVERYD, MYCELIA_NODE, MYCELIA_GOSSIPD, MYCELIA_ROUTERD, MYCELIA_SHIMD, OLLAMA_DOUBLE.
+MYCELIA_DISCOVERYD, MYCELIA_NODE, MYCELIA_GOSSIPD, MYCELIA_ROUTERD, MYCELIA_SHARDD, MYCELIA_SHIMD,
+OLLAMA_DOUBLE.
 """
 
 import atexit
@@ -45,13 +46,14 @@ SUBNET = '10.77.0.'
 CONVERGE_TIMEOUT = 20.0
 MESH_PORT = 11438
 GOSSIP_PORT = 11436
+SHARD_PORT = 11437
 ONLY_N3_MODEL = 'only-n3:latest'
 COMMON_MODEL = 'llama3.2:latest'
 
 
 def check_prerequisites():
     testenv.require_env('MYCELIA_DISCOVERYD', 'MYCELIA_NODE', 'MYCELIA_GOSSIPD', 'MYCELIA_ROUTERD',
-                        'MYCELIA_SHIMD', 'OLLAMA_DOUBLE')
+                        'MYCELIA_SHARDD', 'MYCELIA_SHIMD', 'OLLAMA_DOUBLE')
     if os.geteuid() != 0:
         testenv.skip_all('needs root (network namespaces, mounts)')
     for tool in ('ip', 'nsenter', 'dbus-daemon', 'busctl'):
@@ -446,7 +448,8 @@ class NetnsMdnsTest(unittest.TestCase):
         os.makedirs(libexec, exist_ok=True)
         for var, exe in (('MYCELIA_GOSSIPD', 'mycelia-gossipd'),
                          ('MYCELIA_DISCOVERYD', 'mycelia-discoveryd'),
-                         ('MYCELIA_ROUTERD', 'mycelia-routerd'), ('MYCELIA_SHIMD', 'mycelia-shimd')):
+                         ('MYCELIA_ROUTERD', 'mycelia-routerd'), ('MYCELIA_SHARDD', 'mycelia-shardd'),
+                         ('MYCELIA_SHIMD', 'mycelia-shimd')):
             os.symlink(os.path.abspath(os.environ[var]), os.path.join(libexec, exe))
 
         nodes = []
@@ -461,9 +464,11 @@ class NetnsMdnsTest(unittest.TestCase):
             node = tb.add_proc(Proc(tb.nsenter(
                 ns, os.environ['MYCELIA_NODE'], '--state-dir', state, '--api', '127.0.0.1:0',
                 '--mesh', '0.0.0.0:%d' % MESH_PORT, '--gossip', '0.0.0.0:%d' % GOSSIP_PORT,
+                '--shard', '0.0.0.0:%d' % SHARD_PORT,
                 '--upstream', upstream, '--mesh-key', key, '--node-id', self.ids[i - 1],
                 '--name', 'n%d' % i, '--libexec-dir', libexec), tb.dir, 'node-%d' % i))
             m = node.wait_line(r'mycelia-node: ready api=(\S+) bus=(\S+)', 30)
+            self.assertIn(' shard=0.0.0.0:%d' % SHARD_PORT, m.string, 'shardd on its own port')
             nodes.append({'ns': ns, 'proc': node, 'api': m.group(1), 'bus': m.group(2)})
 
         def members_alive():

@@ -5,7 +5,8 @@
 """The .deb lifecycle in a real Debian 12 with systemd as PID 1.
 
 1. tools/package --deb builds the .deb from the working tree (unit tests run inside the build,
-   lintian must report no error) and a repacked copy with a higher version for the upgrade.
+   lintian must report no error) and a repacked copy with a higher version for the upgrade;
+   `dpkg-deb -c` lists every daemon, unit and D-Bus file (tests/package/package_files.py).
 2. A minbase bookworm root with systemd, dbus and the .deb's run-time dependencies is made by
    debootstrap once and cached in /var/cache/mycelia-test/bookworm-minbase-KEY (KEY = hash of
    the package list; MYCELIA_TEST_CACHE overrides the folder). Each run boots it with
@@ -13,7 +14,7 @@
    --private-network (only lo: nothing inside reaches the network).
 3. Inside: `apt-get install ./mycelia-mesh_*.deb`; then mycelia.target and every service are
    active, the mesh key is 0640 root:mycelia, busctl reads every property of the four
-   interfaces on the system bus, myceliactl status exits 0, the api on 127.0.0.1:11434 answers
+   interfaces on the system bus (all five daemons), myceliactl status exits 0, the api on 127.0.0.1:11434 answers
    through socket activation (shimd stopped, the socket starts it) in front of the Ollama test
    double on 127.0.0.1:11435 (the host's binary run in the container's network namespace),
    kill -9 of each daemon's MainPID is back and serving within 2 s while a client loop
@@ -50,6 +51,7 @@ import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import testenv  # noqa: E402  (tests/testenv.py)
+import package_files  # noqa: E402  (beside this file)
 
 SUITE = 'bookworm'
 
@@ -81,14 +83,9 @@ def host_mirror():
 MIRROR = os.environ.get('MYCELIA_DEBOOTSTRAP_MIRROR') or host_mirror()
 CACHE_DIR = os.environ.get('MYCELIA_TEST_CACHE', '/var/cache/mycelia-test')
 BASE_PACKAGES = ['systemd', 'systemd-sysv', 'dbus']
-SERVICES = ['mycelia-gossipd', 'mycelia-discoveryd', 'mycelia-routerd', 'mycelia-shimd']
-SOCKETS = ['mycelia-gossipd.socket', 'mycelia-shimd.socket', 'mycelia-shimd-mesh.socket']
-INTERFACES = {
-    'mycelia-gossipd': 'Gossip1',
-    'mycelia-discoveryd': 'Discovery1',
-    'mycelia-routerd': 'Router1',
-    'mycelia-shimd': 'Shim1',
-}
+SERVICES = ['mycelia-' + d for d, _ in package_files.DAEMONS]
+SOCKETS = list(package_files.SOCKETS)
+INTERFACES = {'mycelia-' + d: iface for d, iface in package_files.DAEMONS}
 KEY = '/etc/mycelia/mesh.key'
 PKG_MOUNT = '/mnt/mycelia-pkgs'
 INNER_ENV = ['env', '-i', 'PATH=/usr/sbin:/usr/bin:/sbin:/bin', 'LANG=C.UTF-8']
@@ -407,6 +404,11 @@ class PackageTest(unittest.TestCase):
         debs = [d for d in glob.glob(os.path.join(self.out, 'mycelia-mesh_*.deb'))]
         self.assertEqual(len(debs), 1, debs)
         deb = debs[0]
+        listed = {re.sub(r'^\.', '', line.split()[5]).rstrip('/')
+                  for line in run(['dpkg-deb', '-c', deb]).stdout.splitlines()}
+        unitdir = run(['pkg-config', '--variable=systemdsystemunitdir', 'systemd']).stdout.strip()
+        self.assertEqual([f for f in package_files.expected_files(unitdir) if f not in listed], [],
+                         'not in the .deb')
         version = run(['dpkg-deb', '-f', deb, 'Version']).stdout.strip()
         up_version = version + '+upgradetest1'
         up_deb = repack_with_version(deb, up_version, self.out)
@@ -448,7 +450,7 @@ class PackageTest(unittest.TestCase):
         for s in SERVICES:
             self.wait_for('busctl reads org.mycelia.%s' % INTERFACES[s],
                           lambda s=s: (lambda r: True if r[0] else r[1])(self.bus_reads(c, s)), 10)
-        log('busctl reads Gossip1, Discovery1, Router1, Shim1')
+        log('busctl reads %s' % ', '.join(INTERFACES.values()))
 
         # ---- the api, through socket activation ----
         c.sh(['systemctl', 'stop', 'mycelia-shimd.service'])

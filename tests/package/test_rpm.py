@@ -23,6 +23,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import testenv  # noqa: E402  (tests/testenv.py)
+from package_files import DAEMONS, SOCKETS, expected_files  # noqa: E402  (beside this file)
 
 
 def run(cmd, timeout=120):
@@ -49,18 +50,7 @@ class RpmTest(unittest.TestCase):
             files = set(run(['rpm', '-qlp', rpm]).split())
             print('rpm -qlp %s:\n  %s' % (rpms[0], '\n  '.join(sorted(files))), flush=True)
             unitdir = run(['pkg-config', '--variable=systemdsystemunitdir', 'systemd']).strip()
-            want = ['/usr/bin/mycelia-node', '/usr/bin/myceliactl']
-            want += ['/usr/libexec/mycelia/mycelia-%sd' % d for d in ('gossip', 'discovery', 'router', 'shim')]
-            want += ['%s/%s' % (unitdir, u) for u in (
-                'mycelia.target', 'mycelia-gossipd.service', 'mycelia-discoveryd.service',
-                'mycelia-routerd.service', 'mycelia-shimd.service', 'mycelia-gossipd.socket',
-                'mycelia-shimd.socket', 'mycelia-shimd-mesh.socket')]
-            want += ['/usr/lib/sysusers.d/mycelia.conf', '/usr/lib/tmpfiles.d/mycelia.conf',
-                     '/usr/share/mycelia/ollama-mycelia.conf', '/etc/mycelia']
-            for i in ('Gossip1', 'Discovery1', 'Router1', 'Shim1'):
-                want += ['/usr/share/dbus-1/system.d/org.mycelia.%s.conf' % i,
-                         '/usr/share/dbus-1/system-services/org.mycelia.%s.service' % i,
-                         '/usr/share/dbus-1/interfaces/org.mycelia.%s.xml' % i]
+            want = expected_files(unitdir) + ['/etc/mycelia']
             missing = [f for f in want if f not in files]
             self.assertEqual(missing, [], 'not in the .rpm')
 
@@ -68,6 +58,9 @@ class RpmTest(unittest.TestCase):
             for needle in ('systemd-sysusers', 'systemd-tmpfiles --create', 'myceliactl keygen',
                            'chgrp mycelia', 'daemon-reload', 'disable --now', 'try-restart'):
                 self.assertIn(needle, scripts, 'scriptlets lack %r' % needle)
+            # Every service and socket is disabled on erase, and reloaded or restarted on upgrade.
+            for unit in ['mycelia-%s.service' % d for d, _ in DAEMONS] + list(SOCKETS):
+                self.assertIn(unit, scripts, 'scriptlets do not name %s' % unit)
             requires = run(['rpm', '-qp', '--requires', rpm])
             self.assertRegex(requires, r'(?m)^dbus$')
             print('rpm: built and checked; not installed (no RPM-based system on this machine)',

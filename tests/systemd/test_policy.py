@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # The system bus policy in dbus/org.mycelia.*.conf on a private system bus: only the mycelia user
-# owns the names, state-changing calls need root or the mycelia group, reads are open to anyone.
+# owns the names, state-changing calls (and ShardStore1's Get and Search, which return stored
+# documents) need root or the mycelia group, properties and introspection are open to anyone.
 """Runs dbus-daemon with /usr/share/dbus-1/system.conf, rewritten to listen in a temporary
-directory and to include only the project's policy files (TESTBED.md), and the four real
+directory and to include only the project's policy files (TESTBED.md), and the five real
 daemons as the mycelia user (setpriv). Needs root (to create the user when it is missing and to
 switch users); otherwise it exits 77 (1 under CI=true). A user or group it creates is removed at
 the end."""
@@ -22,9 +23,10 @@ import harness  # noqa: E402  (tests/integration/harness.py, which puts tests/ o
 import testenv  # noqa: E402
 from harness import Double, Proc, wait_until  # noqa: E402
 
-DAEMONS = ('gossipd', 'discoveryd', 'routerd', 'shimd')
+DAEMONS = ('gossipd', 'discoveryd', 'routerd', 'shardd', 'shimd')
 NAMES = {'gossipd': 'org.mycelia.Gossip1', 'discoveryd': 'org.mycelia.Discovery1',
-         'routerd': 'org.mycelia.Router1', 'shimd': 'org.mycelia.Shim1'}
+         'routerd': 'org.mycelia.Router1', 'shardd': 'org.mycelia.ShardStore1', 'shimd': 'org.mycelia.Shim1'}
+SHARDSTORE = 'org.mycelia.ShardStore1'
 ACCESS_DENIED = 'org.freedesktop.DBus.Error.AccessDenied'
 SYSTEM_CONF = '/usr/share/dbus-1/system.conf'
 
@@ -167,15 +169,15 @@ class Policy(unittest.TestCase):
 
     # helpers ------------------------------------------------------------------------------
 
-    def daemon_argv(self, d):
-        return [self.bins[d], '--config', self.config, '--state-dir', self.state, '--mesh-key', self.key,
+    def daemon_argv(self, d, state):
+        return [self.bins[d], '--config', self.config, '--state-dir', state, '--mesh-key', self.key,
                 '--node-id', '0123456789abcdef0123456789abcdef', '--gossip', '127.0.0.1:0', '--mdns', 'no',
-                '--api', '127.0.0.1:0', '--mesh', '', '--upstream', self.double.url,
+                '--api', '127.0.0.1:0', '--mesh', '', '--shard', '127.0.0.1:0', '--upstream', self.double.url,
                 '--tags-interval', '1s', '--probe-interval', '1s']
 
-    def start_daemon(self, d, prefix):
+    def start_daemon(self, d, prefix, state=None):
         # [bus] address stays empty: the daemon takes the system bus, here DBUS_SYSTEM_BUS_ADDRESS.
-        return Proc(prefix + self.daemon_argv(d), name='%s-as-%s' % (d, label(prefix)),
+        return Proc(prefix + self.daemon_argv(d, state or self.state), name='%s-as-%s' % (d, label(prefix)),
                     env={'DBUS_SYSTEM_BUS_ADDRESS': self.address, 'NOTIFY_SOCKET': ''}, logdir=self.dir)
 
     def owner(self, name):
@@ -208,16 +210,21 @@ class Policy(unittest.TestCase):
     def test_1_ownership(self):
         # Neither root nor another user, even one in the mycelia group (so that it can read the
         # key and write the state), may own the names: the daemon stops with the bus's refusal.
+        # These runs get a scratch state directory: shardd creates its store before it asks for
+        # its name, and a store made by root or nobody would shut out the mycelia user later.
+        scratch = os.path.join(self.dir, 'scratch-state')
+        os.mkdir(scratch)
+        os.chmod(scratch, 0o777)
         for who, label in ((GROUP_MEMBER, 'nobody in group mycelia'), (ROOT, 'root')):
             for d in DAEMONS:
-                p = self.start_daemon(d, who)
+                p = self.start_daemon(d, who, scratch)
                 rc = p.wait(15)
                 self.assertNotEqual(rc, 0, '%s as %s should not get %s' % (d, label, NAMES[d]))
                 p.stop()
-                self.assertRegex(p.tail(), r'Failed to acquire the bus name %s: (Permission denied|.*not allowed to own)' % re.escape(NAMES[d]),
+                self.assertRegex(p.tail(), r'Failed to acquire (the bus name )?%s: (Permission denied|.*not allowed to own)' % re.escape(NAMES[d]),
                                  '%s as %s: %s' % (d, label, p.tail()))
                 self.assertIsNone(self.owner(NAMES[d]))
-        # The mycelia user may: all four come up on the bus.
+        # The mycelia user may: all five come up on the bus.
         uid = pwd.getpwnam('mycelia').pw_uid
         for d in DAEMONS:
             type(self).daemons[d] = self.start_daemon(d, self.mycelia)
@@ -283,6 +290,33 @@ class Policy(unittest.TestCase):
                 self.assertNotEqual(p.returncode, 0)
                 self.assertIn(b'Access denied', p.stderr)
         self.assertTrue(self.daemons['gossipd'].alive())
+
+    def test_3b_shard_store_needs_privilege(self):
+        # ShardStore1: every method, reads of stored documents (Get, Search) included, is for
+        # root and the mycelia group; its properties are open (test_2). docs/systemd.md.
+        self.require_daemons()
+        s = SHARDSTORE
+
+        def calls(name):
+            doc = '{"documents":[{"id":"a","text":"policy","embedding":[1,0,0]}]}'
+            return [(s, s, 'CreateCollection', 'string:' + name, 'uint32:3', 'string:cosine', 'string:'),
+                    (s, s, 'Put', 'string:' + name, 'string:' + doc),
+                    (s, s, 'Get', 'string:' + name, 'string:a'),
+                    (s, s, 'Search', 'string:' + name, 'string:{"embedding":[1,0,0],"k":1}'),
+                    (s, s, 'Delete', 'string:' + name, 'string:a'),
+                    (s, s, 'DeleteCollection', 'string:' + name)]
+        for who, name in ((ROOT, 'policy-root'), (GROUP_MEMBER, 'policy-group')):
+            for c in calls(name):
+                out = self.assert_allowed(who, *c)
+                if c[2] == 'Get':
+                    self.assertIn('policy', out)
+        # nobody: refused by the bus, also on a collection that exists and holds a document.
+        self.assert_allowed(ROOT, *calls('policy-nobody')[0])
+        self.assert_allowed(ROOT, *calls('policy-nobody')[1])
+        for c in calls('policy-nobody'):
+            self.assert_denied(NOBODY, *c)
+        self.assert_allowed(NOBODY, s, 'org.freedesktop.DBus.Properties', 'Get', 'string:' + s, 'string:Collections')
+        self.assertTrue(self.daemons['shardd'].alive(), self.daemons['shardd'].tail())
 
     def test_4_leave_allowed_for_the_group(self):
         self.require_daemons()

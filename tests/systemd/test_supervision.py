@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # A real systemd supervises a node: the installed units, D-Bus policy and sysusers/tmpfiles in a
-# container booted with systemd-nspawn; restarts after kill -9, socket activation, myceliactl.
+# container booted with systemd-nspawn; restarts after kill -9 (shardd's collections survive
+# theirs), socket activation, myceliactl.
 """The container boots the host's own root read-only with an empty, volatile /etc and /var
-(`systemd-nspawn -D / --volatile=yes`, ../../TESTBED notes). The project, installed with
+(`systemd-nspawn -D / --volatile=yes`, ../../TESTBED notes), plus the host's /etc/alternatives
+(read-only), where the links of the host's /usr to OpenBLAS point. The project, installed with
 `meson install --destdir` from a --prefix=/usr build, is laid over the container's /usr with
 --overlay-ro, so every file sits where a package puts it; units meson installs under /lib are
 folded into usr/lib (Debian 12 is merged-/usr). One test-only file is added to that overlay: a
@@ -31,10 +33,14 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import testenv  # noqa: E402  (tests/testenv.py)
 
-DAEMONS = ('gossipd', 'discoveryd', 'routerd', 'shimd')
+DAEMONS = ('gossipd', 'discoveryd', 'routerd', 'shardd', 'shimd')
 BUS = {'gossipd': ('org.mycelia.Gossip1', 'Members'), 'discoveryd': ('org.mycelia.Discovery1', 'Peers'),
-       'routerd': ('org.mycelia.Router1', 'Nodes'), 'shimd': ('org.mycelia.Shim1', 'RequestsTotal')}
+       'routerd': ('org.mycelia.Router1', 'Nodes'), 'shardd': ('org.mycelia.ShardStore1', 'Collections'),
+       'shimd': ('org.mycelia.Shim1', 'RequestsTotal')}
+SOCKETS = ('mycelia-gossipd.socket', 'mycelia-shardd.socket', 'mycelia-shimd.socket', 'mycelia-shimd-mesh.socket')
 API = 'http://127.0.0.1:11434'
+SHARD = 'http://127.0.0.1:11437'
+SHARDSTORE = ('org.mycelia.ShardStore1', '/org/mycelia/ShardStore1', 'org.mycelia.ShardStore1')
 MODEL = 'llama3.2:latest'
 RESTART_WITHIN = 2.0
 PR_SET_PDEATHSIG = 1
@@ -110,6 +116,9 @@ class Container:
         argv = ['systemd-nspawn', '-D', '/', '--volatile=yes', '--private-network', '--register=no',
                 '--keep-unit', '--boot', '-M', self.name, '--console=pipe',
                 '--overlay-ro=/usr:%s:/usr' % usr,
+                # What dpkg configured for the host's /usr: libopenblas.so.0 (mycelia-shardd) is a
+                # link through /etc/alternatives, which the empty volatile /etc lacks.
+                '--bind-ro=/etc/alternatives',
                 '--bind-ro=%s:/opt/mycelia-test' % opt,
                 '--bind=%s:/opt/mycelia-out' % out,
                 '--', 'systemd.mask=avahi-daemon.service', 'systemd.mask=avahi-daemon.socket',
@@ -261,17 +270,22 @@ class Supervision(unittest.TestCase):
         m = re.match(rb'u (\d+)', p.stdout)
         return int(m.group(1)) if p.returncode == 0 and m else None
 
-    def curl(self, path, timeout=5):
+    def curl(self, path, timeout=5, base=API):
         p = self.container.run('curl', '-sS', '-m', str(timeout), '-o', '/dev/null', '-w', '%{http_code}',
-                               API + path, check=False, timeout=timeout + 5)
+                               base + path, check=False, timeout=timeout + 5)
         return p.stdout.decode().strip()
+
+    def shard_store(self, method, signature, *args):
+        """busctl call on ShardStore1 as root; the reply's data."""
+        out = self.container.out('busctl', '--json=short', 'call', *SHARDSTORE, method, signature, *args)
+        return json.loads(out)['data'] if out else None
 
     # tests ----------------------------------------------------------------------------------
 
     def test_1_all_active_and_on_the_bus(self):
         st = self.states()
         self.assertEqual(st, {d: 'active' for d in DAEMONS})
-        for unit in ('mycelia-gossipd.socket', 'mycelia-shimd.socket', 'mycelia-shimd-mesh.socket', 'mycelia.target'):
+        for unit in SOCKETS + ('mycelia.target',):
             self.assertEqual(self.container.out('systemctl', 'is-active', unit, check=False), 'active', unit)
         for d in DAEMONS:
             name, prop = BUS[d]
@@ -302,6 +316,15 @@ class Supervision(unittest.TestCase):
                                json.dumps({'model': MODEL, 'prompt': 'hi', 'stream': False}))
         self.assertTrue(json.loads(p.stdout).get('done'), p.stdout)
 
+    def test_2_shard_transfers_through_socket_activation(self):
+        # Unsigned requests are refused (401): what counts is that shardd answers on 11437.
+        self.assertEqual(self.curl('/shard/digest', base=SHARD), '401')
+        self.container.run('systemctl', 'stop', 'mycelia-shardd.service')
+        self.assertEqual(self.container.out('systemctl', 'is-active', 'mycelia-shardd.service', check=False), 'inactive')
+        self.assertEqual(self.container.out('systemctl', 'is-active', 'mycelia-shardd.socket', check=False), 'active')
+        self.assertEqual(self.curl('/shard/digest', base=SHARD), '401')
+        self.assertEqual(self.container.out('systemctl', 'is-active', 'mycelia-shardd.service', check=False), 'active')
+
     def test_3_myceliactl_status(self):
         p = self.container.run('myceliactl', 'status', check=False)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
@@ -312,7 +335,7 @@ class Supervision(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
     def test_3_one_node_id_made_at_first_start(self):
-        # The four daemons started at once with an empty StateDirectory: one id, made once, in
+        # The five daemons started at once with an empty StateDirectory: one id, made once, in
         # /var/lib/mycelia/node-id, and every daemon uses it (docs/node-identity.md).
         text = self.container.out('cat', '/var/lib/mycelia/node-id')
         self.assertRegex(text, r'^[0-9a-f]{32}$')
@@ -324,6 +347,7 @@ class Supervision(unittest.TestCase):
                                      name, p)
             return json.loads(out)['data']
         self.assertEqual(prop('org.mycelia.Router1', 'LocalNodeId'), text)
+        self.assertEqual(prop('org.mycelia.ShardStore1', 'LocalNodeId'), text)
         self.assertEqual(prop('org.mycelia.Gossip1', 'LocalNode')[0], text)
         self.assertEqual(prop('org.mycelia.Gossip1', 'IdConflict'), '')
         p = self.container.run('myceliactl', '--json', 'status', check=False)
@@ -382,8 +406,37 @@ class Supervision(unittest.TestCase):
         self.assertGreater(len(ok), 20, 'the client loop barely ran')
         self.assertEqual(bad, [], 'requests failed outside the killed shimd (kills at %r)' % kills)
 
+    def test_4_shardd_keeps_its_collections_across_kill_9(self):
+        # Put answers once the documents are on disk (docs/shardd.md): a kill -9 right after
+        # loses nothing, and only shardd restarts.
+        self.shard_store('CreateCollection', 'suss', 'kept', '3', 'cosine', '')
+        ids = self.shard_store('Put', 'ss', 'kept', json.dumps({'documents': [{'id': 'a', 'embedding': [1, 0, 0]}]}))
+        self.assertEqual(ids, [['a']])
+        others = {k: self.main_pid(k) for k in DAEMONS if k != 'shardd'}
+        old = self.main_pid('shardd')
+        before = time.monotonic()
+        self.container.run('kill', '-9', str(old))
+        deadline = time.monotonic() + RESTART_WITHIN
+        while True:
+            pid = self.main_pid('shardd')
+            if pid not in (0, old) and self.bus_owner_pid(SHARDSTORE[0]) == pid:
+                break
+            if time.monotonic() > deadline:
+                self.fail('mycelia-shardd not back within %.1fs of kill -9:\n%s' % (RESTART_WITHIN, self.container.out(
+                    'journalctl', '--no-pager', '-n', '20', '-u', 'mycelia-shardd.service', check=False)))
+            time.sleep(0.02)
+        print('# mycelia-shardd: kill -9 -> back on the bus in %.2fs' % (time.monotonic() - before), file=sys.stderr)
+        doc = json.loads(self.shard_store('Get', 'ss', 'kept', 'a')[0])
+        self.assertEqual((doc['id'], doc['embedding']), ('a', [1, 0, 0]))
+        self.assertIn('kept', [c[0] for c in json.loads(self.container.out(
+            'busctl', '--json=short', 'get-property', *SHARDSTORE, 'Collections'))['data']])
+        self.assertEqual({k: self.main_pid(k) for k in others}, others, 'kill -9 of shardd moved another daemon')
+        self.assertEqual(self.states(), {d: 'active' for d in DAEMONS})
+        # The store is where the unit lets it write: the state directory, the mycelia user's.
+        self.assertEqual(self.container.out('stat', '-c', '%U %a', '/var/lib/mycelia/shards').split()[0], 'mycelia')
+
     def test_5_stopping_one_leaves_the_others(self):
-        for d in ('routerd', 'gossipd', 'discoveryd'):
+        for d in ('routerd', 'gossipd', 'discoveryd', 'shardd'):
             others = {k: self.main_pid(k) for k in DAEMONS if k != d}
             old = self.main_pid(d)
             self.container.run('systemctl', 'stop', 'mycelia-%s.service' % d)

@@ -18,7 +18,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import testenv  # noqa: E402  (tests/testenv.py)
 
-DAEMONS = ('gossipd', 'discoveryd', 'routerd', 'shimd')
+DAEMONS = ('gossipd', 'discoveryd', 'routerd', 'shardd', 'shimd')
 # systemd-analyze security: lower is better. These names are 252's, best first.
 GOOD_ENOUGH = ('PERFECT', 'SAFE', 'OK')
 
@@ -59,12 +59,26 @@ class Units(unittest.TestCase):
 
     def test_every_unit_generated(self):
         expected = {'mycelia-%s.service' % d for d in DAEMONS} | {
-            'mycelia-gossipd.socket', 'mycelia-shimd.socket', 'mycelia-shimd-mesh.socket', 'mycelia.target'}
+            'mycelia-gossipd.socket', 'mycelia-shardd.socket', 'mycelia-shimd.socket', 'mycelia-shimd-mesh.socket',
+            'mycelia.target'}
         self.assertEqual(set(self.names), expected)
         for n in self.names:
             with open(os.path.join(self.units_dir, n)) as f:
                 text = f.read()
             self.assertIsNone(re.search(r'@[A-Za-z_]+@|\\@', text), '%s has an unsubstituted @variable@' % n)
+
+    def test_target_wants_every_unit(self):
+        # `systemctl start mycelia.target` (and the packages, which only enable the target) start
+        # every socket and service; each of them stops with it (PartOf=).
+        with open(os.path.join(self.units_dir, 'mycelia.target')) as f:
+            wants = set()
+            for line in f:
+                if line.startswith('Wants='):
+                    wants.update(line[len('Wants='):].split())
+        self.assertEqual(wants, set(self.names) - {'mycelia.target'})
+        for n in wants:
+            with open(os.path.join(self.units_dir, n)) as f:
+                self.assertIn('\nPartOf=mycelia.target\n', f.read(), n)
 
     def test_verify(self):
         paths = [os.path.join(self.test_units, n) for n in self.names]
@@ -103,6 +117,8 @@ class Units(unittest.TestCase):
             self.assertIn(m.group(2), GOOD_ENOUGH, '%s is rated %s %s, worse than OK:\n%s' % (
                 n, m.group(1), m.group(2), out))
         self.assertEqual(len(scores), len(DAEMONS))
+        # shardd is the one that writes user data to disk: never less hardened than routerd.
+        self.assertLessEqual(scores['mycelia-shardd.service'][0], scores['mycelia-routerd.service'][0])
 
 
 if __name__ == '__main__':

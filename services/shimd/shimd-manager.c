@@ -10,6 +10,7 @@
 #include "mesh-http.h"
 #include "mesh-key.h"
 #include "shimd-clients.h"
+#include "shimd-collections.h"
 #include "shimd-errors.h"
 #include "shimd-manager.h"
 #include "shimd-proxy.h"
@@ -49,6 +50,7 @@ int manager_new(const MyceliaConfig *config, Manager **ret) {
         m->config = config;
         LIST_INIT(&m->requests);
         LIST_INIT(&m->spreads);
+        LIST_INIT(&m->collections);
         m->api = (ShimListener) { .manager = m, .kind = SHIM_LISTENER_API };
         m->mesh = (ShimListener) { .manager = m, .kind = SHIM_LISTENER_MESH };
 
@@ -98,6 +100,7 @@ Manager *manager_free(Manager *m) {
                 return NULL;
         proxy_abort_all(m);
         spread_abort_all(m);
+        collections_abort_all(m);
         if (m->api.http)
                 evhttp_free(m->api.http);
         if (m->mesh.http)

@@ -22,6 +22,7 @@ typedef struct RouterCache RouterCache;
 typedef struct UpstreamPool UpstreamPool;
 typedef struct ProxyRequest ProxyRequest;
 typedef struct SpreadRequest SpreadRequest;
+typedef struct CollectionRequest CollectionRequest;
 
 typedef enum ShimListenerKind {
         SHIM_LISTENER_API,      /* local Ollama clients: requests may be routed to peers */
@@ -88,6 +89,7 @@ struct Manager {
 
         LIST_HEAD(, ProxyRequest) requests;
         LIST_HEAD(, SpreadRequest) spreads;     /* shimd-spread.c */
+        LIST_HEAD(, CollectionRequest) collections;     /* shimd-collections.c */
         unsigned requests_active;
         uint64_t next_request_id;
         ShimCounters counters;

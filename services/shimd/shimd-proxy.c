@@ -28,6 +28,7 @@
 #include "shim-tags.h"
 #include "shim-stream.h"
 #include "shimd-clients.h"
+#include "shimd-collections.h"
 #include "shimd-errors.h"
 #include "evbuffer-util.h"
 #include "shimd-mesh.h"
@@ -1209,6 +1210,9 @@ void proxy_handle_request(struct evhttp_request *req, void *userdata) {
                                  SHIM_BUSY_MESSAGE, false);
                 return;
         }
+        /* /api/mycelia/: the shim's own collections API, answered by shardd, never proxied. */
+        if (l->kind == SHIM_LISTENER_API && collections_handle(m, req))
+                return;
 
         p = calloc(1, sizeof(*p));
         if (!p || !(p->uri = strdup(uri))) {

@@ -199,3 +199,20 @@ int gossip_meta_url(const char *advertised, const char *gossip_addr, char *buf, 
                 return -ENOBUFS;
         return 0;
 }
+
+int gossip_get_members_async(sd_bus *bus, sd_bus_slot **slot, sd_bus_message_handler_t cb, void *userdata,
+                             uint64_t timeout_usec) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
+        int r;
+
+        *slot = sd_bus_slot_unref(*slot);
+        r = sd_bus_message_new_method_call(bus, &msg, GOSSIP1_BUS_NAME, GOSSIP1_OBJECT_PATH,
+                                           "org.freedesktop.DBus.Properties", "Get");
+        if (r < 0)
+                return r;
+        (void) sd_bus_message_set_auto_start(msg, false);
+        r = sd_bus_message_append(msg, "ss", GOSSIP1_INTERFACE, "Members");
+        if (r < 0)
+                return r;
+        return sd_bus_call_async(bus, slot, msg, cb, userdata, timeout_usec);
+}

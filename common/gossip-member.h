@@ -63,3 +63,8 @@ int gossip_set_local_load(sd_bus *bus, uint32_t in_flight, uint32_t capacity);
  * replaced by the host of gossip_addr ("ADDR:PORT", may be NULL). Hosts must be numeric (no DNS
  * from what a peer says). -EINVAL when unusable, -ENOBUFS when buf is too small. */
 int gossip_meta_url(const char *advertised, const char *gossip_addr, char *buf, size_t size);
+
+/* Asks for Gossip1.Members (Properties.Get), asynchronously and without starting gossipd: cb gets
+ * the reply (or its error); *slot holds the call. The caller re-arms its BusEvent. */
+int gossip_get_members_async(sd_bus *bus, sd_bus_slot **slot, sd_bus_message_handler_t cb, void *userdata,
+                             uint64_t timeout_usec);

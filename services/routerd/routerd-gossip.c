@@ -351,20 +351,9 @@ static int gossip_get_members_cb(sd_bus_message *reply, void *userdata, sd_bus_e
 }
 
 static int gossip_get_members(Manager *m) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
         int r;
 
-        m->gossip.get_slot = sd_bus_slot_unref(m->gossip.get_slot);
-        r = sd_bus_message_new_method_call(m->bus, &msg, GOSSIP1_BUS_NAME, GOSSIP1_OBJECT_PATH,
-                                           "org.freedesktop.DBus.Properties", "Get");
-        if (r < 0)
-                return r;
-        (void) sd_bus_message_set_auto_start(msg, false);
-        r = sd_bus_message_append(msg, "ss", GOSSIP1_INTERFACE, "Members");
-        if (r < 0)
-                return r;
-        r = sd_bus_call_async(m->bus, &m->gossip.get_slot, msg, gossip_get_members_cb, m,
-                              ROUTER_GOSSIP_GET_TIMEOUT_USEC);
+        r = gossip_get_members_async(m->bus, &m->gossip.get_slot, gossip_get_members_cb, m, ROUTER_GOSSIP_GET_TIMEOUT_USEC);
         if (r < 0)
                 return r;
         bus_event_rearm(m->bus_event);

@@ -270,54 +270,14 @@ static int shards_append(const ShardInfo *i, void *userdata) {
         return r < 0 ? r : 0;
 }
 
-static int method_shards(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        Manager *m = userdata;
-        ShardedCollection *c;
-        const char *name;
-        int r;
-
-        r = sd_bus_message_read(msg, "s", &name);
-        if (r < 0)
-                return r;
-        c = collection_or_error(m, name, error);
-        if (!c)
-                return -ENOENT;
-        r = sd_bus_message_new_method_return(msg, &reply);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_open_container(reply, 'a', "(utttts)");
-        if (r < 0)
-                return r;
-        r = shard_store_foreach_shard(m->store, name, shards_append, &(ShardsReply) { .reply = reply });
-        if (r < 0)
-                return r;
-        r = sd_bus_message_close_container(reply);
-        if (r < 0)
-                return r;
-        return sd_bus_send(NULL, reply, NULL);
+static int shards_fill(Manager *m, ShardedCollection *c, sd_bus_message *reply) {
+        return shard_store_foreach_shard(m->store, c->config->name, shards_append, &(ShardsReply) { .reply = reply });
 }
 
-static int method_holders(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        Manager *m = userdata;
-        ShardedCollection *c;
-        const char *name;
-        int r;
+static int holders_fill(Manager *m, ShardedCollection *c, sd_bus_message *reply) {
+        int r = 0;
 
-        r = sd_bus_message_read(msg, "s", &name);
-        if (r < 0)
-                return r;
-        c = collection_or_error(m, name, error);
-        if (!c)
-                return -ENOENT;
-        r = sd_bus_message_new_method_return(msg, &reply);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_open_container(reply, 'a', "(uas)");
-        if (r < 0)
-                return r;
-        for (unsigned i = 0; i < c->config->n_shards; i++) {
+        for (unsigned i = 0; r >= 0 && i < c->config->n_shards; i++) {
                 const char *holders[SHARD_REPLICAS_MAX];
                 size_t n = manager_holders(m, c->config, i, holders);
 
@@ -332,13 +292,43 @@ static int method_holders(sd_bus_message *msg, void *userdata, sd_bus_error *err
                         r = sd_bus_message_close_container(reply);
                 if (r >= 0)
                         r = sd_bus_message_close_container(reply);
-                if (r < 0)
-                        return r;
         }
-        r = sd_bus_message_close_container(reply);
+        return r;
+}
+
+/* A method taking a collection's name and answering an array of element (its signature), which
+ * fill appends. */
+static int collection_array_reply(sd_bus_message *msg, Manager *m, sd_bus_error *error, const char *element,
+                                  int (*fill)(Manager *m, ShardedCollection *c, sd_bus_message *reply)) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        ShardedCollection *c;
+        const char *name;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+        c = collection_or_error(m, name, error);
+        if (!c)
+                return -ENOENT;
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', element);
+        if (r >= 0)
+                r = fill(m, c, reply);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
         if (r < 0)
                 return r;
         return sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_shards(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return collection_array_reply(msg, userdata, error, "(utttts)", shards_fill);
+}
+
+static int method_holders(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return collection_array_reply(msg, userdata, error, "(uas)", holders_fill);
 }
 
 static const sd_bus_vtable shardstore_vtable[] = {

@@ -5,6 +5,7 @@
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 #include <inttypes.h>
+#include <string.h>
 
 #include "log.h"
 #include "mesh-http.h"
@@ -23,6 +24,19 @@ void shard_peer_reply_error(struct evhttp_request *req, int status, const char *
         (void) evbuffer_add_printf(b, "{\"error\":\"%s\"}", message);
         evhttp_send_reply(req, status, reason, b);
         evbuffer_free(b);
+}
+
+void shard_peer_reply_json(struct evhttp_request *req, const char *json) {
+        struct evbuffer *out = evbuffer_new();
+
+        if (!out) {
+                shard_peer_reply_error(req, 500, "Internal Server Error", "out of memory");
+                return;
+        }
+        (void) evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+        (void) evbuffer_add(out, json, strlen(json));
+        evhttp_send_reply(req, 200, "OK", out);
+        evbuffer_free(out);
 }
 
 static const char *method_name(enum evhttp_cmd_type t) {

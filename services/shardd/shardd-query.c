@@ -311,7 +311,6 @@ void manager_peer_search(Manager *m, struct evhttp_request *req, const char *col
         ShardedCollection *c = manager_collection(m, collection);
         size_t n_not_ready = 0;
         json_object *list, *query;
-        struct evbuffer *out;
         int r;
 
         if (!c) {
@@ -355,15 +354,7 @@ void manager_peer_search(Manager *m, struct evhttp_request *req, const char *col
                                  "search failed");
                 return;
         }
-        out = evbuffer_new();
-        if (!out) {
-                shard_peer_reply_error(req, 500, "Internal Server Error", "out of memory");
-                return;
-        }
-        (void) evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-        (void) evbuffer_add(out, json, strlen(json));
-        evhttp_send_reply(req, 200, "OK", out);
-        evbuffer_free(out);
+        shard_peer_reply_json(req, json);
 }
 
 /* ---- one document ---- */
@@ -496,7 +487,6 @@ void manager_gets_cancel_all(Manager *m) {
 
 void manager_peer_get(Manager *m, struct evhttp_request *req, const char *collection, const char *id) {
         _cleanup_free_ char *json = NULL;
-        struct evbuffer *out;
         int r;
 
         r = id && manager_collection(m, collection) ? get_local(m, collection, id, &json) : -ENOENT;
@@ -505,13 +495,5 @@ void manager_peer_get(Manager *m, struct evhttp_request *req, const char *collec
                                        r == -ENOENT ? "no such document" : "unreadable");
                 return;
         }
-        out = evbuffer_new();
-        if (!out) {
-                shard_peer_reply_error(req, 500, "Internal Server Error", "out of memory");
-                return;
-        }
-        (void) evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-        (void) evbuffer_add(out, json, strlen(json));
-        evhttp_send_reply(req, 200, "OK", out);
-        evbuffer_free(out);
+        shard_peer_reply_json(req, json);
 }

@@ -298,19 +298,6 @@ void manager_writes_cancel_all(Manager *m) {
         }
 }
 
-static void reply_json(struct evhttp_request *req, const char *json) {
-        struct evbuffer *out = evbuffer_new();
-
-        if (!out) {
-                shard_peer_reply_error(req, 500, "Internal Server Error", "out of memory");
-                return;
-        }
-        (void) evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-        (void) evbuffer_add(out, json, strlen(json));
-        evhttp_send_reply(req, 200, "OK", out);
-        evbuffer_free(out);
-}
-
 void manager_peer_apply(Manager *m, struct evhttp_request *req, const char *collection) {
         struct evbuffer *in = evhttp_request_get_input_buffer(req);
         size_t size = evbuffer_get_length(in);
@@ -350,7 +337,7 @@ void manager_peer_apply(Manager *m, struct evhttp_request *req, const char *coll
                 return;
         }
         snprintf(answer, sizeof(answer), "{\"applied\":%d}", r);
-        reply_json(req, answer);
+        shard_peer_reply_json(req, answer);
 }
 
 void manager_peer_cursor(Manager *m, struct evhttp_request *req, const char *collection, const char *shard_s,
@@ -377,5 +364,5 @@ void manager_peer_cursor(Manager *m, struct evhttp_request *req, const char *col
         }
         snprintf(answer, sizeof(answer), "{\"log_id\":%" PRIu64 ",\"seq\":%" PRIu64 ",\"digest\":\"%s\"}", cursor.log_id,
                  cursor.seq, shard_digest_to_string(&info.digest, digest));
-        reply_json(req, answer);
+        shard_peer_reply_json(req, answer);
 }

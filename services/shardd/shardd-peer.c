@@ -11,33 +11,7 @@
 #include "mesh-http.h"
 #include "shardd-manager.h"
 #include "shardd-peer.h"
-
-void shard_peer_reply_error(struct evhttp_request *req, int status, const char *reason, const char *message) {
-        struct evbuffer *b = evbuffer_new();
-
-        if (!b) {
-                evhttp_send_error(req, status, reason);
-                return;
-        }
-        (void) evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-        /* message is ours (never a peer's bytes): no escaping needed beyond what it holds. */
-        (void) evbuffer_add_printf(b, "{\"error\":\"%s\"}", message);
-        evhttp_send_reply(req, status, reason, b);
-        evbuffer_free(b);
-}
-
-void shard_peer_reply_json(struct evhttp_request *req, const char *json) {
-        struct evbuffer *out = evbuffer_new();
-
-        if (!out) {
-                shard_peer_reply_error(req, 500, "Internal Server Error", "out of memory");
-                return;
-        }
-        (void) evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-        (void) evbuffer_add(out, json, strlen(json));
-        evhttp_send_reply(req, 200, "OK", out);
-        evbuffer_free(out);
-}
+#include "shardd-reply.h"
 
 static const char *method_name(enum evhttp_cmd_type t) {
         return t == EVHTTP_REQ_GET ? "GET" : t == EVHTTP_REQ_POST ? "POST" : "?";

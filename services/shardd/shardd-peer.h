@@ -11,7 +11,3 @@
 /* evhttp's callback for every request on the transfer listener; userdata: the Manager. */
 void manager_peer_request(struct evhttp_request *req, void *userdata);
 
-/* An error answer {"error": message} (message is ours, plain ASCII without quotes). */
-void shard_peer_reply_error(struct evhttp_request *req, int status, const char *reason, const char *message);
-/* A 200 answer with a JSON body. */
-void shard_peer_reply_json(struct evhttp_request *req, const char *json);

@@ -14,7 +14,7 @@
 #include "log.h"
 #include "shardd-client.h"
 #include "shardd-manager.h"
-#include "shardd-peer.h"
+#include "shardd-reply.h"
 
 #define QUERY_PEER_TIMEOUT_USEC (10 * USEC_PER_SEC)
 

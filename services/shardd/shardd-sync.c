@@ -23,7 +23,7 @@
 #include "shard-wire.h"
 #include "shardd-client.h"
 #include "shardd-manager.h"
-#include "shardd-peer.h"
+#include "shardd-reply.h"
 
 #define SYNC_CALL_TIMEOUT_USEC (30 * USEC_PER_SEC)
 /* Changes per transfer request, and their bytes at most (a request is well under the peer's

@@ -16,7 +16,7 @@
 #include "shard-wire.h"
 #include "shardd-client.h"
 #include "shardd-manager.h"
-#include "shardd-peer.h"
+#include "shardd-reply.h"
 
 #define WRITE_PEER_TIMEOUT_USEC (30 * USEC_PER_SEC)
 

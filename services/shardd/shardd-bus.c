@@ -352,10 +352,20 @@ static const sd_bus_vtable shardstore_vtable[] = {
                                 SD_BUS_RESULT("a(utttts)", shards), method_shards, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Holders", SD_BUS_ARGS("s", collection), SD_BUS_RESULT("a(uas)", holders),
                                 method_holders, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_SIGNAL_WITH_ARGS("Rebalanced",
+                                SD_BUS_ARGS("t", transfers_done, "t", transfers_failed, "t", bytes_moved, "t",
+                                            shards_dropped), 0),
         SD_BUS_PROPERTY("Nodes", "a(ssb)", property_get_nodes, 0, 0),
         SD_BUS_PROPERTY("Sync", "a{st}", property_get_sync, 0, 0),
         SD_BUS_VTABLE_END,
 };
+
+int manager_bus_emit_rebalanced(Manager *m, uint64_t done, uint64_t failed, uint64_t bytes, uint64_t dropped) {
+        if (!m->bus)
+                return 0;
+        return sd_bus_emit_signal(m->bus, SHARDSTORE1_OBJECT_PATH, SHARDSTORE1_INTERFACE, "Rebalanced", "tttt", done, failed,
+                                  bytes, dropped);
+}
 
 int manager_bus_publish(Manager *m) {
         int r;

@@ -177,3 +177,5 @@ void manager_peer_ready(Manager *m, struct evhttp_request *req, const char *coll
 
 /* shardd-bus.c */
 int manager_bus_publish(Manager *m);
+/* A sync round that had transfers ended: what it did (this round's counts). */
+int manager_bus_emit_rebalanced(Manager *m, uint64_t done, uint64_t failed, uint64_t bytes, uint64_t dropped);

@@ -62,6 +62,7 @@ typedef struct ShardSync {
         char *after_id;                 /* full copy: the last id sent */
         ShardCursor copy_head;          /* full copy: this node's log head when it began */
         size_t last_batch_bytes;
+        uint64_t round_bytes_start;     /* bytes_moved when the round began */
         uint64_t bytes_moved, rounds, transfers_done, transfers_failed, shards_dropped;
 } ShardSync;
 
@@ -401,11 +402,22 @@ static void sync_drop_handed_over(ShardSync *s) {
 }
 
 static void sync_finish(ShardSync *s) {
+        uint64_t dropped = s->shards_dropped, failed;
         size_t done = 0;
+        int r;
 
         for (size_t i = 0; i < s->n_tasks; i++)
                 done += s->tasks[i].done;
         sync_drop_handed_over(s);
+        /* Said on the bus when the round moved or dropped something (or could not). */
+        failed = s->n_tasks - done;
+        if (s->bytes_moved > s->round_bytes_start || s->shards_dropped > dropped || failed > 0) {
+                r = manager_bus_emit_rebalanced(s->m, done, failed, s->bytes_moved - s->round_bytes_start,
+                                                s->shards_dropped - dropped);
+                if (r < 0)
+                        log_debug_errno(r, "Failed to emit Rebalanced: %m");
+                bus_event_rearm(s->m->bus_event);
+        }
         s->rounds++;
         if (s->n_tasks > 0)
                 log_debug("Sync round %" PRIu64 ": %zu of %zu transfers complete, %" PRIu64 " bytes moved so far.", s->rounds,
@@ -490,6 +502,7 @@ void manager_sync_now(Manager *m) {
                 return;
         }
         s->running = true;
+        s->round_bytes_start = s->bytes_moved;
         r = sync_plan(s);
         if (r < 0) {
                 log_warning_errno(r, "Cannot plan the shard transfers: %m");

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import random
+import subprocess
 import time
 import unittest
 
@@ -161,7 +162,11 @@ class ShardMesh(unittest.TestCase):
             raise AssertionError('%s\n%r\n%r' % (e, self.state(), self.mismatch[:5]))
         self.check_found([c], [d for d in extra[:30]] + sample[:30])
 
-        # A fourth node joins: it takes its share and the others drop what they handed over.
+        # A fourth node joins: it takes its share and the others drop what they handed over, and
+        # say so with Rebalanced.
+        monitor = subprocess.Popen(['busctl', '--address=' + a.bus, 'monitor', '--json=short',
+                                    "--match=type='signal',interface='%s',member='Rebalanced'" % NAME],
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         d = harness.Node(self.doubles['ka'].url, '--seed', a.gossip, '--mesh-key', self.mesh_key(a), *NODE_ARGS,
                          name='kd')
         self.nodes['kd'] = d
@@ -175,6 +180,13 @@ class ShardMesh(unittest.TestCase):
         self.check_found([d, a], sample[:40])
         sync = dict(a.prop(NAME, 'Sync'))
         self.assertGreater(sync['shards_dropped'] + dict(b.prop(NAME, 'Sync'))['shards_dropped'], 0)
+        monitor.terminate()
+        out, _ = monitor.communicate(timeout=10)
+        signals = [json.loads(line) for line in out.splitlines() if line.strip().startswith('{')]
+        rebalanced = [m['payload']['data'] for m in signals if m.get('member') == 'Rebalanced']
+        self.assertTrue(rebalanced, out[-2000:])
+        # (transfers done, failed, bytes moved, shards dropped): ka sent kd its share.
+        self.assertTrue(any(r[0] > 0 and r[2] > 0 for r in rebalanced), rebalanced)
 
     def state(self):
         """For failure messages: counts, and each node's Sync."""

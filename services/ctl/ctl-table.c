@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Text tables for myceliactl: collects cells, then prints columns padded to the widest cell
  * (counted in UTF-8 code points), with an optional cap that ellipsizes long cells. */
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -162,4 +163,20 @@ int ctl_table_print(const CtlTable *t, FILE *f, bool legend) {
                 fputc('\n', f);
         }
         return ferror(f) ? -EIO : 0;
+}
+
+char *ctl_table_format_bytes(uint64_t bytes, char buf[static CTL_TABLE_BYTES_MAX]) {
+        static const char units[] = "KMGTPE";
+        double v = (double) bytes;
+        size_t u = 0;
+
+        if (bytes < 1024) {
+                (void) snprintf(buf, CTL_TABLE_BYTES_MAX, "%" PRIu64 "B", bytes);
+                return buf;
+        }
+        /* "1023.9K" would read as more than "1.0M": move up a unit before the rounding does. */
+        for (v /= 1024; v >= 1023.95 && units[u + 1]; u++)
+                v /= 1024;
+        (void) snprintf(buf, CTL_TABLE_BYTES_MAX, "%.1f%c", v, units[u]);
+        return buf;
 }

@@ -3,6 +3,7 @@
  * their widest cell, an optional header (legend), cells past a column's maximum ellipsized. Pure. */
 #pragma once
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "macro.h"
@@ -24,3 +25,8 @@ int ctl_table_addf(CtlTable *t, const char *fmt, ...) _printf_(2, 3);
 size_t ctl_table_rows(const CtlTable *t);
 /* Writes the table; the header only when legend is true. Trailing spaces are trimmed. */
 int ctl_table_print(const CtlTable *t, FILE *f, bool legend);
+
+/* A size as tables and status lines show it: "312B", "1.5K", "81.2M", ... (powers of 1024, one
+ * decimal from K on). Returns buf. */
+#define CTL_TABLE_BYTES_MAX 16
+char *ctl_table_format_bytes(uint64_t bytes, char buf[static CTL_TABLE_BYTES_MAX]);

@@ -15,18 +15,15 @@
 #include "gossip-member.h"
 #include "macro.h"
 #include "mesh-key.h"
+#include "myceliactl.h"
 #include "route-table.h"
-
-#define EXIT_USAGE 2
-#define EXIT_DAEMON_DOWN 3
-#define EXIT_NO_ROUTE 4
 
 /* The group the daemons run as (units/sysusers.d-mycelia.conf). */
 #define MESH_KEY_GROUP "mycelia"
 
 static const char *arg_bus = NULL;
-static bool arg_json = false;
-static bool arg_legend = true;
+bool arg_json = false;
+bool arg_legend = true;
 
 static int bus_open(sd_bus **ret) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
@@ -67,7 +64,7 @@ static const char *daemon_of(const char *bus_name) {
 }
 
 /* Turns a failed call into a message and an exit code: a missing daemon is EXIT_DAEMON_DOWN. */
-static int call_failed(const char *bus_name, const sd_bus_error *error, int r) {
+int call_failed(const char *bus_name, const sd_bus_error *error, int r) {
         if (sd_bus_error_has_names(error, SD_BUS_ERROR_SERVICE_UNKNOWN, SD_BUS_ERROR_NAME_HAS_NO_OWNER,
                                    SD_BUS_ERROR_NO_REPLY, SD_BUS_ERROR_DISCONNECTED)) {
                 fprintf(stderr, "%s is not running (%s has no owner on the bus).\n", daemon_of(bus_name), bus_name);
@@ -77,12 +74,11 @@ static int call_failed(const char *bus_name, const sd_bus_error *error, int r) {
         return -EXIT_FAILURE;
 }
 
-static bool name_has_owner(sd_bus *bus, const char *name) {
+bool name_has_owner(sd_bus *bus, const char *name) {
         return sd_bus_get_name_creds(bus, name, 0, NULL) >= 0;
 }
 
-/* Members as Gossip1 lists them; the strings stay in *ret_reply. */
-static int get_members(sd_bus *bus, sd_bus_message **ret_reply, GossipMember **ret, size_t *ret_n) {
+int get_members(sd_bus *bus, sd_bus_message **ret_reply, GossipMember **ret, size_t *ret_n) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_free_ GossipMember *members = NULL;
@@ -301,7 +297,7 @@ static json_object *json_cooling(const CtlCooling *c, const CtlRoute *routes, si
         return o;
 }
 
-static int json_print(json_object *o) {
+int json_print(json_object *o) {
         puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(o);
         return 0;
@@ -401,8 +397,7 @@ static void print_cooling(const CtlCooling *list, size_t n, const CtlRoute *rout
         }
 }
 
-static int get_string_property(sd_bus *bus, const char *name, const char *path, const char *property,
-                               char **ret) {
+int get_string_property(sd_bus *bus, const char *name, const char *path, const char *property, char **ret) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         int r;
 
@@ -639,6 +634,8 @@ static void help(void) {
                "  status                this node, its daemons, members and routes (default)\n"
                "  members               every member the gossip knows\n"
                "  route MODEL           where a request for MODEL would go, and why\n"
+               "  shards [COLLECTION]   the collections, shard members and sync of this node's\n"
+               "                        shardd; with COLLECTION where each shard lives\n"
                "  join ADDR:PORT...     make this node known at these gossip addresses\n"
                "  leave                 leave the mesh gracefully (mycelia-gossipd exits)\n"
                "  keygen [FILE]         write a new mesh key (default %s/mycelia/mesh.key)\n\n"
@@ -668,6 +665,7 @@ static const Verb verbs[] = {
         { "status", 1, 1, true, verb_status },
         { "members", 1, 1, true, verb_members },
         { "route", 2, 2, true, verb_route },
+        { "shards", 1, 2, true, verb_shards },
         { "join", 2, 65, true, verb_join },
         { "leave", 1, 1, true, verb_leave },
         { "keygen", 1, 2, false, verb_keygen_bus },

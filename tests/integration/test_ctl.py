@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# myceliactl against two real nodes on loopback: what status, members and route print (tables and
-# --json), join and leave, keygen, and the exit codes scripts rely on (docs/myceliactl.md).
+# myceliactl against two real nodes on loopback: what status, members, route and shards print (tables
+# and --json), join and leave, keygen, and the exit codes scripts rely on (docs/myceliactl.md).
 import base64
 import json
 import os
@@ -14,7 +14,9 @@ import testenv
 from harness import Double, Node, wait_until, write_mesh_key
 
 testenv.require_env('MYCELIA_NODE', 'MYCELIA_SHIMD', 'MYCELIA_ROUTERD', 'MYCELIA_GOSSIPD',
-                    'MYCELIA_DISCOVERYD', 'OLLAMA_DOUBLE', 'MYCELIACTL')
+                    'MYCELIA_DISCOVERYD', 'MYCELIA_SHARDD', 'OLLAMA_DOUBLE', 'MYCELIACTL')
+
+SHARDSTORE = 'org.mycelia.ShardStore1'
 
 
 def read(path):
@@ -127,6 +129,97 @@ class TestCtl(unittest.TestCase):
         self.assertEqual(rc, 3)
         self.assertIn('Cannot connect to the bus', err)
 
+    def collection_kb(self):
+        """Makes collection kb on node 1 once, with 4 live documents and 1 deleted, and returns its
+        entry of ShardStore1.Collections."""
+        one, cls = self.n1, type(self)
+        if not getattr(cls, 'kb', None):
+            ids = {one.node_id, self.n2.node_id}
+            wait_until(lambda: {t[0] for t in one.prop(SHARDSTORE, 'Nodes') if t[2]} == ids, 15,
+                       what="both shardds alive in node 1's shard members")
+            one.call(SHARDSTORE, 'CreateCollection', 'suss', 'kb', 4, 'cosine', '')
+            docs = [{'id': 'doc-%d' % i, 'embedding': [1, i, 0.5, -1], 'text': 'doc %d' % i} for i in range(5)]
+            self.assertEqual(len(one.call(SHARDSTORE, 'Put', 'ss', 'kb', json.dumps({'documents': docs}))[0]), 5)
+            one.call(SHARDSTORE, 'Delete', 'ss', 'kb', 'doc-4')
+            [cls.kb] = one.prop(SHARDSTORE, 'Collections')
+        # Two nodes, two replicas: node 1 holds every shard, so all 4 live documents.
+        self.assertEqual([cls.kb[i] for i in (0, 1, 2, 3, 6)], ['kb', 4, 'cosine', '', 4])
+        return cls.kb
+
+    def test_shards(self):
+        one, two = self.n1, self.n2
+        _, _, _, _, n_shards, replicas, _ = self.collection_kb()
+
+        rc, out, err = ctl('shards', bus=one.bus)
+        self.assertEqual((rc, err), (0, ''))
+        self.assertTrue(out.startswith('      Nodes: '), out)
+        self.assertRegex(out, r'ctl-one \(%s\) http://127\.0\.0\.1:\d+ alive, this node\n' % one.node_id[:12])
+        self.assertRegex(out, r'ctl-two \(%s\) http://127\.0\.0\.1:\d+ alive\n' % two.node_id[:12])
+        self.assertRegex(out, r'Sync: \d+ rounds; transfers \d+ pending, \d+ done, \d+ failed; \S+ moved; '
+                              r'\d+ shards dropped')
+        if 'blobs_stored' in dict(one.prop(SHARDSTORE, 'Sync')):
+            self.assertRegex(out, r'\n      Blobs: \d+ stored here, \d+ pushed, \d+ dropped\n')
+        self.assertRegex(out, r'\nNAME +DIMENSION +METRIC +MODEL +SHARDS +REPLICAS +DOCS-HERE\n')
+        self.assertRegex(out, r'\nkb +4 +cosine +- +%d +%d +4\n' % (n_shards, replicas))
+        self.assertIn('1 collections listed.', out)
+
+        rc, out, err = ctl('--json', 'shards', bus=one.bus)
+        self.assertEqual(rc, 0, err)
+        st = json.loads(out)
+        self.assertEqual(st['id'], one.node_id)
+        self.assertEqual({(n['id'], n['name'], n['local'], n['state']) for n in st['nodes']},
+                         {(one.node_id, 'ctl-one', True, 'alive'), (two.node_id, 'ctl-two', False, 'alive')})
+        self.assertTrue(all(n['url'].startswith('http://127.0.0.1:') for n in st['nodes']), st['nodes'])
+        # Every counter shardd has, by its name (the values move on between the two reads).
+        self.assertLessEqual({'rounds', 'transfers_pending', 'transfers_done', 'transfers_failed', 'bytes_moved',
+                              'shards_dropped'}, set(st['sync']))
+        self.assertEqual(set(st['sync']), set(dict(one.prop(SHARDSTORE, 'Sync'))))
+        self.assertEqual(st['collections'], [{'name': 'kb', 'dimension': 4, 'metric': 'cosine', 'model': None,
+                                              'shards': n_shards, 'replicas': replicas, 'documents': 4}])
+
+    def test_shards_collection(self):
+        """A row per shard: the holders by name, this node starred, and the counts of the shards
+        stored here."""
+        one, two = self.n1, self.n2
+        _, _, _, _, n_shards, replicas, _ = self.collection_kb()
+
+        rc, out, err = ctl('shards', 'kb', bus=one.bus)
+        self.assertEqual((rc, err), (0, ''))
+        self.assertIn('Collection: kb (dimension 4, cosine), %d shards, %d replicas, 4 documents here' %
+                      (n_shards, replicas), out)
+        lines = out.splitlines()
+        head = lines.index(next(l for l in lines if l.startswith('SHARD ')))
+        self.assertEqual(lines[head].split(), ['SHARD', 'HOLDERS', 'DOCS', 'TOMBSTONES', 'BYTES', 'LOG-HEAD', 'DIGEST'])
+        rows = [l.split() for l in lines[head + 1:lines.index('', head)]]
+        self.assertEqual([int(r[0]) for r in rows], list(range(n_shards)))
+        for r in rows:
+            self.assertEqual(sorted(r[1].split(',')), ['ctl-one*', 'ctl-two'], r)
+        stored = [r for r in rows if r[2] != '-']
+        self.assertEqual(sum(int(r[2]) for r in stored), 4, out)
+        self.assertEqual(sum(int(r[3]) for r in stored), 1, out)
+        self.assertIn('%d shards, %d stored here; * marks this node.' % (n_shards, len(stored)), out)
+
+        rc, out, err = ctl('--json', 'shards', 'kb', bus=one.bus)
+        self.assertEqual(rc, 0, err)
+        st = json.loads(out)
+        self.assertEqual((st['id'], st['collection']['name'], st['collection']['documents']), (one.node_id, 'kb', 4))
+        self.assertEqual([s['shard'] for s in st['shards']], list(range(n_shards)))
+        for s in st['shards']:
+            self.assertEqual({(h['id'], h['name'], h['local']) for h in s['holders']},
+                             {(one.node_id, 'ctl-one', True), (two.node_id, 'ctl-two', False)})
+        here = {t[0]: tuple(t[1:]) for t in one.call(SHARDSTORE, 'Shards', 's', 'kb')[0]}
+        self.assertEqual({s['shard']: (s['documents'], s['tombstones'], s['bytes'], s['log_head'], s['digest'])
+                          for s in st['shards'] if s['stored']}, here)
+        self.assertTrue(all(s['documents'] is None and s['digest'] is None for s in st['shards'] if not s['stored']))
+
+    def test_shards_unknown_collection(self):
+        self.collection_kb()
+        rc, out, err = ctl('shards', 'nope', bus=self.n1.bus)
+        self.assertEqual((rc, out), (1, ''))
+        self.assertEqual(err, 'mycelia-shardd: collection "nope" not found\n')
+        self.assertEqual(ctl('--json', 'shards', 'nope', bus=self.n1.bus)[:2], (1, ''))
+        self.assertEqual(ctl('shards', 'kb', 'extra', bus=self.n1.bus)[0], 2)
+
     def test_keygen(self):
         path = os.path.join(self.dir, 'new.key')
         rc, out, err = ctl('keygen', path)
@@ -160,6 +253,25 @@ class TestCtlDaemonDown(unittest.TestCase):
                 # What runs still answers.
                 rc, out, err = ctl('route', d.chat_model(), bus=n.bus)
                 self.assertEqual(rc, 0, err)
+            finally:
+                n.stop()
+        finally:
+            d.stop()
+
+
+class TestCtlShardsDown(unittest.TestCase):
+    """A node without mycelia-shardd: shards says it is not running, in one line, and exits 3."""
+
+    def test_shardd_down(self):
+        d = Double('--token-delay-ms', '0')
+        try:
+            n = Node(d.url, name='no-shards', daemons=('MYCELIA_GOSSIPD', 'MYCELIA_ROUTERD', 'MYCELIA_SHIMD'))
+            try:
+                for args in (('shards',), ('--json', 'shards'), ('shards', 'kb')):
+                    rc, out, err = ctl(*args, bus=n.bus)
+                    self.assertEqual((rc, out), (3, ''), args)
+                    self.assertEqual(err, 'mycelia-shardd is not running (org.mycelia.ShardStore1 has no owner '
+                                          'on the bus).\n', args)
             finally:
                 n.stop()
         finally:

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Unit tests for services/ctl/ctl-table.c: column widths, the legend, ellipsizing, control
- * characters, and rows that end early. */
+ * characters, rows that end early, and sizes. */
 #include <stdio.h>
 
 #include "ctl-table.h"
@@ -76,6 +76,21 @@ START_TEST(test_too_many_columns) {
 }
 END_TEST
 
+START_TEST(test_format_bytes) {
+        char buf[CTL_TABLE_BYTES_MAX];
+
+        ck_assert_str_eq(ctl_table_format_bytes(0, buf), "0B");
+        ck_assert_str_eq(ctl_table_format_bytes(1023, buf), "1023B");
+        ck_assert_str_eq(ctl_table_format_bytes(1024, buf), "1.0K");
+        ck_assert_str_eq(ctl_table_format_bytes(1536, buf), "1.5K");
+        ck_assert_str_eq(ctl_table_format_bytes(85 * 1024 * 1024 + 200 * 1024, buf), "85.2M");
+        /* Just under a unit rounds up into it, never to "1024.0K". */
+        ck_assert_str_eq(ctl_table_format_bytes(1024 * 1024 - 1, buf), "1.0M");
+        ck_assert_str_eq(ctl_table_format_bytes(3ULL << 40, buf), "3.0T");
+        ck_assert_str_eq(ctl_table_format_bytes(UINT64_MAX, buf), "16.0E");
+}
+END_TEST
+
 static Suite *suite(void) {
         Suite *s = suite_create("ctl-table");
         TCase *tc = tcase_create("core");
@@ -84,6 +99,7 @@ static Suite *suite(void) {
         tcase_add_test(tc, test_ellipsize_and_control_chars);
         tcase_add_test(tc, test_partial_row);
         tcase_add_test(tc, test_too_many_columns);
+        tcase_add_test(tc, test_format_bytes);
         suite_add_tcase(s, tc);
         return s;
 }

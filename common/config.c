@@ -63,6 +63,7 @@ static const ConfigOption config_options[] = {
         O("shard", "write_quorum", "write-quorum", CONFIG_UINT, write_quorum, "0", "holders that must have a write on disk before it is acknowledged (0: 2, or 1 when replicas is 1)"),
         O("shard", "transfer_rate", "transfer-rate", CONFIG_SIZE, transfer_rate, "50M", "bytes per second shard transfers may use"),
         O("shard", "sync_interval", "shard-sync-interval", CONFIG_DURATION, shard_sync_interval, "30s", "how often the holders of a shard compare and repair it"),
+        O("shard", "blob_max_size", "blob-max-size", CONFIG_SIZE, blob_max_size, "100M", "largest blob (adapter, model file) shardd stores, as the shim's max_body_size; bodies are held in memory while they travel"),
         O("gossip", "listen", "gossip", CONFIG_STRING, gossip_listen, "0.0.0.0:11436", "ADDR:PORT of SWIM gossip (UDP) and push-pull (TCP)"),
         O("gossip", "advertise", "gossip-advertise", CONFIG_STRING, gossip_advertise, "", "ADDR:PORT peers reach this node's gossip at (default: derived from the listen address)"),
         O("gossip", "probe_interval", "gossip-probe-interval", CONFIG_DURATION, gossip_probe_interval, "200ms", "one member is probed this often"),

@@ -49,6 +49,7 @@ typedef struct MyceliaConfig {
         unsigned write_quorum;    /* W: holders with a write on disk before it is acknowledged; 0: min(2, R) */
         uint64_t transfer_rate;   /* bytes/s of shard transfers, so inference keeps its latency */
         usec_t shard_sync_interval; /* how often holders compare and repair their shards */
+        uint64_t blob_max_size;   /* largest blob shardd stores (docs/blobs.md) */
         /* [gossip] */
         char *gossip_listen;      /* ADDR:PORT for SWIM datagrams (UDP) and push-pull (TCP) */
         char *gossip_advertise;   /* ADDR:PORT peers reach our gossip at; empty: derived */

@@ -9,6 +9,7 @@
 #include "log.h"
 #include "shard-digest.h"
 #include "shard-request.h"
+#include "shardd-blobs.h"
 #include "shardd-manager.h"
 
 /* The bus error for a negative errno from the store or a request parser; message: what the client
@@ -192,6 +193,37 @@ static int method_search(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         return 1;
 }
 
+/* Blobs (shardd-blobs.c): each answers now, or once the holders it asked answered. */
+static int method_put_blob(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        const char *digest;
+        int fd, r;
+
+        r = sd_bus_message_read(msg, "sh", &digest, &fd);
+        if (r < 0)
+                return r;
+        return manager_blob_put(userdata, msg, digest, fd, error);
+}
+
+/* HasBlob, GetBlob: a digest in, handled by fn. */
+static int blob_lookup(sd_bus_message *msg, Manager *m, sd_bus_error *error,
+                       int (*fn)(Manager *m, sd_bus_message *msg, const char *digest, sd_bus_error *error)) {
+        const char *digest;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &digest);
+        if (r < 0)
+                return r;
+        return fn(m, msg, digest, error);
+}
+
+static int method_has_blob(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return blob_lookup(msg, userdata, error, manager_blob_has);
+}
+
+static int method_get_blob(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return blob_lookup(msg, userdata, error, manager_blob_get);
+}
+
 static int property_get_local_node_id(sd_bus *bus, const char *path, const char *interface, const char *property,
                                       sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
@@ -241,15 +273,20 @@ static int property_get_nodes(sd_bus *bus, const char *path, const char *interfa
 static int property_get_sync(sd_bus *bus, const char *path, const char *interface, const char *property,
                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         ShardSyncStats st = {};
+        ShardBlobStats bst = {};
         int r;
 
         manager_sync_stats(userdata, &st);
+        manager_blobs_stats(userdata, &bst);
         r = sd_bus_message_open_container(reply, 'a', "{st}");
         if (r < 0)
                 return r;
         r = sd_bus_message_append(reply, "{st}{st}{st}{st}{st}{st}", "rounds", st.rounds, "transfers_pending",
                                   st.pending, "transfers_done", st.done, "transfers_failed", st.failed, "bytes_moved",
                                   st.bytes_moved, "shards_dropped", st.dropped);
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "{st}{st}{st}", "blobs_stored", bst.stored, "blobs_pushed", bst.pushed,
+                                          "blobs_dropped", bst.dropped);
         if (r < 0)
                 return r;
         return sd_bus_message_close_container(reply);
@@ -352,6 +389,12 @@ static const sd_bus_vtable shardstore_vtable[] = {
                                 SD_BUS_RESULT("a(utttts)", shards), method_shards, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Holders", SD_BUS_ARGS("s", collection), SD_BUS_RESULT("a(uas)", holders),
                                 method_holders, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("PutBlob", SD_BUS_ARGS("s", digest, "h", fd), SD_BUS_NO_RESULT, method_put_blob,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("HasBlob", SD_BUS_ARGS("s", digest), SD_BUS_RESULT("b", stored), method_has_blob,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetBlob", SD_BUS_ARGS("s", digest), SD_BUS_RESULT("h", fd), method_get_blob,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("Rebalanced",
                                 SD_BUS_ARGS("t", transfers_done, "t", transfers_failed, "t", bytes_moved, "t",
                                             shards_dropped), 0),

@@ -18,6 +18,7 @@
 #include "shard-request.h"
 #include "mesh-http.h"
 #include "shardd-manager.h"
+#include "shardd-blobs.h"
 #include "shardd-client.h"
 #include "shardd-gossip.h"
 #include "shardd-peer.h"
@@ -268,6 +269,9 @@ int manager_new(const MyceliaConfig *config, Manager **ret) {
         r = manager_sync_init(m);
         if (r < 0)
                 return log_oom();
+        r = manager_blobs_init(m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the blob store in %s/blobs: %m", config->state_dir);
         *ret = TAKE_PTR(m);
         return 0;
 }
@@ -279,6 +283,7 @@ Manager *manager_free(Manager *m) {
         manager_writes_cancel_all(m);
         manager_gets_cancel_all(m);
         manager_sync_done(m);
+        manager_blobs_done(m);
         shard_calls_cancel_all(m);
         shardd_gossip_done(m);
         if (m->members_timer)
@@ -327,8 +332,11 @@ static int manager_listen(Manager *m) {
                 (void) close(fd);
                 return log_oom();
         }
-        evhttp_set_allowed_methods(m->peer_http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
-        evhttp_set_max_body_size(m->peer_http, SHARD_PEER_BODY_MAX);
+        evhttp_set_allowed_methods(m->peer_http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT);
+        /* A blob may be larger than any other body; the other routes check their own bound
+         * (shardd-peer.c). */
+        evhttp_set_max_body_size(m->peer_http, (ev_ssize_t) MIN(MAX((uint64_t) SHARD_PEER_BODY_MAX, m->config->blob_max_size),
+                                                                (uint64_t) INT64_MAX));
         evhttp_set_default_content_type(m->peer_http, NULL);
         evhttp_set_gencb(m->peer_http, manager_peer_request, m);
         if (!evhttp_accept_socket_with_handle(m->peer_http, fd)) {

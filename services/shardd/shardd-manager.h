@@ -68,6 +68,7 @@ typedef struct Manager {
         LIST_HEAD(, ShardGet) gets;             /* document reads waiting for a peer (shardd-query.c) */
         struct event *members_timer;            /* placement is checked a moment after a change */
         struct ShardSync *sync;                 /* shardd-sync.c */
+        struct ShardBlobs *blobs;               /* shardd-blobs.c */
 
         ShardStore *store;
         ShardClock clock;

@@ -9,12 +9,19 @@
 
 #include "log.h"
 #include "mesh-http.h"
+#include "shardd-blobs.h"
 #include "shardd-manager.h"
 #include "shardd-peer.h"
 #include "shardd-reply.h"
 
 static const char *method_name(enum evhttp_cmd_type t) {
-        return t == EVHTTP_REQ_GET ? "GET" : t == EVHTTP_REQ_POST ? "POST" : "?";
+        switch (t) {
+        case EVHTTP_REQ_GET: return "GET";
+        case EVHTTP_REQ_POST: return "POST";
+        case EVHTTP_REQ_HEAD: return "HEAD";
+        case EVHTTP_REQ_PUT: return "PUT";
+        default: return "?";
+        }
 }
 
 /* Routes a request that passed the gate: path, method, and the collection named in the query. */
@@ -34,7 +41,14 @@ static void peer_dispatch(Manager *m, struct evhttp_request *req) {
                 return;
         }
         collection = evhttp_find_header(&params, "collection");
-        if (!collection)
+        /* Blobs (shardd-blobs.c) are the only bodies allowed above SHARD_PEER_BODY_MAX. */
+        if (streq(path, "/blob"))
+                manager_peer_blob(m, req, evhttp_find_header(&params, "digest"));
+        else if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) > SHARD_PEER_BODY_MAX)
+                shard_peer_reply_error(req, 413, "Payload Too Large", "body too large");
+        else if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_POST)
+                shard_peer_reply_error(req, 405, "Method Not Allowed", "method not allowed");
+        else if (!collection)
                 shard_peer_reply_error(req, 400, "Bad Request", "no collection");
         else if (streq(path, "/shard/search") && method == EVHTTP_REQ_POST)
                 manager_peer_search(m, req, collection);

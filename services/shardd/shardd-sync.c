@@ -21,6 +21,7 @@
 #include "json-document.h"
 #include "log.h"
 #include "shard-wire.h"
+#include "shardd-blobs.h"
 #include "shardd-client.h"
 #include "shardd-manager.h"
 #include "shardd-reply.h"
@@ -497,6 +498,8 @@ void manager_sync_now(Manager *m) {
 
         if (!s || !m->have_mesh_key)
                 return;
+        /* Blobs are a pass of their own (shardd-blobs.c), beside the shards' transfers. */
+        manager_blobs_sync(m);
         if (s->running) {
                 s->again = true;
                 return;

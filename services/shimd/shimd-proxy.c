@@ -27,6 +27,7 @@
 #include "shim-retry.h"
 #include "shim-tags.h"
 #include "shim-stream.h"
+#include "shimd-blobs.h"
 #include "shimd-clients.h"
 #include "shimd-collections.h"
 #include "shimd-errors.h"
@@ -1212,6 +1213,9 @@ void proxy_handle_request(struct evhttp_request *req, void *userdata) {
         }
         /* /api/mycelia/: the shim's own collections API, answered by shardd, never proxied. */
         if (l->kind == SHIM_LISTENER_API && collections_handle(m, req))
+                return;
+        /* /api/blobs/: the mesh's blob store (shardd), so that a blob pushed here is everywhere. */
+        if (l->kind == SHIM_LISTENER_API && blobs_handle(m, req))
                 return;
 
         p = calloc(1, sizeof(*p));

@@ -23,32 +23,16 @@
 #include "log.h"
 #include "mesh-http.h"
 #include "shardd-blobs.h"
+#include "shardd-client.h"
 #include "shardd-manager.h"
 #include "shardd-reply.h"
 
 /* A transfer may take long for a large blob: this is libevent's read/write inactivity timeout. */
-#define BLOB_CALL_TIMEOUT_SEC 60
+#define BLOB_CALL_TIMEOUT_USEC (60 * USEC_PER_SEC)
 #define BLOB_COPY_CHUNK (1U << 20)
 #define BLOB_TMP_PREFIX ".tmp-"
 
-typedef struct BlobCall BlobCall;
 typedef struct BlobOp BlobOp;
-
-/* The answer: status 0 when none came; body borrowed for the callback. */
-typedef void (*BlobCallFn)(BlobCall *call, int status, struct evbuffer *body, void *userdata);
-
-/* One signed request to a peer's /blob. Not shard_call(): it must send HEAD and PUT, take an
- * answer as large as the largest blob, and send a body by reference (a mapped file) rather than
- * copy it. */
-struct BlobCall {
-        ShardBlobs *b;
-        LIST_ENTRY(BlobCall) link;
-        struct evhttp_connection *conn;
-        struct evhttp_request *req;
-        BlobCallFn fn;
-        void *userdata;
-        bool done;
-};
 
 typedef enum BlobOpKind {
         BLOB_OP_PUT,
@@ -67,7 +51,7 @@ struct BlobOp {
         /* The peers to ask or send to, in placement order. */
         char peers[SHARD_REPLICAS_MAX][NODE_ID_LEN + 1];
         size_t n_peers, next;
-        BlobCall *calls[SHARD_REPLICAS_MAX];
+        ShardCall *calls[SHARD_REPLICAS_MAX];
         /* Put: the bytes (mapped), where they are, how many holders have them, how many must. */
         void *map;
         size_t size;
@@ -85,7 +69,7 @@ typedef struct BlobSync {
         bool begun, holder_here, all_have, running, again;
         void *map;
         size_t size;
-        BlobCall *call;
+        ShardCall *call;
         struct event *step;
 } BlobSync;
 
@@ -93,7 +77,6 @@ struct ShardBlobs {
         Manager *m;
         char *dir;
         int dir_fd;
-        LIST_HEAD(, BlobCall) calls;
         LIST_HEAD(, BlobOp) ops;
         BlobSync sync;
         ShardBlobStats stats;
@@ -239,103 +222,28 @@ static int blob_write_evbuffer(ShardBlobs *b, struct evbuffer *in, const uint8_t
 
 /* ---- signed calls to peers ---- */
 
-static void blob_call_free(BlobCall *c) {
-        LIST_REMOVE(c, link);
-        if (c->conn)
-                evhttp_connection_free(c->conn);
-        free(c);
-}
-
-static void blob_call_free_cb(evutil_socket_t fd, short what, void *userdata) {
-        blob_call_free(userdata);
-}
-
-static void blob_call_response_cb(struct evhttp_request *req, void *userdata) {
-        BlobCall *c = userdata;
-        int status = req ? evhttp_request_get_response_code(req) : 0;
-
-        c->req = NULL;
-        if (!c->done) {
-                c->done = true;
-                c->fn(c, status, status > 0 ? evhttp_request_get_input_buffer(req) : NULL, c->userdata);
-        }
-        if (event_base_once(c->b->m->base, -1, EV_TIMEOUT, blob_call_free_cb, c, NULL) < 0)
-                log_warning("Cannot schedule freeing a finished blob transfer; its connection stays open.");
-}
-
-static const char *blob_method_name(enum evhttp_cmd_type t) {
-        return t == EVHTTP_REQ_HEAD ? "HEAD" : t == EVHTTP_REQ_GET ? "GET" : t == EVHTTP_REQ_PUT ? "PUT" : "POST";
-}
-
-/* method /blob?digest=NAME to peer node_id; body (by reference: it must live until the callback
- * ran or the call was cancelled) may be NULL. */
+/* method /blob?digest=NAME to peer node_id (shard_call_send(): HEAD and PUT, answers as large as
+ * the largest blob); body by reference (a mapped file: it lives until the callback ran or the
+ * call was cancelled), may be NULL. */
 static int blob_call(ShardBlobs *b, const char *node_id, enum evhttp_cmd_type method, const char *digest,
-                     const void *body, size_t size, BlobCallFn fn, void *userdata, BlobCall **ret) {
+                     const void *body, size_t size, ShardCallFn fn, void *userdata, ShardCall **ret) {
         const ShardPeer *peer = shard_members_find(&b->m->members, node_id);
-        char auth[MESH_AUTH_VALUE_MAX], target[16 + SHARD_BLOB_DIGEST_STRING_MAX];
-        struct evbuffer *out;
-        struct evkeyvalq *h;
-        HttpBaseUrl base;
-        BlobCall *c;
-        int r;
+        char target[16 + SHARD_BLOB_DIGEST_STRING_MAX];
 
-        if (!b->m->have_mesh_key)
-                return -ENOKEY;
         if (!peer)
                 return -ENOENT;
-        r = http_base_url_parse(peer->url, &base);
-        if (r < 0)
-                return r;
-        c = calloc(1, sizeof(*c));
-        if (!c)
-                return -ENOMEM;
-        *c = (BlobCall) { .b = b, .fn = fn, .userdata = userdata };
-        LIST_INSERT_HEAD(&b->calls, c, link);
-        c->conn = evhttp_connection_base_new(b->m->base, NULL, base.host, base.port);
-        c->req = evhttp_request_new(blob_call_response_cb, c);
-        if (!c->conn || !c->req) {
-                r = -ENOMEM;
-                goto fail;
-        }
-        evhttp_connection_set_timeout(c->conn, BLOB_CALL_TIMEOUT_SEC);
-        evhttp_connection_set_max_body_size(c->conn, (ev_ssize_t) MIN(b->m->config->blob_max_size, (uint64_t) INT64_MAX));
-        evhttp_connection_set_retries(c->conn, 0);
-        h = evhttp_request_get_output_headers(c->req);
-        out = evhttp_request_get_output_buffer(c->req);
-        (void) evhttp_add_header(h, "Host", base.hostport);
-        if (body && size > 0) {
-                (void) evhttp_add_header(h, "Content-Type", "application/octet-stream");
-                if (evbuffer_add_reference(out, body, size, NULL, NULL) < 0) {
-                        r = -ENOMEM;
-                        goto fail;
-                }
-        }
         snprintf(target, sizeof(target), "/blob?digest=%s", digest);
-        r = mesh_http_sign(&b->m->mesh_auth, blob_method_name(method), target, node_id, out, auth);
-        if (r < 0)
-                goto fail;
-        (void) evhttp_add_header(h, MESH_AUTH_HEADER, auth);
-        if (evhttp_make_request(c->conn, c->req, method, target) < 0) {
-                c->req = NULL;  /* freed by libevent */
-                blob_call_free(c);
-                return -EIO;
-        }
-        if (ret)
-                *ret = c;
-        return 0;
-fail:
-        if (c->req)
-                evhttp_request_free(c->req);
-        blob_call_free(c);
-        return r;
-}
-
-static void blob_call_cancel(BlobCall *c) {
-        if (!c || c->done)
-                return;
-        c->done = true;
-        c->req = NULL;
-        blob_call_free(c);
+        return shard_call_send(b->m, node_id, peer->url,
+                               &(ShardCallRequest) {
+                                       .method = method,
+                                       .target = target,
+                                       .body = body,
+                                       .body_size = size,
+                                       .body_by_reference = true,
+                                       .timeout = BLOB_CALL_TIMEOUT_USEC,
+                                       .answer_max = b->m->config->blob_max_size,
+                               },
+                               fn, userdata, ret);
 }
 
 /* ---- bus calls ---- */
@@ -389,7 +297,7 @@ static BlobOp *blob_op_new(ShardBlobs *b, BlobOpKind kind, const uint8_t d[stati
 
 static void blob_op_free(BlobOp *op) {
         for (size_t i = 0; i < ELEMENTSOF(op->calls); i++)
-                blob_call_cancel(op->calls[i]);
+                shard_call_cancel(op->calls[i]);
         blob_unmap(&op->map, op->size);
         if (op->staging[0])
                 (void) unlinkat(op->b->dir_fd, op->staging, 0);
@@ -409,7 +317,7 @@ static int parse_digest(const char *s, uint8_t d[static SHARD_BLOB_DIGEST_SIZE],
 
 /* Put: a holder answered (or not). Answered once quorum holders have it; freed when every
  * transfer ended. */
-static void put_cb(BlobCall *call, int status, struct evbuffer *body, void *userdata) {
+static void put_cb(ShardCall *call, int status, struct evbuffer *body, void *userdata) {
         BlobOp *op = userdata;
 
         for (size_t i = 0; i < op->n_peers; i++)
@@ -584,7 +492,7 @@ static int lookup_keep_answer(BlobOp *op, struct evbuffer *body) {
         return r;
 }
 
-static void lookup_cb(BlobCall *call, int status, struct evbuffer *body, void *userdata) {
+static void lookup_cb(ShardCall *call, int status, struct evbuffer *body, void *userdata) {
         BlobOp *op = userdata;
         int fd;
 
@@ -770,7 +678,7 @@ static void blob_sync_blob_end(ShardBlobs *b) {
         s->begun = false;
 }
 
-static void blob_sync_put_cb(BlobCall *call, int status, struct evbuffer *body, void *userdata) {
+static void blob_sync_put_cb(ShardCall *call, int status, struct evbuffer *body, void *userdata) {
         ShardBlobs *b = userdata;
         BlobSync *s = &b->sync;
 
@@ -783,7 +691,7 @@ static void blob_sync_put_cb(BlobCall *call, int status, struct evbuffer *body, 
         blob_sync_schedule(b, s->size);
 }
 
-static void blob_sync_head_cb(BlobCall *call, int status, struct evbuffer *body, void *userdata) {
+static void blob_sync_head_cb(ShardCall *call, int status, struct evbuffer *body, void *userdata) {
         ShardBlobs *b = userdata;
         BlobSync *s = &b->sync;
         char name[SHARD_BLOB_DIGEST_STRING_MAX];
@@ -935,7 +843,6 @@ int manager_blobs_init(Manager *m) {
                 return -ENOMEM;
         b->m = m;
         b->dir_fd = -1;
-        LIST_INIT(&b->calls);
         LIST_INIT(&b->ops);
         m->blobs = b;
         if (asprintf(&b->dir, "%s/blobs", m->config->state_dir) < 0) {
@@ -972,14 +879,7 @@ void manager_blobs_done(Manager *m) {
                 return;
         while (!LIST_EMPTY(&b->ops))
                 blob_op_free(LIST_FIRST(&b->ops));
-        blob_call_cancel(b->sync.call);
-        while (!LIST_EMPTY(&b->calls)) {
-                BlobCall *c = LIST_FIRST(&b->calls);
-
-                c->done = true;
-                c->req = NULL;
-                blob_call_free(c);
-        }
+        shard_call_cancel(b->sync.call);
         blob_unmap(&b->sync.map, b->sync.size);
         if (b->sync.step)
                 event_free(b->sync.step);

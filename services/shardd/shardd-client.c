@@ -47,10 +47,20 @@ static void call_response_cb(struct evhttp_request *req, void *userdata) {
                 log_warning("Cannot schedule freeing a finished call; its connection stays open.");
 }
 
-int shard_call(Manager *m, const char *node_id, const char *url, enum evhttp_cmd_type method, const char *target,
-               const void *body, size_t body_size, usec_t timeout, ShardCallFn fn, void *userdata, ShardCall **ret) {
+static const char *method_name(enum evhttp_cmd_type t) {
+        switch (t) {
+        case EVHTTP_REQ_GET: return "GET";
+        case EVHTTP_REQ_HEAD: return "HEAD";
+        case EVHTTP_REQ_PUT: return "PUT";
+        default: return "POST";
+        }
+}
+
+int shard_call_send(Manager *m, const char *node_id, const char *url, const ShardCallRequest *rq, ShardCallFn fn,
+                    void *userdata, ShardCall **ret) {
         char auth[MESH_AUTH_VALUE_MAX];
         struct evkeyvalq *h;
+        struct evbuffer *out;
         HttpBaseUrl base;
         ShardCall *c;
         int r;
@@ -68,35 +78,32 @@ int shard_call(Manager *m, const char *node_id, const char *url, enum evhttp_cmd
         c->conn = evhttp_connection_base_new(m->base, NULL, base.host, base.port);
         c->req = evhttp_request_new(call_response_cb, c);
         if (!c->conn || !c->req) {
-                if (c->req)
-                        evhttp_request_free(c->req);
-                call_free(c);
-                return -ENOMEM;
+                r = -ENOMEM;
+                goto fail;
         }
-        evhttp_connection_set_timeout_tv(c->conn, &(struct timeval) { .tv_sec = timeout / USEC_PER_SEC,
-                                                                      .tv_usec = timeout % USEC_PER_SEC });
-        evhttp_connection_set_max_body_size(c->conn, SHARD_CALL_ANSWER_MAX);
+        evhttp_connection_set_timeout_tv(c->conn, &(struct timeval) { .tv_sec = rq->timeout / USEC_PER_SEC,
+                                                                      .tv_usec = rq->timeout % USEC_PER_SEC });
+        evhttp_connection_set_max_body_size(c->conn, (ev_ssize_t) MIN(rq->answer_max ?: SHARD_CALL_ANSWER_MAX,
+                                                                     (uint64_t) INT64_MAX));
         evhttp_connection_set_retries(c->conn, 0);
         h = evhttp_request_get_output_headers(c->req);
+        out = evhttp_request_get_output_buffer(c->req);
         (void) evhttp_add_header(h, "Host", base.hostport);
-        if (body && body_size > 0) {
+        if (rq->body && rq->body_size > 0) {
                 (void) evhttp_add_header(h, "Content-Type", "application/octet-stream");
-                if (evbuffer_add(evhttp_request_get_output_buffer(c->req), body, body_size) < 0) {
-                        evhttp_request_free(c->req);
-                        call_free(c);
-                        return -ENOMEM;
+                r = rq->body_by_reference ? evbuffer_add_reference(out, rq->body, rq->body_size, NULL, NULL)
+                                          : evbuffer_add(out, rq->body, rq->body_size);
+                if (r < 0) {
+                        r = -ENOMEM;
+                        goto fail;
                 }
         }
-        r = mesh_http_sign(&m->mesh_auth, method == EVHTTP_REQ_GET ? "GET" : "POST", target, node_id,
-                           evhttp_request_get_output_buffer(c->req), auth);
-        if (r < 0) {
-                evhttp_request_free(c->req);
-                call_free(c);
-                return r;
-        }
+        r = mesh_http_sign(&m->mesh_auth, method_name(rq->method), rq->target, node_id, out, auth);
+        if (r < 0)
+                goto fail;
         (void) evhttp_add_header(h, MESH_AUTH_HEADER, auth);
         /* On failure libevent frees the request. */
-        if (evhttp_make_request(c->conn, c->req, method, target) < 0) {
+        if (evhttp_make_request(c->conn, c->req, rq->method, rq->target) < 0) {
                 c->req = NULL;
                 call_free(c);
                 return -EIO;
@@ -104,6 +111,19 @@ int shard_call(Manager *m, const char *node_id, const char *url, enum evhttp_cmd
         if (ret)
                 *ret = c;
         return 0;
+fail:
+        if (c->req)
+                evhttp_request_free(c->req);
+        call_free(c);
+        return r;
+}
+
+int shard_call(Manager *m, const char *node_id, const char *url, enum evhttp_cmd_type method, const char *target,
+               const void *body, size_t body_size, usec_t timeout, ShardCallFn fn, void *userdata, ShardCall **ret) {
+        return shard_call_send(m, node_id, url,
+                               &(ShardCallRequest) { .method = method, .target = target, .body = body,
+                                                     .body_size = body_size, .timeout = timeout },
+                               fn, userdata, ret);
 }
 
 void shard_call_cancel(ShardCall *c) {

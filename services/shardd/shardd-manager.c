@@ -215,6 +215,60 @@ static int manager_load(Manager *m) {
         return 0;
 }
 
+/* Writes the deleted collections out: a temporary file, fsync'd, renamed into place. */
+static int manager_deleted_save(Manager *m) {
+        _cleanup_free_ char *text = NULL, *path = NULL, *tmp = NULL;
+        size_t size;
+        FILE *f;
+        int r;
+
+        r = shard_deleted_format(&m->deleted, &text, &size);
+        if (r < 0)
+                return r;
+        if (asprintf(&path, "%s/deleted-collections", m->store_path) < 0 ||
+            asprintf(&tmp, "%s/.deleted-collections.tmp", m->store_path) < 0)
+                return -ENOMEM;
+        f = fopen(tmp, "we");
+        if (!f)
+                return -errno;
+        if (fwrite(text, 1, size, f) != size || fflush(f) != 0 || fsync(fileno(f)) < 0) {
+                r = -errno;
+                (void) fclose(f);
+                (void) unlink(tmp);
+                return r ?: -EIO;
+        }
+        if (fclose(f) != 0 || rename(tmp, path) < 0) {
+                r = -errno;
+                (void) unlink(tmp);
+                return r;
+        }
+        return 0;
+}
+
+static int manager_deleted_load(Manager *m) {
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        size_t size = 0;
+        FILE *f;
+        int r;
+
+        if (asprintf(&path, "%s/deleted-collections", m->store_path) < 0)
+                return -ENOMEM;
+        f = fopen(path, "re");
+        if (!f)
+                return errno == ENOENT ? 0 : -errno;
+        text = malloc(SHARD_DELETED_MAX * (SHARD_COLLECTION_NAME_MAX + 24));
+        if (!text) {
+                (void) fclose(f);
+                return -ENOMEM;
+        }
+        size = fread(text, 1, SHARD_DELETED_MAX * (SHARD_COLLECTION_NAME_MAX + 24), f);
+        (void) fclose(f);
+        r = shard_deleted_parse(&m->deleted, text, size);
+        if (r > 0)
+                log_warning("Skipped %d unreadable line(s) of %s.", r, path);
+        return r < 0 ? r : 0;
+}
+
 static void manager_members_timer_cb(evutil_socket_t fd, short what, void *userdata) {
         Manager *m = userdata;
 
@@ -259,6 +313,9 @@ int manager_new(const MyceliaConfig *config, Manager **ret) {
         r = manager_load(m);
         if (r < 0)
                 return log_error_errno(r, "Failed to load the collections from %s: %m", m->store_path);
+        r = manager_deleted_load(m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the deleted collections in %s: %m", m->store_path);
         LIST_INIT(&m->calls);
         LIST_INIT(&m->queries);
         LIST_INIT(&m->writes);
@@ -298,6 +355,7 @@ Manager *manager_free(Manager *m) {
                 sharded_collection_done(&m->collections[i]);
         free(m->collections);
         shard_store_free(m->store);
+        shard_deleted_done(&m->deleted);
         free(m->store_path);
         mesh_auth_key_wipe(&m->mesh_auth);
         daemon_loop_free(m->loop);
@@ -458,6 +516,8 @@ int manager_collection_adopt(Manager *m, const ShardCollection *config, bool rea
         ShardedCollection *c = manager_collection(m, config->name);
         int r;
 
+        if (shard_deleted_contains(&m->deleted, config->name, config->created_ms))
+                return -ESTALE;
         if (c) {
                 if (c->config->dimension != config->dimension || c->config->metric != config->metric ||
                     c->config->n_shards != config->n_shards)
@@ -482,6 +542,12 @@ int manager_collection_delete_here(Manager *m, const char *name) {
 
         if (!c)
                 return -ENOENT;
+        /* Remembered first: a crash between the two leaves it deleted, never half-remembered. */
+        r = shard_deleted_add(&m->deleted, name, c->config->created_ms);
+        if (r >= 0)
+                r = manager_deleted_save(m);
+        if (r < 0)
+                log_warning_errno(r, "Cannot remember that collection '%s' was deleted: %m", name);
         r = shard_store_collection_delete(m->store, name);
         if (r < 0)
                 return r;
@@ -489,6 +555,13 @@ int manager_collection_delete_here(Manager *m, const char *name) {
         sharded_collection_done(c);
         *c = m->collections[--m->n_collections];
         return 0;
+}
+
+void manager_collection_gone(Manager *m, const char *name) {
+        if (!manager_collection(m, name))
+                return;
+        log_notice("Collection '%s' was deleted in the mesh while this node was away; deleting it here.", name);
+        (void) manager_collection_delete_here(m, name);
 }
 
 int manager_collection_delete(Manager *m, const char *name) {

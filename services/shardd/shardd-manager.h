@@ -11,6 +11,7 @@
 #include "bus-event.h"
 #include "config.h"
 #include "mesh-auth.h"
+#include "shard-deleted.h"
 #include "shard-members.h"
 #include "shard-placement.h"
 #include "daemon.h"
@@ -71,6 +72,7 @@ typedef struct Manager {
         struct ShardBlobs *blobs;               /* shardd-blobs.c */
 
         ShardStore *store;
+        ShardDeletedList deleted;       /* collections deleted in the mesh (STATE_DIR/shards/deleted-collections) */
         ShardClock clock;
         ShardedCollection *collections;
         size_t n_collections;
@@ -103,8 +105,11 @@ int manager_collection_create(Manager *m, const char *name, unsigned dimension, 
                               const char *model);
 /* Deletes here and tells the peers. */
 int manager_collection_delete(Manager *m, const char *name);
-/* Deletes here only (a peer told us). */
+/* Deletes here only (a peer told us), remembering it as deleted. */
 int manager_collection_delete_here(Manager *m, const char *name);
+/* A peer answered 410 for this node's collection name: it was deleted in the mesh while this
+ * node was away; delete it here too. */
+void manager_collection_gone(Manager *m, const char *name);
 
 /* Stores documents on the holders of their shards (shardd-write.c), answering reply_to with
  * their ids (given or made) once W holders of each shard have them. -EDOM for a zero vector under
@@ -140,7 +145,8 @@ int manager_apply_local(Manager *m, ShardedCollection *c, const ShardChange *cha
                         const ShardSourceCursor *cursor);
 /* The collection config a peer sent: this node's collection of that name when it matches (same
  * dimension and metric), else a new one made with that config. -EEXIST when the name is taken by
- * a collection that does not match. ready: a new collection's shards start complete (it came with
+ * a collection that does not match, -ESTALE when that collection was deleted in the mesh (the
+ * peer is to delete its copy: a 410). ready: a new collection's shards start complete (it came with
  * its creation or a client's write) rather than waiting for a transfer. */
 int manager_collection_adopt(Manager *m, const ShardCollection *config, bool ready, ShardedCollection **ret);
 

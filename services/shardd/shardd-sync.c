@@ -225,6 +225,13 @@ static void sync_apply_cb(ShardCall *call, int status, struct evbuffer *body, vo
         uint64_t rate = s->m->config->transfer_rate;
 
         s->call = NULL;
+        if (status == 410) {
+                SyncTask *t = sync_task(s);
+
+                /* Deleted in the mesh while this node was away: not to be brought back. */
+                if (t)
+                        manager_collection_gone(s->m, t->collection);
+        }
         if (status != 200) {
                 sync_task_end(s, false);
                 return;
@@ -282,6 +289,20 @@ static void sync_task_step(ShardSync *s) {
         if (!c || !peer || shard_store_shard_info(m->store, t->collection, t->shard, &info) < 0) {
                 sync_task_end(s, false);
                 return;
+        }
+        if (!s->full_copy && !s->checking && !s->full_copy_done &&
+            (s->cursor.log_id != info.head.log_id || s->cursor.seq != info.head.seq)) {
+                char mine[SHARD_DIGEST_STRING_MAX];
+
+                /* The receiver has what this node has already (it got the same writes from their
+                 * coordinators, which carry no cursor): nothing to send but the place it is at in
+                 * this node's log, so that the next round starts from there. */
+                shard_digest_to_string(&info.digest, mine);
+                if (streq(mine, s->digest)) {
+                        cursor.cursor = info.head;
+                        s->full_copy_done = true;       /* after this, caught up ends the task */
+                        goto send;
+                }
         }
         if (!s->full_copy) {
                 LogCollect lc = { .buf = &buf };
@@ -346,6 +367,7 @@ static void sync_task_step(ShardSync *s) {
                         return;
                 }
         }
+send:
         s->sending = cursor.cursor;
         r = shard_wire_batch_encode(t->collection, &cursor, buf.v, buf.n, &batch, &batch_size);
         if (r >= 0)
@@ -623,6 +645,10 @@ void manager_peer_collection(Manager *m, struct evhttp_request *req, const char 
                 return;
         }
         r = manager_collection_adopt(m, config, true, &c);
+        if (r == -ESTALE) {
+                shard_peer_reply_error(req, 410, "Gone", "collection deleted");
+                return;
+        }
         if (r < 0) {
                 shard_peer_reply_error(req, 409, "Conflict", "collection differs");
                 return;

@@ -103,7 +103,10 @@ static void write_part_cb(ShardCall *call, int status, struct evbuffer *body, vo
                 for (unsigned i = 0; i < w->n_shards; i++)
                         if (p->shards[i])
                                 w->acks[i]++;
-        } else
+        } else if (status == 410)
+                /* Deleted in the mesh while this node was away: the write cannot be acknowledged. */
+                manager_collection_gone(w->m, w->collection);
+        else
                 log_notice("Write to '%s': node %s did not take it (%d); it catches up from the others later.",
                            w->collection, p->node_id, status);
         w->n_pending--;
@@ -324,6 +327,10 @@ void manager_peer_apply(Manager *m, struct evhttp_request *req, const char *coll
         }
         /* A client's write (no cursor) may create it complete; a transfer brings an incomplete one. */
         r = manager_collection_adopt(m, config, !batch.has_cursor, &c);
+        if (r == -ESTALE) {
+                shard_peer_reply_error(req, 410, "Gone", "collection deleted");
+                return;
+        }
         if (r < 0) {
                 log_warning_errno(r, "A peer sent changes for collection '%s', which does not match this node's: %m",
                                   collection);

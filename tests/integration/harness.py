@@ -229,6 +229,18 @@ class Proc:
         except subprocess.TimeoutExpired:
             pass
 
+    def crash(self):
+        """A node's crash as the mesh sees it: the whole tree is frozen (SIGSTOP) first, so that no
+        daemon gets to leave cleanly when the launcher dies (the launcher's children get SIGTERM
+        on its death, PR_SET_PDEATHSIG), then SIGKILLed."""
+        pids = proc_descendants(self.pid) if self.alive() else []
+        for p in [self.pid] + pids:
+            try:
+                os.kill(p, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass
+        self.kill_tree()
+
     def stop(self, timeout=5.0):
         """SIGTERM, then SIGKILL of the whole tree. Returns the exit code (None if killed)."""
         rc = None

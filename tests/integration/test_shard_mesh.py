@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # mycelia-shardd across a real mesh (docs/shardd.md): three launchers on loopback with R = 2.
 # 10,000 documents written through one node are stored twice (the per-node counts add up to
-# 20,000) and found from every node; kill -9 of a whole node: every document is still found, and
+# 20,000) and found from every node; a whole node crashes (frozen, then SIGKILLed, so gossip
+# must detect it): every document is still found, and
 # the survivors copy what it held until each document is on both of them again; the node comes
 # back with its store and catches up (writes made while it was away included) until every shard's
 # holders have equal digests; a fourth node joins, takes its share, and the others drop what they
@@ -136,7 +137,7 @@ class ShardMesh(unittest.TestCase):
         # kill -9 of a whole node: queries still find everything, then the survivors restore two
         # copies of each document between themselves.
         c_state, c_id = c.state_dir, c.node_id
-        c.proc.kill_tree()
+        c.proc.crash()
         self.check_found([a, b], sample[:60])
         wait_until(lambda: set(self.shard_nodes(a)) == {a.node_id, b.node_id} and
                    set(self.shard_nodes(b)) == {a.node_id, b.node_id}, 30, what='kc gone from the shard members')
@@ -151,6 +152,7 @@ class ShardMesh(unittest.TestCase):
         # kc comes back with its store and id: it catches up until every shard's holders agree.
         c = harness.Node(self.doubles['kc'].url, '--seed', a.gossip, '--mesh-key', self.mesh_key(a),
                          '--state-dir', c_state, '--node-id', c_id, *NODE_ARGS, name='kc')
+        c.real_state_dir = c_state
         self.nodes['kc'] = c
         ids = {a.node_id, b.node_id, c.node_id}
         wait_until(lambda: all(set(self.shard_nodes(n)) == ids for n in (a, b, c)), 30, what='kc back')
@@ -187,6 +189,32 @@ class ShardMesh(unittest.TestCase):
         self.assertTrue(rebalanced, out[-2000:])
         # (transfers done, failed, bytes moved, shards dropped): ka sent kd its share.
         self.assertTrue(any(r[0] > 0 and r[2] > 0 for r in rebalanced), rebalanced)
+
+    def test_zz_deleted_while_away(self):
+        # A collection deleted while a node is away stays deleted when it comes back: its push of
+        # the old copy is refused (410) and it deletes its own; one made again under that name is
+        # another collection and lives.
+        a, b = self.nodes['ka'], self.nodes['kb']
+        c = self.nodes['kc']
+        self.call(a, 'CreateCollection', 'suss', 'gone1', DIM, 'cosine', '')
+        docs = [{'id': 'g%d' % i, 'embedding': vec(self.rng)} for i in range(60)]
+        self.call(a, 'Put', 'ss', 'gone1', json.dumps({'documents': docs}))
+        names = lambda n: {t[0] for t in n.prop(NAME, 'Collections')}
+        wait_until(lambda: all('gone1' in names(n) for n in self.nodes.values()), 10, what='gone1 everywhere')
+        c_state, c_id = getattr(c, 'real_state_dir', c.state_dir), c.node_id
+        c.proc.crash()
+        del self.nodes['kc']
+        self.call(a, 'DeleteCollection', 's', 'gone1')
+        wait_until(lambda: all('gone1' not in names(n) for n in self.nodes.values()), 10, what='gone1 deleted')
+        c = harness.Node(self.doubles['kc'].url, '--seed', a.gossip, '--mesh-key', self.mesh_key(a),
+                         '--state-dir', c_state, '--node-id', c_id, *NODE_ARGS, name='kc')
+        self.nodes['kc'] = c
+        self.assertIn('gone1', names(c))        # its old copy, until it meets the others
+        wait_until(lambda: 'gone1' not in names(c), SETTLE, what='gone1 deleted on the returning node too')
+        time.sleep(3)   # a sync round or more later, it has not come back anywhere
+        self.assertTrue(all('gone1' not in names(n) for n in self.nodes.values()))
+        self.call(b, 'CreateCollection', 'suss', 'gone1', DIM, 'cosine', '')
+        wait_until(lambda: all('gone1' in names(n) for n in self.nodes.values()), 10, what='the new gone1 everywhere')
 
     def state(self):
         """For failure messages: counts, and each node's Sync."""

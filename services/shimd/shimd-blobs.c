@@ -9,7 +9,6 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -19,10 +18,12 @@
 #include "bus-names.h"
 #include "evbuffer-util.h"
 #include "log.h"
+#include "shim-blobs.h"
 #include "shim-collections.h"
 #include "shimd-blobs.h"
 #include "shimd-clients.h"
 #include "shimd-errors.h"
+#include "shimd-shardstore.h"
 
 #define BLOBS_PATH "/api/blobs/"
 
@@ -159,37 +160,6 @@ static int blob_body_to_memfd(struct evbuffer *body, const char *digest, int *re
         return 0;
 }
 
-/* Ollama's digest forms: "sha256:" or "sha256-", then 64 hex digits. */
-static bool blob_digest_valid(const char *s) {
-        return strncmp(s, "sha256", 6) == 0 && (s[6] == ':' || s[6] == '-') && strlen(s + 7) == 64 &&
-               strspn(s + 7, "0123456789abcdefABCDEF") == 64;
-}
-
-static int blob_call(BlobRequest *br, const char *member, const char *types, ...) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
-        sd_bus *bus = br->m->bus;
-        va_list ap;
-        int r;
-
-        if (!bus)
-                return -ENOTCONN;
-        r = sd_bus_message_new_method_call(bus, &msg, SHARDSTORE1_BUS_NAME, SHARDSTORE1_OBJECT_PATH,
-                                           SHARDSTORE1_INTERFACE, member);
-        if (r < 0)
-                return r;
-        (void) sd_bus_message_set_auto_start(msg, false);
-        va_start(ap, types);
-        r = sd_bus_message_appendv(msg, types, ap);
-        va_end(ap);
-        if (r < 0)
-                return r;
-        r = sd_bus_call_async(bus, &br->call, msg, blob_reply_cb, br, 0);
-        if (r < 0)
-                return r;
-        bus_event_rearm(br->m->bus_event);
-        return 0;
-}
-
 /* A call that could not be sent: answered to the client. */
 static void blob_call_failed(BlobRequest *br, int r) {
         if (r == -ENOTCONN)
@@ -214,7 +184,8 @@ static void blob_put(BlobRequest *br) {
         }
         br->putting = true;
         if (r >= 0)
-                r = blob_call(br, "PutBlob", "sh", br->digest, fd);
+                r = shardstore_call(br->m, &br->call, SHARDSTORE1_INTERFACE, "PutBlob", blob_reply_cb, br, "sh",
+                                    br->digest, fd);
         if (fd >= 0)
                 (void) close(fd);       /* the message holds its own copy */
         if (r < 0)
@@ -246,12 +217,12 @@ bool blobs_handle(Manager *m, struct evhttp_request *req) {
                               .digest = evhttp_uridecode(path + strlen(BLOBS_PATH), 0, NULL) };
         m->requests_active++;
         manager_client_watch(m, br->client_evcon, blob_client_close_cb, br);
-        if (!br->digest || !blob_digest_valid(br->digest)) {
+        if (!br->digest || !shim_digest_valid(br->digest)) {
                 /* Ollama: 400 for a name that is not a digest. */
                 blob_reply(br, 400, "invalid digest format");
                 return true;
         }
-        r = blob_call(br, "HasBlob", "s", br->digest);
+        r = shardstore_call(m, &br->call, SHARDSTORE1_INTERFACE, "HasBlob", blob_reply_cb, br, "s", br->digest);
         if (r < 0)
                 blob_call_failed(br, r);
         return true;

@@ -8,7 +8,6 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 
 #include "bus-names.h"
@@ -20,6 +19,7 @@
 #include "shimd-clients.h"
 #include "shimd-collections.h"
 #include "shimd-errors.h"
+#include "shimd-shardstore.h"
 
 /* The system bus's dbus-daemon drops a connection that sends a message over its
  * max_message_size (32 MiB by default), and with it the shim's routing: an argument larger than
@@ -167,35 +167,6 @@ static void collection_client_close_cb(struct evhttp_connection *evcon, void *us
 
 /* ---- ShardStore1 ---- */
 
-/* Sends one call to shardd; cb gets the reply (or the error). */
-static int collection_call(CollectionRequest *c, const char *interface, const char *member,
-                           sd_bus_message_handler_t cb, const char *types, ...) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
-        sd_bus *bus = c->m->bus;
-        va_list ap;
-        int r;
-
-        if (!bus)
-                return -ENOTCONN;
-        r = sd_bus_message_new_method_call(bus, &msg, SHARDSTORE1_BUS_NAME, SHARDSTORE1_OBJECT_PATH, interface,
-                                           member);
-        if (r < 0)
-                return r;
-        /* shardd is started by systemd or the launcher, not by a client's request: when it is not
-         * running the answer is 503 at once (as the router cache does with routerd). */
-        (void) sd_bus_message_set_auto_start(msg, false);
-        va_start(ap, types);
-        r = sd_bus_message_appendv(msg, types, ap);
-        va_end(ap);
-        if (r < 0)
-                return r;
-        r = sd_bus_call_async(bus, &c->call, msg, cb, c, 0);
-        if (r < 0)
-                return r;
-        bus_event_rearm(c->m->bus_event);
-        return 0;
-}
-
 /* A call that could not be sent: answered to the client. */
 static void collection_call_failed(CollectionRequest *c, int r) {
         if (r == -ENOTCONN)
@@ -330,7 +301,7 @@ static void collection_send_body(CollectionRequest *c, const char *member, sd_bu
                 collection_fail(c, 413, message);
                 return;
         }
-        r = collection_call(c, SHARDSTORE1_INTERFACE, member, cb, "ss", c->path.name, json);
+        r = shardstore_call(c->m, &c->call, SHARDSTORE1_INTERFACE, member, cb, c, "ss", c->path.name, json);
         if (r < 0)
                 collection_call_failed(c, r);
 }
@@ -338,8 +309,8 @@ static void collection_send_body(CollectionRequest *c, const char *member, sd_bu
 static void collection_create(CollectionRequest *c) {
         int r;
 
-        r = collection_call(c, SHARDSTORE1_INTERFACE, "CreateCollection", collection_create_reply_cb, "suss",
-                            c->spec.name, c->spec.dimension, c->spec.metric, c->spec.model);
+        r = shardstore_call(c->m, &c->call, SHARDSTORE1_INTERFACE, "CreateCollection", collection_create_reply_cb, c,
+                            "suss", c->spec.name, c->spec.dimension, c->spec.metric, c->spec.model);
         if (r < 0)
                 collection_call_failed(c, r);
 }
@@ -350,8 +321,8 @@ static void collection_create(CollectionRequest *c) {
 static void collection_get_collections(CollectionRequest *c, sd_bus_message_handler_t cb) {
         int r;
 
-        r = collection_call(c, "org.freedesktop.DBus.Properties", "Get", cb, "ss", SHARDSTORE1_INTERFACE,
-                            "Collections");
+        r = shardstore_call(c->m, &c->call, "org.freedesktop.DBus.Properties", "Get", cb, c, "ss",
+                            SHARDSTORE1_INTERFACE, "Collections");
         if (r < 0)
                 collection_call_failed(c, r);
 }
@@ -667,9 +638,10 @@ static void collection_simple_call(CollectionRequest *c, const char *member, sd_
         int r;
 
         if (c->path.id)
-                r = collection_call(c, SHARDSTORE1_INTERFACE, member, cb, "ss", c->path.name, c->path.id);
+                r = shardstore_call(c->m, &c->call, SHARDSTORE1_INTERFACE, member, cb, c, "ss", c->path.name,
+                                    c->path.id);
         else
-                r = collection_call(c, SHARDSTORE1_INTERFACE, member, cb, "s", c->path.name);
+                r = shardstore_call(c->m, &c->call, SHARDSTORE1_INTERFACE, member, cb, c, "s", c->path.name);
         if (r < 0)
                 collection_call_failed(c, r);
 }

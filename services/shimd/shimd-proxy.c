@@ -23,6 +23,7 @@
 #include "log.h"
 #include "mesh-auth.h"
 #include "shim-affinity.h"
+#include "shim-blobs.h"
 #include "shim-http.h"
 #include "shim-retry.h"
 #include "shim-tags.h"
@@ -30,6 +31,7 @@
 #include "shimd-blobs.h"
 #include "shimd-clients.h"
 #include "shimd-collections.h"
+#include "shimd-create.h"
 #include "shimd-errors.h"
 #include "evbuffer-util.h"
 #include "shimd-mesh.h"
@@ -64,6 +66,7 @@ struct ProxyRequest {
         bool merge_tags;
         struct evbuffer *collect;       /* the list while it is read; NULL otherwise */
         AffinityChain chain;    /* gravity: the request's context (empty when none) */
+        CreateBlobs *create_blobs;      /* /api/create here: its blobs, brought in first */
 
         struct evhttp_request *client;
         struct evhttp_connection *client_evcon;
@@ -205,6 +208,7 @@ static void proxy_free(ProxyRequest *p) {
         if (p->pending)
                 evbuffer_free(p->pending);
         affinity_chain_done(&p->chain);
+        create_blobs_free(p->create_blobs);
         if (p->collect)
                 evbuffer_free(p->collect);
         free(p->pin);
@@ -1007,6 +1011,16 @@ static void proxy_upstream_event_cb(struct bufferevent *bev, short what, void *u
 
 /* ---- ending badly ---- */
 
+/* Ends p before anything reached the client: status with message in the endpoint's error form. */
+static void proxy_fail(ProxyRequest *p, int status, const char *message) {
+        p->m->counters.requests_failed++;
+        p->status = status;
+        proxy_log(p, status >= 500 ? LOG_WARNING : LOG_DEBUG, status, message);
+        proxy_unwatch_client(p);
+        shim_reply_error(p->client, status, proxy_error_form(p), message, false);
+        proxy_free(p);
+}
+
 static void proxy_fail_before_start(ProxyRequest *p) {
         char message[512];
 
@@ -1016,13 +1030,7 @@ static void proxy_fail_before_start(ProxyRequest *p) {
         else
                 snprintf(message, sizeof(message), "upstream %s%s%s %s before responding", strempty(p->address),
                          isempty(p->node_id) ? "" : " of node ", p->node_id, upstream_error_string(p->up_error));
-
-        p->m->counters.requests_failed++;
-        p->status = 502;
-        proxy_log(p, LOG_WARNING, 502, message);
-        proxy_unwatch_client(p);
-        shim_reply_error(p->client, 502, proxy_error_form(p), message, false);
-        proxy_free(p);
+        proxy_fail(p, 502, message);
 }
 
 /* Ends a response that already started with message, and frees p. */
@@ -1094,16 +1102,34 @@ static void proxy_extract_model(ProxyRequest *p, struct evbuffer *body) {
         free(heap);
 }
 
-/* The context of a routed request for gravity: the chain of its parsed body, or of the key
- * X-Mycelia-Affinity gives. Without one it routes by load. */
-static void proxy_affinity_chain(ProxyRequest *p, struct evhttp_request *req) {
-        struct evbuffer *body = evhttp_request_get_input_buffer(req);
-        const char *key = evhttp_find_header(evhttp_request_get_input_headers(req), SHIM_AFFINITY_HEADER);
+/* The JSON value of the request body, parsed in place chain by chain (json-c's tokener is
+ * incremental); NULL when the body is not one, or is larger than max. */
+static json_object *proxy_parse_body(ProxyRequest *p, size_t max) {
+        struct evbuffer *body = evhttp_request_get_input_buffer(p->client);
         _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
         struct iovec small[16], *vec, *heap = NULL;
         json_object *obj = NULL;
-        AffinityContext kind;
         int n;
+
+        if (evbuffer_get_length(body) > max)
+                return NULL;
+        tok = json_tokener_new();
+        n = tok ? evbuffer_iovecs(body, small, ELEMENTSOF(small), &vec, &heap) : -ENOMEM;
+        for (int i = 0; !obj && i < n; i++) {
+                obj = json_tokener_parse_ex(tok, vec[i].iov_base, (int) MIN(vec[i].iov_len, (size_t) INT_MAX));
+                if (!obj && json_tokener_get_error(tok) != json_tokener_continue)
+                        break;
+        }
+        free(heap);
+        return obj;
+}
+
+/* The context of a routed request for gravity: the chain of its parsed body, or of the key
+ * X-Mycelia-Affinity gives. Without one it routes by load. */
+static void proxy_affinity_chain(ProxyRequest *p, struct evhttp_request *req) {
+        const char *key = evhttp_find_header(evhttp_request_get_input_headers(req), SHIM_AFFINITY_HEADER);
+        json_object *obj;
+        AffinityContext kind;
 
         if (key) {
                 (void) affinity_chain_from_key(&p->chain, key);
@@ -1113,17 +1139,9 @@ static void proxy_affinity_chain(ProxyRequest *p, struct evhttp_request *req) {
         kind = shim_uri_is(p->uri, "/api/chat") || shim_uri_is(p->uri, "/v1/chat/completions") ? AFFINITY_CONTEXT_MESSAGES
              : shim_uri_is(p->uri, "/api/generate") || shim_uri_is(p->uri, "/v1/completions") ? AFFINITY_CONTEXT_PROMPT
              : AFFINITY_CONTEXT_NONE;
-        if (kind == AFFINITY_CONTEXT_NONE || evbuffer_get_length(body) > SHIM_AFFINITY_BODY_MAX)
+        if (kind == AFFINITY_CONTEXT_NONE)
                 return;
-        tok = json_tokener_new();
-        n = tok ? evbuffer_iovecs(body, small, ELEMENTSOF(small), &vec, &heap) : -ENOMEM;
-        for (int i = 0; i < n; i++) {
-                json_object_put(obj);
-                obj = json_tokener_parse_ex(tok, vec[i].iov_base, (int) MIN(vec[i].iov_len, (size_t) INT_MAX));
-                if (!obj && json_tokener_get_error(tok) != json_tokener_continue)
-                        break;
-        }
-        free(heap);
+        obj = proxy_parse_body(p, SHIM_AFFINITY_BODY_MAX);
         if (obj && affinity_chain_from_request(&p->chain, kind, obj) < 0) {
                 affinity_chain_done(&p->chain);
                 affinity_chain_init(&p->chain);
@@ -1181,6 +1199,50 @@ static int proxy_routing_headers(ProxyRequest *p, struct evhttp_request *req) {
         if (policy == ROUTE_POLICY_GRAVITY)
                 proxy_affinity_chain(p, req);
         return 0;
+}
+
+static void proxy_create_blobs_done(CreateBlobs *c, int r, const char *message, void *userdata) {
+        ProxyRequest *p = userdata;
+
+        if (r < 0) {
+                proxy_fail(p, 502, message);
+                return;
+        }
+        p->create_blobs = create_blobs_free(p->create_blobs);
+        proxy_start(p);
+}
+
+/* An /api/create that this node's Ollama is to carry out: the blobs it names that the Ollama
+ * lacks come from the mesh first (docs/blobs.md). True when that started (the relay follows once
+ * done) or the request ended; false to relay it now. */
+static bool proxy_create_blobs(ProxyRequest *p) {
+        _cleanup_(json_object_putp) json_object *body = NULL;
+        ShimCreateBlobs blobs;
+        char message[160];
+        int r;
+
+        /* Without a bus there is no mesh to bring a blob from. */
+        if (p->method != EVHTTP_REQ_POST || !shim_uri_is(p->uri, "/api/create") || proxy_target_is_peer(p) ||
+            !p->m->bus)
+                return false;
+        body = proxy_parse_body(p, SHIM_CREATE_BODY_MAX);
+        r = shim_create_blobs(body, &blobs);
+        if (r == -E2BIG) {
+                snprintf(message, sizeof(message), "too many blobs in one create: at most %d distinct digests in "
+                         "\"files\" and \"adapters\"", SHIM_CREATE_BLOBS_MAX);
+                proxy_fail(p, 400, message);
+                return true;
+        }
+        if (r < 0 || blobs.n == 0)
+                return false;
+        r = create_blobs_new(p->m, p->id, &blobs, proxy_create_blobs_done, p, &p->create_blobs);
+        if (r < 0) {
+                log_oom();
+                proxy_fail(p, 500, "out of memory");
+                return true;
+        }
+        log_debug("Request %" PRIu64 ": checking %zu blob(s) of the create on this node's Ollama.", p->id, blobs.n);
+        return true;
 }
 
 void proxy_handle_request(struct evhttp_request *req, void *userdata) {
@@ -1270,6 +1332,8 @@ void proxy_handle_request(struct evhttp_request *req, void *userdata) {
                 proxy_fail_before_start(p);
                 return;
         }
+        if (proxy_create_blobs(p))
+                return;
         proxy_start(p);
 }
 

@@ -5,7 +5,9 @@
 # STATE_DIR/blobs), seen from every node (HEAD 200, HasBlob true); an unknown digest is 404, a
 # body that does not match its digest 400, a malformed digest 400, one over [shard] blob_max_size
 # 413. kill -9 of a holder: the blob is still seen and fetched (GetBlob) from the survivors, and
-# sync copies it until both survivors hold it.
+# sync copies it until both survivors hold it. An /api/create naming a blob (its "adapters" or
+# "files") works on whichever node serves it: that node's shim brings the blob from the mesh into
+# its own Ollama first, and a blob the mesh does not have gets Ollama's own 400.
 import hashlib
 import os
 import random
@@ -57,11 +59,61 @@ class Blobs(unittest.TestCase):
         return node.request('POST', '/api/blobs/' + digest, data,
                             headers={'Content-Type': 'application/octet-stream'}, timeout=60)
 
-    def test_blobs(self):
+    def three_nodes(self):
+        """The nodes, once every shardd sees all three."""
         a, b, c = self.nodes['ba'], self.nodes['bb'], self.nodes['bc']
         ids = {n.node_id for n in (a, b, c)}
         wait_until(lambda: all(set(self.shard_nodes(n)) == ids for n in (a, b, c)), 30,
                    what='every shardd sees the three nodes')
+        return a, b, c
+
+    def create(self, via, body, pin=None):
+        headers = {'X-Mycelia-Node': pin.name} if pin else None
+        return via.request('POST', '/api/create', body, headers=headers, timeout=60)
+
+    # Runs before test_blobs (the names sort so), which kills a node.
+    def test_adapters_reach_the_serving_ollama(self):
+        a, b, c = self.three_nodes()
+
+        data = self.rng.randbytes(1 << 20)
+        digest = digest_of(data)
+        self.assertEqual(self.post(a, digest, data).status, 201)
+        holders = self.holders_on_disk(digest, data, (a, b, c))
+        # Served by the node that does not hold the blob when that is not A (GetBlob then fetches
+        # it from a holder), else by C.
+        target = next((n for n in (b, c) if n.name not in holders), c)
+        double = self.doubles[target.name]
+        self.assertEqual(double.request('HEAD', '/api/blobs/' + digest).status, 404)
+
+        body = {'model': 'mine', 'from': 'm:latest', 'adapters': {'a.gguf': digest}, 'stream': False}
+        r = self.create(a, body, pin=target)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json(), {'status': 'success'})
+        self.assertEqual(r.header('X-Mycelia-Served-By'), target.name)
+        self.assertEqual(double.request('HEAD', '/api/blobs/' + digest).status, 200)
+        # Again: the Ollama has it now, and the create goes straight on.
+        self.assertEqual(self.create(a, body, pin=target).status, 200)
+
+        # A create served where it arrived (no pin), naming the blob in "files" (streamed).
+        other = next(n for n in (a, b, c) if n is not target)
+        self.assertEqual(self.doubles[other.name].request('HEAD', '/api/blobs/' + digest).status, 404)
+        r = self.create(other, {'model': 'mine2', 'files': {'w.gguf': digest}})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.ndjson()[-1], {'status': 'success'})
+        self.assertEqual(self.doubles[other.name].request('HEAD', '/api/blobs/' + digest).status, 200)
+
+        # A blob the mesh does not have: the create reaches the Ollama unchanged, whose 400 the
+        # client reads, word for word as the Ollama answers it directly.
+        unknown = digest_of(b'never stored anywhere')
+        body = {'model': 'mine3', 'from': 'm:latest', 'adapters': {'a.gguf': unknown}, 'stream': False}
+        direct = double.request('POST', '/api/create', body)
+        self.assertEqual(direct.status, 400, direct.body)
+        self.assertIn('blob not found for a.gguf (digest %s)' % unknown, direct.json()['error'])
+        r = self.create(a, body, pin=target)
+        self.assertEqual((r.status, r.json()), (400, direct.json()))
+
+    def test_blobs(self):
+        a, b, c = self.three_nodes()
 
         data = self.rng.randbytes(3 << 20)
         digest = digest_of(data)

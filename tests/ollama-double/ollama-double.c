@@ -2149,9 +2149,43 @@ static void job_add_layer_line(Job *j, const char *verb, const char *seed) {
         (void) job_add_line(j, status_line(status));
 }
 
+static bool double_blob_stored(Double *d, const uint8_t digest[32]);
+
+/* Ollama opens each blob a create names before it starts (server/create.go,
+ * detectModelTypeFromFile) and refuses one it was never given with 400 and this text. Adapters
+ * get the same check here (newer Ollama refuses adapters altogether; older ones fail later, in
+ * the stream). Digests that are not digests are left to the caller's own check. */
+static int double_create_blobs_missing(Double *d, json_object *body, char **ret) {
+        static const char *const maps[] = { "files", "adapters" };
+        json_object *map;
+
+        for (size_t i = 0; body && i < sizeof(maps) / sizeof(maps[0]); i++) {
+                if (!json_object_object_get_ex(body, maps[i], &map) || !json_object_is_type(map, json_type_object))
+                        continue;
+                json_object_object_foreach(map, fname, digest) {
+                        const char *s = json_object_get_string(digest);
+                        uint8_t raw[32];
+                        char hex[65];
+
+                        if (!json_object_is_type(digest, json_type_string) || double_text_parse_digest(s, raw) < 0 ||
+                            double_blob_stored(d, raw))
+                                continue;
+                        double_text_hex(raw, sizeof(raw), hex);
+                        if (asprintf(ret, "blob not found for %s (digest %s): open "
+                                     "/usr/share/ollama/.ollama/models/blobs/sha256-%s: no such file or directory",
+                                     fname, s, hex) < 0) {
+                                *ret = NULL;
+                                return -ENOMEM;
+                        }
+                        return -ENOENT;
+                }
+        }
+        return 0;
+}
+
 static int handle_create(Double *d, struct evhttp_request *req, const char *param) {
         _cleanup_json_ json_object *body = NULL;
-        _cleanup_dfree_ char *err = NULL, *norm = NULL, *from_norm = NULL;
+        _cleanup_dfree_ char *err = NULL, *norm = NULL, *from_norm = NULL, *missing = NULL;
         const char *name, *from = NULL;
         json_object *files = NULL, *v;
         int stream;
@@ -2178,6 +2212,10 @@ static int handle_create(Double *d, struct evhttp_request *req, const char *para
         }
         if ((!from || !*from) && !files) {
                 reply_error(req, 400, "neither 'from' or 'files' was specified");
+                return 0;
+        }
+        if (double_create_blobs_missing(d, body, &missing) < 0) {
+                reply_error(req, missing ? 400 : 500, "%s", missing ?: "out of memory");
                 return 0;
         }
 

@@ -17,6 +17,7 @@
 #include "shim-collections.h"
 #include "shim-request.h"
 #include "shimd-clients.h"
+#include "shim-request.h"
 #include "shimd-collections.h"
 #include "shimd-errors.h"
 #include "shimd-shardstore.h"
@@ -598,8 +599,28 @@ static void collection_post_documents(CollectionRequest *c) {
         collection_get_collections(c, collection_model_reply_cb);
 }
 
+/* A query's answer. Context gravity for RAG: with X-Mycelia-Affinity, the generate or chat that
+ * follows with the same key goes to this node, whose shardd holds shards of the collection and
+ * just read the context, as long as it is eligible there (it serves the model, within its bounded
+ * load); docs/collections-api.md. */
+static int collection_search_reply_cb(sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        CollectionRequest *c = userdata;
+        const char *key = c->client ? evhttp_find_header(evhttp_request_get_input_headers(c->client),
+                                                         SHIM_AFFINITY_HEADER) : NULL;
+
+        if (!isempty(key) && !sd_bus_message_is_method_error(reply, NULL)) {
+                AffinityChain chain;
+
+                affinity_chain_init(&chain);
+                if (affinity_chain_from_key(&chain, key) >= 0)
+                        (void) affinity_index_learn(c->m->affinity, &chain, c->m->node_id);
+                affinity_chain_done(&chain);
+        }
+        return collection_json_reply_cb(reply, userdata, error);
+}
+
 static void collection_search(CollectionRequest *c) {
-        collection_send_body(c, "Search", collection_json_reply_cb);
+        collection_send_body(c, "Search", collection_search_reply_cb);
 }
 
 static void collection_query_embedded(CollectionRequest *c, json_object *embeddings) {

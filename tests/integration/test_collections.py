@@ -426,6 +426,48 @@ class ShardStoreAbsent(unittest.TestCase):
         self.assert_not_running()
 
 
+class RagAffinity(unittest.TestCase):
+    """Context gravity for RAG: a query and the chat after it that carry one X-Mycelia-Affinity go
+    to the node that answered the query (its shardd holds shards of the collection), where without
+    the query the key alone would place the chat elsewhere (rendezvous)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.doubles, cls.nodes = harness.start_mesh(['r1', 'r2', 'r3'], 'chat:latest', double_args=('--tokens', '2'))
+        for n in cls.nodes.values():
+            wait_until(lambda: shardd_on_bus(n.bus), 15, what="the launcher's shardd on the bus")
+
+    @classmethod
+    def tearDownClass(cls):
+        harness.stop_mesh(cls.doubles, cls.nodes)
+
+    def chat(self, node, key):
+        r = node.request('POST', '/api/chat', {'model': 'chat', 'stream': False,
+                                               'messages': [{'role': 'user', 'content': 'about ' + key}]},
+                         headers={'X-Mycelia-Affinity': key})
+        self.assertEqual(r.status, 200, r)
+        return r.header('X-Mycelia-Served-By')
+
+    def test_query_then_chat_stays(self):
+        r1, r2 = self.nodes['r1'], self.nodes['r2']
+        r = r1.request('POST', API, {'name': 'rag', 'dimension': 2})
+        self.assertEqual(r.status, 200, r)
+        r = r1.request('POST', API + '/rag/documents', {'documents': [{'id': 'a', 'text': 'ctx', 'embedding': [1, 0]}]})
+        self.assertEqual(r.status, 200, r)
+        # A key that r2, which never saw it, places on another node than r1 (rendezvous: the same
+        # on every node for a key nobody holds).
+        key = next(k for k in ('rag-%d' % i for i in range(64)) if self.chat(r2, k) != 'r1')
+        r = r1.request('POST', API + '/rag/query', {'embedding': [1, 0], 'k': 1},
+                       headers={'X-Mycelia-Affinity': key})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual([h['id'] for h in r.json()['results']], ['a'])
+        for _ in range(3):
+            self.assertEqual(self.chat(r1, key), 'r1')
+        # Another key with no query before it still goes by rendezvous, as r2 saw.
+        other = next(k for k in ('free-%d' % i for i in range(64)) if self.chat(r2, k) != 'r1')
+        self.assertNotEqual(self.chat(r1, other), 'r1')
+
+
 class MeshEmbedding(unittest.TestCase):
     """Two nodes; the texts of one Put are more than [router] embed_split, so the shim's own
     /api/embed is split over both nodes' Ollamas, as any client's would be."""

@@ -308,3 +308,15 @@ int node_name_get(const MyceliaConfig *c, char **ret) {
         *ret = strdup(host[0] == '\0' ? "localhost" : host);
         return *ret ? 0 : -ENOMEM;
 }
+
+int daemon_bus_connect(struct event_base *base, const char *address, void (*disconnected)(void *userdata),
+                       void *userdata, BusEvent **ret_event, sd_bus **ret_bus) {
+        int r;
+
+        r = bus_event_open(base, address, ret_event);
+        if (r < 0)
+                return log_error_errno(r, "Failed to connect to the bus %s: %m", isempty(address) ? "(system)" : address);
+        bus_event_set_disconnect_cb(*ret_event, disconnected, userdata);
+        *ret_bus = bus_event_get_bus(*ret_event);
+        return 0;
+}

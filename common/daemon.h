@@ -7,6 +7,7 @@
 #include <event2/event.h>
 #include <sys/socket.h>
 
+#include "bus-event.h"
 #include "config.h"
 #include "macro.h"
 #include "node-id.h"
@@ -49,3 +50,9 @@ int node_name_get(const MyceliaConfig *c, char **ret);
  * --version, and config_load() for the rest. Returns 0 to go on, 1 when help or the version was
  * printed (exit successfully), negative errno (already reported) for a bad argument. */
 int daemon_parse_args(const char *program, const char *summary, MyceliaConfig *config, int argc, char **argv);
+
+/* The bus start-up every daemon but the shim shares: connects to address (empty: the system bus)
+ * on base, calls disconnected(userdata) when the connection is lost, and returns the BusEvent and
+ * its bus. Logs what failed at error level. */
+int daemon_bus_connect(struct event_base *base, const char *address, void (*disconnected)(void *userdata),
+                       void *userdata, BusEvent **ret_event, sd_bus **ret_bus);

@@ -485,11 +485,9 @@ int manager_start(Manager *m) {
         struct timeval tv = { .tv_sec = DISCOVERY_SEED_INTERVAL_USEC / USEC_PER_SEC };
         int r;
 
-        r = bus_event_open(m->base, m->bus_address, &m->bus_event);
+        r = daemon_bus_connect(m->base, m->bus_address, manager_bus_disconnected, m, &m->bus_event, &m->bus);
         if (r < 0)
-                return log_error_errno(r, "Failed to connect to the bus %s: %m", m->bus_address);
-        bus_event_set_disconnect_cb(m->bus_event, manager_bus_disconnected, m);
-        m->bus = bus_event_get_bus(m->bus_event);
+                return r;
 
         r = manager_bus_register(m);
         if (r < 0)

@@ -694,12 +694,9 @@ Manager *manager_free(Manager *m) {
 int manager_start(Manager *m) {
         int r;
 
-        r = bus_event_open(m->base, m->config->bus_address, &m->bus_event);
+        r = daemon_bus_connect(m->base, m->config->bus_address, manager_bus_disconnected, m, &m->bus_event, &m->bus);
         if (r < 0)
-                return log_error_errno(r, "Failed to connect to the bus %s: %m",
-                                       isempty(m->config->bus_address) ? "(system)" : m->config->bus_address);
-        bus_event_set_disconnect_cb(m->bus_event, manager_bus_disconnected, m);
-        m->bus = bus_event_get_bus(m->bus_event);
+                return r;
 
         r = manager_bus_register(m);
         if (r < 0)

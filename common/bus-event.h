@@ -24,7 +24,8 @@ sd_bus *bus_event_get_bus(BusEvent *b);
  * a bus callback. Cheap; bus callbacks do it themselves. */
 void bus_event_rearm(BusEvent *b);
 
-/* Called once when the connection to the bus is lost (the daemon usually exits then). */
+/* Called once when the connection to the bus is lost, from inside the processing of b: the
+ * callback must not free b (bus-reconnect.c defers that to the loop and connects anew). */
 void bus_event_set_disconnect_cb(BusEvent *b, void (*cb)(void *userdata), void *userdata);
 
 

@@ -309,14 +309,17 @@ int node_name_get(const MyceliaConfig *c, char **ret) {
         return *ret ? 0 : -ENOMEM;
 }
 
-int daemon_bus_connect(struct event_base *base, const char *address, void (*disconnected)(void *userdata),
-                       void *userdata, BusEvent **ret_event, sd_bus **ret_bus) {
-        int r;
+int daemon_bus_connect(struct event_base *base, const char *address, const BusReconnectOps *ops, void *userdata,
+                       BusReconnect **ret) {
+        _cleanup_(bus_reconnect_freep) BusReconnect *r = NULL;
+        int k;
 
-        r = bus_event_open(base, address, ret_event);
-        if (r < 0)
-                return log_error_errno(r, "Failed to connect to the bus %s: %m", isempty(address) ? "(system)" : address);
-        bus_event_set_disconnect_cb(*ret_event, disconnected, userdata);
-        *ret_bus = bus_event_get_bus(*ret_event);
+        k = bus_reconnect_new(base, address, ops, userdata, &r);
+        if (k < 0)
+                return log_error_errno(k, "Failed to set up the bus connection: %m");
+        k = bus_reconnect_start(r, false);
+        if (k < 0)
+                return log_error_errno(k, "Failed to connect or register on the bus %s: %m", isempty(address) ? "(system)" : address);
+        *ret = TAKE_PTR(r);
         return 0;
 }

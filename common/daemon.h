@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "bus-event.h"
+#include "bus-reconnect.h"
 #include "config.h"
 #include "macro.h"
 #include "node-id.h"
@@ -51,8 +52,9 @@ int node_name_get(const MyceliaConfig *c, char **ret);
  * printed (exit successfully), negative errno (already reported) for a bad argument. */
 int daemon_parse_args(const char *program, const char *summary, MyceliaConfig *config, int argc, char **argv);
 
-/* The bus start-up every daemon but the shim shares: connects to address (empty: the system bus)
- * on base, calls disconnected(userdata) when the connection is lost, and returns the BusEvent and
- * its bus. Logs what failed at error level. */
-int daemon_bus_connect(struct event_base *base, const char *address, void (*disconnected)(void *userdata),
-                       void *userdata, BusEvent **ret_event, sd_bus **ret_bus);
+/* The bus start-up every daemon but the shim shares: makes the BusReconnect for address
+ * (empty: the system bus) on base and connects, ops->connected() running before this returns.
+ * From then on a lost connection is retried with backoff (bus-reconnect.h). Logs what failed at
+ * error level. */
+int daemon_bus_connect(struct event_base *base, const char *address, const BusReconnectOps *ops, void *userdata,
+                       BusReconnect **ret);

@@ -382,22 +382,69 @@ static int manager_request_name_cb(sd_bus_message *reply, void *userdata, sd_bus
         Manager *m = userdata;
         char status[256];
 
+        /* The connection went while asking: the next one asks again. */
+        if (!m->bus || sd_bus_is_open(m->bus) <= 0)
+                return 0;
         if (bus_request_name_result(reply, DISCOVERY1_BUS_NAME) < 0) {
                 manager_exit(m, EXIT_FAILURE);
                 return 0;
         }
-        m->ready = true;
         snprintf(status, sizeof(status), "Serving; mDNS %s, %zu seed(s)", m->avahi ? "on" : "off", m->n_seeds);
+        if (m->ready) {
+                log_info("Serving %s again.", DISCOVERY1_BUS_NAME);
+                daemon_notify_status("%s", status);
+                return 0;
+        }
+        m->ready = true;
         log_info("Serving %s at %s, node %s (%s); mDNS %s, %zu seed(s).", DISCOVERY1_BUS_NAME,
                  DISCOVERY1_OBJECT_PATH, m->local_name, m->local_id, m->avahi ? "on" : "off", m->n_seeds);
         daemon_notify_ready(status);
         return 0;
 }
 
-static void manager_bus_disconnected(void *userdata) {
-        log_error("Lost the connection to the bus; exiting.");
-        manager_exit(userdata, EXIT_FAILURE);
+/* A connection to the bus (the first, or a new one after dbus-daemon came back): Discovery1, the
+ * name, gossipd's signals and LocalNode. gossipd re-reads Peers when the name appears. */
+static int manager_bus_connected(BusEvent *b, sd_bus *bus, bool reconnected, void *userdata) {
+        Manager *m = userdata;
+        int r;
+
+        m->bus_event = b;
+        m->bus = bus;
+        if (reconnected)
+                log_info("Connected to the bus again; registering %s.", DISCOVERY1_BUS_NAME);
+
+        r = manager_bus_register(m);
+        if (r < 0)
+                return log_full_errno(reconnected ? LOG_WARNING : LOG_ERR, r, "Failed to register %s: %m", DISCOVERY1_OBJECT_PATH);
+        r = manager_bus_watch_gossip(m);
+        if (r < 0)
+                return log_full_errno(reconnected ? LOG_WARNING : LOG_ERR, r, "Failed to watch %s on the bus: %m", GOSSIP1_BUS_NAME);
+        r = sd_bus_request_name_async(m->bus, &m->name_slot, DISCOVERY1_BUS_NAME, 0, manager_request_name_cb, m);
+        if (r < 0)
+                return log_full_errno(reconnected ? LOG_WARNING : LOG_ERR, r, "Failed to request the bus name %s: %m", DISCOVERY1_BUS_NAME);
+        (void) manager_bus_read_local_node(m);
+        return 0;
 }
+
+/* Avahi, the seeds and the peer table go on; their signals are not sent until the bus is back. */
+static void manager_bus_lost(void *userdata) {
+        Manager *m = userdata;
+
+        if (m->ready)
+                log_warning("Lost the connection to the bus; discovering on and reconnecting.");
+        m->local_node_call = sd_bus_slot_unref(m->local_node_call);
+        m->gossip_signal_slot = sd_bus_slot_unref(m->gossip_signal_slot);
+        m->gossip_owner_slot = sd_bus_slot_unref(m->gossip_owner_slot);
+        m->name_slot = sd_bus_slot_unref(m->name_slot);
+        m->vtable_slot = sd_bus_slot_unref(m->vtable_slot);
+        m->bus = NULL;
+        m->bus_event = NULL;
+}
+
+static const BusReconnectOps manager_bus_ops = {
+        .connected = manager_bus_connected,
+        .lost = manager_bus_lost,
+};
 
 int manager_new(const MyceliaConfig *config, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
@@ -463,7 +510,7 @@ Manager *manager_free(Manager *m) {
         sd_bus_slot_unref(m->gossip_owner_slot);
         sd_bus_slot_unref(m->name_slot);
         sd_bus_slot_unref(m->vtable_slot);
-        bus_event_free(m->bus_event);
+        bus_reconnect_free(m->bus_reconnect);
         if (m->seed_timer)
                 event_free(m->seed_timer);
         if (m->local_poll_timer)
@@ -485,21 +532,9 @@ int manager_start(Manager *m) {
         struct timeval tv = { .tv_sec = DISCOVERY_SEED_INTERVAL_USEC / USEC_PER_SEC };
         int r;
 
-        r = daemon_bus_connect(m->base, m->bus_address, manager_bus_disconnected, m, &m->bus_event, &m->bus);
+        r = daemon_bus_connect(m->base, m->bus_address, &manager_bus_ops, m, &m->bus_reconnect);
         if (r < 0)
                 return r;
-
-        r = manager_bus_register(m);
-        if (r < 0)
-                return log_error_errno(r, "Failed to register %s: %m", DISCOVERY1_OBJECT_PATH);
-        r = manager_bus_watch_gossip(m);
-        if (r < 0)
-                return log_error_errno(r, "Failed to watch %s on the bus: %m", GOSSIP1_BUS_NAME);
-        r = sd_bus_request_name_async(m->bus, &m->name_slot, DISCOVERY1_BUS_NAME, 0, manager_request_name_cb, m);
-        if (r < 0)
-                return log_error_errno(r, "Failed to request the bus name %s: %m", DISCOVERY1_BUS_NAME);
-        (void) manager_bus_read_local_node(m);
-        bus_event_rearm(m->bus_event);
         manager_schedule_local_poll(m);
 
         if (m->config->mdns) {

@@ -34,8 +34,9 @@ typedef struct Manager {
         char *local_name;
         char *bus_address;              /* our own bus, fixed before DBUS_SYSTEM_BUS_ADDRESS is changed */
 
-        BusEvent *bus_event;
-        sd_bus *bus;                    /* borrowed from bus_event */
+        BusReconnect *bus_reconnect;    /* the connection, made again after a loss */
+        BusEvent *bus_event;            /* borrowed from bus_reconnect; NULL while the bus is lost */
+        sd_bus *bus;                    /* borrowed from bus_event; NULL while the bus is lost */
         sd_bus_slot *vtable_slot;
         sd_bus_slot *name_slot;
         sd_bus_slot *gossip_owner_slot;
@@ -71,8 +72,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 /* Connects to the bus, serves Discovery1, requests the name (READY follows), starts Avahi and
  * the seed rounds. */
 int manager_start(Manager *m);
-/* Runs the loop until SIGTERM/SIGINT (0, and STOPPING=1) or losing the bus or the name
- * (EXIT_FAILURE). */
+/* Runs the loop until SIGTERM/SIGINT (0, and STOPPING=1) or losing the name to another process
+ * (EXIT_FAILURE). A lost bus is not the end: Avahi and the seeds go on filling the peer table,
+ * and the connection, name and subscriptions are made again when the bus is back. */
 int manager_run(Manager *m);
 
 /* What gossipd's LocalNode says (0: unknown). Republishes when the result changed. */

@@ -496,6 +496,8 @@ int manager_bus_read_discovery_peers(Manager *m) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
         int r;
 
+        if (!m->bus)
+                return 0;
         r = sd_bus_message_new_method_call(m->bus, &msg, DISCOVERY1_BUS_NAME, DISCOVERY1_OBJECT_PATH,
                                            "org.freedesktop.DBus.Properties", "Get");
         if (r < 0)

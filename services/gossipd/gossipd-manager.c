@@ -205,7 +205,8 @@ static void manager_check_id_conflict(Manager *m) {
 static void manager_update_status(Manager *m) {
         char status[sizeof(m->last_status)];
 
-        if (!m->ready)
+        /* While the bus is lost, STATUS= says so (bus-reconnect.c). */
+        if (!m->ready || !m->bus)
                 return;
         manager_format_status(m, status, sizeof(status));
         if (streq(status, m->last_status))
@@ -769,7 +770,7 @@ Manager *manager_free(Manager *m) {
         sd_bus_slot_unref(m->discovery_owner_slot);
         sd_bus_slot_unref(m->name_slot);
         sd_bus_slot_unref(m->vtable_slot);
-        bus_event_free(m->bus_event);
+        bus_reconnect_free(m->bus_reconnect);
         gossip_net_free(m->net);
         if (m->swim_timer)
                 event_free(m->swim_timer);
@@ -796,11 +797,20 @@ Manager *manager_free(Manager *m) {
 static int manager_request_name_cb(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         Manager *m = userdata;
 
+        /* The connection went while asking: the next one asks again. */
+        if (!m->bus || sd_bus_is_open(m->bus) <= 0)
+                return 0;
         if (bus_request_name_result(reply, GOSSIP1_BUS_NAME) < 0) {
                 manager_exit(m, EXIT_FAILURE);
                 return 0;
         }
 
+        if (m->ready) {
+                log_info("Serving %s again.", GOSSIP1_BUS_NAME);
+                m->last_status[0] = '\0';
+                manager_update_status(m);
+                return 0;
+        }
         m->ready = true;
         log_info("Serving %s; node %s (%s), gossip at %s, incarnation %" PRIu32 ".", GOSSIP1_BUS_NAME,
                  m->local_name, m->local_id, m->advertise_string, swim_local(m->swim)->incarnation);
@@ -809,30 +819,60 @@ static int manager_request_name_cb(sd_bus_message *reply, void *userdata, sd_bus
         return 0;
 }
 
-static void manager_bus_disconnected(void *userdata) {
+/* A connection to the bus (the first, or a new one after dbus-daemon came back): Gossip1, the
+ * name, discoveryd's signals and its peers. Listeners re-read Members when the name appears. */
+static int manager_bus_connected(BusEvent *b, sd_bus *bus, bool reconnected, void *userdata) {
+        Manager *m = userdata;
+        int r;
+
+        m->bus_event = b;
+        m->bus = bus;
+        if (reconnected)
+                log_info("Connected to the bus again; registering %s.", GOSSIP1_BUS_NAME);
+
+        r = manager_bus_register(m);
+        if (r < 0)
+                return log_full_errno(reconnected ? LOG_WARNING : LOG_ERR, r, "Failed to register %s: %m", GOSSIP1_OBJECT_PATH);
+        r = manager_bus_follow_discovery(m);
+        if (r < 0)
+                return log_full_errno(reconnected ? LOG_WARNING : LOG_ERR, r, "Failed to follow %s on the bus: %m", DISCOVERY1_BUS_NAME);
+        r = sd_bus_request_name_async(m->bus, &m->name_slot, GOSSIP1_BUS_NAME, 0, manager_request_name_cb, m);
+        if (r < 0)
+                return log_full_errno(reconnected ? LOG_WARNING : LOG_ERR, r, "Failed to request the bus name %s: %m", GOSSIP1_BUS_NAME);
+        r = manager_bus_read_discovery_peers(m);
+        if (r < 0)
+                log_debug_errno(r, "Failed to ask %s for its peers: %m", DISCOVERY1_BUS_NAME);
+        return 0;
+}
+
+/* Membership goes on without the bus: datagrams, push-pulls, joins of the peers known so far;
+ * signals are not sent until it is back. */
+static void manager_bus_lost(void *userdata) {
         Manager *m = userdata;
 
-        log_error("Lost the connection to the bus; exiting.");
-        manager_exit(m, EXIT_FAILURE);
+        if (m->ready)
+                log_warning("Lost the connection to the bus; gossiping on and reconnecting.");
+        m->discovery_peers_slot = sd_bus_slot_unref(m->discovery_peers_slot);
+        m->discovery_signal_slot = sd_bus_slot_unref(m->discovery_signal_slot);
+        m->discovery_owner_slot = sd_bus_slot_unref(m->discovery_owner_slot);
+        m->name_slot = sd_bus_slot_unref(m->name_slot);
+        m->vtable_slot = sd_bus_slot_unref(m->vtable_slot);
+        m->bus = NULL;
+        m->bus_event = NULL;
 }
+
+static const BusReconnectOps manager_bus_ops = {
+        .connected = manager_bus_connected,
+        .lost = manager_bus_lost,
+};
 
 int manager_start(Manager *m) {
         struct timeval tv;
         int r;
 
-        r = daemon_bus_connect(m->base, m->config->bus_address, manager_bus_disconnected, m, &m->bus_event, &m->bus);
+        r = daemon_bus_connect(m->base, m->config->bus_address, &manager_bus_ops, m, &m->bus_reconnect);
         if (r < 0)
                 return r;
-
-        r = manager_bus_register(m);
-        if (r < 0)
-                return log_error_errno(r, "Failed to register %s: %m", GOSSIP1_OBJECT_PATH);
-        r = manager_bus_follow_discovery(m);
-        if (r < 0)
-                return log_error_errno(r, "Failed to follow %s on the bus: %m", DISCOVERY1_BUS_NAME);
-        r = sd_bus_request_name_async(m->bus, &m->name_slot, GOSSIP1_BUS_NAME, 0, manager_request_name_cb, m);
-        if (r < 0)
-                return log_error_errno(r, "Failed to request the bus name %s: %m", GOSSIP1_BUS_NAME);
 
         /* The new incarnation is used from now on: write it before anything can crash. */
         manager_save(m);
@@ -845,10 +885,6 @@ int manager_start(Manager *m) {
                         if (!streq(m->saved->members[i].id, m->local_id))
                                 manager_join_addr(m, &m->saved->members[i].addr);
         }
-        r = manager_bus_read_discovery_peers(m);
-        if (r < 0)
-                log_debug_errno(r, "Failed to ask %s for its peers: %m", DISCOVERY1_BUS_NAME);
-
         tv = usec_to_timeval(GOSSIP_ALONE_RETRY_USEC);
         if (evtimer_add(m->alone_timer, &tv) < 0)
                 return log_oom();

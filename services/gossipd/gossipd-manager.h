@@ -81,8 +81,9 @@ typedef struct Manager {
         bool state_warned;
         usec_t last_save;
 
-        BusEvent *bus_event;
-        sd_bus *bus;                    /* borrowed from bus_event */
+        BusReconnect *bus_reconnect;    /* the connection, made again after a loss */
+        BusEvent *bus_event;            /* borrowed from bus_reconnect; NULL while the bus is lost */
+        sd_bus *bus;                    /* borrowed from bus_event; NULL while the bus is lost */
         sd_bus_slot *vtable_slot;
         sd_bus_slot *name_slot;
         sd_bus_slot *discovery_owner_slot;
@@ -110,7 +111,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
  * and rejoins the saved members. */
 int manager_start(Manager *m);
 /* Runs the loop until SIGTERM/SIGINT or Leave() (0: then leaves gracefully, unless Leave() did
- * already, and writes the state file) or losing the bus or the name (EXIT_FAILURE). */
+ * already, and writes the state file) or losing the name to another process (EXIT_FAILURE). A
+ * lost bus is not the end: gossip goes on, and the connection, name and subscriptions are made
+ * again when the bus is back. */
 int manager_run(Manager *m);
 
 /* Parses and joins "ADDR:PORT" strings; returns how many parsed. */

@@ -435,6 +435,19 @@ void router_gossip_done(Manager *m) {
         m->gossip.published_models = NULL;
 }
 
+void router_gossip_bus_lost(Manager *m) {
+        m->gossip.present = false;
+        m->gossip.get_slot = sd_bus_slot_unref(m->gossip.get_slot);
+        m->gossip.loads_slot = sd_bus_slot_unref(m->gossip.loads_slot);
+        m->gossip.signal_slot = sd_bus_slot_unref(m->gossip.signal_slot);
+        m->gossip.owner_slot = sd_bus_slot_unref(m->gossip.owner_slot);
+        (void) event_del(m->gossip.load_timer);
+        free(m->gossip.published_models);
+        m->gossip.published_models = NULL;
+        m->gossip.load_published = false;
+        m->gossip.capacity_published = false;
+}
+
 int router_gossip_start(Manager *m) {
         int r;
 

@@ -48,6 +48,10 @@ void router_gossip_done(Manager *m);
 /* Subscribes to Gossip1's signals and its name, reads Members. Needs m->bus. */
 int router_gossip_start(Manager *m);
 
+/* The bus is gone: drops the slots made on it and forgets that gossipd is there (everything is
+ * read and published anew on the next connection). The table is kept. */
+void router_gossip_bus_lost(Manager *m);
+
 /* The local node's models or state changed: publish "models" if its value changed. */
 void router_gossip_local_changed(Manager *m);
 

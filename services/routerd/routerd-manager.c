@@ -522,7 +522,8 @@ static void manager_format_status(Manager *m, char *buf, size_t size) {
 static void manager_update_status(Manager *m) {
         char status[sizeof(m->last_status)];
 
-        if (!m->ready)
+        /* While the bus is lost, STATUS= says so (bus-reconnect.c). */
+        if (!m->ready || !m->bus)
                 return;
         manager_format_status(m, status, sizeof(status));
         if (streq(status, m->last_status))
@@ -576,11 +577,20 @@ static void manager_local_fetched(UpstreamPoller *p, int error, const char *reas
 static int manager_request_name_cb(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         Manager *m = userdata;
 
+        /* The connection went while asking: the next one asks again. */
+        if (!m->bus || sd_bus_is_open(m->bus) <= 0)
+                return 0;
         if (bus_request_name_result(reply, ROUTER1_BUS_NAME) < 0) {
                 manager_exit(m, EXIT_FAILURE);
                 return 0;
         }
 
+        if (m->ready) {
+                log_info("Serving %s again.", ROUTER1_BUS_NAME);
+                m->last_status[0] = '\0';
+                manager_update_status(m);
+                return 0;
+        }
         m->ready = true;
         log_info("Serving %s at %s, policy %s, node %s (%s).", ROUTER1_BUS_NAME, ROUTER1_OBJECT_PATH,
                  route_policy_to_string(m->policy), m->local_name, m->local_id);
@@ -592,8 +602,11 @@ static int manager_request_name_cb(sd_bus_message *reply, void *userdata, sd_bus
 int manager_request_name(Manager *m) {
         int r;
 
-        if (m->name_slot || m->ready)
+        /* name_slot lives as long as the connection: once per connection. */
+        if (!m->bus || m->name_slot)
                 return 0;
+        if (sd_bus_is_open(m->bus) <= 0)
+                return 0;       /* closing: the next connection asks */
         r = sd_bus_request_name_async(m->bus, &m->name_slot, ROUTER1_BUS_NAME, 0, manager_request_name_cb, m);
         if (r < 0) {
                 log_error_errno(r, "Failed to request the bus name %s: %m", ROUTER1_BUS_NAME);
@@ -604,12 +617,53 @@ int manager_request_name(Manager *m) {
         return 0;
 }
 
-static void manager_bus_disconnected(void *userdata) {
+/* A connection to the bus (the first, or a new one after dbus-daemon came back): Router1, the
+ * shim's and gossipd's names, the first read of Members (the name is requested after it). */
+static int manager_bus_connected(BusEvent *b, sd_bus *bus, bool reconnected, void *userdata) {
+        Manager *m = userdata;
+        int r;
+
+        m->bus_event = b;
+        m->bus = bus;
+        if (reconnected)
+                log_info("Connected to the bus again; registering %s and reading %s.", ROUTER1_BUS_NAME,
+                         GOSSIP1_BUS_NAME);
+
+        r = manager_bus_register(m);
+        if (r < 0)
+                return log_full_errno(reconnected ? LOG_WARNING : LOG_ERR, r, "Failed to register %s: %m", ROUTER1_OBJECT_PATH);
+
+        r = manager_bus_watch_shim(m);
+        if (r < 0)
+                return log_full_errno(reconnected ? LOG_WARNING : LOG_ERR, r, "Failed to watch %s on the bus: %m", SHIM1_BUS_NAME);
+
+        /* The name is requested once the first read of Gossip1.Members ended (or failed):
+         * a restarted routerd must not show the shim a table without its peers. */
+        r = router_gossip_start(m);
+        if (r < 0)
+                return log_full_errno(reconnected ? LOG_WARNING : LOG_ERR, r, "Failed to watch %s on the bus: %m", GOSSIP1_BUS_NAME);
+        return 0;
+}
+
+/* The table, the breakers and the upstream poller go on; nothing is said on the bus until it is
+ * back. */
+static void manager_bus_lost(void *userdata) {
         Manager *m = userdata;
 
-        log_error("Lost the connection to the bus; exiting.");
-        manager_exit(m, EXIT_FAILURE);
+        if (m->ready)
+                log_warning("Lost the connection to the bus; keeping the routing table and reconnecting.");
+        router_gossip_bus_lost(m);
+        m->shim_match_slot = sd_bus_slot_unref(m->shim_match_slot);
+        m->name_slot = sd_bus_slot_unref(m->name_slot);
+        m->vtable_slot = sd_bus_slot_unref(m->vtable_slot);
+        m->bus = NULL;
+        m->bus_event = NULL;
 }
+
+static const BusReconnectOps manager_bus_ops = {
+        .connected = manager_bus_connected,
+        .lost = manager_bus_lost,
+};
 
 int manager_new(const MyceliaConfig *config, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
@@ -676,7 +730,7 @@ Manager *manager_free(Manager *m) {
         sd_bus_slot_unref(m->shim_match_slot);
         sd_bus_slot_unref(m->name_slot);
         sd_bus_slot_unref(m->vtable_slot);
-        bus_event_free(m->bus_event);
+        bus_reconnect_free(m->bus_reconnect);
         if (m->emit_timer)
                 event_free(m->emit_timer);
         if (m->breaker_timer)
@@ -694,23 +748,9 @@ Manager *manager_free(Manager *m) {
 int manager_start(Manager *m) {
         int r;
 
-        r = daemon_bus_connect(m->base, m->config->bus_address, manager_bus_disconnected, m, &m->bus_event, &m->bus);
+        r = daemon_bus_connect(m->base, m->config->bus_address, &manager_bus_ops, m, &m->bus_reconnect);
         if (r < 0)
                 return r;
-
-        r = manager_bus_register(m);
-        if (r < 0)
-                return log_error_errno(r, "Failed to register %s: %m", ROUTER1_OBJECT_PATH);
-
-        r = manager_bus_watch_shim(m);
-        if (r < 0)
-                return log_error_errno(r, "Failed to watch %s on the bus: %m", SHIM1_BUS_NAME);
-
-        /* The name is requested once the first read of Gossip1.Members ended (or failed):
-         * a restarted routerd must not show the shim a table without its peers. */
-        r = router_gossip_start(m);
-        if (r < 0)
-                return log_error_errno(r, "Failed to watch %s on the bus: %m", GOSSIP1_BUS_NAME);
 
         r = upstream_poller_start(m->local_upstream);
         if (r < 0)

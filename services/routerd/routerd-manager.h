@@ -62,8 +62,9 @@ typedef struct Manager {
         size_t n_stats;
         UpstreamPoller *local_upstream;
 
-        BusEvent *bus_event;
-        sd_bus *bus;             /* borrowed from bus_event */
+        BusReconnect *bus_reconnect;    /* the connection, made again after a loss */
+        BusEvent *bus_event;     /* borrowed from bus_reconnect; NULL while the bus is lost */
+        sd_bus *bus;             /* borrowed from bus_event; NULL while the bus is lost */
         sd_bus_slot *vtable_slot;
         sd_bus_slot *name_slot;
         sd_bus_slot *shim_match_slot;
@@ -100,7 +101,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 /* Connects to the bus, serves Router1, requests the name (READY follows when it is ours)
  * and starts polling the local upstream. */
 int manager_start(Manager *m);
-/* Runs the loop until SIGTERM/SIGINT (0) or losing the bus or the name (EXIT_FAILURE). */
+/* Runs the loop until SIGTERM/SIGINT (0) or losing the name to another process (EXIT_FAILURE). A
+ * lost bus is not the end: the table keeps being served to nobody, the upstream is polled, and
+ * the connection, name and subscriptions are made again when the bus is back. */
 int manager_run(Manager *m);
 
 /* Table updates, each bumping Generation and emitting PropertiesChanged when something
@@ -136,7 +139,7 @@ void manager_clear_in_flight(Manager *m);
 
 const NodeStats *manager_get_stats(Manager *m, const char *id);
 
-/* Requests org.mycelia.Router1 (once; READY follows when it is ours). */
+/* Requests org.mycelia.Router1 (once per connection; READY follows the first time it is ours). */
 int manager_request_name(Manager *m);
 
 /* routerd-bus.c */

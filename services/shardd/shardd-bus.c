@@ -411,14 +411,6 @@ int manager_bus_emit_rebalanced(Manager *m, uint64_t done, uint64_t failed, uint
 }
 
 int manager_bus_publish(Manager *m) {
-        int r;
-
-        r = sd_bus_add_object_vtable(m->bus, &m->vtable_slot, SHARDSTORE1_OBJECT_PATH, SHARDSTORE1_INTERFACE,
-                                     shardstore_vtable, m);
-        if (r < 0)
-                return log_error_errno(r, "Failed to add the %s object: %m", SHARDSTORE1_BUS_NAME);
-        r = sd_bus_request_name(m->bus, SHARDSTORE1_BUS_NAME, 0);
-        if (r < 0)
-                return log_error_errno(r, "Failed to acquire %s: %m", SHARDSTORE1_BUS_NAME);
-        return 0;
+        return sd_bus_add_object_vtable(m->bus, &m->vtable_slot, SHARDSTORE1_OBJECT_PATH, SHARDSTORE1_INTERFACE,
+                                        shardstore_vtable, m);
 }

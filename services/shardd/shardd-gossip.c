@@ -31,6 +31,8 @@ static int gossip_publish(Manager *m) {
         const char *address = !isempty(m->config->shard_advertise) ? m->config->shard_advertise : m->peer_address;
         int r;
 
+        if (!m->bus)
+                return 0;
         r = gossip_set_local_metadata(m->bus, "shard", strempty(address));
         if (r < 0)
                 return r;
@@ -86,6 +88,8 @@ static int gossip_get_members_cb(sd_bus_message *reply, void *userdata, sd_bus_e
 static int gossip_get_members(Manager *m) {
         int r;
 
+        if (!m->bus)
+                return 0;
         r = gossip_get_members_async(m->bus, &m->gossip_get_slot, gossip_get_members_cb, m, GOSSIP_GET_TIMEOUT_USEC);
         if (r < 0)
                 return r;
@@ -160,9 +164,13 @@ int shardd_gossip_start(Manager *m) {
         return 0;
 }
 
-void shardd_gossip_done(Manager *m) {
+void shardd_gossip_bus_lost(Manager *m) {
         m->gossip_get_slot = sd_bus_slot_unref(m->gossip_get_slot);
         m->gossip_signal_slot = sd_bus_slot_unref(m->gossip_signal_slot);
         m->gossip_owner_slot = sd_bus_slot_unref(m->gossip_owner_slot);
+}
+
+void shardd_gossip_done(Manager *m) {
+        shardd_gossip_bus_lost(m);
         shard_members_done(&m->members);
 }

@@ -345,8 +345,9 @@ Manager *manager_free(Manager *m) {
         shardd_gossip_done(m);
         if (m->members_timer)
                 event_free(m->members_timer);
+        sd_bus_slot_unref(m->name_slot);
         sd_bus_slot_unref(m->vtable_slot);
-        bus_event_free(m->bus_event);
+        bus_reconnect_free(m->bus_reconnect);
         if (m->peer_http)
                 evhttp_free(m->peer_http);
         free(m->peer_address);
@@ -405,17 +406,68 @@ static int manager_listen(Manager *m) {
         return 0;
 }
 
-static void manager_bus_disconnected(void *userdata) {
-        log_error("Lost the connection to the bus; exiting.");
-        manager_exit(userdata, EXIT_FAILURE);
+static int manager_request_name_cb(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        Manager *m = userdata;
+
+        /* The connection went while asking: the next one asks again. */
+        if (!m->bus || sd_bus_is_open(m->bus) <= 0)
+                return 0;
+        if (bus_request_name_result(reply, SHARDSTORE1_BUS_NAME) < 0) {
+                manager_exit(m, EXIT_FAILURE);
+                return 0;
+        }
+        log_info("Serving %s again.", SHARDSTORE1_BUS_NAME);
+        daemon_notify_status("Serving collections.");
+        return 0;
 }
+
+/* A connection to the bus (the first, or a new one after dbus-daemon came back): ShardStore1,
+ * its name, gossipd's members. At start the name is ours before READY (the shim may call at
+ * once); after a reconnect it is asked for without blocking the listener. */
+static int manager_bus_connected(BusEvent *b, sd_bus *bus, bool reconnected, void *userdata) {
+        Manager *m = userdata;
+        int r;
+
+        m->bus_event = b;
+        m->bus = bus;
+        if (reconnected)
+                log_info("Connected to the bus again; registering %s.", SHARDSTORE1_BUS_NAME);
+        r = manager_bus_publish(m);
+        if (r < 0)
+                return log_full_errno(reconnected ? LOG_WARNING : LOG_ERR, r, "Failed to add the %s object: %m", SHARDSTORE1_BUS_NAME);
+        if (reconnected)
+                r = sd_bus_request_name_async(m->bus, &m->name_slot, SHARDSTORE1_BUS_NAME, 0, manager_request_name_cb, m);
+        else
+                r = sd_bus_request_name(m->bus, SHARDSTORE1_BUS_NAME, 0);
+        if (r < 0)
+                return log_full_errno(reconnected ? LOG_WARNING : LOG_ERR, r, "Failed to acquire %s: %m", SHARDSTORE1_BUS_NAME);
+        r = shardd_gossip_start(m);
+        if (r < 0)
+                return log_full_errno(reconnected ? LOG_WARNING : LOG_ERR, r, "Failed to watch %s on the bus: %m", GOSSIP1_BUS_NAME);
+        return 0;
+}
+
+/* The store, the indexes, the members last read and the transfer listener go on: peers keep
+ * syncing with this node; ShardStore1 is back with the bus. */
+static void manager_bus_lost(void *userdata) {
+        Manager *m = userdata;
+
+        log_warning("Lost the connection to the bus; serving peers on %s and reconnecting.", m->peer_address);
+        shardd_gossip_bus_lost(m);
+        m->name_slot = sd_bus_slot_unref(m->name_slot);
+        m->vtable_slot = sd_bus_slot_unref(m->vtable_slot);
+        m->bus = NULL;
+        m->bus_event = NULL;
+}
+
+static const BusReconnectOps manager_bus_ops = {
+        .connected = manager_bus_connected,
+        .lost = manager_bus_lost,
+};
 
 int manager_start(Manager *m) {
         int r;
 
-        r = daemon_bus_connect(m->base, m->config->bus_address, manager_bus_disconnected, m, &m->bus_event, &m->bus);
-        if (r < 0)
-                return r;
         /* Without the key this node keeps its own shards and serves its own clients, and refuses
          * every peer (nothing unauthenticated crosses the LAN). */
         r = mesh_http_key_load(m->config->mesh_key, &m->mesh_auth);
@@ -428,12 +480,9 @@ int manager_start(Manager *m) {
                 return r;
         if (asprintf(&m->self_url, "http://%s", m->peer_address) < 0)
                 return log_oom();
-        r = manager_bus_publish(m);
+        r = daemon_bus_connect(m->base, m->config->bus_address, &manager_bus_ops, m, &m->bus_reconnect);
         if (r < 0)
                 return r;
-        r = shardd_gossip_start(m);
-        if (r < 0)
-                return log_error_errno(r, "Failed to watch %s on the bus: %m", GOSSIP1_BUS_NAME);
         manager_sync_start(m);
         daemon_notify_ready("Serving collections.");
         log_info("Serving %zu collections from %s.", m->n_collections, m->store_path);

@@ -45,9 +45,11 @@ typedef struct Manager {
         char *store_path;
         int exit_code;
 
-        BusEvent *bus_event;
-        sd_bus *bus;            /* borrowed from bus_event */
+        BusReconnect *bus_reconnect;    /* the connection, made again after a loss */
+        BusEvent *bus_event;    /* borrowed from bus_reconnect; NULL while the bus is lost */
+        sd_bus *bus;            /* borrowed from bus_event; NULL while the bus is lost */
         sd_bus_slot *vtable_slot;
+        sd_bus_slot *name_slot; /* the name requested again after a reconnect */
 
         /* The transfer listener for peers' shardd ([shard] listen, or the socket systemd passes
          * as "shard"): its address as bound, and as peers reach it (gossip metadata "shard"). */
@@ -182,7 +184,7 @@ void manager_peer_collection(Manager *m, struct evhttp_request *req, const char 
  * to date. */
 void manager_peer_ready(Manager *m, struct evhttp_request *req, const char *collection, const char *shard);
 
-/* shardd-bus.c */
+/* shardd-bus.c: the ShardStore1 object on m->bus (the name is the manager's). */
 int manager_bus_publish(Manager *m);
 /* A sync round that had transfers ended: what it did (this round's counts). */
 int manager_bus_emit_rebalanced(Manager *m, uint64_t done, uint64_t failed, uint64_t bytes, uint64_t dropped);

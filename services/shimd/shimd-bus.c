@@ -31,14 +31,30 @@ static const sd_bus_vtable shim_vtable[] = {
 _Static_assert(sizeof(((Manager *) NULL)->requests_active) == sizeof(uint32_t), "RequestsActive is read as u");
 _Static_assert(sizeof(((Manager *) NULL)->router_connected) == sizeof(int), "RouterConnected is read as b");
 
-int manager_bus_publish(Manager *m) {
+static int manager_request_name_cb(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        Manager *m = userdata;
+
+        /* The connection went while asking: the next one asks again. */
+        if (!m->bus || sd_bus_is_open(m->bus) <= 0)
+                return 0;
+        /* Taken by another process: this one serves on without the name (the front door never
+         * depends on the bus). bus_request_name_result() logged it. */
+        if (bus_request_name_result(reply, SHIM1_BUS_NAME) >= 0)
+                log_info("Serving %s again.", SHIM1_BUS_NAME);
+        return 0;
+}
+
+int manager_bus_publish(Manager *m, bool reconnected) {
         int r;
 
         r = sd_bus_add_object_vtable(m->bus, &m->vtable_slot, SHIM1_OBJECT_PATH, SHIM1_INTERFACE, shim_vtable, m);
         if (r < 0)
-                return log_error_errno(r, "Failed to add the %s object: %m", SHIM1_BUS_NAME);
-        r = sd_bus_request_name(m->bus, SHIM1_BUS_NAME, 0);
+                return log_full_errno(reconnected ? LOG_WARNING : LOG_ERR, r, "Failed to add the %s object: %m", SHIM1_BUS_NAME);
+        if (reconnected)
+                r = sd_bus_request_name_async(m->bus, &m->name_slot, SHIM1_BUS_NAME, 0, manager_request_name_cb, m);
+        else
+                r = sd_bus_request_name(m->bus, SHIM1_BUS_NAME, 0);
         if (r < 0)
-                return log_error_errno(r, "Failed to acquire the bus name %s: %m", SHIM1_BUS_NAME);
+                return log_full_errno(reconnected ? LOG_WARNING : LOG_ERR, r, "Failed to acquire the bus name %s: %m", SHIM1_BUS_NAME);
         return 0;
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <systemd/sd-daemon.h>
 
+#include "bus-names.h"
 #include "log.h"
 #include "mesh-http.h"
 #include "mesh-key.h"
@@ -116,8 +117,9 @@ Manager *manager_free(Manager *m) {
         free(m->node_name);
         mesh_auth_key_wipe(&m->mesh_auth);
         sd_bus_slot_unref(m->gossip_owner_slot);
+        sd_bus_slot_unref(m->name_slot);
         sd_bus_slot_unref(m->vtable_slot);
-        bus_event_free(m->bus_event);
+        bus_reconnect_free(m->bus_reconnect);
         daemon_loop_free(m->loop);
         if (m->base)
                 event_base_free(m->base);
@@ -200,13 +202,51 @@ static int manager_load_mesh_key(Manager *m) {
         return 0;
 }
 
-static void manager_bus_disconnected(void *userdata) {
+/* A connection to the bus (at start, or a new one after dbus-daemon came back or was not there
+ * at start): Shim1 and its name, Router1's table (read again: RouterConnected follows), and this
+ * shim's addresses for gossipd. */
+static int manager_bus_connected(BusEvent *b, sd_bus *bus, bool reconnected, void *userdata) {
+        Manager *m = userdata;
+        int r;
+
+        m->bus_event = b;
+        m->bus = bus;
+        if (reconnected)
+                log_info("Connected to the bus; registering %s and reading the routing table.", SHIM1_BUS_NAME);
+        r = manager_bus_publish(m, reconnected);
+        if (r < 0)
+                return r;
+        r = router_cache_start(m->router);
+        if (r < 0)
+                return log_full_errno(reconnected ? LOG_WARNING : LOG_ERR, r, "Failed to subscribe to %s: %m", ROUTER1_BUS_NAME);
+        r = manager_gossip_start(m);
+        if (r < 0)
+                return log_full_errno(reconnected ? LOG_WARNING : LOG_ERR, r, "Failed to watch %s: %m", GOSSIP1_BUS_NAME);
+        if (reconnected)
+                /* "Bus lost, reconnecting" (bus-reconnect.c) is over. */
+                daemon_notify_status("Serving the Ollama API on %s, upstream %s", m->api.address,
+                                     m->config->upstream_url);
+        return 0;
+}
+
+/* Requests keep being served: routed by the last table the router cache read, or by the local
+ * Ollama when it never read one. */
+static void manager_bus_lost(void *userdata) {
         Manager *m = userdata;
 
-        log_warning("Lost the D-Bus connection; serving every request from the local Ollama.");
+        log_warning("Lost the D-Bus connection; routing from the last table read and reconnecting.");
         router_cache_bus_lost(m->router);
+        m->gossip_owner_slot = sd_bus_slot_unref(m->gossip_owner_slot);
+        m->name_slot = sd_bus_slot_unref(m->name_slot);
+        m->vtable_slot = sd_bus_slot_unref(m->vtable_slot);
         m->bus = NULL;
+        m->bus_event = NULL;
 }
+
+static const BusReconnectOps manager_bus_ops = {
+        .connected = manager_bus_connected,
+        .lost = manager_bus_lost,
+};
 
 int manager_start(Manager *m) {
         const MyceliaConfig *c = m->config;
@@ -229,24 +269,18 @@ int manager_start(Manager *m) {
                 .served_by = m->node_name,
         });
 
-        r = bus_event_open(m->base, c->bus_address, &m->bus_event);
+        r = bus_reconnect_new(m->base, c->bus_address, &manager_bus_ops, m, &m->bus_reconnect);
         if (r < 0)
-                /* The front door keeps serving without a bus: everything goes to the local Ollama. */
-                log_warning_errno(r, "Failed to connect to D-Bus, running without routing: %m");
-        else {
-                m->bus = bus_event_get_bus(m->bus_event);
-                bus_event_set_disconnect_cb(m->bus_event, manager_bus_disconnected, m);
-                r = manager_bus_publish(m);
-                if (r < 0)
-                        return r;
-                r = router_cache_start(m->router);
-                if (r < 0)
-                        return log_error_errno(r, "Failed to subscribe to org.mycelia.Router1: %m");
-                r = manager_gossip_start(m);
-                if (r < 0)
-                        return log_error_errno(r, "Failed to watch org.mycelia.Gossip1: %m");
-                bus_event_rearm(m->bus_event);
-        }
+                return log_oom();
+        r = bus_reconnect_start(m->bus_reconnect, true);
+        if (r < 0)
+                /* Connected, but Shim1 could not be published (its name refused): as before. */
+                return r;
+        if (!bus_reconnect_is_connected(m->bus_reconnect))
+                /* The front door serves without a bus: everything goes to the local Ollama until a
+                 * connection is made. */
+                log_warning_errno(bus_reconnect_last_error(m->bus_reconnect),
+                                  "Failed to connect to D-Bus, running without routing until it is there: %m");
 
         (void) sd_notifyf(0,
                           "READY=1\n"

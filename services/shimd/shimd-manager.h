@@ -65,9 +65,11 @@ struct Manager {
 
         struct event_base *base;
         DaemonLoop *loop;
-        BusEvent *bus_event;
-        sd_bus *bus;            /* borrowed from bus_event; NULL when running without a bus */
+        BusReconnect *bus_reconnect;    /* the connection, made again after a loss */
+        BusEvent *bus_event;    /* borrowed from bus_reconnect; NULL while there is no bus */
+        sd_bus *bus;            /* borrowed from bus_event; NULL while there is no bus */
         sd_bus_slot *vtable_slot;
+        sd_bus_slot *name_slot; /* the name requested again after a reconnect */
 
         ShimListener api;
         ShimListener mesh;
@@ -136,8 +138,10 @@ int manager_drain(Manager *m);
 int manager_drain_init(Manager *m);
 void manager_drain_free(Manager *m);
 
-/* shimd-bus.c */
-int manager_bus_publish(Manager *m);
+/* shimd-bus.c: the Shim1 object and name on m->bus; the name synchronously at start (it is ours
+ * before READY), asynchronously after a reconnect (the listeners must not wait). */
+int manager_bus_publish(Manager *m, bool reconnected);
 
-/* shimd-gossip.c: publishes "api" and "mesh" now and whenever gossipd (re)appears. */
+/* shimd-gossip.c: publishes "api" and "mesh" now and whenever gossipd (re)appears; called again
+ * after each reconnect. */
 int manager_gossip_start(Manager *m);

@@ -866,8 +866,14 @@ void router_cache_bus_lost(RouterCache *c) {
         if (!c)
                 return;
         c->get_all = sd_bus_slot_unref(c->get_all);
-        /* Without a bus the table can never be brought up to date again: stop routing by it. */
-        c->has_table = false;
+        c->match_properties = sd_bus_slot_unref(c->match_properties);
+        c->match_owner = sd_bus_slot_unref(c->match_owner);
+        /* As when routerd leaves the bus: the last table stays in use until a new connection
+         * reads it again (router_cache_start()); outcomes are dropped, in-flight counts kept. */
         router_cache_set_connected(c, false);
         (void) evtimer_del(c->report_timer);
+        for (size_t i = 0; i < c->n_outcomes; i++)
+                outcome_done(&c->outcomes[i]);
+        c->n_outcomes = 0;
+        c->n_folded = 0;
 }

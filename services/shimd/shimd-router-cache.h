@@ -17,7 +17,8 @@ typedef void (*RouterCacheNodeLostFn)(const char *node_id, const char *hostport,
 int router_cache_new(Manager *m, RouterCacheNodeLostFn node_lost, void *userdata, RouterCache **ret);
 RouterCache *router_cache_free(RouterCache *c);
 
-/* Subscribes to Router1's signals and reads its properties; no-op without a bus. */
+/* Subscribes to Router1's signals and reads its properties (at start and after each reconnect);
+ * no-op without a bus. */
 int router_cache_start(RouterCache *c);
 
 /* Whether a routing table is loaded: read from routerd, which may have left the bus since (the
@@ -73,5 +74,6 @@ void router_cache_report(RouterCache *c, const char *node_id, const char *model,
  * they are written to the bus (shutdown: the loop will not run again). */
 void router_cache_flush(RouterCache *c);
 
-/* The bus connection is gone: requests go to the local Ollama from now on. */
+/* The bus connection is gone: drops the slots made on it and keeps routing from the last table
+ * (RouterConnected false) until router_cache_start() on a new connection reads it again. */
 void router_cache_bus_lost(RouterCache *c);

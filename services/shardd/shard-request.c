@@ -368,6 +368,8 @@ static int hit_cmp(const void *x, const void *y) {
 void shard_answer_top(ShardAnswer *a, size_t k) {
         size_t n = 0;
 
+        if (a->n_hits == 0)     /* hits is NULL then, which qsort() must not be given */
+                return;
         qsort(a->hits, a->n_hits, sizeof(ShardAnswerHit), hit_cmp);
         for (size_t i = 0; i < a->n_hits; i++) {
                 bool dup = false;

@@ -72,6 +72,12 @@ static int64_t get_int(json_object *o, const char *key) {
         return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
 }
 
+/* Sums the answers' counters: each is a peer's number, so the sum saturates instead of overflowing. */
+static void add_saturating(int64_t *sum, int64_t v) {
+        if (__builtin_add_overflow(*sum, v, sum))
+                *sum = v > 0 ? INT64_MAX : INT64_MIN;
+}
+
 int shim_embed_merge(ShimApi api, json_object *const *answers, const ShimEmbedChunk *chunks, size_t n,
                      char **ret, size_t *ret_size) {
         _cleanup_(json_object_putp) json_object *merged = json_object_new_object(), *list = json_object_new_array();
@@ -102,13 +108,13 @@ int shim_embed_merge(ShimApi api, json_object *const *answers, const ShimEmbedCh
                         json_object *usage;
 
                         if (json_object_object_get_ex(a, "usage", &usage)) {
-                                prompt_tokens += get_int(usage, "prompt_tokens");
-                                total_tokens += get_int(usage, "total_tokens");
+                                add_saturating(&prompt_tokens, get_int(usage, "prompt_tokens"));
+                                add_saturating(&total_tokens, get_int(usage, "total_tokens"));
                         }
                 } else {
-                        total += get_int(a, "total_duration");
-                        load += get_int(a, "load_duration");
-                        count += get_int(a, "prompt_eval_count");
+                        add_saturating(&total, get_int(a, "total_duration"));
+                        add_saturating(&load, get_int(a, "load_duration"));
+                        add_saturating(&count, get_int(a, "prompt_eval_count"));
                 }
         }
         if (api == SHIM_API_OPENAI) {

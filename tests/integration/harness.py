@@ -11,6 +11,7 @@ PR_SET_PDEATHSIG and is killed by teardown (atexit, SIGTERM).
 """
 
 import atexit
+import contextlib
 import ctypes
 import http.client
 import json
@@ -38,6 +39,19 @@ from testenv import env_path, main, require_env  # noqa: E402,F401
 _procs = []            # every Proc ever started, for atexit teardown
 _tmpdirs = []
 _lock = threading.Lock()
+
+# tools/check's sanitizer stage (docs/testing.md, "Sanitizers") names a folder that must stay
+# empty. Every process this file starts writes its AddressSanitizer and LeakSanitizer reports
+# there, named after this file; UndefinedBehaviorSanitizer ignores log_path and writes to stderr,
+# so teardown copies every process log holding a report there too. A daemon the launcher
+# restarted after a report, or one that reported a leak at exit, fails the stage even when the
+# test passed.
+SANITIZER_LOG_DIR = os.environ.get('MYCELIA_SANITIZER_LOG_DIR')
+SANITIZER_REPORT = re.compile(rb'runtime error: |^==\d+==ERROR: |^SUMMARY: \w+Sanitizer', re.M)
+if SANITIZER_LOG_DIR:
+    os.environ['ASAN_OPTIONS'] = '%s:log_path=%s' % (
+        os.environ.get('ASAN_OPTIONS', ''),
+        os.path.join(SANITIZER_LOG_DIR, os.path.basename(sys.argv[0]) + '.asan'))
 
 PR_SET_PDEATHSIG = 1
 try:
@@ -266,6 +280,35 @@ class Proc:
         return rc
 
 
+@contextlib.contextmanager
+def asan_quarantine_off():
+    """Processes started inside this block run with AddressSanitizer's quarantine off, for a test
+    that bounds their RSS: freed memory waits there (256 MB) to catch a use after free, so under
+    the sanitizer stage RSS would measure the quarantine, not the process. No effect otherwise."""
+    saved = os.environ.get('ASAN_OPTIONS')
+    if saved is not None:
+        os.environ['ASAN_OPTIONS'] = saved + ':quarantine_size_mb=0'
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ['ASAN_OPTIONS'] = saved
+
+
+def _keep_sanitizer_reports(procs):
+    for p in procs:
+        try:
+            with open(p.log_path, 'rb') as f:
+                data = f.read()
+        except OSError:
+            continue
+        if SANITIZER_REPORT.search(data):
+            dest = os.path.join(SANITIZER_LOG_DIR, '%s.%s.%d.stderr' % (
+                os.path.basename(sys.argv[0]), p.name, p.pid))
+            with open(dest, 'wb') as f:
+                f.write(data)
+
+
 def teardown_all():
     with _lock:
         procs = list(_procs)
@@ -277,6 +320,8 @@ def teardown_all():
             p.stop(timeout=3)
         except Exception:  # noqa: BLE001 teardown must go on
             pass
+    if SANITIZER_LOG_DIR:
+        _keep_sanitizer_reports(procs)
     for d in dirs:
         shutil.rmtree(d, ignore_errors=True)
 

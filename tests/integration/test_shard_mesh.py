@@ -85,10 +85,18 @@ class ShardMesh(unittest.TestCase):
                                    json.dumps({'embedding': self.docs[doc_id], 'k': 1}))[0])
         return ans
 
-    def check_found(self, nodes, sample):
+    def check_found(self, nodes, sample, settle=10.0):
+        """Each document of sample is the top hit from one of nodes. An answer may be partial for
+        a moment after a membership change, and says so (a shard whose only complete copy was on
+        the node that died, until the survivor that now holds it is brought up to date): it is
+        asked again for up to settle seconds; a wrong answer that is not partial fails at once."""
         for i, doc_id in enumerate(sample):
             node = nodes[i % len(nodes)]
+            deadline = time.monotonic() + settle
             ans = self.find(node, doc_id)
+            while ans['partial'] and time.monotonic() < deadline:
+                time.sleep(0.2)
+                ans = self.find(node, doc_id)
             self.assertFalse(ans['partial'], ans)
             if [r['id'] for r in ans['results']] != [doc_id]:
                 where = {}

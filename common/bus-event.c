@@ -166,11 +166,13 @@ void bus_event_set_disconnect_cb(BusEvent *b, void (*cb)(void *userdata), void *
         b->disconnect_userdata = userdata;
 }
 
-int bus_request_name_result(sd_bus_message *reply, const char *name) {
+int bus_request_name_result(sd_bus *bus, sd_bus_message *reply, const char *name) {
         const sd_bus_error *e;
         uint32_t ret;
         int r;
 
+        if (!bus || sd_bus_is_open(bus) <= 0)
+                return 0;
         e = sd_bus_message_get_error(reply);
         if (e) {
                 log_error("Failed to acquire the bus name %s: %s", name, e->message ?: e->name);
@@ -184,7 +186,7 @@ int bus_request_name_result(sd_bus_message *reply, const char *name) {
                 log_error("The bus name %s is owned by another process.", name);
                 return -EEXIST;
         }
-        return 0;
+        return 1;
 }
 
 int bus_match_name_owner(sd_bus *bus, sd_bus_slot **slot, const char *name, sd_bus_message_handler_t cb,

@@ -29,9 +29,11 @@ void bus_event_rearm(BusEvent *b);
 void bus_event_set_disconnect_cb(BusEvent *b, void (*cb)(void *userdata), void *userdata);
 
 
-/* Reads the reply to an asynchronous RequestName: 0 when the name is ours, negative errno
- * (logged) when the call failed or another process owns it (daemons do not queue). */
-int bus_request_name_result(sd_bus_message *reply, const char *name);
+/* Reads the reply to an asynchronous RequestName made on bus (NULL once that connection was
+ * dropped): 1 when the name is ours, 0 when the connection went while asking (nothing to do: the
+ * next connection asks again), negative errno (logged) when the call failed or another process
+ * owns it (daemons do not queue). */
+int bus_request_name_result(sd_bus *bus, sd_bus_message *reply, const char *name);
 
 /* Reads an "as" at the read position of m. The first max strings go to ret (borrowed: they live
  * as long as m); *ret_n says how many, *ret_total how many the array had, so the caller decides

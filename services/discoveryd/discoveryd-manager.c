@@ -381,14 +381,13 @@ static void manager_exit(Manager *m, int code) {
 static int manager_request_name_cb(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         Manager *m = userdata;
         char status[256];
+        int r;
 
-        /* The connection went while asking: the next one asks again. */
-        if (!m->bus || sd_bus_is_open(m->bus) <= 0)
-                return 0;
-        if (bus_request_name_result(reply, DISCOVERY1_BUS_NAME) < 0) {
+        r = bus_request_name_result(m->bus, reply, DISCOVERY1_BUS_NAME);
+        if (r < 0)
                 manager_exit(m, EXIT_FAILURE);
+        if (r <= 0)
                 return 0;
-        }
         snprintf(status, sizeof(status), "Serving; mDNS %s, %zu seed(s)", m->avahi ? "on" : "off", m->n_seeds);
         if (m->ready) {
                 log_info("Serving %s again.", DISCOVERY1_BUS_NAME);

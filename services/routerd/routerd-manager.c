@@ -576,14 +576,13 @@ static void manager_local_fetched(UpstreamPoller *p, int error, const char *reas
 
 static int manager_request_name_cb(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         Manager *m = userdata;
+        int r;
 
-        /* The connection went while asking: the next one asks again. */
-        if (!m->bus || sd_bus_is_open(m->bus) <= 0)
-                return 0;
-        if (bus_request_name_result(reply, ROUTER1_BUS_NAME) < 0) {
+        r = bus_request_name_result(m->bus, reply, ROUTER1_BUS_NAME);
+        if (r < 0)
                 manager_exit(m, EXIT_FAILURE);
+        if (r <= 0)
                 return 0;
-        }
 
         if (m->ready) {
                 log_info("Serving %s again.", ROUTER1_BUS_NAME);

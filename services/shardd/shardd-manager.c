@@ -408,14 +408,13 @@ static int manager_listen(Manager *m) {
 
 static int manager_request_name_cb(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         Manager *m = userdata;
+        int r;
 
-        /* The connection went while asking: the next one asks again. */
-        if (!m->bus || sd_bus_is_open(m->bus) <= 0)
-                return 0;
-        if (bus_request_name_result(reply, SHARDSTORE1_BUS_NAME) < 0) {
+        r = bus_request_name_result(m->bus, reply, SHARDSTORE1_BUS_NAME);
+        if (r < 0)
                 manager_exit(m, EXIT_FAILURE);
+        if (r <= 0)
                 return 0;
-        }
         log_info("Serving %s again.", SHARDSTORE1_BUS_NAME);
         daemon_notify_status("Serving collections.");
         return 0;

@@ -34,12 +34,9 @@ _Static_assert(sizeof(((Manager *) NULL)->router_connected) == sizeof(int), "Rou
 static int manager_request_name_cb(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         Manager *m = userdata;
 
-        /* The connection went while asking: the next one asks again. */
-        if (!m->bus || sd_bus_is_open(m->bus) <= 0)
-                return 0;
         /* Taken by another process: this one serves on without the name (the front door never
          * depends on the bus). bus_request_name_result() logged it. */
-        if (bus_request_name_result(reply, SHIM1_BUS_NAME) >= 0)
+        if (bus_request_name_result(m->bus, reply, SHIM1_BUS_NAME) > 0)
                 log_info("Serving %s again.", SHIM1_BUS_NAME);
         return 0;
 }

@@ -62,6 +62,24 @@ int gossip_member_load_read(sd_bus_message *msg, GossipMemberLoad *ret) {
         return 1;
 }
 
+int gossip_member_signal_read(sd_bus_message *msg, GossipMember *g, bool *ret_removed) {
+        const char *member = sd_bus_message_get_member(msg);
+        int r;
+
+        if (!member)
+                return 0;
+        if (streq(member, "MemberJoined") || streq(member, "MemberUpdated"))
+                *ret_removed = false;
+        else if (streq(member, "MemberLeft") || streq(member, "MemberFailed"))
+                *ret_removed = true;
+        else
+                return 0;
+        r = gossip_member_read(msg, g);
+        if (r <= 0)
+                return log_debug_errno(r ?: -EBADMSG, "Ignoring a malformed %s signal: %m", member);
+        return 1;
+}
+
 const char *gossip_member_meta(const GossipMember *m, const char *key) {
         for (size_t i = 0; i < m->n_meta; i++)
                 if (m->meta_keys[i] && streq(m->meta_keys[i], key))

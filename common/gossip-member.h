@@ -35,6 +35,11 @@ typedef struct GossipMember {
  * above are skipped. */
 int gossip_member_read(sd_bus_message *msg, GossipMember *g);
 
+/* Reads a Gossip1 Member* signal: 1 with *g and *ret_removed (MemberLeft or MemberFailed: the
+ * member is gone; MemberJoined or MemberUpdated: it is there), 0 for another signal, negative
+ * errno (logged at debug) for a malformed one. */
+int gossip_member_signal_read(sd_bus_message *msg, GossipMember *g, bool *ret_removed);
+
 /* A member's load as Loads and LoadsChanged carry it: what the member itself last told this
  * node's gossipd (not versioned gossip). Borrowed id. */
 typedef struct GossipMemberLoad {

@@ -396,18 +396,8 @@ static int gossip_signal_cb(sd_bus_message *msg, void *userdata, sd_bus_error *r
                         log_debug_errno(r, "Ignoring a malformed LoadsChanged signal: %m");
                 return 0;
         }
-        if (streq(member, "MemberJoined") || streq(member, "MemberUpdated"))
-                removed = false;
-        else if (streq(member, "MemberLeft") || streq(member, "MemberFailed"))
-                removed = true;
-        else
+        if (gossip_member_signal_read(msg, &g, &removed) <= 0)
                 return 0;
-
-        r = gossip_member_read(msg, &g);
-        if (r <= 0) {
-                log_debug_errno(r, "Ignoring a malformed %s signal: %m", member);
-                return 0;
-        }
         m->gossip.n_events++;
         manager_batch_begin(m);
         (void) router_gossip_apply(m, &g, removed);

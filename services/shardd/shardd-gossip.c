@@ -116,25 +116,13 @@ static int gossip_owner_changed_cb(sd_bus_message *msg, void *userdata, sd_bus_e
 }
 
 static int gossip_signal_cb(sd_bus_message *msg, void *userdata, sd_bus_error *ret_error) {
-        const char *member = sd_bus_message_get_member(msg);
         Manager *m = userdata;
         GossipMember g;
         bool removed;
         int r;
 
-        if (!member)
+        if (gossip_member_signal_read(msg, &g, &removed) <= 0)
                 return 0;
-        if (streq(member, "MemberJoined") || streq(member, "MemberUpdated"))
-                removed = false;
-        else if (streq(member, "MemberLeft") || streq(member, "MemberFailed"))
-                removed = true;
-        else
-                return 0;
-        r = gossip_member_read(msg, &g);
-        if (r <= 0) {
-                log_debug_errno(r, "Ignoring a malformed %s signal: %m", member);
-                return 0;
-        }
         r = gossip_apply(m, &g, removed);
         if (r < 0)
                 log_debug_errno(r, "Ignoring member %s: %m", strempty(g.id));

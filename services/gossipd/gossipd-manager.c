@@ -29,6 +29,7 @@ static void random_bytes(void *buf, size_t n, void *userdata) {
 
 static void manager_save(Manager *m) {
         _cleanup_free_ GossipState *state = NULL;
+        const SwimMember *local;
         _cleanup_free_ char *text = NULL;
         int r;
 
@@ -42,7 +43,12 @@ static void manager_save(Manager *m) {
                 log_oom();
                 return;
         }
-        state->incarnation = swim_local(m->swim)->incarnation;
+        local = swim_local(m->swim);
+        state->incarnation = local->incarnation;
+        for (size_t i = 0; i < local->n_meta; i++)
+                /* version and proto are this build's, set at start. */
+                if (!streq(local->meta_keys[i], "version") && !streq(local->meta_keys[i], "proto"))
+                        (void) gossip_state_add_meta(state, local->meta_keys[i], local->meta_values[i]);
         for (size_t i = 0; i < swim_n_members(m->swim) && state->n_members < GOSSIP_STATE_MEMBERS_MAX; i++) {
                 const SwimMember *mb = swim_member(m->swim, i);
 
@@ -310,6 +316,46 @@ static void manager_swim_timer_cb(evutil_socket_t fd, short what, void *userdata
         manager_after_swim(m);
 }
 
+/* --- rejoining after a restart --- */
+
+static void manager_request_name(Manager *m);
+
+/* The rejoin is over: the name (and READY) may follow. */
+static void manager_rejoin_done(Manager *m) {
+        if (!m->rejoining)
+                return;
+        m->rejoining = false;
+        (void) evtimer_del(m->rejoin_timer);
+        if (m->bus)
+                manager_request_name(m);
+}
+
+static void manager_rejoin_timer_cb(evutil_socket_t fd, short what, void *userdata) {
+        Manager *m = userdata;
+
+        log_notice("No saved member answered within %" PRIu64 " s; serving %s with the members known so far.",
+                   (uint64_t) (GOSSIP_REJOIN_WAIT_USEC / USEC_PER_SEC), GOSSIP1_BUS_NAME);
+        manager_rejoin_done(m);
+}
+
+/* A push-pull ended. One that succeeded brought the mesh's state (any member has it all); the
+ * rejoin also ends when every saved member failed. */
+static void manager_rejoin_answered(Manager *m, const SwimAddr *to, bool ok) {
+        if (!m->rejoining)
+                return;
+        if (ok) {
+                log_debug("Rejoined: %zu member(s) known.", swim_n_alive(m->swim));
+                manager_rejoin_done(m);
+                return;
+        }
+        for (size_t i = 0; m->saved && i < m->saved->n_members; i++)
+                if (swim_addr_equal(&m->saved->members[i].addr, to)) {
+                        if (m->rejoin_waiting > 0 && --m->rejoin_waiting == 0)
+                                manager_rejoin_done(m);
+                        return;
+                }
+}
+
 /* --- the network's handlers --- */
 
 static void on_datagram(const SwimAddr *from, const void *data, size_t size, void *userdata) {
@@ -354,7 +400,7 @@ static void on_push_pull_request(const SwimAddr *from, const void *data, size_t 
 static void on_push_pull_done(const SwimAddr *to, int error, const void *data, size_t size, void *userdata) {
         Manager *m = userdata;
         char a[SWIM_ADDR_STRING_MAX] = "?";
-        int r;
+        int r = -ESHUTDOWN;
 
         (void) swim_addr_format(to, a, sizeof(a));
         if (error < 0)
@@ -366,6 +412,7 @@ static void on_push_pull_done(const SwimAddr *to, int error, const void *data, s
                 else
                         log_debug("Push-pull with %s done.", a);
         }
+        manager_rejoin_answered(m, to, error >= 0 && r >= 0);
         manager_push_pull_next(m);
         manager_after_swim(m);
 }
@@ -523,6 +570,8 @@ int manager_set_local_meta(Manager *m, const char *key, const char *value) {
         if (m->left)
                 return -ESHUTDOWN;
         r = swim_set_local_meta(m->swim, now_usec(), key, value);
+        if (r > 0)
+                manager_state_changed(m);       /* the state file keeps it for a restart */
         manager_after_swim(m);
         return r;
 }
@@ -736,6 +785,16 @@ int manager_new(const MyceliaConfig *config, Manager **ret) {
         sodium_memzero(key, sizeof(key));
         if (r < 0)
                 return log_error_errno(r, "Failed to set the mesh key: %m");
+        /* As the node was: what routerd, shimd and shardd published before the restart, until
+         * they publish again (same values: nothing changes for the peers). */
+        for (size_t i = 0; m->saved && i < m->saved->n_meta; i++) {
+                const char *key, *value;
+
+                gossip_state_meta(m->saved, i, &key, &value);
+                r = swim_set_local_meta(m->swim, now, key, value);
+                if (r < 0)
+                        log_debug_errno(r, "Not restoring the saved metadata %s: %m", key);
+        }
         {
                 char proto[16];
 
@@ -755,7 +814,8 @@ int manager_new(const MyceliaConfig *config, Manager **ret) {
         m->alone_timer = event_new(m->base, -1, EV_PERSIST, manager_alone_timer_cb, m);
         m->save_timer = evtimer_new(m->base, manager_save_timer_cb, m);
         m->loads_timer = evtimer_new(m->base, manager_loads_timer_cb, m);
-        if (!m->swim_timer || !m->alone_timer || !m->save_timer || !m->loads_timer)
+        m->rejoin_timer = evtimer_new(m->base, manager_rejoin_timer_cb, m);
+        if (!m->swim_timer || !m->alone_timer || !m->save_timer || !m->loads_timer || !m->rejoin_timer)
                 return log_oom();
 
         *ret = TAKE_PTR(m);
@@ -780,6 +840,8 @@ Manager *manager_free(Manager *m) {
                 event_free(m->save_timer);
         if (m->loads_timer)
                 event_free(m->loads_timer);
+        if (m->rejoin_timer)
+                event_free(m->rejoin_timer);
         swim_free(m->swim);
         manager_discovery_reset(m);
         free(m->peers);
@@ -792,6 +854,22 @@ Manager *manager_free(Manager *m) {
                 event_base_free(m->base);
         free(m);
         return NULL;
+}
+
+static int manager_request_name_cb(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error);
+
+static void manager_request_name(Manager *m) {
+        int r;
+
+        m->name_slot = sd_bus_slot_unref(m->name_slot);
+        r = sd_bus_request_name_async(m->bus, &m->name_slot, GOSSIP1_BUS_NAME, 0, manager_request_name_cb, m);
+        if (r < 0) {
+                log_error_errno(r, "Failed to request the bus name %s: %m", GOSSIP1_BUS_NAME);
+                manager_exit(m, EXIT_FAILURE);
+                return;
+        }
+        if (m->bus_event)
+                bus_event_rearm(m->bus_event);
 }
 
 static int manager_request_name_cb(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
@@ -835,9 +913,12 @@ static int manager_bus_connected(BusEvent *b, sd_bus *bus, bool reconnected, voi
         r = manager_bus_follow_discovery(m);
         if (r < 0)
                 return log_full_errno(reconnected ? LOG_WARNING : LOG_ERR, r, "Failed to follow %s on the bus: %m", DISCOVERY1_BUS_NAME);
-        r = sd_bus_request_name_async(m->bus, &m->name_slot, GOSSIP1_BUS_NAME, 0, manager_request_name_cb, m);
-        if (r < 0)
-                return log_full_errno(reconnected ? LOG_WARNING : LOG_ERR, r, "Failed to request the bus name %s: %m", GOSSIP1_BUS_NAME);
+        /* Not while rejoining: manager_rejoin_done() asks then. */
+        if (!m->rejoining) {
+                r = sd_bus_request_name_async(m->bus, &m->name_slot, GOSSIP1_BUS_NAME, 0, manager_request_name_cb, m);
+                if (r < 0)
+                        return log_full_errno(reconnected ? LOG_WARNING : LOG_ERR, r, "Failed to request the bus name %s: %m", GOSSIP1_BUS_NAME);
+        }
         r = manager_bus_read_discovery_peers(m);
         if (r < 0)
                 log_debug_errno(r, "Failed to ask %s for its peers: %m", DISCOVERY1_BUS_NAME);
@@ -869,21 +950,32 @@ int manager_start(Manager *m) {
         struct timeval tv;
         int r;
 
-        r = daemon_bus_connect(m->base, m->config->bus_address, &manager_bus_ops, m, &m->bus_reconnect);
-        if (r < 0)
-                return r;
-
         /* The new incarnation is used from now on: write it before anything can crash. */
         manager_save(m);
 
-        /* Rejoin fast: the members alive when this node last wrote its state. */
+        /* Rejoin fast: the members alive when this node last wrote its state. Gossip1 is served
+         * once one of them has answered (or all failed, or GOSSIP_REJOIN_WAIT_USEC passed): its
+         * listeners read Members when the name appears and take it for the mesh, so a gossipd
+         * that restarts under a running routerd or shardd must not show them a mesh of one. */
         if (m->saved && m->saved->n_members > 0) {
                 log_info("Rejoining %zu member%s saved in %s.", m->saved->n_members,
                          m->saved->n_members == 1 ? "" : "s", m->state_path);
                 for (size_t i = 0; i < m->saved->n_members; i++)
-                        if (!streq(m->saved->members[i].id, m->local_id))
+                        if (!streq(m->saved->members[i].id, m->local_id)) {
                                 manager_join_addr(m, &m->saved->members[i].addr);
+                                m->rejoin_waiting++;
+                        }
         }
+        if (m->rejoin_waiting > 0) {
+                m->rejoining = true;
+                tv = usec_to_timeval(GOSSIP_REJOIN_WAIT_USEC);
+                if (evtimer_add(m->rejoin_timer, &tv) < 0)
+                        return log_oom();
+        }
+
+        r = daemon_bus_connect(m->base, m->config->bus_address, &manager_bus_ops, m, &m->bus_reconnect);
+        if (r < 0)
+                return r;
         tv = usec_to_timeval(GOSSIP_ALONE_RETRY_USEC);
         if (evtimer_add(m->alone_timer, &tv) < 0)
                 return log_oom();

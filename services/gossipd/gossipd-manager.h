@@ -30,6 +30,9 @@
 #define GOSSIP_SAVE_INTERVAL_USEC (2 * USEC_PER_SEC)
 /* The swim timer fires at least this often, a safety net should a deadline be missed. */
 #define GOSSIP_TIMER_MAX_USEC (1 * USEC_PER_SEC)
+/* After a restart with saved members, Gossip1 (and READY) waits at most this long for one of
+ * them to answer a push-pull. */
+#define GOSSIP_REJOIN_WAIT_USEC (3 * USEC_PER_SEC)
 /* LoadsChanged goes out at most this often, with every member whose load changed since. */
 #define GOSSIP_LOADS_EMIT_INTERVAL_USEC (200 * USEC_PER_MSEC)
 
@@ -62,6 +65,7 @@ typedef struct Manager {
         struct event *alone_timer;
         struct event *save_timer;
         struct event *loads_timer;
+        struct event *rejoin_timer;
         /* swim_load_serial() when LoadsChanged last went out: members with a higher load_serial
          * changed since. */
         uint64_t loads_emitted_serial;
@@ -74,6 +78,8 @@ typedef struct Manager {
         DiscoveryPeer *peers;
         size_t n_peers;
         GossipState *saved;             /* from the state file at start; NULL when none */
+        bool rejoining;                 /* the name waits for a saved member to answer */
+        size_t rejoin_waiting;          /* push-pulls to saved members not yet failed */
 
         char *state_path;
         char *state_written;            /* text last written, to skip identical rewrites */

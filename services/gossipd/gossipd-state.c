@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Reading and atomically writing STATE_DIR/gossip/members. Format, one record a line:
- * "incarnation N" and "member ID ADDR:PORT"; '#' starts a comment. */
+ * "incarnation N", "meta KEY VALUE" (VALUE is the rest of the line) and "member ID ADDR:PORT";
+ * '#' starts a comment. */
+#include <assert.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -8,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "gossipd-state.h"
+#include "swim-wire.h"
 
 int gossip_state_path(const char *state_dir, char **ret) {
         if (isempty(state_dir))
@@ -26,12 +29,48 @@ static bool id_valid(const char *id) {
         return true;
 }
 
+int gossip_state_add_meta(GossipState *s, const char *key, const char *value) {
+        size_t kl, vl;
+
+        kl = strlen(key);
+        vl = strlen(value);
+        if (!swim_meta_key_valid(key, kl) || vl == 0 || !swim_meta_value_valid(value, vl))
+                return -EINVAL;
+        if (s->n_meta >= SWIM_META_KEYS_MAX || kl + vl + 2 > sizeof(s->meta) - s->meta_size)
+                return -E2BIG;
+        memcpy(s->meta + s->meta_size, key, kl + 1);
+        memcpy(s->meta + s->meta_size + kl + 1, value, vl + 1);
+        s->meta_size += kl + vl + 2;
+        s->n_meta++;
+        return 0;
+}
+
+void gossip_state_meta(const GossipState *s, size_t i, const char **ret_key, const char **ret_value) {
+        const char *p = s->meta;
+
+        assert(i < s->n_meta);
+        for (; i > 0; i--) {
+                p += strlen(p) + 1;
+                p += strlen(p) + 1;
+        }
+        *ret_key = p;
+        *ret_value = p + strlen(p) + 1;
+}
+
 static void state_parse_line(GossipState *s, char *line) {
         char *save = NULL, *word, *id, *addr;
 
         word = strtok_r(line, " \t", &save);
         if (!word || word[0] == '#')
                 return;
+        if (streq(word, "meta")) {
+                /* The value is the rest of the line, spaces and all. */
+                char *key = strtok_r(NULL, " ", &save);
+
+                if (key && save)
+                        (void) gossip_state_add_meta(s, key, save);
+                return;
+        }
         if (streq(word, "incarnation")) {
                 char *v = strtok_r(NULL, " \t", &save), *end;
                 unsigned long long n;
@@ -99,8 +138,14 @@ int gossip_state_format(const GossipState *s, char **ret) {
         f = open_memstream(&buf, &size);
         if (!f)
                 return -ENOMEM;
-        fprintf(f, "# mycelia-gossipd: the last incarnation used and the members alive when written.\n");
+        fprintf(f, "# mycelia-gossipd: the last incarnation used, this node's metadata and the members alive when written.\n");
         fprintf(f, "incarnation %" PRIu32 "\n", s->incarnation);
+        for (size_t i = 0; i < s->n_meta; i++) {
+                const char *key, *value;
+
+                gossip_state_meta(s, i, &key, &value);
+                fprintf(f, "meta %s %s\n", key, value);
+        }
         for (size_t i = 0; i < s->n_members && i < GOSSIP_STATE_MEMBERS_MAX; i++) {
                 char addr[SWIM_ADDR_STRING_MAX];
 

@@ -402,6 +402,29 @@ class Gossip(unittest.TestCase):
         finally:
             e.stop()
 
+    def test_11_restart_keeps_metadata_and_waits_for_the_mesh(self):
+        """A restarted gossipd announces the node with the metadata it had, and serves Gossip1
+        only once it knows the mesh again: routerd and shardd read Members when the name
+        appears and drop whom it does not list."""
+        b = self.b
+        self.wait_converged([self.a, b], sorted([self.a.node_id, b.node_id]))
+        b.call('SetLocalMetadata', 'ss', 'mesh', 'http://127.0.0.1:1/ with spaces')
+        members_file = os.path.join(b.state_dir, 'gossip', 'members')
+        wait_until(lambda: 'meta mesh http://127.0.0.1:1/ with spaces\n' in read_file(members_file), 5,
+                   what='b saving its metadata')
+        inc_before = self.a.members()[b.node_id][4]
+        b.kill()
+        b.start()
+        # The name is served: the members it lists are the mesh, not b alone.
+        self.assertIn(self.a.node_id, alive_ids(b), 'Gossip1 served before the rejoin')
+        self.assertEqual(b.local()[5].get('mesh'), 'http://127.0.0.1:1/ with spaces')
+        # The peers never see the new incarnation bare.
+        wait_until(lambda: self.a.members()[b.node_id][4] > inc_before, 10, what='a seeing b again')
+        self.assertEqual(self.a.members()[b.node_id][5].get('mesh'), 'http://127.0.0.1:1/ with spaces')
+        # Removing a key removes it from the file too.
+        b.call('SetLocalMetadata', 'ss', 'mesh', '')
+        wait_until(lambda: 'meta mesh' not in read_file(members_file), 5, what='b forgetting its metadata')
+
 
 if __name__ == '__main__':
     testenv.main()

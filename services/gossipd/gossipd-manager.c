@@ -788,12 +788,12 @@ int manager_new(const MyceliaConfig *config, Manager **ret) {
         /* As the node was: what routerd, shimd and shardd published before the restart, until
          * they publish again (same values: nothing changes for the peers). */
         for (size_t i = 0; m->saved && i < m->saved->n_meta; i++) {
-                const char *key, *value;
+                const char *meta_key, *meta_value;
 
-                gossip_state_meta(m->saved, i, &key, &value);
-                r = swim_set_local_meta(m->swim, now, key, value);
+                gossip_state_meta(m->saved, i, &meta_key, &meta_value);
+                r = swim_set_local_meta(m->swim, now, meta_key, meta_value);
                 if (r < 0)
-                        log_debug_errno(r, "Not restoring the saved metadata %s: %m", key);
+                        log_debug_errno(r, "Not restoring the saved metadata %s: %m", meta_key);
         }
         {
                 char proto[16];

@@ -42,6 +42,7 @@ static const ConfigOption config_options[] = {
         O("shim", "max_body_size", "max-body-size", CONFIG_SIZE, max_body_size, "100M", "largest request body accepted"),
         O("shim", "max_header_size", "max-header-size", CONFIG_SIZE, max_header_size, "64K", "largest request header block accepted"),
         O("shim", "max_requests", "max-requests", CONFIG_UINT, max_requests, "512", "concurrent requests before 503 server busy"),
+        O("shim", "max_connections", "max-connections", CONFIG_UINT, max_connections, "4096", "client connections per listener; past it new ones wait in the listen backlog"),
         O("shim", "max_stream_buffer", "max-stream-buffer", CONFIG_SIZE, max_stream_buffer, "1M", "response bytes held for a slow client before reading from upstream pauses"),
         O("shim", "idle_timeout", "idle-timeout", CONFIG_DURATION, idle_timeout, "60s", "client connection idle timeout"),
         O("shim", "connect_timeout", "connect-timeout", CONFIG_DURATION, connect_timeout, "5s", "upstream connect timeout"),

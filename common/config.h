@@ -25,6 +25,7 @@ typedef struct MyceliaConfig {
         uint64_t max_body_size;   /* bytes */
         uint64_t max_header_size; /* bytes */
         unsigned max_requests;    /* concurrent requests before 503 */
+        unsigned max_connections; /* client connections per listener before accepting pauses */
         uint64_t max_stream_buffer; /* bytes of a response held for a slow client before pausing upstream */
         usec_t idle_timeout;      /* client connection idle/read timeout */
         usec_t connect_timeout;   /* upstream connect timeout */

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 
 #include "build-config.h"
@@ -321,5 +322,23 @@ int daemon_bus_connect(struct event_base *base, const char *address, const BusRe
         if (k < 0)
                 return log_error_errno(k, "Failed to connect or register on the bus %s: %m", isempty(address) ? "(system)" : address);
         *ret = TAKE_PTR(r);
+        return 0;
+}
+
+int daemon_fd_limit_raise(uint64_t *ret_soft) {
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return -errno;
+        if (rl.rlim_cur != rl.rlim_max) {
+                struct rlimit raised = { .rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max };
+
+                if (setrlimit(RLIMIT_NOFILE, &raised) < 0) {
+                        *ret_soft = rl.rlim_cur;
+                        return -errno;
+                }
+                rl.rlim_cur = rl.rlim_max;
+        }
+        *ret_soft = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t) rl.rlim_cur;
         return 0;
 }

@@ -20,6 +20,10 @@ typedef struct DaemonLoop DaemonLoop;
  * watchdog keep-alive when systemd (or the launcher) asked for one via WATCHDOG_USEC. Both are
  * the caller's (its Manager's): free the loop, then the base. */
 int daemon_loop_new(int base_flags, struct event_base **ret_base, DaemonLoop **ret);
+
+/* Raises the soft RLIMIT_NOFILE to the hard one (systemd leaves that to the program, so that
+ * select() users keep 1024); ret_soft: the soft limit now. */
+int daemon_fd_limit_raise(uint64_t *ret_soft);
 DaemonLoop *daemon_loop_free(DaemonLoop *d);
 DEFINE_TRIVIAL_CLEANUP_FUNC(DaemonLoop *, daemon_loop_free);
 

@@ -25,10 +25,14 @@ static const sd_bus_vtable shim_vtable[] = {
         SD_BUS_PROPERTY("UpstreamErrors", "t", NULL, offsetof(Manager, counters.upstream_errors), 0),
         SD_BUS_PROPERTY("CoolingWaits", "t", NULL, offsetof(Manager, counters.cooling_waits), 0),
         SD_BUS_PROPERTY("BytesToClients", "t", NULL, offsetof(Manager, counters.bytes_to_clients), 0),
+        SD_BUS_PROPERTY("Connections", "u", NULL, offsetof(Manager, clients_open), 0),
+        SD_BUS_PROPERTY("AcceptPaused", "t", NULL, offsetof(Manager, counters.accept_paused), 0),
+        SD_BUS_PROPERTY("ClientsTimedOut", "t", NULL, offsetof(Manager, counters.clients_timed_out), 0),
         SD_BUS_VTABLE_END,
 };
 
 _Static_assert(sizeof(((Manager *) NULL)->requests_active) == sizeof(uint32_t), "RequestsActive is read as u");
+_Static_assert(sizeof(((Manager *) NULL)->clients_open) == sizeof(uint32_t), "Connections is read as u");
 _Static_assert(sizeof(((Manager *) NULL)->router_connected) == sizeof(int), "RouterConnected is read as b");
 
 static int manager_request_name_cb(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {

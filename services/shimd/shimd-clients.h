@@ -7,6 +7,12 @@
 
 #include "shimd-manager.h"
 
+/* The accept hook (evhttp_set_bevcb(), userdata the ShimListener): counts the connection
+ * against the listener's max_connections, pausing accepts at the cap. */
+struct bufferevent *manager_client_bev_new(struct event_base *base, void *userdata);
+/* The events of the table: the pick-up after accepts, the request deadline timer. */
+int manager_clients_init(Manager *m);
+
 /* A request arrived on req's connection: it is busy until the reply is written out. */
 void manager_client_begin(Manager *m, struct evhttp_request *req);
 /* The connection's close callback while it is ours (between requests, and after a reply was

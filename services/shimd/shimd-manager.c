@@ -41,6 +41,27 @@ static int manager_parse_gravity_eps(const char *s, double *ret) {
         return 0;
 }
 
+/* [shim] max_connections for each listener, as far as the fd limit allows: each client
+ * connection may hold one upstream connection too (to Ollama or a peer), and both listeners may
+ * be full at once. The soft RLIMIT_NOFILE is raised to the hard one first (systemd gives
+ * services 1024 soft, 524288 hard: raising is left to the program). */
+static void manager_connection_cap(Manager *m) {
+        unsigned cap = m->config->max_connections;
+        uint64_t soft = 0, room;
+        int r;
+
+        r = daemon_fd_limit_raise(&soft);
+        if (r < 0)
+                log_debug_errno(r, "Failed to raise RLIMIT_NOFILE: %m");
+        room = soft > SHIM_FDS_RESERVED ? (soft - SHIM_FDS_RESERVED) / 4 : 1;
+        if (soft > 0 && cap > room) {
+                log_notice("The file descriptor limit (%" PRIu64 ") allows %" PRIu64 " client connections per listener, "
+                           "not %u ([shim] max_connections); raise LimitNOFILE= to allow more.", soft, room, cap);
+                cap = (unsigned) room;
+        }
+        m->api.max_connections = m->mesh.max_connections = MAX(cap, 1U);
+}
+
 int manager_new(const MyceliaConfig *config, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
         int r;
@@ -91,6 +112,10 @@ int manager_new(const MyceliaConfig *config, Manager **ret) {
         r = manager_drain_init(m);
         if (r < 0)
                 return log_oom();
+        r = manager_clients_init(m);
+        if (r < 0)
+                return log_oom();
+        manager_connection_cap(m);
 
         *ret = TAKE_PTR(m);
         return 0;
@@ -102,6 +127,9 @@ Manager *manager_free(Manager *m) {
         proxy_abort_all(m);
         spread_abort_all(m);
         collections_abort_all(m);
+        /* evhttp_free() frees the listeners before the connections, whose close callbacks
+         * must then not enable them again. */
+        m->api.bound = m->mesh.bound = NULL;
         if (m->api.http)
                 evhttp_free(m->api.http);
         if (m->mesh.http)
@@ -160,6 +188,8 @@ static int manager_listen(Manager *m, ShimListener *l, const char *fdname, const
                 return log_oom();
         }
         evhttp_set_gencb(l->http, proxy_handle_request, l);
+        /* Counts connections from their accept, for the cap and the request deadline. */
+        evhttp_set_bevcb(l->http, manager_client_bev_new, l);
         evhttp_set_allowed_methods(l->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
                                                     EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS);
         evhttp_set_timeout_tv(l->http, &m->idle_tv);

@@ -24,6 +24,10 @@ typedef struct ProxyRequest ProxyRequest;
 typedef struct SpreadRequest SpreadRequest;
 typedef struct CollectionRequest CollectionRequest;
 
+/* File descriptors kept out of the connection cap's budget: the bus, the listeners, the event
+ * loop, shardd's and the router's connections, logs. */
+#define SHIM_FDS_RESERVED 256U
+
 typedef enum ShimListenerKind {
         SHIM_LISTENER_API,      /* local Ollama clients: requests may be routed to peers */
         SHIM_LISTENER_MESH,     /* forwarded by peers: always served by this node's Ollama */
@@ -36,14 +40,30 @@ typedef struct ShimListener {
         struct evhttp_bound_socket *bound;
         bool inherited;         /* the socket came from systemd or the launcher, which keep it */
         char *address;          /* "ADDR:PORT" actually bound; "" when off */
+        /* The connection cap (shimd-clients.c): connections open, the most allowed, and whether
+         * accepting is paused because they are all taken. */
+        unsigned n_connections;
+        unsigned max_connections;
+        bool accept_paused;
 } ShimListener;
 
-/* A client connection that sent a request (shimd-clients.c): busy from the request until its
- * reply is written out, then idle (keep-alive) until its next request or its close. */
+/* A client connection (shimd-clients.c), from its accept: busy from a request until its reply
+ * is written out, else waiting for its (next) request, which must be complete by since +
+ * idle_timeout. */
 typedef struct ShimClient {
         struct evhttp_connection *evcon;
+        ShimListener *listener; /* whose cap it counts in; NULL: not counted */
+        usec_t since;           /* accepted, or its last reply written out */
         bool busy;
+        bool served;            /* has had a request: a keep-alive connection */
 } ShimClient;
+
+/* A connection accepted in this turn of the loop, whose evhttp_connection is not made yet. */
+typedef struct ShimAccepted {
+        struct bufferevent *bev;        /* a reference of ours until picked up */
+        ShimListener *listener;
+        usec_t at;
+} ShimAccepted;
 
 /* Read on demand over D-Bus (Shim1 properties). */
 typedef struct ShimCounters {
@@ -55,6 +75,8 @@ typedef struct ShimCounters {
         uint64_t client_cancelled;
         uint64_t upstream_errors;
         uint64_t cooling_waits;   /* requests that waited for a cooling node to recover */
+        uint64_t accept_paused;   /* times a listener reached max_connections */
+        uint64_t clients_timed_out; /* connections closed for not sending a whole request in time */
         uint64_t bytes_to_clients;
 } ShimCounters;
 
@@ -101,10 +123,16 @@ struct Manager {
         struct timeval connect_tv;
         struct timeval upstream_tv;
 
-        /* Client connections that sent a request, indexed by fd (shimd-clients.c). */
+        /* Client connections, indexed by fd (shimd-clients.c). */
         ShimClient *clients;
         size_t n_clients;       /* entries allocated */
         unsigned clients_busy;
+        unsigned clients_open;  /* both listeners; read as "u" by Shim1.Connections */
+        ShimAccepted *accepted; /* accepted, not yet picked up */
+        size_t n_accepted, n_accepted_allocated;
+        struct event *accepted_event;
+        struct event *clients_timer;    /* the request deadline, checked every second */
+        usec_t cap_logged_at;
 
         /* SIGTERM: the graceful stop (shimd-drain.c, docs/shim-drain.md). */
         bool draining;

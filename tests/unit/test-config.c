@@ -54,6 +54,7 @@ START_TEST(test_defaults) {
         ck_assert_uint_eq(c.max_body_size, 100ULL << 20);
         ck_assert_uint_eq(c.max_header_size, 64ULL << 10);
         ck_assert_uint_eq(c.max_requests, 512);
+        ck_assert_uint_eq(c.max_connections, 4096);
         ck_assert_uint_eq(c.max_stream_buffer, 1ULL << 20);
         ck_assert_uint_eq(c.idle_timeout, 60 * USEC_PER_SEC);
         ck_assert_uint_eq(c.connect_timeout, 5 * USEC_PER_SEC);

@@ -2813,6 +2813,9 @@ static int double_listen(Double *d) {
                 return -errno ?: -EADDRNOTAVAIL;
         if (getsockname(evhttp_bound_socket_get_fd(sock), (struct sockaddr *) &ss, &sl) < 0)
                 return -errno;
+        /* Listening again only sets the backlog: the kernel's somaxconn, as Go's net.Listen
+         * (and so Ollama) asks, not libevent's 128, which drops SYNs of 1,000 clients at once. */
+        (void) listen(evhttp_bound_socket_get_fd(sock), SOMAXCONN);
         /* Accepted sockets inherit this: like Go's net/http (and so Ollama), write each token at
          * once instead of holding it behind Nagle until the peer's delayed ACK. */
         {

@@ -2,6 +2,7 @@
 /* Outgoing requests to peers' shardd (see shardd-client.h). Each has its own connection: few run at
  * once (the writes of one batch, one transfer per peer), and a fresh connection never meets a
  * half-closed keep-alive one after a peer restarts. */
+#include <event2/bufferevent.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,13 +60,14 @@ static const char *method_name(enum evhttp_cmd_type t) {
 int shard_call_send(Manager *m, const char *node_id, const char *url, const ShardCallRequest *rq, ShardCallFn fn,
                     void *userdata, ShardCall **ret) {
         char auth[MESH_AUTH_VALUE_MAX];
+        struct bufferevent *bev;
         struct evkeyvalq *h;
         struct evbuffer *out;
         HttpBaseUrl base;
         ShardCall *c;
         int r;
 
-        if (!m->have_mesh_key)
+        if (!m->have_mesh_key || !m->tls)
                 return -ENOKEY;
         r = http_base_url_parse(url, &base);
         if (r < 0)
@@ -75,7 +77,13 @@ int shard_call_send(Manager *m, const char *node_id, const char *url, const Shar
                 return -ENOMEM;
         *c = (ShardCall) { .m = m, .fn = fn, .userdata = userdata };
         LIST_INSERT_HEAD(&m->calls, c, link);
-        c->conn = evhttp_connection_base_new(m->base, NULL, base.host, base.port);
+        /* TLS to the peer's transfer listener (docs/mesh-tls.md); the connection owns bev. */
+        bev = mesh_tls_bev_connecting(m->tls, m->base);
+        if (bev) {
+                c->conn = evhttp_connection_base_bufferevent_new(m->base, NULL, bev, base.host, base.port);
+                if (!c->conn)
+                        bufferevent_free(bev);
+        }
         c->req = evhttp_request_new(call_response_cb, c);
         if (!c->conn || !c->req) {
                 r = -ENOMEM;

@@ -360,6 +360,8 @@ Manager *manager_free(Manager *m) {
         free(m->store_path);
         mesh_auth_key_wipe(&m->mesh_auth);
         daemon_loop_free(m->loop);
+        /* Last: every TLS connection (listener, calls) is gone. */
+        mesh_tls_free(m->tls);
         if (m->base)
                 event_base_free(m->base);
         free(m);
@@ -398,6 +400,10 @@ static int manager_listen(Manager *m) {
                                                                 (uint64_t) INT64_MAX));
         evhttp_set_default_content_type(m->peer_http, NULL);
         evhttp_set_gencb(m->peer_http, manager_peer_request, m);
+        /* Peers speak TLS with the mesh key (docs/mesh-tls.md); without a key, plain HTTP that
+         * is refused anyway. */
+        if (m->tls)
+                evhttp_set_bevcb(m->peer_http, manager_peer_bev_new, m);
         if (!evhttp_accept_socket_with_handle(m->peer_http, fd)) {
                 (void) close(fd);
                 return log_error_errno(EIO, "Failed to accept connections on %s: %m", bound);
@@ -471,7 +477,17 @@ int manager_start(Manager *m) {
          * every peer (nothing unauthenticated crosses the LAN). */
         r = mesh_http_key_load(m->config->mesh_key, &m->mesh_auth);
         m->have_mesh_key = r >= 0;
-        if (r < 0)
+        if (r >= 0) {
+                uint8_t key[MESH_KEY_SIZE];
+
+                r = mesh_key_load(m->config->mesh_key, key);
+                if (r >= 0) {
+                        r = mesh_tls_new(key, MESH_TLS_SHARD, &m->tls);
+                        explicit_bzero(key, sizeof(key));
+                }
+                if (r < 0)
+                        return log_error_errno(r, "Failed to set up TLS with the mesh key %s: %m", m->config->mesh_key);
+        } else
                 log_notice("No mesh key (%s: %s); shards stay on this node and peers are refused.",
                            strempty(m->config->mesh_key), strerror(-r));
         r = manager_listen(m);

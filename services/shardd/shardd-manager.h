@@ -11,6 +11,7 @@
 #include "bus-event.h"
 #include "config.h"
 #include "mesh-auth.h"
+#include "mesh-tls.h"
 #include "shard-deleted.h"
 #include "shard-members.h"
 #include "shard-placement.h"
@@ -57,6 +58,8 @@ typedef struct Manager {
         char *peer_address;
         MeshAuthKey mesh_auth;
         bool have_mesh_key;
+        /* TLS on the transfer listener and to peers' (docs/mesh-tls.md); NULL without a key. */
+        MeshTls *tls;
         uint64_t peer_rejected; /* requests refused: no valid X-Mycelia-Auth */
         char *self_url;         /* "http://" and peer_address: this node's entry in members */
 

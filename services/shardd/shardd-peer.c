@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* shardd's transfer listener: checks each request's X-Mycelia-Auth (meant for this node, signed
- * with the mesh key) and dispatches it. Without a mesh key every request is refused: the
+/* shardd's transfer listener: TLS with the mesh key (docs/mesh-tls.md), then each request's
+ * X-Mycelia-Auth (meant for this node, signed with the mesh key) is checked and dispatched. Without a mesh key every request is refused: the
  * listener is never open to the LAN. */
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
@@ -66,6 +66,12 @@ static void peer_dispatch(Manager *m, struct evhttp_request *req) {
         else
                 shard_peer_reply_error(req, 404, "Not Found", "no such route");
         evhttp_clear_headers(&params);
+}
+
+struct bufferevent *manager_peer_bev_new(struct event_base *base, void *userdata) {
+        Manager *m = userdata;
+
+        return mesh_tls_bev_accepting(m->tls, base);
 }
 
 void manager_peer_request(struct evhttp_request *req, void *userdata) {

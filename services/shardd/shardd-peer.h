@@ -3,6 +3,7 @@
  * protocol"), each request signed with the mesh key. */
 #pragma once
 
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 
 /* The largest request body a peer may send (one batch of changes, one search). */
@@ -10,4 +11,7 @@
 
 /* evhttp's callback for every request on the transfer listener; userdata: the Manager. */
 void manager_peer_request(struct evhttp_request *req, void *userdata);
+/* evhttp_set_bevcb(): a TLS bufferevent for each accepted peer connection (userdata the Manager,
+ * whose tls is set). */
+struct bufferevent *manager_peer_bev_new(struct event_base *base, void *userdata);
 

@@ -7,6 +7,16 @@
 #include "log.h"
 #include "shimd-manager.h"
 
+/* The mesh listener's TLS handshakes refused (no or another key), and ours refused by peers;
+ * 0 without a mesh key (no TLS). */
+static int property_get_mesh_tls(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                 sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const MeshTlsCounters *c = m->tls ? mesh_tls_counters(m->tls) : NULL;
+
+        return sd_bus_message_append(reply, "t", !c ? 0 : streq(property, "MeshTlsRefused") ? c->refused : c->failed);
+}
+
 /* Properties without a getter are read from the Manager at the given offset; sd-bus reads "s"
  * as char*, "b" as int, "u" as uint32_t, "t" as uint64_t. Flags 0 introspect as
  * EmitsChangedSignal "false": counters are read on demand. */
@@ -26,6 +36,8 @@ static const sd_bus_vtable shim_vtable[] = {
         SD_BUS_PROPERTY("CoolingWaits", "t", NULL, offsetof(Manager, counters.cooling_waits), 0),
         SD_BUS_PROPERTY("BytesToClients", "t", NULL, offsetof(Manager, counters.bytes_to_clients), 0),
         SD_BUS_PROPERTY("Connections", "u", NULL, offsetof(Manager, clients_open), 0),
+        SD_BUS_PROPERTY("MeshTlsRefused", "t", property_get_mesh_tls, 0, 0),
+        SD_BUS_PROPERTY("MeshTlsFailed", "t", property_get_mesh_tls, 0, 0),
         SD_BUS_PROPERTY("AcceptPaused", "t", NULL, offsetof(Manager, counters.accept_paused), 0),
         SD_BUS_PROPERTY("ClientsTimedOut", "t", NULL, offsetof(Manager, counters.clients_timed_out), 0),
         SD_BUS_VTABLE_END,

@@ -124,8 +124,12 @@ struct bufferevent *manager_client_bev_new(struct event_base *base, void *userda
         Manager *m = l->manager;
         struct bufferevent *bev;
 
-        /* What libevent would make itself. */
-        bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+        /* Peers speak TLS to the mesh listener (docs/mesh-tls.md); else what libevent would
+         * make itself. */
+        if (l->kind == SHIM_LISTENER_MESH && m->tls)
+                bev = mesh_tls_bev_accepting(m->tls, base);
+        else
+                bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
         if (!bev)
                 return NULL;    /* libevent tries its own; that connection is not counted */
         if (m->n_accepted == m->n_accepted_allocated) {

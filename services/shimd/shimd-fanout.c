@@ -3,6 +3,7 @@
  * this is for bounded answers (model lists, embeddings), never for streams: those go through the
  * relay (shimd-proxy.c). A part to a peer carries X-Mycelia-Hop and X-Mycelia-Auth as the relay's
  * do; the peer serves it from its own Ollama. */
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/keyvalq_struct.h>
 #include <inttypes.h>
@@ -170,7 +171,18 @@ static int part_send(Fanout *f, size_t i) {
                 evhttp_connection_free(s->conn);
                 s->conn = NULL;
         }
-        s->conn = evhttp_connection_base_new(f->m->base, NULL, p->target.url.host, p->target.url.port);
+        if (peer && f->m->tls) {
+                /* A peer's mesh listener speaks TLS (docs/mesh-tls.md); the connection owns bev. */
+                struct bufferevent *bev = mesh_tls_bev_connecting(f->m->tls, f->m->base);
+
+                if (!bev)
+                        return -ENOMEM;
+                s->conn = evhttp_connection_base_bufferevent_new(f->m->base, NULL, bev, p->target.url.host,
+                                                                 p->target.url.port);
+                if (!s->conn)
+                        bufferevent_free(bev);
+        } else
+                s->conn = evhttp_connection_base_new(f->m->base, NULL, p->target.url.host, p->target.url.port);
         if (!s->conn)
                 return -ENOMEM;
         evhttp_connection_set_timeout_tv(s->conn, &f->timeout);

@@ -149,6 +149,8 @@ Manager *manager_free(Manager *m) {
         sd_bus_slot_unref(m->vtable_slot);
         bus_reconnect_free(m->bus_reconnect);
         daemon_loop_free(m->loop);
+        /* Last: every TLS connection (pool, clients) is gone. */
+        mesh_tls_free(m->tls);
         if (m->base)
                 event_base_free(m->base);
         free(m);
@@ -217,6 +219,15 @@ static int manager_load_mesh_key(Manager *m) {
 
         r = mesh_http_key_load(path, &m->mesh_auth);
         if (r >= 0) {
+                uint8_t key[MESH_KEY_SIZE];
+
+                r = mesh_key_load(path, key);
+                if (r >= 0) {
+                        r = mesh_tls_new(key, MESH_TLS_API, &m->tls);
+                        explicit_bzero(key, sizeof(key));
+                }
+                if (r < 0)
+                        return log_error_errno(r, "Failed to set up TLS with the mesh key %s: %m", path);
                 m->have_mesh_key = true;
                 log_debug("Mesh key loaded from %s.", path);
                 return 0;

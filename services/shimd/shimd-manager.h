@@ -13,6 +13,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "mesh-auth.h"
+#include "mesh-tls.h"
 #include "route-table.h"
 #include "shim-affinity.h"
 #include "shim-request.h"
@@ -107,6 +108,9 @@ struct Manager {
         /* From the mesh key: signs requests forwarded to peers, checks the mesh listener's. */
         MeshAuthKey mesh_auth;
         bool have_mesh_key;
+        /* From the mesh key too: TLS on the mesh listener and to peers' (docs/mesh-tls.md);
+         * NULL without a key. */
+        MeshTls *tls;
 
         /* org.mycelia.Gossip1: where this shim's listeners are, published as metadata. */
         sd_bus_slot *gossip_owner_slot;

@@ -5,6 +5,7 @@
  * cancelled because the client went away. docs/shim-proxy.md tells the object lifetimes. */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event_struct.h>
 #include <event2/http.h>
 #include <event2/http_struct.h>
@@ -158,14 +159,15 @@ static void proxy_client_drained_cb(struct evhttp_connection *evcon, void *userd
  * (in the same iteration, so the event loop's change list makes no system call at all) and
  * true is returned: the caller then does what the write callback would have done. On a short
  * write or an error nothing changes: the bufferevent writes the rest, or reports the error,
- * as usual. docs/shim-performance.md. */
+ * as usual. Not on TLS connections. docs/shim-performance.md. */
 static bool bev_write_through(struct bufferevent *bev) {
         struct evbuffer *out = bufferevent_get_output(bev);
         evutil_socket_t fd = bufferevent_getfd(bev);
 
         ssize_t n;
 
-        if (fd < 0 || evbuffer_get_length(out) == 0)
+        /* A TLS connection (from a peer, docs/mesh-tls.md) is written by OpenSSL only. */
+        if (fd < 0 || evbuffer_get_length(out) == 0 || bufferevent_openssl_get_ssl(bev))
                 return false;
         /* A socket bufferevent keeps its output's start frozen so that only it drains it; it
          * thaws it around its own writes just so. */
@@ -517,7 +519,7 @@ static int proxy_attempt(ProxyRequest *p) {
         p->force_fresh = false;
         p->up_reused = c != NULL;
         if (!c) {
-                r = upstream_conn_new(m->pool, &p->url, &c);
+                r = upstream_conn_new(m->pool, &p->url, proxy_target_is_peer(p) ? m->tls : NULL, &c);
                 if (r == -ENOMEM)
                         return log_oom();
                 if (r < 0) {

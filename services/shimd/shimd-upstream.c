@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Connections to upstreams (this node's Ollama, peers' mesh listeners): our own HTTP/1.1 client
- * on plain bufferevents, and the pool of idle keep-alive ones per "host:port". */
+ * on plain bufferevents (TLS ones to peers), and the pool of idle keep-alive ones per
+ * "host:port". */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/util.h>
@@ -151,7 +152,7 @@ void upstream_pool_put(UpstreamPool *pool, UpstreamConn *c) {
 /* A new connection to url, connecting. A numeric host (every peer address from gossip, and
  * the usual 127.0.0.1 upstream) is converted without any lookup; only a configured host name
  * (the local upstream, "localhost" say) goes through the blocking resolver. */
-int upstream_conn_new(UpstreamPool *pool, const HttpBaseUrl *url, UpstreamConn **ret) {
+int upstream_conn_new(UpstreamPool *pool, const HttpBaseUrl *url, MeshTls *tls, UpstreamConn **ret) {
         struct evutil_addrinfo hints = {
                 .ai_family = AF_UNSPEC,
                 .ai_socktype = SOCK_STREAM,
@@ -177,7 +178,7 @@ int upstream_conn_new(UpstreamPool *pool, const HttpBaseUrl *url, UpstreamConn *
         }
         c->pool = pool;
         snprintf(c->hostport, sizeof(c->hostport), "%s", url->hostport);
-        c->bev = bufferevent_socket_new(pool->base, -1, BEV_OPT_CLOSE_ON_FREE);
+        c->bev = tls ? mesh_tls_bev_connecting(tls, pool->base) : bufferevent_socket_new(pool->base, -1, BEV_OPT_CLOSE_ON_FREE);
         if (!c->bev) {
                 evutil_freeaddrinfo(ai);
                 free(c);

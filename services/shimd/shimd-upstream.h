@@ -22,8 +22,10 @@ struct UpstreamConn {
 int upstream_pool_new(struct event_base *base, unsigned max_idle_per_upstream, UpstreamPool **ret);
 UpstreamPool *upstream_pool_free(UpstreamPool *pool);
 
-/* A new connection to url, connecting (a numeric host is converted without a lookup). */
-int upstream_conn_new(UpstreamPool *pool, const HttpBaseUrl *url, UpstreamConn **ret);
+/* A new connection to url, connecting (a numeric host is converted without a lookup); over TLS
+ * when tls is given (a peer's mesh listener), BEV_EVENT_CONNECTED then after the handshake. The
+ * pool keeps connections by host:port, and a host:port is either a peer's or an Ollama. */
+int upstream_conn_new(UpstreamPool *pool, const HttpBaseUrl *url, MeshTls *tls, UpstreamConn **ret);
 /* Closes the connection; safe inside its bufferevent's own callbacks. */
 void upstream_conn_free(UpstreamConn *c);
 

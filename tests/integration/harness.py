@@ -987,6 +987,44 @@ def write_mesh_key(path):
     return path
 
 
+def mesh_tls_psk(key_file, purpose='api'):
+    """(PSK hex, identity) of the TLS between nodes for purpose ('api': the shim's mesh listener,
+    'shard': shardd's transfer listener), as docs/mesh-tls.md defines them: an independent
+    implementation of mesh_tls_derive(), so the scheme is checked from outside too."""
+    import base64
+    import hashlib
+    with open(key_file) as f:
+        key = base64.b64decode(f.read().strip())
+    label = ('mycelia-tls-%s-v1' % purpose).encode()
+    psk = hashlib.blake2b(label, key=key, digest_size=32).hexdigest()
+    key_id = hashlib.blake2b(b'mycelia-key-id-v1', key=key, digest_size=8).hexdigest()
+    return psk, '%s %s' % (label.decode(), key_id)
+
+
+def mesh_tls_exchange(addr, key_file, data, purpose='api', timeout=10.0):
+    """Sends data (a whole HTTP/1.1 request; say Connection: close) to a node-to-node listener
+    over TLS 1.3 with the mesh key's PSK, through `openssl s_client` (Python's ssl module has no
+    external PSK before 3.13), and returns (the bytes the server sent back, s_client's stderr).
+    b'' back: the handshake failed or the server closed without a word."""
+    psk, identity = mesh_tls_psk(key_file, purpose)
+    host, port = split_addr(addr)
+    p = subprocess.run(['openssl', 's_client', '-quiet', '-tls1_3', '-ciphersuites', 'TLS_AES_128_GCM_SHA256',
+                        '-psk', psk, '-psk_identity', identity,
+                        '-connect', ('[%s]:%d' if ':' in host else '%s:%d') % (host, port)],
+                       input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    return p.stdout, p.stderr.decode(errors='replace')
+
+
+def mesh_tls_request(addr, key_file, method, path, body=b'', headers=None, purpose='api', timeout=10.0):
+    """One request over mesh_tls_exchange(); parse_raw_response()'s (status, headers, body), or
+    None when nothing came back."""
+    head = ['%s %s HTTP/1.1' % (method, path), 'Host: %s:%d' % split_addr(addr),
+            'Connection: close', 'Content-Length: %d' % len(body)]
+    head += ['%s: %s' % kv for kv in (headers or {}).items()]
+    raw, _ = mesh_tls_exchange(addr, key_file, ('\r\n'.join(head) + '\r\n\r\n').encode() + body, purpose, timeout)
+    return parse_raw_response(raw) if raw else None
+
+
 class Member:
     """One entry of Gossip1.Members / LocalNode: (id, name, addresses, state, incarnation, meta)."""
 

@@ -7,6 +7,7 @@
 import base64
 import hashlib
 import hmac
+import http.client
 import json
 import os
 import signal
@@ -129,18 +130,40 @@ class MeshForwardTest(unittest.TestCase):
             headers = {'Content-Type': 'application/json'}
             if value:
                 headers['X-Mycelia-Auth'] = value
-            r = harness.http_request(mesh, 'POST', '/api/generate', body, headers)
-            self.assertEqual(r.status, 401, '%s: %r' % (what, r))
-            self.assertEqual(r.json(), {'error': 'mesh authentication failed'})
+            # Over TLS with the right key (docs/mesh-tls.md): the authenticator is checked next.
+            status, _, answer = harness.mesh_tls_request(mesh, self.key, 'POST', '/api/generate', body, headers)
+            self.assertEqual(status, 401, '%s: %r' % (what, answer))
+            self.assertEqual(json.loads(answer), {'error': 'mesh authentication failed'})
         self.assertEqual(b.prop('org.mycelia.Shim1', 'RejectedUnauthenticated'), before + len(cases))
         self.assertEqual(self.doubles['b'].stats()['requests'], before_requests)
 
         # A correct one, made here from the documented format, is served by B's own Ollama.
         headers = {'Content-Type': 'application/json',
                    'X-Mycelia-Auth': mesh_auth(self.key, 'POST', '/api/generate', b.node_id, body)}
-        r = harness.http_request(mesh, 'POST', '/api/generate', body, headers)
-        self.assertEqual(r.status, 200, r)
+        status, _, answer = harness.mesh_tls_request(mesh, self.key, 'POST', '/api/generate', body, headers)
+        self.assertEqual(status, 200, answer)
         self.assertEqual(self.doubles['b'].stats()['requests'], before_requests + 1)
+
+    def test_5_mesh_listener_speaks_tls_with_the_mesh_key_only(self):
+        """Plain HTTP, TLS with another key, and TLS with the right key for another purpose are all
+        refused at the handshake, before any HTTP is read, and counted."""
+        b = self.nodes['b']
+        mesh = harness.split_addr('http://' + b.mesh)
+        body = json.dumps({'model': 'bravo', 'prompt': 'x', 'stream': False}).encode()
+        headers = {'Content-Type': 'application/json',
+                   'X-Mycelia-Auth': mesh_auth(self.key, 'POST', '/api/generate', b.node_id, body)}
+        before = b.prop('org.mycelia.Shim1', 'MeshTlsRefused')
+        before_requests = self.doubles['b'].stats()['requests']
+        # Plain HTTP, even with a valid authenticator: no answer at all.
+        with self.assertRaises((ConnectionError, harness.ProtocolError, http.client.HTTPException)):
+            harness.http_request(mesh, 'POST', '/api/generate', body, headers)
+        other = write_mesh_key(os.path.join(self.dir, 'other.key'))
+        self.assertIsNone(harness.mesh_tls_request(mesh, other, 'POST', '/api/generate', body, headers))
+        self.assertIsNone(harness.mesh_tls_request(mesh, self.key, 'POST', '/api/generate', body, headers,
+                                                   purpose='shard'))
+        wait_until(lambda: b.prop('org.mycelia.Shim1', 'MeshTlsRefused') == before + 3, 5,
+                   what='three refused handshakes counted')
+        self.assertEqual(self.doubles['b'].stats()['requests'], before_requests)
 
     def test_8_silently_vanished_peer_does_not_hold_a_stream(self):
         # SIGSTOP: B's sockets stay open and say nothing (as a powered-off machine's would), so

@@ -56,7 +56,7 @@ def check_prerequisites():
                         'MYCELIA_SHARDD', 'MYCELIA_SHIMD', 'OLLAMA_DOUBLE')
     if os.geteuid() != 0:
         testenv.skip_all('needs root (network namespaces, mounts)')
-    for tool in ('ip', 'nsenter', 'dbus-daemon', 'busctl'):
+    for tool in ('ip', 'nsenter', 'dbus-daemon', 'busctl', 'openssl'):
         if not shutil.which(tool):
             testenv.skip_all('%s not found' % tool)
     if not os.path.exists('/usr/sbin/avahi-daemon') and not shutil.which('avahi-daemon'):
@@ -528,8 +528,77 @@ class NetnsMdnsTest(unittest.TestCase):
         self.assertTrue(answer.get('done'))
         print('node 1 answered a request for %s (served by node 3)' % ONLY_N3_MODEL, flush=True)
 
+        self.check_tls_capture(tb, nodes, key)
+
         for n in nodes:
             self.assertEqual(n['proc'].stop(timeout=15), 0, 'mycelia-node in %s' % n['ns'])
+
+    def check_tls_capture(self, tb, nodes, key):
+        """Issue 12: a capture of node 1's link, taken while a chat is forwarded to node 3 and a
+        collection's documents travel to their holders, holds none of the prompt's, the answer's
+        or the documents' text, only TLS records; a client with another key is refused at the
+        handshake and counted (docs/mesh-tls.md)."""
+        if not shutil.which('tcpdump'):
+            testenv.skip_all('tcpdump is not installed (tools/deps installs it)')
+        secret = 'the-walrus-sings-%08x' % random.getrandbits(32)
+        pcap = os.path.join(tb.dir, 'n1.pcap')
+        dump = subprocess.Popen(tb.nsenter(nodes[0]['ns'], 'tcpdump', '-i', 'eth0', '-U', '-s', '0', '-w', pcap,
+                                           'tcp port %d or tcp port %d' % (MESH_PORT, SHARD_PORT)),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            ready = dump.stderr.readline().decode()
+            self.assertIn('listening on', ready, 'tcpdump did not start: %r' % ready)
+            script = ('import json, sys, urllib.request\n'
+                      'def call(path, body):\n'
+                      '    req = urllib.request.Request(sys.argv[1] + path, data=json.dumps(body).encode(),'
+                      ' headers={"Content-Type": "application/json"})\n'
+                      '    return json.loads(urllib.request.urlopen(req, timeout=30).read())\n'
+                      'chat = call("/api/chat", {"model": sys.argv[2], "stream": False,'
+                      ' "messages": [{"role": "user", "content": sys.argv[3]}]})\n'
+                      'call("/api/mycelia/collections", {"name": "secrets", "dimension": 3})\n'
+                      'docs = [{"id": "d%d" % i, "text": sys.argv[3] + " document %d" % i,'
+                      ' "embedding": [1, i, 0]} for i in range(12)]\n'
+                      'call("/api/mycelia/collections/secrets/documents", {"documents": docs})\n'
+                      'print(json.dumps(chat))\n')
+            r = run(tb.nsenter(nodes[0]['ns'], sys.executable, '-c', script, nodes[0]['api'], ONLY_N3_MODEL,
+                               secret), check=False, timeout=60)
+            self.assertEqual(r.returncode, 0, 'requests through node 1 failed: %s %s' % (r.stdout, r.stderr))
+            answer = json.loads(r.stdout.splitlines()[-1])['message']['content']
+            self.assertGreater(len(answer), 20)
+            time.sleep(1.0)     # the shard copies' writes to their holders
+        finally:
+            dump.send_signal(signal.SIGINT)
+            dump.wait(10)
+            dump.stderr.close()
+        with open(pcap, 'rb') as f:
+            data = f.read()
+        # The capture saw the traffic (TLS application data records: 0x17 0x03 0x03)...
+        self.assertIn(b'\x17\x03\x03', data, 'no TLS records in the capture (%d bytes)' % len(data))
+        # ...and none of what it carried.
+        self.assertNotIn(secret.encode(), data, 'the prompt crossed the LAN in clear')
+        self.assertNotIn(answer.encode(), data, 'the answer crossed the LAN in clear')
+        for words in zip(answer.split(), answer.split()[1:], answer.split()[2:]):
+            self.assertNotIn(' '.join(words).encode(), data, 'part of the answer crossed the LAN in clear')
+        for needle in (b'POST /', b'HTTP/1.1', b'X-Mycelia-Auth'):
+            self.assertNotIn(needle, data, 'HTTP in clear on the mesh or shard port')
+        print('capture of node 1: %d bytes of TLS on ports %d/%d, no prompt, answer or document text'
+              % (len(data), MESH_PORT, SHARD_PORT), flush=True)
+
+        # Another key: refused at the handshake, nothing served, counted by node 3's shim.
+        import hashlib
+        raw = os.urandom(32)
+        before = get_property(nodes[2]['bus'], 'org.mycelia.Shim1', '/org/mycelia/Shim1', 'org.mycelia.Shim1',
+                              'MeshTlsRefused')
+        psk = hashlib.blake2b(b'mycelia-tls-api-v1', key=raw, digest_size=32).hexdigest()
+        ident = 'mycelia-tls-api-v1 ' + hashlib.blake2b(b'mycelia-key-id-v1', key=raw, digest_size=8).hexdigest()
+        r = subprocess.run(tb.nsenter(nodes[0]['ns'], 'openssl', 's_client', '-quiet', '-tls1_3', '-psk', psk,
+                                      '-psk_identity', ident, '-connect', '%s3:%d' % (SUBNET, MESH_PORT)),
+                           input=b'GET /api/tags HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=15)
+        self.assertNotIn(b'HTTP/1.1', r.stdout, 'a client with another key was answered')
+        after = get_property(nodes[2]['bus'], 'org.mycelia.Shim1', '/org/mycelia/Shim1', 'org.mycelia.Shim1',
+                             'MeshTlsRefused')
+        self.assertEqual(after, before + 1, 'the refused handshake was not counted')
 
 
 def main():

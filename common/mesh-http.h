@@ -8,19 +8,31 @@
 #include <event2/http.h>
 
 #include "mesh-auth.h"
+#include "mesh-keyring.h"
 
-/* Reads the mesh key file at path and derives the HTTP key from it. -ENOENT when path is empty
- * or missing, else mesh_key_load()'s and mesh_auth_key_derive()'s errors. */
-int mesh_http_key_load(const char *path, MeshAuthKey *ret);
+/* The HTTP keys of a keyring's keys: requests are signed with the primary's, and one signed
+ * with any of them is accepted (docs/key-rotation.md). */
+typedef struct MeshHttpKeys {
+        MeshAuthKey keys[MESH_KEYRING_MAX];     /* keys[0]: the primary's */
+        size_t n;
+} MeshHttpKeys;
+
+int mesh_http_keys_derive(const MeshKeyring *ring, MeshHttpKeys *ret);
+void mesh_http_keys_wipe(MeshHttpKeys *k);
+
+/* The keyring a node-to-node daemon uses: STATE_DIR/keyring when gossipd wrote one, else the
+ * mesh key file (mesh_keyring_load()). -ENOENT when neither exists. */
+int mesh_keyring_load_config(const char *state_dir, const char *mesh_key_path, MeshKeyring *ret);
 
 /* The X-Mycelia-Auth value for a request to node_id: method, target (the request target as
- * sent, path and query), body (may be NULL). */
-int mesh_http_sign(const MeshAuthKey *k, const char *method, const char *target, const char *node_id,
+ * sent, path and query), body (may be NULL); signed with the primary key. */
+int mesh_http_sign(const MeshHttpKeys *k, const char *method, const char *target, const char *node_id,
                    struct evbuffer *body, char value[static MESH_AUTH_VALUE_MAX]);
 
-/* Checks req's X-Mycelia-Auth, meant for node_id (this node) with method and uri as received.
- * 0 when valid; mesh_auth_verify()'s errors otherwise. */
-int mesh_http_verify(const MeshAuthKey *k, const char *node_id, struct evhttp_request *req, const char *method,
+/* Checks req's X-Mycelia-Auth, meant for node_id (this node) with method and uri as received,
+ * against every key. 0 when valid with one; mesh_auth_verify()'s errors otherwise (the
+ * primary's, or -EKEYREJECTED when no key fits). */
+int mesh_http_verify(const MeshHttpKeys *k, const char *node_id, struct evhttp_request *req, const char *method,
                      const char *uri);
 
 /* What a failed check says, for logs and the 401's message. */

@@ -20,8 +20,10 @@ struct MeshTls {
         MeshTlsPurpose purpose;
         SSL_CTX *client;
         SSL_CTX *server;
-        uint8_t psk[MESH_TLS_PSK_SIZE];
-        char identity[MESH_TLS_IDENTITY_MAX];
+        /* One per key of the keyring, the primary first. */
+        uint8_t psk[MESH_KEYRING_MAX][MESH_TLS_PSK_SIZE];
+        char identity[MESH_KEYRING_MAX][MESH_TLS_IDENTITY_MAX];
+        size_t n_keys;
         MeshTlsCounters counters;
 };
 
@@ -64,8 +66,8 @@ static MeshTls *ssl_mesh_tls(const SSL *ssl) {
         return SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
 }
 
-/* The session that carries the PSK; NULL when OpenSSL fails. */
-static SSL_SESSION *psk_session(SSL *ssl, const MeshTls *t) {
+/* The session that carries PSK i; NULL when OpenSSL fails. */
+static SSL_SESSION *psk_session(SSL *ssl, const MeshTls *t, size_t i) {
         static const unsigned char aes_128_gcm_sha256[] = { 0x13, 0x01 };
         const SSL_CIPHER *cipher = SSL_CIPHER_find(ssl, aes_128_gcm_sha256);
         SSL_SESSION *s;
@@ -75,7 +77,7 @@ static SSL_SESSION *psk_session(SSL *ssl, const MeshTls *t) {
         s = SSL_SESSION_new();
         if (!s)
                 return NULL;
-        if (!SSL_SESSION_set1_master_key(s, t->psk, sizeof(t->psk)) || !SSL_SESSION_set_cipher(s, cipher) ||
+        if (!SSL_SESSION_set1_master_key(s, t->psk[i], sizeof(t->psk[i])) || !SSL_SESSION_set_cipher(s, cipher) ||
             !SSL_SESSION_set_protocol_version(s, TLS1_3_VERSION)) {
                 SSL_SESSION_free(s);
                 return NULL;
@@ -83,14 +85,14 @@ static SSL_SESSION *psk_session(SSL *ssl, const MeshTls *t) {
         return s;
 }
 
-/* Client: offers the PSK with its identity. md is set on a second ClientHello (after a
+/* Client: offers the primary key's PSK with its identity. md is set on a second ClientHello (after a
  * HelloRetryRequest) to the hash the server chose; every suite allowed is SHA-256. */
 static int psk_use_session_cb(SSL *ssl, const EVP_MD *md, const unsigned char **id, size_t *idlen,
                               SSL_SESSION **sess) {
         MeshTls *t = ssl_mesh_tls(ssl);
         SSL_SESSION *s;
 
-        s = psk_session(ssl, t);
+        s = psk_session(ssl, t, 0);
         if (!s)
                 return 0;
         if (md && EVP_MD_get_type(md) != EVP_MD_get_type(SSL_CIPHER_get_handshake_digest(SSL_SESSION_get0_cipher(s)))) {
@@ -101,22 +103,24 @@ static int psk_use_session_cb(SSL *ssl, const EVP_MD *md, const unsigned char **
                 return 1;
         }
         *sess = s;
-        *id = (const unsigned char *) t->identity;
-        *idlen = strlen(t->identity);
+        *id = (const unsigned char *) t->identity[0];
+        *idlen = strlen(t->identity[0]);
         return 1;
 }
 
-/* Server: the PSK when the identity is ours; else none, and the handshake fails (there is no
- * certificate to fall back on). A client with another key but our identity fails at the
- * binder check. */
+/* Server: the PSK of the keyring key the identity names; else none, and the handshake fails
+ * (there is no certificate to fall back on). A client with another key but a known identity
+ * fails at the binder check. */
 static int psk_find_session_cb(SSL *ssl, const unsigned char *id, size_t idlen, SSL_SESSION **sess) {
         MeshTls *t = ssl_mesh_tls(ssl);
 
         *sess = NULL;
-        if (idlen != strlen(t->identity) || memcmp(id, t->identity, idlen) != 0)
-                return 1;
-        *sess = psk_session(ssl, t);
-        return *sess ? 1 : 0;
+        for (size_t i = 0; i < t->n_keys; i++)
+                if (idlen == strlen(t->identity[i]) && memcmp(id, t->identity[i], idlen) == 0) {
+                        *sess = psk_session(ssl, t, i);
+                        return *sess ? 1 : 0;
+                }
+        return 1;
 }
 
 static void peer_string(const SSL *ssl, char *buf, size_t size) {
@@ -232,15 +236,32 @@ static SSL_CTX *ctx_new(MeshTls *t, bool server) {
         return ctx;
 }
 
-int mesh_tls_new(const uint8_t mesh_key[MESH_KEY_SIZE], MeshTlsPurpose purpose, MeshTls **ret) {
+int mesh_tls_set_keys(MeshTls *t, const MeshKeyring *keys) {
+        if (keys->n == 0 || keys->n > MESH_KEYRING_MAX)
+                return -EINVAL;
+        for (size_t i = 0; i < keys->n; i++) {
+                int r = mesh_tls_derive(keys->keys[i], t->purpose, t->psk[i], t->identity[i]);
+
+                if (r < 0)
+                        return r;
+        }
+        for (size_t i = keys->n; i < t->n_keys; i++)
+                sodium_memzero(t->psk[i], sizeof(t->psk[i]));
+        t->n_keys = keys->n;
+        return 0;
+}
+
+int mesh_tls_new(const MeshKeyring *keys, MeshTlsPurpose purpose, MeshTls **ret) {
         _cleanup_(mesh_tls_freep) MeshTls *t = NULL;
         int r;
 
+        if (purpose < 0 || purpose >= _MESH_TLS_PURPOSE_MAX)
+                return -EINVAL;
         t = calloc(1, sizeof(*t));
         if (!t)
                 return -ENOMEM;
         t->purpose = purpose;
-        r = mesh_tls_derive(mesh_key, purpose, t->psk, t->identity);
+        r = mesh_tls_set_keys(t, keys);
         if (r < 0)
                 return r;
         t->client = ctx_new(t, false);

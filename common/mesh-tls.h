@@ -10,6 +10,7 @@
 
 #include "macro.h"
 #include "mesh-key.h"
+#include "mesh-keyring.h"
 
 /* What a connection is for: each has its own key (a peer's shard port cannot be talked to with
  * the mesh API's key, nor the reverse) and its own identity. */
@@ -39,8 +40,12 @@ typedef struct MeshTlsCounters {
 int mesh_tls_derive(const uint8_t mesh_key[MESH_KEY_SIZE], MeshTlsPurpose purpose,
                     uint8_t ret_psk[MESH_TLS_PSK_SIZE], char ret_identity[MESH_TLS_IDENTITY_MAX]);
 
-/* Both contexts (client, server) for one purpose and key. -EIO when OpenSSL fails. */
-int mesh_tls_new(const uint8_t mesh_key[MESH_KEY_SIZE], MeshTlsPurpose purpose, MeshTls **ret);
+/* Both contexts (client, server) for one purpose and the keyring's keys: as a server it accepts
+ * every key of the keyring, as a client it offers the primary one. -EIO when OpenSSL fails. */
+int mesh_tls_new(const MeshKeyring *keys, MeshTlsPurpose purpose, MeshTls **ret);
+/* The keyring changed (a key installed, used or removed): new handshakes use these keys;
+ * connections made before keep theirs. */
+int mesh_tls_set_keys(MeshTls *t, const MeshKeyring *keys);
 MeshTls *mesh_tls_free(MeshTls *t);
 DEFINE_TRIVIAL_CLEANUP_FUNC(MeshTls *, mesh_tls_free);
 

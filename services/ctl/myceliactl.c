@@ -638,7 +638,11 @@ static void help(void) {
                "                        shardd; with COLLECTION where each shard lives\n"
                "  join ADDR:PORT...     make this node known at these gossip addresses\n"
                "  leave                 leave the mesh gracefully (mycelia-gossipd exits)\n"
-               "  keygen [FILE]         write a new mesh key (default %s/mycelia/mesh.key)\n\n"
+               "  keygen [FILE]         write a new mesh key (default %s/mycelia/mesh.key)\n"
+               "  key list              the mesh keys this node accepts, by id; the primary first\n"
+               "  key install KEY       accept KEY too (a key file, or base64); then on every node:\n"
+               "  key use KEY           send with KEY (a file, base64 or an id from key list)\n"
+               "  key remove KEY        no longer accept KEY (not the primary one)\n\n"
                "Options:\n"
                "  -h --help             show this help\n"
                "     --version          show the version\n"
@@ -669,6 +673,7 @@ static const Verb verbs[] = {
         { "join", 2, 65, true, verb_join },
         { "leave", 1, 1, true, verb_leave },
         { "keygen", 1, 2, false, verb_keygen_bus },
+        { "key", 2, 3, true, verb_key },
 };
 
 int main(int argc, char *argv[]) {

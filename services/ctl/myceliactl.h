@@ -29,3 +29,4 @@ int get_members(sd_bus *bus, sd_bus_message **ret_reply, GossipMember **ret, siz
 int json_print(json_object *o);
 /* The verbs that live in files of their own. */
 int verb_shards(sd_bus *bus, int argc, char **argv);
+int verb_key(sd_bus *bus, int argc, char **argv);

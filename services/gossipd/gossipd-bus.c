@@ -308,7 +308,74 @@ static int method_set_local_load(sd_bus_message *msg, void *userdata, sd_bus_err
         return sd_bus_reply_method_return(msg, NULL);
 }
 
-/* Join, Leave, SetLocalMetadata and SetLocalLoad change state. Who may call them is the bus policy's decision
+static int method_key(sd_bus_message *msg, Manager *m, ManagerKeyOp op, sd_bus_error *error) {
+        const char *key;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &key);
+        if (r < 0)
+                return r;
+        r = manager_key_change(m, op, key);
+        if (r == -EINVAL)
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                        op == MANAGER_KEY_INSTALL ? "Not a key: expected base64 of 32 bytes (myceliactl keygen makes one)."
+                                                                  : "Not a key: expected base64 of 32 bytes or a key id of 16 hex digits.");
+        if (r == -ENOENT)
+                return sd_bus_error_set(error, "org.mycelia.Gossip1.NoSuchKey", "No such key in the keyring.");
+        if (r == -EEXIST)
+                return sd_bus_error_set(error, "org.mycelia.Gossip1.KeyExists", "That key is installed already.");
+        if (r == -E2BIG)
+                return sd_bus_error_setf(error, "org.mycelia.Gossip1.KeyringFull",
+                                         "The keyring holds %d keys at most: remove one first.", MESH_KEYRING_MAX);
+        if (r == -EBUSY)
+                return sd_bus_error_set(error, "org.mycelia.Gossip1.KeyInUse",
+                                        "That is the primary key: make another one primary first (UseKey).");
+        if (r == -EROFS)
+                return sd_bus_error_set(error, SD_BUS_ERROR_NOT_SUPPORTED, "No state directory to keep the keyring in.");
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Failed to change the keyring: %m");
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int method_install_key(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return method_key(msg, userdata, MANAGER_KEY_INSTALL, error);
+}
+
+static int method_use_key(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return method_key(msg, userdata, MANAGER_KEY_USE, error);
+}
+
+static int method_remove_key(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return method_key(msg, userdata, MANAGER_KEY_REMOVE, error);
+}
+
+/* The keys by id (never the keys themselves), the primary one first. */
+static int property_get_keys(sd_bus *bus, const char *path, const char *interface, const char *property,
+                             sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "(sb)");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < m->keyring.n; i++) {
+                char id[MESH_KEY_ID_LEN + 1];
+
+                mesh_key_id(m->keyring.keys[i], id);
+                r = sd_bus_message_append(reply, "(sb)", id, i == 0);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(reply);
+}
+
+int manager_bus_emit_keys_changed(Manager *m) {
+        if (!m->bus)
+                return 0;
+        return sd_bus_emit_signal(m->bus, GOSSIP1_OBJECT_PATH, GOSSIP1_INTERFACE, "KeysChanged", NULL);
+}
+
+/* Join, Leave, SetLocalMetadata, SetLocalLoad and the key methods change state. Who may call them is the bus policy's decision
  * (dbus/org.mycelia.Gossip1.conf: root and the mycelia group), so they are marked UNPRIVILEGED:
  * otherwise sd-bus itself refuses every caller of another uid without CAP_SYS_ADMIN. */
 static const sd_bus_vtable gossip_vtable[] = {
@@ -333,6 +400,22 @@ static const sd_bus_vtable gossip_vtable[] = {
                                 SD_BUS_NO_RESULT,
                                 method_set_local_load,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("InstallKey",
+                                SD_BUS_ARGS("s", key),
+                                SD_BUS_NO_RESULT,
+                                method_install_key,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("UseKey",
+                                SD_BUS_ARGS("s", key),
+                                SD_BUS_NO_RESULT,
+                                method_use_key,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("RemoveKey",
+                                SD_BUS_ARGS("s", key),
+                                SD_BUS_NO_RESULT,
+                                method_remove_key,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_PROPERTY("Keys", "a(sb)", property_get_keys, 0, 0),
         SD_BUS_PROPERTY("Members", "a" MEMBER_SIGNATURE, property_get_members, 0, 0),
         SD_BUS_PROPERTY("LocalNode", MEMBER_SIGNATURE, property_get_local_node, 0, 0),
         SD_BUS_PROPERTY("Loads", "a" LOAD_SIGNATURE, property_get_loads, 0, 0),
@@ -343,6 +426,7 @@ static const sd_bus_vtable gossip_vtable[] = {
         SD_BUS_SIGNAL_WITH_ARGS("MemberLeft", SD_BUS_ARGS(MEMBER_SIGNATURE, member), 0),
         SD_BUS_SIGNAL_WITH_ARGS("MemberFailed", SD_BUS_ARGS(MEMBER_SIGNATURE, member), 0),
         SD_BUS_SIGNAL_WITH_ARGS("LoadsChanged", SD_BUS_ARGS("a" LOAD_SIGNATURE, loads), 0),
+        SD_BUS_SIGNAL("KeysChanged", "", 0),
         SD_BUS_VTABLE_END
 };
 

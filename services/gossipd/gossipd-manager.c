@@ -681,21 +681,82 @@ static int manager_swim_config(Manager *m, SwimConfig *sc) {
         return 0;
 }
 
-static int manager_load_key(Manager *m, uint8_t key[MESH_KEY_SIZE]) {
+/* The keyring: STATE_DIR/keyring once a key was installed (docs/key-rotation.md), else the mesh
+ * key file's one key. */
+static int manager_load_keys(Manager *m) {
         const char *path = m->config->mesh_key;
         int r;
 
-        if (isempty(path))
+        r = mesh_keyring_path(m->config->state_dir, &m->keyring_path);
+        if (r == -ENOMEM)
+                return log_oom();
+        if (isempty(path) && !m->keyring_path)
                 return log_error_errno(-EINVAL, "No mesh key file configured ([node] mesh_key, --mesh-key FILE).");
-        r = mesh_key_load(path, key);
+        r = mesh_keyring_load(m->keyring_path, isempty(path) ? NULL : path, &m->keyring);
         if (r == -ENOENT)
                 return log_error_errno(r, "The mesh key %s does not exist. Create one with 'myceliactl keygen' "
-                                       "(the same key on every node) or pass --mesh-key FILE.", path);
+                                       "(the same key on every node) or pass --mesh-key FILE.", strempty(path));
+        if (r == -EINVAL && m->keyring_path && access(m->keyring_path, F_OK) == 0)
+                return log_error_errno(r, "The keyring %s is damaged: every line must be a base64 key of 32 bytes, "
+                                       "none twice.", m->keyring_path);
         if (r == -EINVAL)
                 return r;       /* mesh_key_load() said why */
         if (r < 0)
-                return log_error_errno(r, "Failed to read the mesh key %s: %m", path);
+                return log_error_errno(r, "Failed to read the mesh keys: %m");
         return 0;
+}
+
+/* A change to the keyring: written first (a restart keeps it), then used for gossip at once, then
+ * told on the bus so that shimd and shardd read it too. */
+static int manager_keyring_commit(Manager *m, MeshKeyring *k) {
+        int r;
+
+        if (!m->keyring_path)
+                return -EROFS;
+        r = mesh_keyring_write(m->keyring_path, k);
+        if (r < 0)
+                return log_warning_errno(r, "Failed to write the keyring %s: %m", m->keyring_path);
+        r = swim_set_keys(m->swim, (const uint8_t (*)[SWIM_KEY_SIZE]) k->keys, k->n);
+        if (r < 0)
+                return r;
+        m->keyring = *k;
+        r = manager_bus_emit_keys_changed(m);
+        if (r < 0)
+                log_debug_errno(r, "Failed to emit KeysChanged: %m");
+        return 0;
+}
+
+int manager_key_change(Manager *m, ManagerKeyOp op, const char *key_or_id) {
+        MeshKeyring k = m->keyring;
+        char id[MESH_KEY_ID_LEN + 1] = "";
+        int r, i;
+
+        i = mesh_keyring_find(&k, key_or_id);
+        if (i >= 0)
+                mesh_key_id(k.keys[i], id);
+        switch (op) {
+        case MANAGER_KEY_INSTALL:
+                r = mesh_keyring_install(&k, key_or_id);
+                if (r >= 0)
+                        mesh_key_id(k.keys[k.n - 1], id);
+                break;
+        case MANAGER_KEY_USE:
+                r = i == 0 ? 1 : mesh_keyring_use(&k, key_or_id);
+                break;
+        case MANAGER_KEY_REMOVE:
+                r = mesh_keyring_remove(&k, key_or_id);
+                break;
+        default:
+                r = -EINVAL;
+        }
+        if (r == 0)
+                r = manager_keyring_commit(m, &k);
+        mesh_keyring_wipe(&k);
+        if (r == 0)
+                log_notice("Mesh key %s %s; %zu key(s) accepted, sending with %s.", id,
+                           op == MANAGER_KEY_INSTALL ? "installed" : op == MANAGER_KEY_USE ? "is the primary key now" : "removed",
+                           m->keyring.n, (mesh_key_id(m->keyring.keys[0], id), id));
+        return r > 0 ? 0 : r;
 }
 
 int manager_new(const MyceliaConfig *config, Manager **ret) {
@@ -707,7 +768,6 @@ int manager_new(const MyceliaConfig *config, Manager **ret) {
         };
         _cleanup_(manager_freep) Manager *m = NULL;
         _cleanup_close_ int udp = -EBADF, tcp = -EBADF;
-        uint8_t key[MESH_KEY_SIZE];
         SwimConfig sc;
         SwimLocal local;
         usec_t now;
@@ -737,7 +797,7 @@ int manager_new(const MyceliaConfig *config, Manager **ret) {
         r = manager_swim_config(m, &sc);
         if (r < 0)
                 return r;
-        r = manager_load_key(m, key);
+        r = manager_load_keys(m);
         if (r < 0)
                 return r;
 
@@ -746,10 +806,8 @@ int manager_new(const MyceliaConfig *config, Manager **ret) {
                 return log_oom();
         if (m->state_path) {
                 m->saved = calloc(1, sizeof(GossipState));
-                if (!m->saved) {
-                        sodium_memzero(key, sizeof(key));
+                if (!m->saved)
                         return log_oom();
-                }
                 r = gossip_state_load(m->state_path, m->saved);
                 if (r < 0) {
                         if (r != -ENOENT)
@@ -762,10 +820,8 @@ int manager_new(const MyceliaConfig *config, Manager **ret) {
         r = manager_sockets(m, &udp, &tcp);
         if (r >= 0)
                 r = manager_advertise(m, udp);
-        if (r < 0) {
-                sodium_memzero(key, sizeof(key));
+        if (r < 0)
                 return r;
-        }
 
         local = (SwimLocal) {
                 .id = m->local_id,
@@ -777,14 +833,11 @@ int manager_new(const MyceliaConfig *config, Manager **ret) {
         };
         now = now_usec();
         r = swim_new(&m->swim, &sc, &local, random_bytes, m, now);
-        if (r < 0) {
-                sodium_memzero(key, sizeof(key));
-                return log_error_errno(r, "Failed to set up the membership protocol: %m");
-        }
-        r = swim_set_keys(m->swim, (const uint8_t (*)[SWIM_KEY_SIZE]) &key, 1);
-        sodium_memzero(key, sizeof(key));
         if (r < 0)
-                return log_error_errno(r, "Failed to set the mesh key: %m");
+                return log_error_errno(r, "Failed to set up the membership protocol: %m");
+        r = swim_set_keys(m->swim, (const uint8_t (*)[SWIM_KEY_SIZE]) m->keyring.keys, m->keyring.n);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set the mesh keys: %m");
         /* As the node was: what routerd, shimd and shardd published before the restart, until
          * they publish again (same values: nothing changes for the peers). */
         for (size_t i = 0; m->saved && i < m->saved->n_meta; i++) {
@@ -848,6 +901,8 @@ Manager *manager_free(Manager *m) {
         free(m->saved);
         free(m->state_path);
         free(m->state_written);
+        free(m->keyring_path);
+        mesh_keyring_wipe(&m->keyring);
         free(m->local_name);
         daemon_loop_free(m->loop);
         if (m->base)

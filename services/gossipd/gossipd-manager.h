@@ -12,6 +12,7 @@
 #include "daemon.h"
 #include "gossipd-net.h"
 #include "gossipd-state.h"
+#include "mesh-keyring.h"
 #include "swim.h"
 
 /* Push-pulls waiting for one of the GOSSIP_PUSH_PULL_OUT_MAX slots; more are dropped (the
@@ -78,6 +79,8 @@ typedef struct Manager {
         DiscoveryPeer *peers;
         size_t n_peers;
         GossipState *saved;             /* from the state file at start; NULL when none */
+        MeshKeyring keyring;            /* the keys gossip accepts, the primary (sealing) first */
+        char *keyring_path;             /* STATE_DIR/keyring; NULL without a state dir */
         bool rejoining;                 /* the name waits for a saved member to answer */
         size_t rejoin_waiting;          /* push-pulls to saved members not yet failed */
 
@@ -128,6 +131,17 @@ unsigned manager_join_strings(Manager *m, char *const *addrs, size_t n, bool rem
 void manager_leave(Manager *m);
 /* SetLocalMetadata(): swim_set_local_meta()'s result. */
 int manager_set_local_meta(Manager *m, const char *key, const char *value);
+typedef enum ManagerKeyOp {
+        MANAGER_KEY_INSTALL,
+        MANAGER_KEY_USE,
+        MANAGER_KEY_REMOVE,
+} ManagerKeyOp;
+
+/* InstallKey(), UseKey(), RemoveKey() (docs/key-rotation.md): the keyring changed, written to
+ * STATE_DIR/keyring, used by gossip at once, KeysChanged emitted. Errors as mesh_keyring_*();
+ * -EROFS without a state dir. Using the primary key again is 0. */
+int manager_key_change(Manager *m, ManagerKeyOp op, const char *key_or_id);
+
 /* SetLocalLoad(): swim_set_local_load()'s result; -ESHUTDOWN after Leave(). */
 int manager_set_local_load(Manager *m, uint32_t in_flight, uint32_t capacity);
 
@@ -139,6 +153,7 @@ void manager_after_swim(Manager *m);
 int manager_bus_register(Manager *m);
 int manager_bus_emit_member(Manager *m, const SwimEvent *event);
 int manager_bus_emit_id_conflict(Manager *m);
+int manager_bus_emit_keys_changed(Manager *m);
 /* LoadsChanged with every member (not this node) whose load_serial is above since. */
 int manager_bus_emit_loads(Manager *m, uint64_t since);
 int manager_bus_follow_discovery(Manager *m);

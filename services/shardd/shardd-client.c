@@ -106,7 +106,7 @@ int shard_call_send(Manager *m, const char *node_id, const char *url, const Shar
                         goto fail;
                 }
         }
-        r = mesh_http_sign(&m->mesh_auth, method_name(rq->method), rq->target, node_id, out, auth);
+        r = mesh_http_sign(&m->mesh_keys, method_name(rq->method), rq->target, node_id, out, auth);
         if (r < 0)
                 goto fail;
         (void) evhttp_add_header(h, MESH_AUTH_HEADER, auth);

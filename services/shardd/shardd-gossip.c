@@ -112,6 +112,8 @@ static int gossip_owner_changed_cb(sd_bus_message *msg, void *userdata, sd_bus_e
         r = gossip_get_members(m);
         if (r < 0)
                 log_warning_errno(r, "Failed to ask %s for its members: %m", GOSSIP1_BUS_NAME);
+        /* It may have changed the keyring while shardd was not listening. */
+        (void) manager_mesh_keys_reload(m);
         return 0;
 }
 
@@ -121,6 +123,10 @@ static int gossip_signal_cb(sd_bus_message *msg, void *userdata, sd_bus_error *r
         bool removed;
         int r;
 
+        if (sd_bus_message_is_signal(msg, GOSSIP1_INTERFACE, "KeysChanged") > 0) {
+                (void) manager_mesh_keys_reload(m);
+                return 0;
+        }
         if (gossip_member_signal_read(msg, &g, &removed) <= 0)
                 return 0;
         r = gossip_apply(m, &g, removed);

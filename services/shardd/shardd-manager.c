@@ -358,7 +358,7 @@ Manager *manager_free(Manager *m) {
         shard_store_free(m->store);
         shard_deleted_done(&m->deleted);
         free(m->store_path);
-        mesh_auth_key_wipe(&m->mesh_auth);
+        mesh_http_keys_wipe(&m->mesh_keys);
         daemon_loop_free(m->loop);
         /* Last: every TLS connection (listener, calls) is gone. */
         mesh_tls_free(m->tls);
@@ -470,24 +470,45 @@ static const BusReconnectOps manager_bus_ops = {
         .lost = manager_bus_lost,
 };
 
+int manager_mesh_keys_reload(Manager *m) {
+        MeshKeyring ring;
+        int r;
+
+        if (!m->have_mesh_key)
+                return 0;       /* started without a key: peers stay refused until a restart */
+        r = mesh_keyring_load_config(m->config->state_dir, m->config->mesh_key, &ring);
+        if (r >= 0)
+                r = mesh_http_keys_derive(&ring, &m->mesh_keys);
+        if (r >= 0)
+                r = mesh_tls_set_keys(m->tls, &ring);
+        mesh_keyring_wipe(&ring);
+        if (r < 0)
+                return log_warning_errno(r, "Failed to read the mesh keyring again, keeping the keys in use: %m");
+        log_info("Mesh keys read again: %zu key(s).", m->mesh_keys.n);
+        return 0;
+}
+
 int manager_start(Manager *m) {
         int r;
 
         /* Without the key this node keeps its own shards and serves its own clients, and refuses
          * every peer (nothing unauthenticated crosses the LAN). */
-        r = mesh_http_key_load(m->config->mesh_key, &m->mesh_auth);
-        m->have_mesh_key = r >= 0;
-        if (r >= 0) {
-                uint8_t key[MESH_KEY_SIZE];
+        {
+                MeshKeyring ring;
 
-                r = mesh_key_load(m->config->mesh_key, key);
+                r = mesh_keyring_load_config(m->config->state_dir, m->config->mesh_key, &ring);
+                m->have_mesh_key = r >= 0;
                 if (r >= 0) {
-                        r = mesh_tls_new(key, MESH_TLS_SHARD, &m->tls);
-                        explicit_bzero(key, sizeof(key));
+                        r = mesh_http_keys_derive(&ring, &m->mesh_keys);
+                        if (r >= 0)
+                                r = mesh_tls_new(&ring, MESH_TLS_SHARD, &m->tls);
+                        mesh_keyring_wipe(&ring);
+                        if (r < 0)
+                                return log_error_errno(r, "Failed to set up TLS with the mesh key %s: %m",
+                                                       m->config->mesh_key);
                 }
-                if (r < 0)
-                        return log_error_errno(r, "Failed to set up TLS with the mesh key %s: %m", m->config->mesh_key);
-        } else
+        }
+        if (!m->have_mesh_key)
                 log_notice("No mesh key (%s: %s); shards stay on this node and peers are refused.",
                            strempty(m->config->mesh_key), strerror(-r));
         r = manager_listen(m);

@@ -11,6 +11,7 @@
 #include "bus-event.h"
 #include "config.h"
 #include "mesh-auth.h"
+#include "mesh-http.h"
 #include "mesh-tls.h"
 #include "shard-deleted.h"
 #include "shard-members.h"
@@ -56,7 +57,7 @@ typedef struct Manager {
          * as "shard"): its address as bound, and as peers reach it (gossip metadata "shard"). */
         struct evhttp *peer_http;
         char *peer_address;
-        MeshAuthKey mesh_auth;
+        MeshHttpKeys mesh_keys;
         bool have_mesh_key;
         /* TLS on the transfer listener and to peers' (docs/mesh-tls.md); NULL without a key. */
         MeshTls *tls;
@@ -87,6 +88,8 @@ int manager_new(const MyceliaConfig *config, Manager **ret);
 Manager *manager_free(Manager *m);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 int manager_start(Manager *m);
+/* Reads the mesh keyring again (gossipd changed it): new signatures and TLS handshakes use it. */
+int manager_mesh_keys_reload(Manager *m);
 int manager_run(Manager *m);
 
 /* Forward declarations of what lives in other files of the daemon. */

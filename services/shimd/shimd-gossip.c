@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Tells org.mycelia.Gossip1 where this shim listens ("api", "mesh" metadata), at start and
- * whenever gossipd appears on the bus (a restarted gossipd starts with empty metadata). */
+ * whenever gossipd appears on the bus (a restarted gossipd starts with empty metadata), and reads
+ * the mesh keyring again when gossipd says it changed (KeysChanged) or comes back. */
 #include "gossip-member.h"
 #include "log.h"
 #include "shimd-manager.h"
@@ -29,7 +30,14 @@ static int gossip_owner_changed_cb(sd_bus_message *msg, void *userdata, sd_bus_e
                 log_debug("%s is on the bus; publishing api=%s mesh=%s.", GOSSIP1_BUS_NAME, m->api.address,
                           m->mesh.http ? m->mesh.address : "(off)");
                 gossip_publish(m);
+                /* It may have changed the keyring while the shim was not listening. */
+                (void) manager_mesh_keys_reload(m);
         }
+        return 0;
+}
+
+static int gossip_keys_changed_cb(sd_bus_message *msg, void *userdata, sd_bus_error *ret_error) {
+        (void) manager_mesh_keys_reload(userdata);
         return 0;
 }
 
@@ -39,6 +47,10 @@ int manager_gossip_start(Manager *m) {
         if (!m->bus)
                 return 0;
         r = bus_match_name_owner(m->bus, &m->gossip_owner_slot, GOSSIP1_BUS_NAME, gossip_owner_changed_cb, m);
+        if (r < 0)
+                return r;
+        r = sd_bus_match_signal_async(m->bus, &m->gossip_keys_slot, GOSSIP1_BUS_NAME, GOSSIP1_OBJECT_PATH,
+                                      GOSSIP1_INTERFACE, "KeysChanged", gossip_keys_changed_cb, NULL, m);
         if (r < 0)
                 return r;
         /* If gossipd is not there yet this fails quietly, and NameOwnerChanged says when it is. */

@@ -143,8 +143,9 @@ Manager *manager_free(Manager *m) {
         m->pool = upstream_pool_free(m->pool);
         m->affinity = affinity_index_free(m->affinity);
         free(m->node_name);
-        mesh_auth_key_wipe(&m->mesh_auth);
+        mesh_http_keys_wipe(&m->mesh_keys);
         sd_bus_slot_unref(m->gossip_owner_slot);
+        sd_bus_slot_unref(m->gossip_keys_slot);
         sd_bus_slot_unref(m->name_slot);
         sd_bus_slot_unref(m->vtable_slot);
         bus_reconnect_free(m->bus_reconnect);
@@ -209,27 +210,44 @@ static int manager_listen(Manager *m, ShimListener *l, const char *fdname, const
         return 0;
 }
 
-/* The mesh key signs what this node forwards and checks what peers forward to it. Without it
- * the API still serves from the local Ollama (a node is useful alone), nothing is forwarded to
- * peers, and a mesh listener refuses every request (401: no authenticator can be checked), so
- * it is never an open relay. */
-static int manager_load_mesh_key(Manager *m) {
-        const char *path = m->config->mesh_key;
+int manager_mesh_keys_reload(Manager *m) {
+        MeshKeyring ring;
         int r;
 
-        r = mesh_http_key_load(path, &m->mesh_auth);
-        if (r >= 0) {
-                uint8_t key[MESH_KEY_SIZE];
+        if (!m->have_mesh_key)
+                return 0;       /* started without a key: nothing is forwarded until a restart */
+        r = mesh_keyring_load_config(m->config->state_dir, m->config->mesh_key, &ring);
+        if (r >= 0)
+                r = mesh_http_keys_derive(&ring, &m->mesh_keys);
+        if (r >= 0)
+                r = mesh_tls_set_keys(m->tls, &ring);
+        mesh_keyring_wipe(&ring);
+        if (r < 0)
+                return log_warning_errno(r, "Failed to read the mesh keyring again, keeping the keys in use: %m");
+        log_info("Mesh keys read again: %zu key(s).", m->mesh_keys.n);
+        return 0;
+}
 
-                r = mesh_key_load(path, key);
-                if (r >= 0) {
-                        r = mesh_tls_new(key, MESH_TLS_API, &m->tls);
-                        explicit_bzero(key, sizeof(key));
-                }
+/* The mesh keyring (the mesh key, or the keys gossipd keeps in STATE_DIR/keyring: docs/key-rotation.md)
+ * signs what this node forwards and checks what peers forward to it. Without a key the API
+ * still serves from the local Ollama (a node is useful alone), nothing is forwarded to peers,
+ * and a mesh listener refuses every request (401: no authenticator can be checked), so it is
+ * never an open relay. */
+static int manager_load_mesh_key(Manager *m) {
+        const char *path = m->config->mesh_key;
+        MeshKeyring ring;
+        int r;
+
+        r = mesh_keyring_load_config(m->config->state_dir, path, &ring);
+        if (r >= 0) {
+                r = mesh_http_keys_derive(&ring, &m->mesh_keys);
+                if (r >= 0)
+                        r = mesh_tls_new(&ring, MESH_TLS_API, &m->tls);
+                mesh_keyring_wipe(&ring);
                 if (r < 0)
                         return log_error_errno(r, "Failed to set up TLS with the mesh key %s: %m", path);
                 m->have_mesh_key = true;
-                log_debug("Mesh key loaded from %s.", path);
+                log_debug("Mesh keys loaded: %zu key(s).", m->mesh_keys.n);
                 return 0;
         }
         if (m->mesh.http)
@@ -278,6 +296,7 @@ static void manager_bus_lost(void *userdata) {
         log_warning("Lost the D-Bus connection; routing from the last table read and reconnecting.");
         router_cache_bus_lost(m->router);
         m->gossip_owner_slot = sd_bus_slot_unref(m->gossip_owner_slot);
+        m->gossip_keys_slot = sd_bus_slot_unref(m->gossip_keys_slot);
         m->name_slot = sd_bus_slot_unref(m->name_slot);
         m->vtable_slot = sd_bus_slot_unref(m->vtable_slot);
         m->bus = NULL;

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "mesh-auth.h"
+#include "mesh-http.h"
 #include "mesh-tls.h"
 #include "route-table.h"
 #include "shim-affinity.h"
@@ -106,14 +107,16 @@ struct Manager {
         double gravity_eps;
 
         /* From the mesh key: signs requests forwarded to peers, checks the mesh listener's. */
-        MeshAuthKey mesh_auth;
+        MeshHttpKeys mesh_keys;
         bool have_mesh_key;
         /* From the mesh key too: TLS on the mesh listener and to peers' (docs/mesh-tls.md);
          * NULL without a key. */
         MeshTls *tls;
 
-        /* org.mycelia.Gossip1: where this shim's listeners are, published as metadata. */
+        /* org.mycelia.Gossip1: where this shim's listeners are, published as metadata; its
+         * KeysChanged, on which the keyring is read again. */
         sd_bus_slot *gossip_owner_slot;
+        sd_bus_slot *gossip_keys_slot;
 
         LIST_HEAD(, ProxyRequest) requests;
         LIST_HEAD(, SpreadRequest) spreads;     /* shimd-spread.c */
@@ -177,3 +180,5 @@ int manager_bus_publish(Manager *m, bool reconnected);
 /* shimd-gossip.c: publishes "api" and "mesh" now and whenever gossipd (re)appears; called again
  * after each reconnect. */
 int manager_gossip_start(Manager *m);
+/* Reads the mesh keyring again (gossipd changed it): new signatures and TLS handshakes use it. */
+int manager_mesh_keys_reload(Manager *m);

@@ -316,7 +316,6 @@ class Supervision(unittest.TestCase):
                                json.dumps({'model': MODEL, 'prompt': 'hi', 'stream': False}))
         self.assertTrue(json.loads(p.stdout).get('done'), p.stdout)
 
-    def test_2_shard_transfers_through_socket_activation(self):
     def shard_answers(self):
         """Whether shardd takes a connection on 11437. It speaks TLS with the mesh key only
         (docs/mesh-tls.md), so curl's plain HTTP gets the connection closed without a word:
@@ -325,6 +324,7 @@ class Supervision(unittest.TestCase):
                                check=False, timeout=10)
         return p.returncode == 52
 
+    def test_2_shard_transfers_through_socket_activation(self):
         self.assertTrue(self.shard_answers())
         self.container.run('systemctl', 'stop', 'mycelia-shardd.service')
         self.assertEqual(self.container.out('systemctl', 'is-active', 'mycelia-shardd.service', check=False), 'inactive')

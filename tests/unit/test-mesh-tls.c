@@ -146,16 +146,16 @@ static void exchange(MeshTls *server_tls, MeshTls *client_tls, Exchange *x) {
 }
 
 START_TEST(test_handshake) {
-        uint8_t key[MESH_KEY_SIZE], other[MESH_KEY_SIZE];
+        MeshKeyring key = { .n = 1 }, other = { .n = 1 };
         MeshTls *server = NULL, *client = NULL, *stranger = NULL, *shard = NULL;
         Exchange x;
 
-        randombytes_buf(key, sizeof(key));
-        randombytes_buf(other, sizeof(other));
-        ck_assert_int_eq(mesh_tls_new(key, MESH_TLS_API, &server), 0);
-        ck_assert_int_eq(mesh_tls_new(key, MESH_TLS_API, &client), 0);
-        ck_assert_int_eq(mesh_tls_new(other, MESH_TLS_API, &stranger), 0);
-        ck_assert_int_eq(mesh_tls_new(key, MESH_TLS_SHARD, &shard), 0);
+        randombytes_buf(key.keys[0], MESH_KEY_SIZE);
+        randombytes_buf(other.keys[0], MESH_KEY_SIZE);
+        ck_assert_int_eq(mesh_tls_new(&key, MESH_TLS_API, &server), 0);
+        ck_assert_int_eq(mesh_tls_new(&key, MESH_TLS_API, &client), 0);
+        ck_assert_int_eq(mesh_tls_new(&other, MESH_TLS_API, &stranger), 0);
+        ck_assert_int_eq(mesh_tls_new(&key, MESH_TLS_SHARD, &shard), 0);
 
         /* Same key, same purpose: the bytes go through. */
         exchange(server, client, &x);
@@ -179,6 +179,27 @@ START_TEST(test_handshake) {
         ck_assert(!x.client_connected);
         ck_assert_str_eq(x.got, "");
         ck_assert_uint_eq(mesh_tls_counters(server)->refused, 2);
+
+        /* A keyring on the server (the stranger's key installed, ours still primary): both are
+         * accepted; the stranger, made primary on the client, talks too. This is a rotation. */
+        {
+                MeshKeyring both = { .n = 2 };
+
+                memcpy(both.keys[0], key.keys[0], MESH_KEY_SIZE);
+                memcpy(both.keys[1], other.keys[0], MESH_KEY_SIZE);
+                ck_assert_int_eq(mesh_tls_set_keys(server, &both), 0);
+                exchange(server, client, &x);
+                ck_assert_str_eq(x.got, "pong");
+                exchange(server, stranger, &x);
+                ck_assert_str_eq(x.got, "pong");
+                /* The old key removed: the client still on it is refused. */
+                ck_assert_int_eq(mesh_tls_set_keys(server, &other), 0);
+                exchange(server, client, &x);
+                ck_assert_str_eq(x.got, "");
+                exchange(server, stranger, &x);
+                ck_assert_str_eq(x.got, "pong");
+                ck_assert_int_eq(mesh_tls_set_keys(server, &(MeshKeyring) {}), -EINVAL);
+        }
 
         mesh_tls_free(server);
         mesh_tls_free(client);

@@ -66,25 +66,6 @@ def quantile(v, q):
     return v[min(len(v) - 1, int(q * len(v)))]
 
 
-def connections_to(pid, port):
-    """TCP connections of pid to 127.0.0.1:port, from /proc/PID/net/tcp and its fds."""
-    inodes = set()
-    for fd in os.listdir('/proc/%d/fd' % pid):
-        try:
-            link = os.readlink('/proc/%d/fd/%s' % (pid, fd))
-        except OSError:
-            continue
-        if link.startswith('socket:['):
-            inodes.add(link[8:-1])
-    n = 0
-    with open('/proc/%d/net/tcp' % pid) as f:
-        for line in f.readlines()[1:]:
-            fields = line.split()
-            if int(fields[2].split(':')[1], 16) == port and fields[9] in inodes:
-                n += 1
-    return n
-
-
 def one_round(build, results):
     use(BUILDS[build])
     tmp = harness.make_tmpdir('mycelia-bench-tls-')
@@ -130,7 +111,7 @@ def one_round(build, results):
             results[build]['stream_bytes'] += n
         conn.close()
         mesh_port = harness.split_addr(peer.mesh)[1]
-        results[build]['connections'].append(connections_to(entry.shimd_pid(), mesh_port))
+        results[build]['connections'].append(harness.tcp_connections_to(entry.shimd_pid(), mesh_port))
     finally:
         for n in nodes:
             n.stop()

@@ -67,7 +67,7 @@ int shard_call_send(Manager *m, const char *node_id, const char *url, const Shar
         ShardCall *c;
         int r;
 
-        if (!m->have_mesh_key || !m->tls)
+        if (!m->have_mesh_key || !m->creds.tls)
                 return -ENOKEY;
         r = http_base_url_parse(url, &base);
         if (r < 0)
@@ -78,7 +78,7 @@ int shard_call_send(Manager *m, const char *node_id, const char *url, const Shar
         *c = (ShardCall) { .m = m, .fn = fn, .userdata = userdata };
         LIST_INSERT_HEAD(&m->calls, c, link);
         /* TLS to the peer's transfer listener (docs/mesh-tls.md); the connection owns bev. */
-        bev = mesh_tls_bev_connecting(m->tls, m->base);
+        bev = mesh_tls_bev_connecting(m->creds.tls, m->base);
         if (bev) {
                 c->conn = evhttp_connection_base_bufferevent_new(m->base, NULL, bev, base.host, base.port);
                 if (!c->conn)
@@ -106,7 +106,7 @@ int shard_call_send(Manager *m, const char *node_id, const char *url, const Shar
                         goto fail;
                 }
         }
-        r = mesh_http_sign(&m->mesh_keys, method_name(rq->method), rq->target, node_id, out, auth);
+        r = mesh_http_sign(&m->creds.http, method_name(rq->method), rq->target, node_id, out, auth);
         if (r < 0)
                 goto fail;
         (void) evhttp_add_header(h, MESH_AUTH_HEADER, auth);

@@ -358,10 +358,9 @@ Manager *manager_free(Manager *m) {
         shard_store_free(m->store);
         shard_deleted_done(&m->deleted);
         free(m->store_path);
-        mesh_http_keys_wipe(&m->mesh_keys);
         daemon_loop_free(m->loop);
         /* Last: every TLS connection (listener, calls) is gone. */
-        mesh_tls_free(m->tls);
+        mesh_credentials_done(&m->creds);
         if (m->base)
                 event_base_free(m->base);
         free(m);
@@ -402,7 +401,7 @@ static int manager_listen(Manager *m) {
         evhttp_set_gencb(m->peer_http, manager_peer_request, m);
         /* Peers speak TLS with the mesh key (docs/mesh-tls.md); without a key, plain HTTP that
          * is refused anyway. */
-        if (m->tls)
+        if (m->creds.tls)
                 evhttp_set_bevcb(m->peer_http, manager_peer_bev_new, m);
         if (!evhttp_accept_socket_with_handle(m->peer_http, fd)) {
                 (void) close(fd);
@@ -471,21 +470,7 @@ static const BusReconnectOps manager_bus_ops = {
 };
 
 int manager_mesh_keys_reload(Manager *m) {
-        MeshKeyring ring;
-        int r;
-
-        if (!m->have_mesh_key)
-                return 0;       /* started without a key: peers stay refused until a restart */
-        r = mesh_keyring_load_config(m->config->state_dir, m->config->mesh_key, &ring);
-        if (r >= 0)
-                r = mesh_http_keys_derive(&ring, &m->mesh_keys);
-        if (r >= 0)
-                r = mesh_tls_set_keys(m->tls, &ring);
-        mesh_keyring_wipe(&ring);
-        if (r < 0)
-                return log_warning_errno(r, "Failed to read the mesh keyring again, keeping the keys in use: %m");
-        log_info("Mesh keys read again: %zu key(s).", m->mesh_keys.n);
-        return 0;
+        return mesh_credentials_reload(&m->creds, m->config->state_dir, m->config->mesh_key);
 }
 
 int manager_start(Manager *m) {
@@ -493,21 +478,10 @@ int manager_start(Manager *m) {
 
         /* Without the key this node keeps its own shards and serves its own clients, and refuses
          * every peer (nothing unauthenticated crosses the LAN). */
-        {
-                MeshKeyring ring;
-
-                r = mesh_keyring_load_config(m->config->state_dir, m->config->mesh_key, &ring);
-                m->have_mesh_key = r >= 0;
-                if (r >= 0) {
-                        r = mesh_http_keys_derive(&ring, &m->mesh_keys);
-                        if (r >= 0)
-                                r = mesh_tls_new(&ring, MESH_TLS_SHARD, &m->tls);
-                        mesh_keyring_wipe(&ring);
-                        if (r < 0)
-                                return log_error_errno(r, "Failed to set up TLS with the mesh key %s: %m",
-                                                       m->config->mesh_key);
-                }
-        }
+        r = mesh_credentials_load(&m->creds, m->config->state_dir, m->config->mesh_key, MESH_TLS_SHARD);
+        if (r == -EIO)
+                return r;
+        m->have_mesh_key = r >= 0;
         if (!m->have_mesh_key)
                 log_notice("No mesh key (%s: %s); shards stay on this node and peers are refused.",
                            strempty(m->config->mesh_key), strerror(-r));

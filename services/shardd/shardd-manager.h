@@ -12,7 +12,7 @@
 #include "config.h"
 #include "mesh-auth.h"
 #include "mesh-http.h"
-#include "mesh-tls.h"
+#include "mesh-credentials.h"
 #include "shard-deleted.h"
 #include "shard-members.h"
 #include "shard-placement.h"
@@ -57,10 +57,10 @@ typedef struct Manager {
          * as "shard"): its address as bound, and as peers reach it (gossip metadata "shard"). */
         struct evhttp *peer_http;
         char *peer_address;
-        MeshHttpKeys mesh_keys;
+        /* The mesh keyring's authenticator keys and TLS on the transfer listener and to peers'
+         * (docs/mesh-tls.md, docs/key-rotation.md); creds.tls NULL without a key. */
+        MeshCredentials creds;
         bool have_mesh_key;
-        /* TLS on the transfer listener and to peers' (docs/mesh-tls.md); NULL without a key. */
-        MeshTls *tls;
         uint64_t peer_rejected; /* requests refused: no valid X-Mycelia-Auth */
         char *self_url;         /* "http://" and peer_address: this node's entry in members */
 

@@ -71,7 +71,7 @@ static void peer_dispatch(Manager *m, struct evhttp_request *req) {
 struct bufferevent *manager_peer_bev_new(struct event_base *base, void *userdata) {
         Manager *m = userdata;
 
-        return mesh_tls_bev_accepting(m->tls, base);
+        return mesh_tls_bev_accepting(m->creds.tls, base);
 }
 
 void manager_peer_request(struct evhttp_request *req, void *userdata) {
@@ -79,7 +79,7 @@ void manager_peer_request(struct evhttp_request *req, void *userdata) {
         const char *uri = evhttp_request_get_uri(req), *method = method_name(evhttp_request_get_command(req));
         int r;
 
-        r = m->have_mesh_key ? mesh_http_verify(&m->mesh_keys, m->node_id, req, method, uri) : -ENOKEY;
+        r = m->have_mesh_key ? mesh_http_verify(&m->creds.http, m->node_id, req, method, uri) : -ENOKEY;
         if (r < 0) {
                 m->peer_rejected++;
                 log_debug("Refused %s %s from a peer: %s", method, uri, mesh_http_error_string(r));

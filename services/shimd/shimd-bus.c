@@ -12,7 +12,7 @@
 static int property_get_mesh_tls(sd_bus *bus, const char *path, const char *interface, const char *property,
                                  sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        const MeshTlsCounters *c = m->tls ? mesh_tls_counters(m->tls) : NULL;
+        const MeshTlsCounters *c = m->creds.tls ? mesh_tls_counters(m->creds.tls) : NULL;
 
         return sd_bus_message_append(reply, "t", !c ? 0 : streq(property, "MeshTlsRefused") ? c->refused : c->failed);
 }

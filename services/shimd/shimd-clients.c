@@ -126,8 +126,8 @@ struct bufferevent *manager_client_bev_new(struct event_base *base, void *userda
 
         /* Peers speak TLS to the mesh listener (docs/mesh-tls.md); else what libevent would
          * make itself. */
-        if (l->kind == SHIM_LISTENER_MESH && m->tls)
-                bev = mesh_tls_bev_accepting(m->tls, base);
+        if (l->kind == SHIM_LISTENER_MESH && m->creds.tls)
+                bev = mesh_tls_bev_accepting(m->creds.tls, base);
         else
                 bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
         if (!bev)

@@ -171,9 +171,9 @@ static int part_send(Fanout *f, size_t i) {
                 evhttp_connection_free(s->conn);
                 s->conn = NULL;
         }
-        if (peer && f->m->tls) {
+        if (peer && f->m->creds.tls) {
                 /* A peer's mesh listener speaks TLS (docs/mesh-tls.md); the connection owns bev. */
-                struct bufferevent *bev = mesh_tls_bev_connecting(f->m->tls, f->m->base);
+                struct bufferevent *bev = mesh_tls_bev_connecting(f->m->creds.tls, f->m->base);
 
                 if (!bev)
                         return -ENOMEM;

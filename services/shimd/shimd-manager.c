@@ -143,7 +143,6 @@ Manager *manager_free(Manager *m) {
         m->pool = upstream_pool_free(m->pool);
         m->affinity = affinity_index_free(m->affinity);
         free(m->node_name);
-        mesh_http_keys_wipe(&m->mesh_keys);
         sd_bus_slot_unref(m->gossip_owner_slot);
         sd_bus_slot_unref(m->gossip_keys_slot);
         sd_bus_slot_unref(m->name_slot);
@@ -151,7 +150,7 @@ Manager *manager_free(Manager *m) {
         bus_reconnect_free(m->bus_reconnect);
         daemon_loop_free(m->loop);
         /* Last: every TLS connection (pool, clients) is gone. */
-        mesh_tls_free(m->tls);
+        mesh_credentials_done(&m->creds);
         if (m->base)
                 event_base_free(m->base);
         free(m);
@@ -211,21 +210,7 @@ static int manager_listen(Manager *m, ShimListener *l, const char *fdname, const
 }
 
 int manager_mesh_keys_reload(Manager *m) {
-        MeshKeyring ring;
-        int r;
-
-        if (!m->have_mesh_key)
-                return 0;       /* started without a key: nothing is forwarded until a restart */
-        r = mesh_keyring_load_config(m->config->state_dir, m->config->mesh_key, &ring);
-        if (r >= 0)
-                r = mesh_http_keys_derive(&ring, &m->mesh_keys);
-        if (r >= 0)
-                r = mesh_tls_set_keys(m->tls, &ring);
-        mesh_keyring_wipe(&ring);
-        if (r < 0)
-                return log_warning_errno(r, "Failed to read the mesh keyring again, keeping the keys in use: %m");
-        log_info("Mesh keys read again: %zu key(s).", m->mesh_keys.n);
-        return 0;
+        return mesh_credentials_reload(&m->creds, m->config->state_dir, m->config->mesh_key);
 }
 
 /* The mesh keyring (the mesh key, or the keys gossipd keeps in STATE_DIR/keyring: docs/key-rotation.md)
@@ -235,19 +220,14 @@ int manager_mesh_keys_reload(Manager *m) {
  * never an open relay. */
 static int manager_load_mesh_key(Manager *m) {
         const char *path = m->config->mesh_key;
-        MeshKeyring ring;
         int r;
 
-        r = mesh_keyring_load_config(m->config->state_dir, path, &ring);
+        r = mesh_credentials_load(&m->creds, m->config->state_dir, path, MESH_TLS_API);
+        if (r == -EIO)
+                return r;
         if (r >= 0) {
-                r = mesh_http_keys_derive(&ring, &m->mesh_keys);
-                if (r >= 0)
-                        r = mesh_tls_new(&ring, MESH_TLS_API, &m->tls);
-                mesh_keyring_wipe(&ring);
-                if (r < 0)
-                        return log_error_errno(r, "Failed to set up TLS with the mesh key %s: %m", path);
                 m->have_mesh_key = true;
-                log_debug("Mesh keys loaded: %zu key(s).", m->mesh_keys.n);
+                log_debug("Mesh keys loaded: %zu key(s).", m->creds.http.n);
                 return 0;
         }
         if (m->mesh.http)

@@ -14,7 +14,7 @@
 #include "daemon.h"
 #include "mesh-auth.h"
 #include "mesh-http.h"
-#include "mesh-tls.h"
+#include "mesh-credentials.h"
 #include "route-table.h"
 #include "shim-affinity.h"
 #include "shim-request.h"
@@ -106,12 +106,11 @@ struct Manager {
         AffinityIndex *affinity;
         double gravity_eps;
 
-        /* From the mesh key: signs requests forwarded to peers, checks the mesh listener's. */
-        MeshHttpKeys mesh_keys;
+        /* From the mesh keyring: signs requests forwarded to peers, checks the mesh listener's
+         * (http), and TLS on the mesh listener and to peers' (tls; NULL without a key;
+         * docs/mesh-tls.md, docs/key-rotation.md). */
+        MeshCredentials creds;
         bool have_mesh_key;
-        /* From the mesh key too: TLS on the mesh listener and to peers' (docs/mesh-tls.md);
-         * NULL without a key. */
-        MeshTls *tls;
 
         /* org.mycelia.Gossip1: where this shim's listeners are, published as metadata; its
          * KeysChanged, on which the keyring is read again. */

@@ -11,14 +11,14 @@
 
 int mesh_request_sign(Manager *m, const char *method, const char *target, const char *node_id, struct evbuffer *body,
                       char value[MESH_AUTH_VALUE_MAX]) {
-        return mesh_http_sign(&m->mesh_keys, method, target, node_id, body, value);
+        return mesh_http_sign(&m->creds.http, method, target, node_id, body, value);
 }
 
 /* The mesh listener's gate: a valid X-Mycelia-Auth for this request, meant for this node. */
 int mesh_request_verify(Manager *m, struct evhttp_request *req, const char *method, const char *uri) {
         if (!m->have_mesh_key)
                 return -ENOKEY;
-        return mesh_http_verify(&m->mesh_keys, m->node_id, req, method, uri);
+        return mesh_http_verify(&m->creds.http, m->node_id, req, method, uri);
 }
 
 void mesh_request_reject(Manager *m, struct evhttp_request *req, const char *method, const char *uri,

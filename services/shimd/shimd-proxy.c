@@ -519,7 +519,7 @@ static int proxy_attempt(ProxyRequest *p) {
         p->force_fresh = false;
         p->up_reused = c != NULL;
         if (!c) {
-                r = upstream_conn_new(m->pool, &p->url, proxy_target_is_peer(p) ? m->tls : NULL, &c);
+                r = upstream_conn_new(m->pool, &p->url, proxy_target_is_peer(p) ? m->creds.tls : NULL, &c);
                 if (r == -ENOMEM)
                         return log_oom();
                 if (r < 0) {

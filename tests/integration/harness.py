@@ -987,6 +987,26 @@ def write_mesh_key(path):
     return path
 
 
+def tcp_connections_to(pid, port):
+    """How many of pid's sockets are IPv4 TCP connections to a remote port (from /proc: its fds'
+    socket inodes against /proc/PID/net/tcp's remote addresses)."""
+    inodes = set()
+    for fd in os.listdir('/proc/%d/fd' % pid):
+        try:
+            link = os.readlink('/proc/%d/fd/%s' % (pid, fd))
+        except OSError:
+            continue
+        if link.startswith('socket:['):
+            inodes.add(link[8:-1])
+    n = 0
+    with open('/proc/%d/net/tcp' % pid) as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if int(fields[2].split(':')[1], 16) == port and fields[9] in inodes:
+                n += 1
+    return n
+
+
 def mesh_tls_psk(key_file, purpose='api'):
     """(PSK hex, identity) of the TLS between nodes for purpose ('api': the shim's mesh listener,
     'shard': shardd's transfer listener), as docs/mesh-tls.md defines them: an independent

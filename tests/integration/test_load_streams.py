@@ -74,23 +74,8 @@ class LoadStreams(unittest.TestCase):
         cls.double.stop()
 
     def upstream_sockets(self, pid):
-        """How many of pid's sockets are TCP connections to the double (from /proc: its fds'
-        socket inodes against /proc/net/tcp's remote addresses)."""
-        inodes = set()
-        for fd in os.listdir('/proc/%d/fd' % pid):
-            try:
-                link = os.readlink('/proc/%d/fd/%s' % (pid, fd))
-            except OSError:
-                continue
-            if link.startswith('socket:['):
-                inodes.add(link[8:-1])
-        n = 0
-        with open('/proc/%d/net/tcp' % pid) as f:
-            for line in f.readlines()[1:]:
-                fields = line.split()
-                if int(fields[2].split(':')[1], 16) == self.double.port and fields[9] in inodes:
-                    n += 1
-        return n
+        """How many of pid's sockets are TCP connections to the double."""
+        return harness.tcp_connections_to(pid, self.double.port)
 
     def test_thousand_concurrent_streams(self):
         t0 = time.monotonic()

@@ -48,6 +48,8 @@ static const ConfigOption config_options[] = {
         O("shim", "connect_timeout", "connect-timeout", CONFIG_DURATION, connect_timeout, "5s", "upstream connect timeout"),
         O("shim", "upstream_timeout", "upstream-timeout", CONFIG_DURATION, upstream_timeout, "300s", "upstream silence before a request fails"),
         O("shim", "drain_timeout", "drain-timeout", CONFIG_DURATION, drain_timeout, "8s", "on SIGTERM, how long requests in flight may finish (below TimeoutStopSec=10s)"),
+        O("shim", "api_auth", "api-auth", CONFIG_STRING, api_auth, "auto", "who may use the API: auto (a token is needed unless it is bound to loopback), token (always), none (never: open to anyone who reaches it)"),
+        O("shim", "tokens", "tokens", CONFIG_STRING, tokens_file, SYSCONFDIR "/mycelia/tokens", "file of the API's bearer tokens (myceliactl token add)"),
         O("upstream", "url", "upstream", CONFIG_STRING, upstream_url, "http://127.0.0.1:11435", "URL of this node's Ollama"),
         O("upstream", "parallel", "parallel", CONFIG_UINT, upstream_parallel, "1", "requests this node's Ollama serves at once (its OLLAMA_NUM_PARALLEL), published as capacity"),
         O("router", "policy", "policy", CONFIG_STRING, route_policy, "gravity", "routing policy: gravity, round-robin, least-loaded, latency, local-first"),
@@ -74,6 +76,8 @@ static const ConfigOption config_options[] = {
         O("discovery", "seeds", "seed", CONFIG_LIST, seeds, "", "HOST:PORT gossip address of a peer to join; repeatable, or comma-separated"),
         O("discovery", "mdns", "mdns", CONFIG_BOOL, mdns, "yes", "publish and browse _mycelia._tcp with avahi-daemon"),
         O("discovery", "avahi_bus", "avahi-bus", CONFIG_STRING, avahi_bus, "unix:path=/run/dbus/system_bus_socket", "D-Bus address of the system bus avahi-daemon is on"),
+        O("audit", "enabled", "audit", CONFIG_BOOL, audit_enabled, "yes", "one journal entry per request the shim answers, whatever log_level says"),
+        O("audit", "content", "audit-content", CONFIG_BOOL, audit_content, "no", "the audit trail keeps each request's body (the prompt), up to 64K"),
 };
 
 int parse_size(const char *s, uint64_t *ret) {

@@ -31,6 +31,8 @@ typedef struct MyceliaConfig {
         usec_t connect_timeout;   /* upstream connect timeout */
         usec_t upstream_timeout;  /* upstream silence before the request fails */
         usec_t drain_timeout;     /* SIGTERM: requests in flight may finish for this long */
+        char *api_auth;           /* auto, token or none: who may use the API listener; parsed by shimd */
+        char *tokens_file;        /* the API's bearer tokens (docs/api-auth.md) */
         /* [upstream] */
         char *upstream_url;       /* this node's Ollama */
         unsigned upstream_parallel; /* its OLLAMA_NUM_PARALLEL: the capacity routing divides load by */
@@ -62,6 +64,9 @@ typedef struct MyceliaConfig {
         char *seeds;              /* "HOST:PORT,..." gossip addresses; --seed is repeatable */
         bool mdns;                /* publish and browse _mycelia._tcp with Avahi */
         char *avahi_bus;          /* D-Bus address of the system bus avahi-daemon is on */
+        /* [audit] */
+        bool audit_enabled;       /* one journal entry per request (docs/audit.md) */
+        bool audit_content;       /* the audit trail keeps each request's body */
 } MyceliaConfig;
 
 void config_init(MyceliaConfig *c);

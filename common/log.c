@@ -157,3 +157,99 @@ int log_internal(int level, int error, const char *file, int line, const char *f
         errno = saved_errno;
         return -abs(error);
 }
+
+/* Appends s to buf (at *j, size bytes in all, one left for the NUL) as a logfmt value. */
+static void record_value_append(char *buf, size_t size, size_t *j, const char *v, size_t n) {
+        static const size_t value_max = 1024;
+        bool quote = n == 0;
+
+        for (size_t i = 0; i < n && !quote; i++) {
+                unsigned char c = (unsigned char) v[i];
+                quote = c <= ' ' || c == '"' || c == '\\' || c >= 0x7f;
+        }
+        if (n > value_max)
+                n = value_max;
+#define PUT(ch) do { if (*j + 1 < size) buf[(*j)++] = (ch); } while (0)
+        if (quote)
+                PUT('"');
+        for (size_t i = 0; i < n; i++) {
+                unsigned char c = (unsigned char) v[i];
+
+                if (!quote)
+                        PUT((char) c);
+                else if (c == '"' || c == '\\') {
+                        PUT('\\');
+                        PUT((char) c);
+                } else if (c == '\n') {
+                        PUT('\\');
+                        PUT('n');
+                } else if (c < ' ' || c == 0x7f) {
+                        char hex[5];
+
+                        snprintf(hex, sizeof(hex), "\\x%02x", c);
+                        for (const char *h = hex; *h; h++)
+                                PUT(*h);
+                } else
+                        PUT((char) c);
+        }
+        if (quote)
+                PUT('"');
+#undef PUT
+        buf[*j] = '\0';
+}
+
+void log_record(int level, const struct iovec *fields, size_t n_fields, const char *message) {
+        int saved_errno = errno;
+
+        if (log_to_journal) {
+                _cleanup_free_ struct iovec *iov = NULL;
+                char msg[4096 + 8], prio[32], node[160], ident[160];
+                size_t n = 0;
+
+                iov = calloc(n_fields + 4, sizeof(struct iovec));
+                if (!iov)
+                        return;
+                snprintf(msg, sizeof(msg), "MESSAGE=%s", message);
+                snprintf(prio, sizeof(prio), "PRIORITY=%d", level);
+                snprintf(ident, sizeof(ident), "SYSLOG_IDENTIFIER=%s", log_identifier);
+                iov[n++] = (struct iovec) { msg, strlen(msg) };
+                iov[n++] = (struct iovec) { prio, strlen(prio) };
+                iov[n++] = (struct iovec) { ident, strlen(ident) };
+                if (log_node[0]) {
+                        snprintf(node, sizeof(node), "NODE=%s", log_node);
+                        iov[n++] = (struct iovec) { node, strlen(node) };
+                }
+                for (size_t i = 0; i < n_fields; i++)
+                        iov[n++] = fields[i];
+                (void) sd_journal_sendv(iov, (int) n);
+        } else {
+                _cleanup_free_ char *line = NULL;
+                size_t size = 256 + strlen(message), j = 0;
+
+                for (size_t i = 0; i < n_fields; i++)
+                        size += MIN(fields[i].iov_len, (size_t) 1024) * 4 + 4;
+                line = malloc(size);
+                if (!line)
+                        return;
+                j = (size_t) snprintf(line, size, "%s%s%s: %s: %s", log_identifier, log_node[0] ? "@" : "", log_node,
+                                      level_prefix[level & LOG_PRIMASK], message);
+                for (size_t i = 0; i < n_fields && j + 3 < size; i++) {
+                        const char *f = fields[i].iov_base, *eq = memchr(f, '=', fields[i].iov_len);
+                        size_t key = eq ? (size_t) (eq - f) : fields[i].iov_len;
+
+                        line[j++] = ' ';
+                        if (i == 0)
+                                line[j++] = '[';
+                        for (size_t k = 0; k < key && j + 1 < size; k++)
+                                line[j++] = f[k];
+                        if (j + 1 < size)
+                                line[j++] = '=';
+                        line[j] = '\0';
+                        if (eq)
+                                record_value_append(line, size, &j, eq + 1, fields[i].iov_len - key - 1);
+                }
+                fprintf(stderr, "%s%s\n", line, n_fields > 0 ? "]" : "");
+        }
+        errno = saved_errno;
+}
+

@@ -3,6 +3,7 @@
  * running under systemd, plain lines on stderr otherwise. Library code logs at debug only. */
 #pragma once
 
+#include <sys/uio.h>
 #include <syslog.h>
 
 #include "macro.h"
@@ -26,6 +27,13 @@ int log_level_from_string(const char *s);
  * prints strerror(abs(error)). */
 int log_internal(int level, int error, const char *file, int line, const char *func,
                  const char *fields, const char *fmt, ...) _printf_(7, 8);
+
+/* One entry with fields the caller built, each iovec one "KEY=value" (a value may hold any byte,
+ * newlines too), written whatever the log level says (the caller decides: the audit trail is a
+ * record, not a diagnostic). To the journal as they are, with PRIORITY, SYSLOG_IDENTIFIER and
+ * NODE; on stderr as the usual line, then the fields as KEY=value (values with spaces, quotes or
+ * other bytes in double quotes, C-escaped, each cut at 1 KiB). */
+void log_record(int level, const struct iovec *fields, size_t n_fields, const char *message);
 
 #define log_full_errno(level, error, ...)                                               \
         ({                                                                              \

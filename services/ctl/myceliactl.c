@@ -642,16 +642,26 @@ static void help(void) {
                "  key list              the mesh keys this node accepts, by id; the primary first\n"
                "  key install KEY       accept KEY too (a key file, or base64); then on every node:\n"
                "  key use KEY           send with KEY (a file, base64 or an id from key list)\n"
-               "  key remove KEY        no longer accept KEY (not the primary one)\n\n"
+               "  key remove KEY        no longer accept KEY (not the primary one)\n"
+               "  token add NAME        make a bearer token for the API and print its secret once;\n"
+               "                        --models M1,M2 restricts it to those models\n"
+               "  token list            the tokens' names and models (never secrets)\n"
+               "  token revoke NAME     remove a token; the shim refuses it within a second\n"
+               "  audit                 the requests this node's shim answered, from the journal\n"
+               "                        (--since TIME, --json: one object a line)\n\n"
                "Options:\n"
                "  -h --help             show this help\n"
                "     --version          show the version\n"
                "     --bus ADDRESS      D-Bus address (default: the system bus)\n"
                "     --json             print JSON\n"
-               "     --no-legend        no table headers and footers\n\n"
+               "     --no-legend        no table headers and footers\n"
+               "     --tokens FILE      the tokens file (default: [shim] tokens, %s/mycelia/tokens)\n"
+               "     --models M1,M2     token add: the models the token may use (default: any)\n"
+               "     --since TIME       audit: from TIME on (\"2025-01-31 14:00:00\", today, -1h,\n"
+               "                        \"10min ago\")\n\n"
                "Exit status: 0 success, 1 failure, 2 usage error, 3 a daemon is not running,\n"
                "4 no node serves the model (route).\n",
-               SYSCONFDIR);
+               SYSCONFDIR, SYSCONFDIR);
 }
 
 typedef struct Verb {
@@ -674,16 +684,21 @@ static const Verb verbs[] = {
         { "leave", 1, 1, true, verb_leave },
         { "keygen", 1, 2, false, verb_keygen_bus },
         { "key", 2, 3, true, verb_key },
+        { "token", 2, 3, false, verb_token },
+        { "audit", 1, 1, false, verb_audit },
 };
 
 int main(int argc, char *argv[]) {
-        enum { ARG_VERSION = 0x100, ARG_BUS, ARG_JSON, ARG_NO_LEGEND };
+        enum { ARG_VERSION = 0x100, ARG_BUS, ARG_JSON, ARG_NO_LEGEND, ARG_TOKENS, ARG_MODELS, ARG_SINCE };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 { "bus", required_argument, NULL, ARG_BUS },
                 { "json", no_argument, NULL, ARG_JSON },
                 { "no-legend", no_argument, NULL, ARG_NO_LEGEND },
+                { "tokens", required_argument, NULL, ARG_TOKENS },
+                { "models", required_argument, NULL, ARG_MODELS },
+                { "since", required_argument, NULL, ARG_SINCE },
                 {}
         };
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
@@ -707,6 +722,15 @@ int main(int argc, char *argv[]) {
                         break;
                 case ARG_NO_LEGEND:
                         arg_legend = false;
+                        break;
+                case ARG_TOKENS:
+                        arg_tokens = optarg;
+                        break;
+                case ARG_MODELS:
+                        arg_models = optarg;
+                        break;
+                case ARG_SINCE:
+                        arg_since = optarg;
                         break;
                 default:
                         return EXIT_USAGE;

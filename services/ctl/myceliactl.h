@@ -16,6 +16,10 @@
 
 extern bool arg_json;
 extern bool arg_legend;
+/* token: --tokens FILE, --models M1,M2 (ctl-tokens.c); audit: --since TIME (ctl-audit.c). */
+extern const char *arg_tokens;
+extern const char *arg_models;
+extern const char *arg_since;
 
 /* Prints why a call to bus_name failed and returns the exit code, negated: -EXIT_DAEMON_DOWN when
  * its daemon is not on the bus, else -EXIT_FAILURE. */
@@ -29,4 +33,6 @@ int get_members(sd_bus *bus, sd_bus_message **ret_reply, GossipMember **ret, siz
 int json_print(json_object *o);
 /* The verbs that live in files of their own. */
 int verb_shards(sd_bus *bus, int argc, char **argv);
+int verb_token(sd_bus *bus, int argc, char **argv);
 int verb_key(sd_bus *bus, int argc, char **argv);
+int verb_audit(sd_bus *bus, int argc, char **argv);

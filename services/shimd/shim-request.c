@@ -610,6 +610,10 @@ ShimHeader shim_header_classify(const char *name) {
                 if (IS("Content-Type"))
                         return SHIM_HEADER_CONTENT_TYPE;
                 break;
+        case 13:
+                if (IS("Authorization"))
+                        return SHIM_HEADER_AUTHORIZATION;
+                break;
         case 14:
                 if (IS("Content-Length"))
                         return SHIM_HEADER_CONTENT_LENGTH;
@@ -663,4 +667,43 @@ void shim_limit_body_message(const char *content_length, uint64_t max, char *buf
 
 bool shim_limit_requests_reached(unsigned active, unsigned max) {
         return active >= max;
+}
+
+/* Whether uri is path or below it ("/api/blobs/sha256:..."). */
+static bool uri_under(const char *uri, const char *prefix) {
+        size_t n = strlen(prefix);
+
+        return strneq(uri, prefix, n) && (uri[n] == '\0' || uri[n] == '/' || uri[n] == '?');
+}
+
+ShimTokenScope shim_token_scope(const char *method, const char *uri) {
+        static const char *const model_paths[] = {
+                "/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/show",
+                "/v1/chat/completions", "/v1/completions", "/v1/embeddings",
+        };
+        static const char *const any_paths[] = {
+                "/api/tags", "/api/ps", "/api/version", "/v1/models",
+        };
+        bool read = streq(method, "GET") || streq(method, "HEAD");
+
+        if (streq(method, "OPTIONS") || (read && shim_uri_is(uri, "/")))
+                return SHIM_TOKEN_SCOPE_OPEN;
+        if (uri_under(uri, "/api/mycelia"))
+                /* The shim's own API: the texts it embeds go through this listener again, with
+                 * the client's token, and meet the model rule there. */
+                return SHIM_TOKEN_SCOPE_ANY;
+        if (streq(method, "POST"))
+                for (size_t i = 0; i < ELEMENTSOF(model_paths); i++)
+                        if (shim_uri_is(uri, model_paths[i]))
+                                return SHIM_TOKEN_SCOPE_MODEL;
+        if (read) {
+                for (size_t i = 0; i < ELEMENTSOF(any_paths); i++)
+                        if (shim_uri_is(uri, any_paths[i]))
+                                return SHIM_TOKEN_SCOPE_ANY;
+                /* /v1/models/NAME: one entry of the list. */
+                if (strneq(uri, "/v1/models/", 11))
+                        return SHIM_TOKEN_SCOPE_ANY;
+        }
+        /* Pull, push, create, copy, delete, blobs, and whatever else changes Ollama's store. */
+        return SHIM_TOKEN_SCOPE_MANAGE;
 }

@@ -62,6 +62,7 @@ typedef enum ShimHeader {
         SHIM_HEADER_CONTENT_TYPE,
         SHIM_HEADER_HOST,
         SHIM_HEADER_EXPECT,
+        SHIM_HEADER_AUTHORIZATION,      /* the client's credentials for this shim: never forwarded */
 } ShimHeader;
 
 ShimHeader shim_header_classify(const char *name);
@@ -80,3 +81,14 @@ bool shim_limit_requests_reached(unsigned active, unsigned max);
 
 /* Ollama's exact 503 text (two spaces). */
 #define SHIM_BUSY_MESSAGE "server busy, please try again.  maximum pending requests exceeded"
+
+/* What a request asks of a token restricted to models. */
+typedef enum ShimTokenScope {
+        SHIM_TOKEN_SCOPE_OPEN,  /* needs no token at all: GET / and HEAD / (liveness), OPTIONS (CORS) */
+        SHIM_TOKEN_SCOPE_ANY,   /* any token: lists, version, the collections API */
+        SHIM_TOKEN_SCOPE_MODEL, /* the "model" of the body must be one of the token's */
+        SHIM_TOKEN_SCOPE_MANAGE,/* pulls, pushes, creates, copies, deletes models, blobs: unrestricted tokens only */
+} ShimTokenScope;
+
+/* method as on the wire, uri the request target (query allowed). */
+ShimTokenScope shim_token_scope(const char *method, const char *uri);

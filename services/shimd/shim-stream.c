@@ -60,6 +60,13 @@ static Pattern pat_sse_done = { "data: [DONE]" };
 static Pattern pat_sse_error = { "data: {\"error\"" };
 /* A non-null finish_reason marks the closing chunk of an OpenAI stream. */
 static Pattern pat_finish = { "\"finish_reason\":\"" };
+/* Token counts, for the audit trail (a JSON string cannot hold these: its quotes are escaped). */
+static Pattern pat_prompt_eval = { "\"prompt_eval_count\":" };
+static Pattern pat_eval = { "\"eval_count\":" };
+static Pattern pat_prompt_tokens = { "\"prompt_tokens\":" };
+static Pattern pat_completion_tokens = { "\"completion_tokens\":" };
+/* Counts past this are not real: the value stops growing. */
+#define USAGE_VALUE_MAX 1000000000000000ULL
 
 #define MATCHED_STICKY UINT32_MAX
 
@@ -87,6 +94,10 @@ static void patterns_init(void) {
         pattern_init(&pat_sse_done);
         pattern_init(&pat_sse_error);
         pattern_init(&pat_finish);
+        pattern_init(&pat_prompt_eval);
+        pattern_init(&pat_eval);
+        pattern_init(&pat_prompt_tokens);
+        pattern_init(&pat_completion_tokens);
         done = true;
 }
 
@@ -120,7 +131,38 @@ static bool matcher_step_anchored(const Pattern *p, unsigned *state, char c) {
 
 void shim_stream_init(ShimStream *s, ShimStreamKind kind) {
         patterns_init();
-        *s = (ShimStream) { .kind = kind, .line_empty = true, .trailing_newlines = 2 };
+        *s = (ShimStream) { .kind = kind, .line_empty = true, .trailing_newlines = 2, .prompt_tokens = -1,
+                            .completion_tokens = -1 };
+}
+
+/* The counts after "key": a number (spaces before it allowed); anything else ends it. */
+static void usage_feed(ShimStream *s, const char *p, size_t len) {
+        for (size_t i = 0; i < len; i++) {
+                bool prompt, completion;
+                char c = p[i];
+
+                if (s->usage_target != 0) {
+                        if (c >= '0' && c <= '9') {
+                                s->usage_digits = true;
+                                s->usage_value = MIN(s->usage_value * 10 + (uint64_t) (c - '0'), USAGE_VALUE_MAX);
+                        } else if (!(c == ' ' && !s->usage_digits)) {
+                                if (s->usage_digits)
+                                        *(s->usage_target == 1 ? &s->prompt_tokens : &s->completion_tokens) =
+                                                (int64_t) s->usage_value;
+                                s->usage_target = 0;
+                        }
+                }
+                /* Every matcher takes every byte (no short cut), or its state would go wrong. */
+                prompt = matcher_step(&pat_prompt_eval, &s->m_prompt_eval, c);
+                prompt = matcher_step(&pat_prompt_tokens, &s->m_prompt_tokens, c) || prompt;
+                completion = matcher_step(&pat_eval, &s->m_eval, c);
+                completion = matcher_step(&pat_completion_tokens, &s->m_completion_tokens, c) || completion;
+                if (!prompt && !completion)
+                        continue;
+                s->usage_target = prompt ? 1 : 2;
+                s->usage_digits = false;
+                s->usage_value = 0;
+        }
 }
 
 static void ndjson_line_end(ShimStream *s) {
@@ -214,6 +256,8 @@ void shim_stream_feed(ShimStream *s, const void *data, size_t len) {
         default:
                 break;
         }
+        if (s->kind != SHIM_STREAM_RAW)
+                usage_feed(s, p, len);
 
         /* Count the '\n' at the very end (ignoring '\r'), capped at 2; a piece made only of
          * newlines adds to what came before. */

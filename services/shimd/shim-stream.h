@@ -22,6 +22,11 @@ typedef struct ShimStream {
         bool done;                /* the final chunk went by (done:true, status:success, [DONE]) */
         bool error_seen;          /* the upstream itself sent an error object */
         unsigned trailing_newlines; /* '\n' at the very end of what went by (0, 1, 2 = capped) */
+        /* Token counts the upstream reported, -1 until seen: Ollama's "prompt_eval_count" and
+         * "eval_count" (its final object), OpenAI's "prompt_tokens" and "completion_tokens"
+         * (usage). The last one seen wins. NDJSON, SSE and JSON bodies. */
+        int64_t prompt_tokens;
+        int64_t completion_tokens;
 
         /* State of the line or frame being read. */
         bool line_empty;          /* nothing but '\r' since the last '\n' */
@@ -32,6 +37,11 @@ typedef struct ShimStream {
         bool frame_error;
         /* How far each pattern of shim-stream.c is matched (KMP states). */
         unsigned m_done, m_success, m_error, m_sse_done, m_sse_error, m_finish;
+        unsigned m_prompt_eval, m_eval, m_prompt_tokens, m_completion_tokens;
+        /* The count being read after one of those keys: 1 prompt, 2 completion, 0 none. */
+        unsigned usage_target;
+        bool usage_digits;
+        uint64_t usage_value;
 } ShimStream;
 
 ShimStreamKind shim_stream_kind_from_content_type(const char *content_type);

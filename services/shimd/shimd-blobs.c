@@ -22,6 +22,7 @@
 #include "shim-collections.h"
 #include "shimd-blobs.h"
 #include "shimd-clients.h"
+#include "shimd-audit.h"
 #include "shimd-errors.h"
 #include "shimd-shardstore.h"
 
@@ -35,6 +36,7 @@ typedef struct BlobRequest {
         bool head;
         bool putting;                   /* POST: PutBlob sent (HasBlob said no) */
         char *digest;                   /* as named in the path, %-decoded */
+        usec_t t_start;
 } BlobRequest;
 
 static void blob_request_free(BlobRequest *br) {
@@ -53,6 +55,7 @@ static void blob_reply(BlobRequest *br, int status, const char *message) {
         struct evkeyvalq *out = evhttp_request_get_output_headers(br->client);
 
         manager_client_unwatch(br->m, br->client_evcon);
+        shim_audit_request(SHIM_LISTENER_API, br->client, status, NULL, NULL, br->t_start);
         if (status >= 400)
                 br->m->counters.requests_failed++;
         if (status >= 400 && message && !br->head)
@@ -213,7 +216,7 @@ bool blobs_handle(Manager *m, struct evhttp_request *req) {
                 return true;
         }
         *br = (BlobRequest) { .m = m, .client = req, .client_evcon = evhttp_request_get_connection(req),
-                              .head = method == EVHTTP_REQ_HEAD,
+                              .head = method == EVHTTP_REQ_HEAD, .t_start = now_usec(),
                               .digest = evhttp_uridecode(path + strlen(BLOBS_PATH), 0, NULL) };
         m->requests_active++;
         manager_client_watch(m, br->client_evcon, blob_client_close_cb, br);

@@ -5,7 +5,15 @@
 
 #include "bus-names.h"
 #include "log.h"
+#include "shimd-auth.h"
 #include "shimd-manager.h"
+
+/* Kept by shimd-auth.c, not in the Manager. */
+static int property_get_rejected_unauthorized(sd_bus *bus, const char *path, const char *interface,
+                                              const char *property, sd_bus_message *reply, void *userdata,
+                                              sd_bus_error *error) {
+        return sd_bus_message_append(reply, "t", shim_auth_rejected_unauthorized());
+}
 
 /* The mesh listener's TLS handshakes refused (no or another key), and ours refused by peers;
  * 0 without a mesh key (no TLS). */
@@ -31,6 +39,7 @@ static const sd_bus_vtable shim_vtable[] = {
         SD_BUS_PROPERTY("RejectedBusy", "t", NULL, offsetof(Manager, counters.rejected_busy), 0),
         SD_BUS_PROPERTY("RejectedTooLarge", "t", NULL, offsetof(Manager, counters.rejected_too_large), 0),
         SD_BUS_PROPERTY("RejectedUnauthenticated", "t", NULL, offsetof(Manager, counters.rejected_unauthenticated), 0),
+        SD_BUS_PROPERTY("RejectedUnauthorized", "t", property_get_rejected_unauthorized, 0, 0),
         SD_BUS_PROPERTY("ClientCancelled", "t", NULL, offsetof(Manager, counters.client_cancelled), 0),
         SD_BUS_PROPERTY("UpstreamErrors", "t", NULL, offsetof(Manager, counters.upstream_errors), 0),
         SD_BUS_PROPERTY("CoolingWaits", "t", NULL, offsetof(Manager, counters.cooling_waits), 0),

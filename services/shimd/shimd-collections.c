@@ -16,6 +16,7 @@
 #include "log.h"
 #include "shim-collections.h"
 #include "shim-request.h"
+#include "shimd-audit.h"
 #include "shimd-clients.h"
 #include "shim-request.h"
 #include "shimd-collections.h"
@@ -78,6 +79,8 @@ static const char *collections_method(enum evhttp_cmd_type t) {
 static void collection_log(CollectionRequest *c, int level, int status, const char *error) {
         char fields[64];
 
+        /* Called once as each request ends, with the client's request still there. */
+        shim_audit_request(SHIM_LISTENER_API, c->client, status, c->model, NULL, c->t_start);
         if (level > log_get_max_level())
                 return;
         snprintf(fields, sizeof(fields), "REQUEST_ID=%" PRIu64, c->id);
@@ -430,6 +433,7 @@ static void collection_embed_done_cb(evutil_socket_t fd, short what, void *userd
  * loopback, so that routing and the split fan-out apply as for any client; then c->embedded. */
 static void collection_embed(CollectionRequest *c) {
         _cleanup_free_ char *body = NULL;
+        const char *auth;
         Manager *m = c->m;
         HttpBaseUrl self;
         struct evkeyvalq *h;
@@ -469,6 +473,9 @@ static void collection_embed(CollectionRequest *c) {
         h = evhttp_request_get_output_headers(c->embed_req);
         (void) evhttp_add_header(h, "Host", self.hostport);
         (void) evhttp_add_header(h, "Content-Type", "application/json");
+        /* As the client: its token (docs/api-auth.md) goes through the API listener's check. */
+        if ((auth = evhttp_find_header(evhttp_request_get_input_headers(c->client), "Authorization")))
+                (void) evhttp_add_header(h, "Authorization", auth);
         if (evbuffer_add(evhttp_request_get_output_buffer(c->embed_req), body, len) < 0) {
                 evhttp_request_free(c->embed_req);
                 c->embed_req = NULL;

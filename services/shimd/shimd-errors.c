@@ -24,6 +24,11 @@ void shim_error_pages_setup(const ShimErrorPages *pages) {
 
 void shim_reply_error(struct evhttp_request *req, int status, ShimErrorForm form, const char *message,
                       bool close_connection) {
+        shim_reply_error_with_header(req, status, form, message, close_connection, NULL, NULL);
+}
+
+void shim_reply_error_with_header(struct evhttp_request *req, int status, ShimErrorForm form, const char *message,
+                                  bool close_connection, const char *header, const char *value) {
         static const char oom_body[] = "{\"error\":\"out of memory\"}";
         _cleanup_free_ char *body = NULL;
         struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
@@ -45,6 +50,8 @@ void shim_reply_error(struct evhttp_request *req, int status, ShimErrorForm form
         evhttp_add_header(headers, "Content-Type", "application/json; charset=utf-8");
         if (!isempty(error_pages.served_by))
                 evhttp_add_header(headers, SHIM_SERVED_BY_HEADER, error_pages.served_by);
+        if (header)
+                evhttp_add_header(headers, header, value);
         if (close_connection)
                 evhttp_add_header(headers, "Connection", "close");
         evhttp_send_reply(req, status, NULL, buf);

@@ -22,3 +22,6 @@ void shim_error_pages_setup(const ShimErrorPages *pages);
  * is closed after the reply (the body was not read). */
 void shim_reply_error(struct evhttp_request *req, int status, ShimErrorForm form, const char *message,
                       bool close_connection);
+/* The same with one more header (WWW-Authenticate on a 401). */
+void shim_reply_error_with_header(struct evhttp_request *req, int status, ShimErrorForm form, const char *message,
+                                  bool close_connection, const char *header, const char *value);

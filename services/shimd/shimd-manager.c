@@ -10,6 +10,8 @@
 #include "log.h"
 #include "mesh-http.h"
 #include "mesh-key.h"
+#include "shimd-audit.h"
+#include "shimd-auth.h"
 #include "shimd-clients.h"
 #include "shimd-collections.h"
 #include "shimd-errors.h"
@@ -65,6 +67,13 @@ static void manager_connection_cap(Manager *m) {
 int manager_new(const MyceliaConfig *config, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
         int r;
+
+        /* The API's tokens and the audit trail check their options first (docs/api-auth.md,
+         * docs/audit.md). */
+        r = shim_auth_setup(config);
+        if (r < 0)
+                return r;
+        shim_audit_setup(config);
 
         m = calloc(1, sizeof(*m));
         if (!m)
@@ -153,6 +162,8 @@ Manager *manager_free(Manager *m) {
         mesh_credentials_done(&m->creds);
         if (m->base)
                 event_base_free(m->base);
+        shim_auth_done();
+        shim_audit_done();
         free(m);
         return NULL;
 }
@@ -299,6 +310,11 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return r;
         r = manager_load_mesh_key(m);
+        if (r < 0)
+                return r;
+        /* Both decide from the address the API listener really has. */
+        shim_audit_start(m);
+        r = shim_auth_start(m);
         if (r < 0)
                 return r;
 

@@ -29,6 +29,8 @@
 #include "shim-retry.h"
 #include "shim-tags.h"
 #include "shim-stream.h"
+#include "shimd-audit.h"
+#include "shimd-auth.h"
 #include "shimd-blobs.h"
 #include "shimd-clients.h"
 #include "shimd-collections.h"
@@ -55,6 +57,7 @@ struct ProxyRequest {
 
         uint64_t id;
         char peer[64];
+        char token[API_TOKEN_NAME_MAX + 1];    /* the client's token's name, "" when none */
         ShimListenerKind listener;
         ShimRequestClass cls;
         enum evhttp_cmd_type method;
@@ -102,6 +105,7 @@ struct ProxyRequest {
         usec_t t_start;
         usec_t t_attempt;
         usec_t t_first_byte;
+        ShimAuditState audit;   /* the journal entry written when p ends (docs/audit.md) */
 };
 
 /* ---- helpers ---- */
@@ -202,6 +206,11 @@ static void proxy_unwatch_client(ProxyRequest *p) {
 static void proxy_free(ProxyRequest *p) {
         Manager *m = p->m;
 
+        /* Every way a request ends comes here; 0: it never started answering (the client left). */
+        shim_audit_end(&p->audit, &(ShimAuditEnd) {
+                .listener = p->listener, .client = p->peer, .method = method_name(p->method), .target = p->uri,
+                .token = p->token, .model = p->model, .served_by = p->served_by, .status = p->status ?: 499,
+                .stream = &p->stream, .t_start = p->t_start });
         LIST_REMOVE(p, link);
         m->requests_active--;
         manager_drain_check(m);
@@ -435,7 +444,9 @@ static int proxy_queue_request(ProxyRequest *p, struct evbuffer *out) {
 
         need = strlen(method) + strlen(p->url.prefix) + strlen(p->uri) + strlen(p->url.hostport) +
                sizeof(" HTTP/1.1\r\nHost: \r\nContent-Length: \r\n\r\n") + 2 + 24 +
-               sizeof(MESH_HOP_HEADER ": 1\r\n" MESH_AUTH_HEADER ": \r\n") + strlen(auth);
+               sizeof(MESH_HOP_HEADER ": 1\r\n" MESH_AUTH_HEADER ": \r\n") + strlen(auth) +
+               sizeof(API_TOKEN_HEADER ": \r\n") + strlen(p->token) +
+               sizeof(AUDIT_ENTRY_HEADER ": \r\n") + strlen(p->m->node_name);
         TAILQ_FOREACH(h, in, next)
                 need += strlen(h->key) + strlen(h->value) + 4;
         if (need > sizeof(stack)) {
@@ -480,6 +491,16 @@ static int proxy_queue_request(ProxyRequest *p, struct evbuffer *out) {
                 d = append(d, MESH_HOP_HEADER ": 1\r\n" MESH_AUTH_HEADER ": ");
                 d = append(d, auth);
                 d = append(d, "\r\n");
+                /* Where it came in and whose it is, for the serving node's audit trail; never the
+                 * token's secret. */
+                d = append(d, AUDIT_ENTRY_HEADER ": ");
+                d = append(d, p->m->node_name);
+                d = append(d, "\r\n");
+                if (p->token[0]) {
+                        d = append(d, API_TOKEN_HEADER ": ");
+                        d = append(d, p->token);
+                        d = append(d, "\r\n");
+                }
         }
         if (body_len > 0 || p->method == EVHTTP_REQ_POST || p->method == EVHTTP_REQ_PUT ||
             p->method == EVHTTP_REQ_PATCH)
@@ -696,7 +717,8 @@ static void proxy_stream_account(ProxyRequest *p, struct evbuffer *buf) {
         struct iovec small[16], *vec, *heap = NULL;
         int n;
 
-        if (p->stream.kind != SHIM_STREAM_NDJSON && p->stream.kind != SHIM_STREAM_SSE) {
+        /* JSON too: the token counts of an answer that was not streamed (shim-stream.c). */
+        if (p->stream.kind == SHIM_STREAM_RAW) {
                 p->stream.bytes += evbuffer_get_length(buf);
                 return;
         }
@@ -1166,6 +1188,7 @@ static int proxy_pin(ProxyRequest *p, struct evhttp_request *req) {
                 if (p->pin)
                         return 0;
                 log_oom();
+                p->status = 500;
                 shim_reply_error(req, 500, proxy_error_form(p), "out of memory", true);
                 proxy_free(p);
                 return -ENOMEM;
@@ -1176,6 +1199,7 @@ static int proxy_pin(ProxyRequest *p, struct evhttp_request *req) {
         else
                 snprintf(message, sizeof(message), "no node '%.64s' %s in the mesh (" SHIM_NODE_HEADER ")", pin,
                          r == -EHOSTDOWN ? "is up" : "is known");
+        p->status = 404;
         shim_reply_error(req, 404, proxy_error_form(p), message, false);
         proxy_free(p);
         return -ENOENT;
@@ -1190,6 +1214,7 @@ static int proxy_routing_headers(ProxyRequest *p, struct evhttp_request *req) {
         if (name) {
                 policy = route_policy_from_string(name);
                 if (policy < 0) {
+                        p->status = 400;
                         shim_reply_error(req, 400, proxy_error_form(p),
                                          "unknown routing policy in " SHIM_POLICY_HEADER ": use gravity, round-robin, "
                                          "least-loaded, latency or local-first", false);
@@ -1254,7 +1279,7 @@ void proxy_handle_request(struct evhttp_request *req, void *userdata) {
         ProxyRequest *p;
         const char *uri = evhttp_request_get_uri(req);
         enum evhttp_cmd_type method = evhttp_request_get_command(req);
-        char *host = NULL;
+        char *host = NULL, token[API_TOKEN_NAME_MAX + 1] = "";
         uint16_t port = 0;
 
         manager_client_begin(m, req);
@@ -1268,9 +1293,13 @@ void proxy_handle_request(struct evhttp_request *req, void *userdata) {
                 }
         }
         shim_request_classify(method_name(method), uri, &cls);
+        /* Bearer tokens on the API listener: 401/403 before anything else (docs/api-auth.md). */
+        if (shim_auth_request(m, l->kind, req, &cls, token) < 0)
+                return;
 
         if (shim_limit_requests_reached(m->requests_active, m->config->max_requests)) {
                 m->counters.rejected_busy++;
+                shim_audit_request(l->kind, req, 503, NULL, NULL, now_usec());
                 shim_reply_error(req, 503, cls.api == SHIM_API_OPENAI ? SHIM_ERROR_OPENAI : SHIM_ERROR_JSON,
                                  SHIM_BUSY_MESSAGE, false);
                 return;
@@ -1306,6 +1335,7 @@ void proxy_handle_request(struct evhttp_request *req, void *userdata) {
         shim_stream_init(&p->stream, SHIM_STREAM_RAW);
         evhttp_connection_get_peer(p->client_evcon, &host, &port);
         snprintf(p->peer, sizeof(p->peer), "%s:%u", strempty(host), port);
+        memcpy(p->token, token, sizeof(p->token));
         LIST_INSERT_HEAD(&m->requests, p, link);
         m->requests_active++;
 
@@ -1316,11 +1346,13 @@ void proxy_handle_request(struct evhttp_request *req, void *userdata) {
                 if (p->model && proxy_routing_headers(p, req) < 0)
                         return;
         }
+        shim_audit_begin(&p->audit, l->kind, req, &cls, p->model);
         if (l->kind == SHIM_LISTENER_API && proxy_pin(p, req) < 0)
                 return;
         /* Answered by several nodes at once: /api/ps, and long embedding requests. */
         if (l->kind == SHIM_LISTENER_API && !p->pin && router_cache_loaded(m->router) &&
             spread_handle(m, req, &cls, uri, p->model)) {
+                shim_audit_forget(&p->audit);   /* the spread request writes its own */
                 proxy_free(p);
                 return;
         }

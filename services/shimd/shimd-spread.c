@@ -12,6 +12,7 @@
 #include "log.h"
 #include "shim-embed.h"
 #include "shim-retry.h"
+#include "shimd-audit.h"
 #include "shimd-clients.h"
 #include "shimd-errors.h"
 #include "evbuffer-util.h"
@@ -63,6 +64,7 @@ static void spread_client_close_cb(struct evhttp_connection *evcon, void *userda
 
         manager_client_gone(s->m, evcon);
         s->m->counters.client_cancelled++;
+        shim_audit_request(SHIM_LISTENER_API, s->client, 499, s->model, NULL, s->t_start);
         /* A request detached from its failed connection is ours to free (as in the relay). */
         if (!evhttp_request_get_connection(s->client))
                 evhttp_request_free(s->client);
@@ -76,6 +78,7 @@ static void spread_reply(SpreadRequest *s, int status, const char *message, stru
         struct evkeyvalq *out = evhttp_request_get_output_headers(s->client);
 
         manager_client_unwatch(s->m, s->client_evcon);
+        shim_audit_request(SHIM_LISTENER_API, s->client, status, s->model, served_by, s->t_start);
         if (message) {
                 s->m->counters.requests_failed++;
                 shim_reply_error(s->client, status, spread_error_form(s), message, false);

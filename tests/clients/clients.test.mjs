@@ -5,6 +5,10 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadClientLibraries, startMesh, withTimeout } from './harness.mjs';
 
@@ -418,3 +422,56 @@ clientTest('abort mid-stream reaches upstream: the double sees the request cance
                 await faults({});
         }
 });
+
+/*
+ * A node whose API needs a bearer token (docs/api-auth.md): the openai client's apiKey is that
+ * token, and ollama-js sends it with its headers option; without it both get the 401 their own
+ * error types stand for. The tokens file is written here as myceliactl writes it: NAME and the
+ * SHA-256 of the secret.
+ */
+if (!libs.missing)
+        test('a bearer token as the openai apiKey and in ollama-js headers', { timeout: 2 * TEST_TIMEOUT_MS }, async (ctx) => {
+                const secret = 'myc_' + randomBytes(32).toString('base64url');
+                const dir = mkdtempSync(join(tmpdir(), 'mycelia-clients-tokens-'));
+                const tokens = join(dir, 'tokens');
+                writeFileSync(tokens, `clients ${createHash('sha256').update(secret).digest('hex')}\n`, { mode: 0o640 });
+                const secured = await startMesh({ nodes: 1, nodeArgs: ['--api-auth', 'token', '--tokens', tokens] });
+                try {
+                        const baseURL = `${secured.nodeUrl}/v1`;
+                        const openai = new OpenAI({ baseURL, apiKey: secret, maxRetries: 0, timeout: CALL_TIMEOUT_MS });
+                        const list = await t('models.list with the token', openai.models.list());
+                        assert.ok(list.data.some((m) => m.id === chatModel), `${chatModel} not listed`);
+                        const chat = await t('chat with the token', openai.chat.completions.create({
+                                model: chatModel, messages: [{ role: 'user', content: 'hi' }] }));
+                        assert.ok(chat.choices[0].message.content.length > 0);
+                        let parts = 0;
+                        for await (const chunk of await t('streamed chat with the token', openai.chat.completions.create({
+                                model: chatModel, messages: [{ role: 'user', content: 'hi' }], stream: true })))
+                                parts += chunk.choices.length;
+                        assert.ok(parts >= 2, 'the stream had fewer than two chunks');
+
+                        const stranger = new OpenAI({ baseURL, apiKey: 'ollama', maxRetries: 0, timeout: CALL_TIMEOUT_MS });
+                        await assert.rejects(t('models.list with a wrong key', stranger.models.list()), (e) => {
+                                assert.ok(e instanceof OpenAI.AuthenticationError, `${e.constructor.name}: ${e.message}`);
+                                assert.equal(e.status, 401);
+                                assert.equal(e.error?.message, 'unauthorized');
+                                return true;
+                        });
+
+                        const ollama = new Ollama({ host: secured.nodeUrl, headers: { Authorization: `Bearer ${secret}` } });
+                        const { models } = await t('ollama-js list with the token', ollama.list());
+                        assert.ok(models.some((m) => m.name === chatModel));
+                        await assert.rejects(t('ollama-js list without it', new Ollama({ host: secured.nodeUrl }).list()), (e) => {
+                                assert.equal(e.status_code, 401, `${e.constructor.name}: ${e.message}`);
+                                assert.equal(e.error, 'unauthorized');
+                                return true;
+                        });
+                } catch (e) {
+                        ctx.diagnostic(`last output of the programs:\n${secured.logs()}`);
+                        throw e;
+                } finally {
+                        const r = await secured.stop();
+                        rmSync(dir, { recursive: true, force: true });
+                        assert.deepEqual(r.nodes.map((n) => n.code), [0], 'mycelia-node did not exit 0 on SIGTERM');
+                }
+        });

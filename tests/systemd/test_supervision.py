@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # A real systemd supervises a node: the installed units, D-Bus policy and sysusers/tmpfiles in a
 # container booted with systemd-nspawn; restarts after kill -9 (shardd's collections survive
-# theirs), socket activation, myceliactl.
+# theirs), socket activation, myceliactl, the audit trail read back from the journal.
 """The container boots the host's own root read-only with an empty, volatile /etc and /var
 (`systemd-nspawn -D / --volatile=yes`, ../../TESTBED notes), plus the host's /etc/alternatives
 (read-only), where the links of the host's /usr to OpenBLAS point. The project, installed with
@@ -42,6 +42,7 @@ API = 'http://127.0.0.1:11434'
 SHARD = 'http://127.0.0.1:11437'
 SHARDSTORE = ('org.mycelia.ShardStore1', '/org/mycelia/ShardStore1', 'org.mycelia.ShardStore1')
 MODEL = 'llama3.2:latest'
+AUDIT_MESSAGE_ID = 'efa495bb8cd04be794418a911dd693bf'     # common/audit-record.h
 RESTART_WITHIN = 2.0
 PR_SET_PDEATHSIG = 1
 
@@ -468,6 +469,71 @@ class Supervision(unittest.TestCase):
                            'org.mycelia.Discovery1', 'Published')
         self.assertEqual(self.container.out('systemctl', 'is-active', 'mycelia-discoveryd.service', check=False),
                          'active')
+
+    def test_7_audit_trail(self):
+        # Every request leaves one journal entry with the trail's MESSAGE_ID and its fields
+        # (docs/audit.md); the prompt is not kept by default ([audit] content=no).
+        marker = 'amber-lighthouse-%d' % os.getpid()
+        body = json.dumps({'model': MODEL, 'prompt': 'say ' + marker, 'stream': False})
+        p = self.container.run('curl', '-sS', '-m', '10', API + '/api/generate', '-d', body)
+        answer = json.loads(p.stdout)
+        self.assertTrue(answer.get('done'), p.stdout)
+        self.assertEqual(self.curl('/api/tags'), '200')
+        self.assertEqual(self.curl('/api/nope'), '404')
+
+        def audit_entries():
+            out = self.container.out('journalctl', '--no-pager', '-o', 'json', 'MESSAGE_ID=' + AUDIT_MESSAGE_ID,
+                                     check=False)
+            return [json.loads(line) for line in out.splitlines() if line.strip()]
+        deadline = time.monotonic() + 10
+        while True:
+            entries = audit_entries()
+            gen = [e for e in entries if e.get('MYCELIA_AUDIT_ENDPOINT') == 'POST /api/generate'
+                   and e.get('MYCELIA_AUDIT_MODEL') == MODEL]
+            tags = [e for e in entries if e.get('MYCELIA_AUDIT_ENDPOINT') == 'GET /api/tags']
+            nope = [e for e in entries if e.get('MYCELIA_AUDIT_ENDPOINT') == 'GET /api/nope']
+            if gen and tags and nope:
+                break
+            if time.monotonic() > deadline:
+                self.fail('audit entries not in the journal: %r' % entries[-5:])
+            time.sleep(0.2)
+        e = gen[-1]
+        self.assertEqual(e['SYSLOG_IDENTIFIER'], 'mycelia-shimd')
+        self.assertEqual(e['PRIORITY'], '6')
+        self.assertEqual(e['_SYSTEMD_UNIT'], 'mycelia-shimd.service')
+        self.assertEqual(e['MYCELIA_AUDIT_TOKEN'], '-')      # loopback: no token needed
+        self.assertRegex(e['MYCELIA_AUDIT_CLIENT'], r'^127\.0\.0\.1:\d+$')
+        self.assertEqual(e['MYCELIA_AUDIT_STATUS'], '200')
+        self.assertTrue(e['MYCELIA_AUDIT_ENTRY_NODE'])
+        self.assertEqual(e['MYCELIA_AUDIT_SERVED_BY'], e['MYCELIA_AUDIT_ENTRY_NODE'])
+        self.assertEqual(e['NODE'], e['MYCELIA_AUDIT_ENTRY_NODE'])
+        self.assertEqual(int(e['MYCELIA_AUDIT_PROMPT_TOKENS']), answer['prompt_eval_count'])
+        self.assertEqual(int(e['MYCELIA_AUDIT_COMPLETION_TOKENS']), answer['eval_count'])
+        self.assertGreaterEqual(int(e['MYCELIA_AUDIT_DURATION_MS']), 0)
+        self.assertRegex(e['MESSAGE'], r'^POST /api/generate %s 200 via \S+, %d\+%d tokens, \d+ ms \(no token\)$' % (
+            re.escape(MODEL), answer['prompt_eval_count'], answer['eval_count']))
+        self.assertEqual(nope[-1]['MYCELIA_AUDIT_STATUS'], '404')
+        self.assertEqual(tags[-1]['MYCELIA_AUDIT_MODEL'], '-')
+        # Not kept by default: no prompt field, and the text nowhere in the journal.
+        self.assertNotIn('MYCELIA_AUDIT_PROMPT', e)
+        everything = self.container.out('journalctl', '--no-pager', '-o', 'json', check=False)
+        self.assertNotIn(marker, everything)
+
+        # myceliactl audit reads the same entries back.
+        p = self.container.run('myceliactl', 'audit', '--json', '--since', '-10min', check=False)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        rows = [json.loads(line) for line in p.stdout.decode().splitlines()]
+        mine = [r for r in rows if r['endpoint'] == 'POST /api/generate' and r['model'] == MODEL]
+        self.assertTrue(mine, rows[-5:])
+        r = mine[-1]
+        self.assertEqual((r['token'], r['status'], r['prompt_tokens'], r['completion_tokens']),
+                         (None, 200, answer['prompt_eval_count'], answer['eval_count']))
+        self.assertEqual(r['served_by'], e['MYCELIA_AUDIT_SERVED_BY'])
+        self.assertNotIn('prompt', r)
+        table = self.container.out('myceliactl', 'audit', '--since', 'today')
+        self.assertIn('POST /api/generate', table)
+        self.assertRegex(table, r'\d+ requests since today\.')
+        self.assertEqual(self.container.run('myceliactl', 'audit', '--since', 'soon', check=False).returncode, 2)
 
 
 def _on_sigterm(signum, frame):

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Unit tests for services/shimd/shim-stream.c: stream kind from Content-Type, chunk and token
- * counting across arbitrary chunk boundaries, done detection, and the error objects. */
+ * counting across arbitrary chunk boundaries, done detection, the token counts the upstream
+ * reports (for the audit trail), and the error objects. */
+#include <inttypes.h>
 #include <stdio.h>
 
 #include "shim-stream.h"
@@ -156,6 +158,61 @@ START_TEST(test_raw_counts_bytes_only) {
 }
 END_TEST
 
+/* What the audit trail reads: Ollama's counts in the final object, OpenAI's usage, across every
+ * split of the body into pieces; a count inside a string (its quotes escaped) is not one. */
+START_TEST(test_usage_any_split) {
+        static const struct {
+                ShimStreamKind kind;
+                const char *body;
+                int64_t prompt, completion;
+        } cases[] = {
+                { SHIM_STREAM_NDJSON, ndjson, -1, 3 },
+                { SHIM_STREAM_NDJSON,
+                  "{\"response\":\"\\\"eval_count\\\":99\",\"done\":false}\n"
+                  "{\"done\":true,\"prompt_eval_count\":26,\"prompt_eval_duration\":5,\"eval_count\":298,"
+                  "\"eval_duration\":4}\n", 26, 298 },
+                { SHIM_STREAM_JSON, "{\"model\":\"m\",\"response\":\"x\",\"done\":true,\"prompt_eval_count\":7,"
+                  "\"eval_count\":12}", 7, 12 },
+                { SHIM_STREAM_JSON, "{\"usage\": {\"prompt_tokens\": 10, \"completion_tokens\": 5, "
+                  "\"total_tokens\": 15, \"prompt_tokens_details\": {\"cached_tokens\": 3}}}", 10, 5 },
+                { SHIM_STREAM_SSE, sse, -1, -1 },
+                { SHIM_STREAM_SSE,
+                  "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n"
+                  "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":2}}\n\n"
+                  "data: [DONE]\n\n", 11, 2 },
+                /* A count that is not a number is no count; the last one seen wins. */
+                { SHIM_STREAM_JSON, "{\"eval_count\":null,\"prompt_eval_count\":\"5\"}", -1, -1 },
+                { SHIM_STREAM_NDJSON, "{\"eval_count\":1}\n{\"eval_count\":2}\n", -1, 2 },
+                /* Past 10^15 it stops growing rather than wrap. */
+                { SHIM_STREAM_JSON, "{\"eval_count\":99999999999999999999999}", -1, 1000000000000000LL },
+        };
+
+        for (size_t c = 0; c < ELEMENTSOF(cases); c++) {
+                size_t len = strlen(cases[c].body);
+
+                for (size_t step = 1; step <= len; step++) {
+                        ShimStream s;
+
+                        shim_stream_init(&s, cases[c].kind);
+                        feed_split(&s, cases[c].body, len, step);
+                        ck_assert_msg(s.prompt_tokens == cases[c].prompt && s.completion_tokens == cases[c].completion,
+                                      "case %zu step %zu: %" PRId64 "+%" PRId64, c, step, s.prompt_tokens,
+                                      s.completion_tokens);
+                }
+        }
+}
+END_TEST
+
+START_TEST(test_usage_not_in_raw) {
+        ShimStream s;
+
+        shim_stream_init(&s, SHIM_STREAM_RAW);
+        feed_str(&s, "{\"prompt_eval_count\":1,\"eval_count\":2}");
+        ck_assert_int_eq(s.prompt_tokens, -1);
+        ck_assert_int_eq(s.completion_tokens, -1);
+}
+END_TEST
+
 START_TEST(test_error_forms) {
         _cleanup_free_ char *a = NULL, *b = NULL, *c = NULL, *d = NULL, *e = NULL;
         ShimErrorForm form;
@@ -194,6 +251,8 @@ static Suite *shim_stream_suite(void) {
         tcase_add_test(tc, test_sse_any_split);
         tcase_add_test(tc, test_sse_framing);
         tcase_add_test(tc, test_raw_counts_bytes_only);
+        tcase_add_test(tc, test_usage_any_split);
+        tcase_add_test(tc, test_usage_not_in_raw);
         tcase_add_test(tc, test_error_forms);
         suite_add_tcase(s, tc);
         return s;

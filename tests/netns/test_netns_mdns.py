@@ -47,6 +47,7 @@ CONVERGE_TIMEOUT = 20.0
 MESH_PORT = 11438
 GOSSIP_PORT = 11436
 SHARD_PORT = 11437
+API_PORT = 11434
 ONLY_N3_MODEL = 'only-n3:latest'
 COMMON_MODEL = 'llama3.2:latest'
 
@@ -461,8 +462,12 @@ class NetnsMdnsTest(unittest.TestCase):
             upstream = double.wait_line(r'listening on (http://\S+)', 10).group(1)
             state = os.path.join(tb.dir, 'state%d' % i)
             os.makedirs(state)
+            # Node 2's API on its LAN address, [shim] api_auth left at auto: it must ask for a
+            # token (check_api_on_the_lan); the others stay on loopback, as by default.
+            api = ['--api', '0.0.0.0:%d' % API_PORT, '--tokens', self.tokens_file(tb)] if i == 2 else \
+                ['--api', '127.0.0.1:0']
             node = tb.add_proc(Proc(tb.nsenter(
-                ns, os.environ['MYCELIA_NODE'], '--state-dir', state, '--api', '127.0.0.1:0',
+                ns, os.environ['MYCELIA_NODE'], '--state-dir', state, *api,
                 '--mesh', '0.0.0.0:%d' % MESH_PORT, '--gossip', '0.0.0.0:%d' % GOSSIP_PORT,
                 '--shard', '0.0.0.0:%d' % SHARD_PORT,
                 '--upstream', upstream, '--mesh-key', key, '--node-id', self.ids[i - 1],
@@ -529,9 +534,51 @@ class NetnsMdnsTest(unittest.TestCase):
         print('node 1 answered a request for %s (served by node 3)' % ONLY_N3_MODEL, flush=True)
 
         self.check_tls_capture(tb, nodes, key)
+        self.check_api_on_the_lan(tb, nodes)
 
         for n in nodes:
             self.assertEqual(n['proc'].stop(timeout=15), 0, 'mycelia-node in %s' % n['ns'])
+
+    TOKEN_SECRET = 'myc_netns-test-secret-0123456789'
+
+    def tokens_file(self, tb):
+        """A tokens file with one token, "tester", in the format of docs/api-auth.md."""
+        import hashlib
+        path = os.path.join(tb.dir, 'tokens')
+        if not os.path.exists(path):
+            with open(path, 'w') as f:
+                f.write('tester %s\n' % hashlib.sha256(self.TOKEN_SECRET.encode()).hexdigest())
+            os.chmod(path, 0o640)
+        return path
+
+    def check_api_on_the_lan(self, tb, nodes):
+        """Issue 12: an API bound to a LAN address refuses strangers. Node 2's API listens on
+        0.0.0.0 with api_auth=auto; from node 1's namespace, over the bridge, a request without a
+        token gets 401 in Ollama's shape, one with a wrong token 401, one with the token 200,
+        and the liveness check stays open."""
+        url = 'http://%s2:%d' % (SUBNET, API_PORT)
+        script = ('import json, sys, urllib.request\n'
+                  'def get(path, token=None):\n'
+                  '    req = urllib.request.Request(sys.argv[1] + path)\n'
+                  '    if token:\n'
+                  '        req.add_header("Authorization", "Bearer " + token)\n'
+                  '    try:\n'
+                  '        r = urllib.request.urlopen(req, timeout=10)\n'
+                  '        return [r.status, r.read().decode()]\n'
+                  '    except urllib.error.HTTPError as e:\n'
+                  '        return [e.code, e.read().decode()]\n'
+                  'print(json.dumps([get("/api/tags"), get("/api/tags", "myc_wrong"), get("/api/tags", sys.argv[2]),'
+                  ' get("/")]))\n')
+        r = run(tb.nsenter(nodes[0]['ns'], sys.executable, '-c', script, url, self.TOKEN_SECRET), check=False,
+                timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        (s1, b1), (s2, _), (s3, b3), (s4, _) = json.loads(r.stdout)
+        self.assertEqual((s1, json.loads(b1)), (401, {'error': 'unauthorized'}), 'no token')
+        self.assertEqual(s2, 401, 'a wrong token')
+        self.assertEqual(s3, 200, 'the token: %s' % b3[:200])
+        self.assertIn('models', json.loads(b3))
+        self.assertEqual(s4, 200, 'GET / (liveness) stays open')
+        print('node 2\'s API on the LAN: 401 without a token or with a wrong one, 200 with one', flush=True)
 
     def check_tls_capture(self, tb, nodes, key):
         """Issue 12: a capture of node 1's link, taken while a chat is forwarded to node 3 and a

@@ -5,11 +5,13 @@
 #pragma once
 
 #include "mesh-http.h"
+#include "mesh-replay.h"
 #include "mesh-tls.h"
 
 typedef struct MeshCredentials {
         MeshHttpKeys http;
         MeshTls *tls;           /* NULL: no key at start (nothing crosses to peers until a restart) */
+        MeshReplay *replay;     /* the authenticators accepted, so none is accepted twice */
 } MeshCredentials;
 
 /* From STATE_DIR/keyring or the mesh key file (mesh_keyring_load_config()). -ENOENT when there
@@ -19,3 +21,8 @@ int mesh_credentials_load(MeshCredentials *c, const char *state_dir, const char 
  * (logged). 0 without credentials. */
 int mesh_credentials_reload(MeshCredentials *c, const char *state_dir, const char *mesh_key);
 void mesh_credentials_done(MeshCredentials *c);
+
+/* mesh_http_verify() with every key, and then a second use of an authenticator refused:
+ * -EALREADY (mesh_http_error_string() says "replayed"). */
+int mesh_credentials_verify(MeshCredentials *c, const char *node_id, struct evhttp_request *req, const char *method,
+                            const char *uri);

@@ -107,6 +107,7 @@ const char *mesh_http_error_string(int r) {
         case -EBADMSG: return "malformed " MESH_AUTH_HEADER;
         case -ETIME: return "timestamp outside the window (clock skew or replay)";
         case -EKEYREJECTED: return "wrong key, or the request was changed";
+        case -EALREADY: return "replayed: this authenticator was used before";
         default: return "cannot be checked";
         }
 }

@@ -79,7 +79,7 @@ void manager_peer_request(struct evhttp_request *req, void *userdata) {
         const char *uri = evhttp_request_get_uri(req), *method = method_name(evhttp_request_get_command(req));
         int r;
 
-        r = m->have_mesh_key ? mesh_http_verify(&m->creds.http, m->node_id, req, method, uri) : -ENOKEY;
+        r = m->have_mesh_key ? mesh_credentials_verify(&m->creds, m->node_id, req, method, uri) : -ENOKEY;
         if (r < 0) {
                 m->peer_rejected++;
                 log_debug("Refused %s %s from a peer: %s", method, uri, mesh_http_error_string(r));

@@ -18,7 +18,7 @@ int mesh_request_sign(Manager *m, const char *method, const char *target, const 
 int mesh_request_verify(Manager *m, struct evhttp_request *req, const char *method, const char *uri) {
         if (!m->have_mesh_key)
                 return -ENOKEY;
-        return mesh_http_verify(&m->creds.http, m->node_id, req, method, uri);
+        return mesh_credentials_verify(&m->creds, m->node_id, req, method, uri);
 }
 
 void mesh_request_reject(Manager *m, struct evhttp_request *req, const char *method, const char *uri,

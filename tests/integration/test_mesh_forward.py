@@ -143,6 +143,12 @@ class MeshForwardTest(unittest.TestCase):
         status, _, answer = harness.mesh_tls_request(mesh, self.key, 'POST', '/api/generate', body, headers)
         self.assertEqual(status, 200, answer)
         self.assertEqual(self.doubles['b'].stats()['requests'], before_requests + 1)
+        # The same authenticator again, within its window: a replay, refused (a member could
+        # replay what it saw; docs/mesh-forwarding.md, "Replays").
+        status, _, answer = harness.mesh_tls_request(mesh, self.key, 'POST', '/api/generate', body, headers)
+        self.assertEqual(status, 401, answer)
+        self.assertEqual(b.prop('org.mycelia.Shim1', 'RejectedUnauthenticated'), before + len(cases) + 1)
+        self.assertEqual(self.doubles['b'].stats()['requests'], before_requests + 1)
 
     def test_5_mesh_listener_speaks_tls_with_the_mesh_key_only(self):
         """Plain HTTP, TLS with another key, and TLS with the right key for another purpose are all

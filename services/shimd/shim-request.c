@@ -682,7 +682,7 @@ ShimTokenScope shim_token_scope(const char *method, const char *uri) {
                 "/v1/chat/completions", "/v1/completions", "/v1/embeddings",
         };
         static const char *const any_paths[] = {
-                "/api/tags", "/api/ps", "/api/version", "/v1/models",
+                "/api/tags", "/api/ps", "/api/version", "/v1/models", "/metrics",
         };
         bool read = streq(method, "GET") || streq(method, "HEAD");
 

@@ -16,6 +16,7 @@
 #include "shimd-collections.h"
 #include "shimd-errors.h"
 #include "shimd-manager.h"
+#include "shimd-metrics.h"
 #include "shimd-proxy.h"
 #include "shimd-router-cache.h"
 #include "shimd-spread.h"
@@ -124,6 +125,9 @@ int manager_new(const MyceliaConfig *config, Manager **ret) {
         r = manager_clients_init(m);
         if (r < 0)
                 return log_oom();
+        r = metrics_new(&m->metrics);
+        if (r < 0)
+                return log_oom();
         manager_connection_cap(m);
 
         *ret = TAKE_PTR(m);
@@ -136,6 +140,7 @@ Manager *manager_free(Manager *m) {
         proxy_abort_all(m);
         spread_abort_all(m);
         collections_abort_all(m);
+        m->metrics = metrics_free(m, m->metrics);
         /* evhttp_free() frees the listeners before the connections, whose close callbacks
          * must then not enable them again. */
         m->api.bound = m->mesh.bound = NULL;
@@ -286,6 +291,7 @@ static void manager_bus_lost(void *userdata) {
 
         log_warning("Lost the D-Bus connection; routing from the last table read and reconnecting.");
         router_cache_bus_lost(m->router);
+        metrics_bus_lost(m);
         m->gossip_owner_slot = sd_bus_slot_unref(m->gossip_owner_slot);
         m->gossip_keys_slot = sd_bus_slot_unref(m->gossip_keys_slot);
         m->name_slot = sd_bus_slot_unref(m->name_slot);

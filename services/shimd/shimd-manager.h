@@ -25,6 +25,7 @@ typedef struct UpstreamPool UpstreamPool;
 typedef struct ProxyRequest ProxyRequest;
 typedef struct SpreadRequest SpreadRequest;
 typedef struct CollectionRequest CollectionRequest;
+typedef struct ShimMetrics ShimMetrics;
 
 /* File descriptors kept out of the connection cap's budget: the bus, the listeners, the event
  * loop, shardd's and the router's connections, logs. */
@@ -80,6 +81,10 @@ typedef struct ShimCounters {
         uint64_t accept_paused;   /* times a listener reached max_connections */
         uint64_t clients_timed_out; /* connections closed for not sending a whole request in time */
         uint64_t bytes_to_clients;
+        /* Not on Shim1 (GET /metrics only): retries before the first byte. */
+        uint64_t retries_fresh;         /* the same node on a fresh connection (pooled one closed) */
+        uint64_t failovers_failure;     /* another node, after a connection failure */
+        uint64_t failovers_status;      /* another node, after a 5xx answer */
 } ShimCounters;
 
 struct Manager {
@@ -123,6 +128,7 @@ struct Manager {
         unsigned requests_active;
         uint64_t next_request_id;
         ShimCounters counters;
+        ShimMetrics *metrics;   /* requests by endpoint, model, code, node; scrapes (shimd-metrics.c) */
         int router_connected;   /* int, not bool: sd-bus reads "b" properties as int */
 
         struct timeval idle_tv;

@@ -38,6 +38,7 @@
 #include "shimd-errors.h"
 #include "evbuffer-util.h"
 #include "shimd-mesh.h"
+#include "shimd-metrics.h"
 #include "shimd-proxy.h"
 #include "shimd-router-cache.h"
 #include "shimd-spread.h"
@@ -211,6 +212,10 @@ static void proxy_free(ProxyRequest *p) {
                 .listener = p->listener, .client = p->peer, .method = method_name(p->method), .target = p->uri,
                 .token = p->token, .model = p->model, .served_by = p->served_by, .status = p->status ?: 499,
                 .stream = &p->stream, .t_start = p->t_start });
+        metrics_request_end(m, &(MetricsRequestEnd) {
+                .mesh = p->listener == SHIM_LISTENER_MESH, .uri = p->uri, .model = p->model,
+                .status = p->status ?: 499, .served_by = p->served_by, .tokens = p->stream.tokens,
+                .t_start = p->t_start, .t_first_byte = p->t_first_byte });
         LIST_REMOVE(p, link);
         m->requests_active--;
         manager_drain_check(m);
@@ -372,6 +377,7 @@ static int proxy_pick_retry(ProxyRequest *p) {
                                  });
         if (action == SHIM_RETRY_FRESH_CONNECTION) {
                 p->force_fresh = true;
+                p->m->counters.retries_fresh++;
                 return 0;
         }
         if (action != SHIM_RETRY_OTHER_NODE)
@@ -379,6 +385,7 @@ static int proxy_pick_retry(ProxyRequest *p) {
         pick = proxy_route_pick(p, shim_retry_exclude(&p->retry));
         if (router_cache_pick(p->m->router, &pick, &t, &reason) < 0)
                 return -ENOENT;
+        p->m->counters.failovers_failure++;
         log_debug("Request %" PRIu64 ": retrying on node %s (%s)", p->id, t.node_id, reason);
         return proxy_set_target(p, &t);
 }
@@ -911,6 +918,7 @@ static bool proxy_retry_on_status(ProxyRequest *p, int status) {
         pick = proxy_route_pick(p, shim_retry_exclude(&p->retry));
         if (router_cache_pick(p->m->router, &pick, &t, &reason) < 0)
                 return false;
+        p->m->counters.failovers_status++;
         log_debug("Request %" PRIu64 ": node %s answered %d, retrying on node %s (%s)", p->id, p->node_id, status,
                   t.node_id, reason);
         proxy_report(p, status, "answered with an error status");
@@ -1295,6 +1303,9 @@ void proxy_handle_request(struct evhttp_request *req, void *userdata) {
         shim_request_classify(method_name(method), uri, &cls);
         /* Bearer tokens on the API listener: 401/403 before anything else (docs/api-auth.md). */
         if (shim_auth_request(m, l->kind, req, &cls, token) < 0)
+                return;
+        /* GET /metrics: this node's view in Prometheus' format (shimd-metrics.c). */
+        if (metrics_handle(m, req, uri))
                 return;
 
         if (shim_limit_requests_reached(m->requests_active, m->config->max_requests)) {

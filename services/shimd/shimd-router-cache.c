@@ -877,3 +877,11 @@ void router_cache_bus_lost(RouterCache *c) {
         c->n_outcomes = 0;
         c->n_folded = 0;
 }
+
+const RouteTable *router_cache_table(RouterCache *c) {
+        return &c->table;
+}
+
+uint64_t router_cache_outcomes_dropped(RouterCache *c) {
+        return c->outcomes_dropped;
+}

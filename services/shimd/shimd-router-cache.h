@@ -77,3 +77,7 @@ void router_cache_flush(RouterCache *c);
 /* The bus connection is gone: drops the slots made on it and keeps routing from the last table
  * (RouterConnected false) until router_cache_start() on a new connection reads it again. */
 void router_cache_bus_lost(RouterCache *c);
+
+/* The table as last read (for GET /metrics), and the outcomes dropped because a report was full. */
+const RouteTable *router_cache_table(RouterCache *c);
+uint64_t router_cache_outcomes_dropped(RouterCache *c);

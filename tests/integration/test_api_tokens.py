@@ -85,6 +85,15 @@ class ApiTokens(unittest.TestCase):
         self.assert_401(self.node.request('GET', '/api/tags'))
         self.assert_401(self.node.request('POST', '/api/generate', {'model': self.model, 'prompt': 'x'}))
 
+    def test_metrics_need_any_token(self):
+        """GET /metrics (docs/metrics.md) is gated like a list: 401 without a token, served to any
+        token, one restricted to models too."""
+        self.assert_401(self.node.request('GET', '/metrics'))
+        for secret in (self.full, self.limited):
+            r = self.node.request('GET', '/metrics', headers=bearer(secret))
+            self.assertEqual(r.status, 200, r)
+            self.assertIn(b'\nmycelia_shim_rejected_requests_total{reason="unauthorized"} ', r.body)
+
     def test_wrong_token_is_401(self):
         self.assert_401(self.chat(self.model, bearer('myc_not-a-token')), presented=True)
         self.assert_401(self.chat(self.model, bearer(self.full + 'x')), presented=True)

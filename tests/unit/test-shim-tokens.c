@@ -295,6 +295,9 @@ START_TEST(test_scope) {
         ck_assert_int_eq(shim_token_scope("OPTIONS", "/api/chat"), SHIM_TOKEN_SCOPE_OPEN);
         ck_assert_int_eq(shim_token_scope("POST", "/"), SHIM_TOKEN_SCOPE_MANAGE);
         ck_assert_int_eq(shim_token_scope("POST", "/api/chat"), SHIM_TOKEN_SCOPE_MODEL);
+        /* GET /metrics: any token, a restricted one too (docs/metrics.md). */
+        ck_assert_int_eq(shim_token_scope("GET", "/metrics"), SHIM_TOKEN_SCOPE_ANY);
+        ck_assert_int_eq(shim_token_scope("POST", "/metrics"), SHIM_TOKEN_SCOPE_MANAGE);
         ck_assert_int_eq(shim_token_scope("POST", "/api/generate?x=1"), SHIM_TOKEN_SCOPE_MODEL);
         ck_assert_int_eq(shim_token_scope("POST", "/v1/chat/completions"), SHIM_TOKEN_SCOPE_MODEL);
         ck_assert_int_eq(shim_token_scope("POST", "/v1/embeddings"), SHIM_TOKEN_SCOPE_MODEL);

@@ -1,0 +1,598 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* GET /metrics: this node's view gathered at scrape time, from the shim's own counters, the
+ * router cache, gossipd and shardd (asynchronous bus calls, bounded in time) and /proc/self. */
+#include <dirent.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "build-config.h"
+#include "bus-names.h"
+#include "gossip-member.h"
+#include "log.h"
+#include "mesh-tls.h"
+#include "shim-metrics.h"
+#include "shimd-auth.h"
+#include "shimd-clients.h"
+#include "shimd-errors.h"
+#include "shimd-metrics.h"
+#include "shimd-router-cache.h"
+
+/* Entries read from one a{st} of another daemon, and collections listed by name. */
+#define METRICS_DICT_MAX 64
+#define METRICS_COLLECTIONS_MAX 64
+
+typedef enum MetricsCallKind {
+        CALL_GOSSIP_MEMBERS,
+        CALL_GOSSIP_COUNTERS,
+        CALL_SHARD_COLLECTIONS,
+        CALL_SHARD_SYNC,
+        _CALL_MAX,
+} MetricsCallKind;
+
+typedef struct MetricsScrape MetricsScrape;
+
+typedef struct MetricsCall {
+        MetricsScrape *scrape;
+        sd_bus_slot *slot;
+        sd_bus_message *reply;  /* NULL: failed, timed out or not asked */
+} MetricsCall;
+
+struct MetricsScrape {
+        Manager *m;
+        LIST_ENTRY(MetricsScrape) link;
+        struct evhttp_request *client;
+        struct evhttp_connection *evcon;
+        MetricsCall calls[_CALL_MAX];
+        unsigned pending;
+        struct event *timer;    /* the backstop: answers with what is in */
+};
+
+struct ShimMetrics {
+        MetricsRequests requests;
+        LIST_HEAD(, MetricsScrape) scrapes;
+        unsigned n_scrapes;
+};
+
+static const struct {
+        const char *bus_name, *path, *interface, *property;
+} call_targets[_CALL_MAX] = {
+        [CALL_GOSSIP_MEMBERS] = { GOSSIP1_BUS_NAME, GOSSIP1_OBJECT_PATH, GOSSIP1_INTERFACE, "Members" },
+        [CALL_GOSSIP_COUNTERS] = { GOSSIP1_BUS_NAME, GOSSIP1_OBJECT_PATH, GOSSIP1_INTERFACE, "Counters" },
+        [CALL_SHARD_COLLECTIONS] = { SHARDSTORE1_BUS_NAME, SHARDSTORE1_OBJECT_PATH, SHARDSTORE1_INTERFACE,
+                                     "Collections" },
+        [CALL_SHARD_SYNC] = { SHARDSTORE1_BUS_NAME, SHARDSTORE1_OBJECT_PATH, SHARDSTORE1_INTERFACE, "Sync" },
+};
+
+int metrics_new(ShimMetrics **ret) {
+        ShimMetrics *s = calloc(1, sizeof(*s));
+
+        if (!s)
+                return -ENOMEM;
+        LIST_INIT(&s->scrapes);
+        *ret = s;
+        return 0;
+}
+
+static void scrape_free(MetricsScrape *s) {
+        if (!s)
+                return;
+        for (size_t i = 0; i < _CALL_MAX; i++) {
+                sd_bus_slot_unref(s->calls[i].slot);
+                sd_bus_message_unref(s->calls[i].reply);
+        }
+        if (s->timer)
+                event_free(s->timer);
+        if (s->m) {
+                LIST_REMOVE(s, link);
+                s->m->metrics->n_scrapes--;
+        }
+        free(s);
+}
+
+ShimMetrics *metrics_free(Manager *m, ShimMetrics *metrics) {
+        if (!metrics)
+                return NULL;
+        while (!LIST_EMPTY(&metrics->scrapes)) {
+                MetricsScrape *s = LIST_FIRST(&metrics->scrapes);
+
+                if (s->evcon)
+                        manager_client_unwatch(m, s->evcon);
+                scrape_free(s);
+        }
+        free(metrics);
+        return NULL;
+}
+
+/* A model the routing table knows keeps its name; any other is "other", so that clients cannot
+ * make series by naming models. */
+static const char *model_label(Manager *m, const char *model) {
+        const RouteTable *t = router_cache_table(m->router);
+
+        if (isempty(model))
+                return "";
+        /* The table's spelling: "m", "M" and "m:latest" are one model and one series. */
+        for (size_t i = 0; i < t->n_nodes; i++)
+                for (size_t j = 0; j < t->nodes[i].n_models; j++)
+                        if (model_name_equal(t->nodes[i].models[j], model))
+                                return t->nodes[i].models[j];
+        return "other";
+}
+
+void metrics_request_end(Manager *m, const MetricsRequestEnd *e) {
+        usec_t now = now_usec();
+
+        if (!m->metrics)
+                return;
+        metrics_requests_add(&m->metrics->requests, e->mesh, metrics_endpoint(e->uri), model_label(m, e->model),
+                             (unsigned) MAX(e->status, 0), e->served_by, e->tokens,
+                             e->t_first_byte ? (double) (e->t_first_byte - e->t_start) / USEC_PER_SEC : -1,
+                             (double) (now - e->t_start) / USEC_PER_SEC);
+}
+
+/* ---- rendering ---- */
+
+static void counter(MetricsText *t, const char *name, const char *help, uint64_t v) {
+        (void) metrics_family(t, name, METRIC_COUNTER, help);
+        (void) metrics_sample_u64(t, name, NULL, 0, v);
+}
+
+static void gauge(MetricsText *t, const char *name, const char *help, double v) {
+        (void) metrics_family(t, name, METRIC_GAUGE, help);
+        (void) metrics_sample(t, name, NULL, 0, v);
+}
+
+static void render_shim(MetricsText *t, Manager *m) {
+        const ShimCounters *c = &m->counters;
+        const MeshTlsCounters *tls = m->creds.tls ? mesh_tls_counters(m->creds.tls) : NULL;
+        static const char *const reasons[] = { "busy", "too_large", "unauthenticated", "unauthorized" };
+        uint64_t rejected[] = { c->rejected_busy, c->rejected_too_large, c->rejected_unauthenticated,
+                                shim_auth_rejected_unauthorized() };
+        const char *name;
+
+        counter(t, "mycelia_shim_received_requests_total", "HTTP requests received on both listeners (Shim1 RequestsTotal).",
+                c->requests_total);
+        counter(t, "mycelia_shim_failed_requests_total", "Requests that ended in an error of the shim's (Shim1 RequestsFailed).",
+                c->requests_failed);
+        name = "mycelia_shim_rejected_requests_total";
+        (void) metrics_family(t, name, METRIC_COUNTER, "Requests refused before any work, by reason.");
+        for (size_t i = 0; i < ELEMENTSOF(reasons); i++)
+                (void) metrics_sample_u64(t, name, &(MetricLabel) { "reason", reasons[i] }, 1, rejected[i]);
+        counter(t, "mycelia_shim_client_cancelled_total", "Requests whose client went away before the answer ended.",
+                c->client_cancelled);
+        counter(t, "mycelia_shim_upstream_errors_total", "Attempts that failed at the upstream (connect, reset, timeout, 5xx).",
+                c->upstream_errors);
+        counter(t, "mycelia_shim_cooling_waits_total", "Requests that waited for a cooling node to recover.",
+                c->cooling_waits);
+        counter(t, "mycelia_shim_client_sent_bytes_total", "Response bytes written to clients.", c->bytes_to_clients);
+        counter(t, "mycelia_shim_accept_paused_total", "Times a listener reached max_connections and paused accepting.",
+                c->accept_paused);
+        counter(t, "mycelia_shim_clients_timed_out_total", "Connections closed for not sending a whole request in time.",
+                c->clients_timed_out);
+        counter(t, "mycelia_shim_mesh_tls_refused_total", "TLS handshakes the mesh listener refused (no or another key).",
+                tls ? tls->refused : 0);
+        counter(t, "mycelia_shim_mesh_tls_failed_total", "TLS handshakes to peers that the peer refused.",
+                tls ? tls->failed : 0);
+        counter(t, "mycelia_shim_retries_total", "Attempts repeated on the same node on a fresh connection.",
+                c->retries_fresh);
+        name = "mycelia_shim_failovers_total";
+        (void) metrics_family(t, name, METRIC_COUNTER, "Requests moved to another node before their first byte, by cause.");
+        (void) metrics_sample_u64(t, name, &(MetricLabel) { "reason", "failure" }, 1, c->failovers_failure);
+        (void) metrics_sample_u64(t, name, &(MetricLabel) { "reason", "status" }, 1, c->failovers_status);
+        counter(t, "mycelia_shim_outcomes_dropped_total", "Outcome reports to routerd dropped because a batch was full.",
+                router_cache_outcomes_dropped(m->router));
+        gauge(t, "mycelia_shim_requests_in_flight", "Requests being answered.", m->requests_active);
+        gauge(t, "mycelia_shim_connections", "Client connections open on both listeners.", m->clients_open);
+}
+
+static void render_requests(MetricsText *t, const MetricsRequests *r) {
+        const char *requests = "mycelia_shim_requests_total", *tokens = "mycelia_shim_generated_tokens_total";
+
+        (void) metrics_family(t, requests, METRIC_COUNTER,
+                              "Requests relayed, by listener, endpoint class, model, status code and serving node.");
+        for (size_t pass = 0; pass < 2; pass++) {
+                if (pass == 1)
+                        (void) metrics_family(t, tokens, METRIC_COUNTER,
+                                              "Tokens generated (NDJSON lines / SSE frames counted), by the same labels.");
+                for (size_t i = 0; i < r->n_series; i++) {
+                        const MetricsRequestSeries *s = &r->series[i];
+                        char code[16];
+                        MetricLabel l[] = {
+                                { "listener", s->key.mesh ? "mesh" : "api" },
+                                { "endpoint", metrics_endpoint_to_string(s->key.endpoint) },
+                                { "model", s->key.model },
+                                { "code", code },
+                                { "node", s->key.node },
+                        };
+
+                        snprintf(code, sizeof(code), "%u", s->key.code);
+                        (void) metrics_sample_u64(t, pass == 0 ? requests : tokens, l, ELEMENTSOF(l),
+                                                  pass == 0 ? s->requests : s->tokens);
+                }
+        }
+        counter(t, "mycelia_shim_request_series_overflow_total",
+                "Requests not in mycelia_shim_requests_total because its series were at their bound.", r->overflowed);
+
+        for (size_t h = 0; h < 2; h++) {
+                const char *name = h == 0 ? "mycelia_shim_time_to_first_byte_seconds" : "mycelia_shim_request_duration_seconds";
+
+                (void) metrics_family(t, name, METRIC_HISTOGRAM,
+                                      h == 0 ? "Time from the request to the first response byte (the first token of a stream)."
+                                             : "Time from the request to the end of its answer.");
+                for (size_t mesh = 0; mesh < 2; mesh++)
+                        for (size_t e = 0; e < _METRICS_EP_MAX; e++) {
+                                const MetricsHistogram *hist = h == 0 ? &r->ttfb[mesh][e] : &r->duration[mesh][e];
+                                MetricLabel l[] = {
+                                        { "listener", mesh ? "mesh" : "api" },
+                                        { "endpoint", metrics_endpoint_to_string(e) },
+                                };
+
+                                if (hist->count > 0)
+                                        (void) metrics_histogram(t, name, l, ELEMENTSOF(l), hist);
+                        }
+        }
+}
+
+static void render_routes(MetricsText *t, Manager *m) {
+        const RouteTable *table = router_cache_table(m->router);
+        static const char *const states[] = { "up", "cooling", "down" };
+        unsigned by_state[3] = {};
+        const char *name;
+
+        for (size_t i = 0; i < table->n_nodes; i++)
+                by_state[table->nodes[i].up ? 0 : table->nodes[i].cooling ? 1 : 2]++;
+        name = "mycelia_route_nodes";
+        (void) metrics_family(t, name, METRIC_GAUGE, "Nodes of the routing table (this shim's copy), by state.");
+        for (size_t s = 0; s < ELEMENTSOF(states); s++)
+                (void) metrics_sample_u64(t, name, &(MetricLabel) { "state", states[s] }, 1, by_state[s]);
+
+        for (size_t f = 0; f < 4; f++) {
+                static const char *const names[] = {
+                        "mycelia_route_node_up", "mycelia_route_node_cooling", "mycelia_route_node_in_flight",
+                        "mycelia_route_node_capacity",
+                };
+                static const char *const helps[] = {
+                        "1 when the node is up in the routing table.",
+                        "1 while routerd cools the node down after failures.",
+                        "Requests in flight at the node, as routerd last heard.",
+                        "Requests the node serves at once (0: unknown).",
+                };
+
+                (void) metrics_family(t, names[f], METRIC_GAUGE, helps[f]);
+                for (size_t i = 0; i < table->n_nodes; i++) {
+                        const RouteNode *n = &table->nodes[i];
+                        MetricLabel l[] = { { "node", n->name }, { "node_id", n->id } };
+                        unsigned v = f == 0 ? n->up : f == 1 ? n->cooling : f == 2 ? n->in_flight : n->capacity;
+
+                        (void) metrics_sample_u64(t, names[f], l, ELEMENTSOF(l), v);
+                }
+        }
+}
+
+/* Names from another daemon become part of ours: only [a-z0-9_], at most 48 characters. */
+static bool dict_key_valid(const char *k) {
+        size_t n = strlen(k);
+
+        if (n == 0 || n > 48)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!((k[i] >= 'a' && k[i] <= 'z') || (k[i] >= '0' && k[i] <= '9') || k[i] == '_'))
+                        return false;
+        return true;
+}
+
+/* An a{st} of counters (gauges: the keys named in gauges) as one family each, prefix_KEY_total. */
+static void render_dict(MetricsText *t, sd_bus_message *reply, const char *prefix, const char *who,
+                        const char *const *gauges) {
+        const char *keys[METRICS_DICT_MAX];
+        size_t n_keys = 0;
+        int r;
+
+        r = sd_bus_message_rewind(reply, true);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'v', "a{st}");
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'a', "{st}");
+        while (r >= 0 && n_keys < METRICS_DICT_MAX) {
+                char name[128], help[160];
+                const char *key;
+                bool gauge_key = false, seen = false;
+                uint64_t v;
+
+                r = sd_bus_message_read(reply, "{st}", &key, &v);
+                if (r <= 0)
+                        break;
+                if (!dict_key_valid(key))
+                        continue;
+                for (size_t i = 0; i < n_keys; i++)
+                        seen = seen || streq(keys[i], key);
+                if (seen)
+                        continue;
+                keys[n_keys++] = key;
+                for (size_t i = 0; gauges && gauges[i]; i++)
+                        gauge_key = gauge_key || streq(gauges[i], key);
+                snprintf(name, sizeof(name), "%s_%s%s", prefix, key, gauge_key ? "" : "_total");
+                snprintf(help, sizeof(help), "%s '%s'.", who, key);
+                (void) metrics_family(t, name, gauge_key ? METRIC_GAUGE : METRIC_COUNTER, help);
+                (void) metrics_sample_u64(t, name, NULL, 0, v);
+        }
+        if (r < 0)
+                log_debug_errno(r, "Failed to read %s for the metrics: %m", who);
+}
+
+static void render_gossip_members(MetricsText *t, sd_bus_message *reply) {
+        static const char *const states[] = { "alive", "suspect", "dead", "left", "other" };
+        uint64_t by_state[ELEMENTSOF(states)] = {};
+        const char *name = "mycelia_gossip_members";
+        GossipMember g;
+        int r;
+
+        r = sd_bus_message_rewind(reply, true);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'v', "a" GOSSIP_MEMBER_SIGNATURE);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'a', GOSSIP_MEMBER_SIGNATURE);
+        while (r >= 0 && (r = gossip_member_read(reply, &g)) > 0) {
+                size_t s = 0;
+
+                while (s < ELEMENTSOF(states) - 1 && !streq(states[s], g.state))
+                        s++;
+                by_state[s]++;
+        }
+        if (r < 0)
+                log_debug_errno(r, "Failed to read Gossip1.Members for the metrics: %m");
+        (void) metrics_family(t, name, METRIC_GAUGE, "Members gossipd knows, this node included, by state.");
+        for (size_t s = 0; s < ELEMENTSOF(states); s++)
+                (void) metrics_sample_u64(t, name, &(MetricLabel) { "state", states[s] }, 1, by_state[s]);
+}
+
+static void render_shard_collections(MetricsText *t, sd_bus_message *reply) {
+        const char *name = "mycelia_shard_documents";
+        uint64_t n = 0, other = 0;
+        int r;
+
+        r = sd_bus_message_rewind(reply, true);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'v', "a(sussuut)");
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'a', "(sussuut)");
+        (void) metrics_family(t, name, METRIC_GAUGE,
+                              "Documents held on this node, by collection (the first 64 collections; the rest as \"\").");
+        while (r >= 0) {
+                const char *cname, *metric, *model;
+                uint32_t dimension, shards, replicas;
+                uint64_t documents;
+
+                r = sd_bus_message_read(reply, "(sussuut)", &cname, &dimension, &metric, &model, &shards, &replicas,
+                                        &documents);
+                if (r <= 0)
+                        break;
+                if (n++ < METRICS_COLLECTIONS_MAX)
+                        (void) metrics_sample_u64(t, name, &(MetricLabel) { "collection", cname }, 1, documents);
+                else
+                        other += documents;
+        }
+        if (n > METRICS_COLLECTIONS_MAX)
+                (void) metrics_sample_u64(t, name, &(MetricLabel) { "collection", "" }, 1, other);
+        if (r < 0)
+                log_debug_errno(r, "Failed to read ShardStore1.Collections for the metrics: %m");
+        gauge(t, "mycelia_shard_collections", "Collections shardd knows.", n);
+}
+
+static void render_process(MetricsText *t) {
+        unsigned long size, resident;
+        uint64_t fds = 0;
+        FILE *f;
+        DIR *d;
+        int n;
+
+        f = fopen("/proc/self/statm", "re");
+        n = f ? fscanf(f, "%lu %lu", &size, &resident) : 0;
+        if (f)
+                (void) fclose(f);
+        if (n == 2) {
+                (void) metrics_family(t, "mycelia_process_resident_memory_bytes", METRIC_GAUGE,
+                                      "Resident memory of the daemon.");
+                (void) metrics_sample_u64(t, "mycelia_process_resident_memory_bytes",
+                                          &(MetricLabel) { "daemon", "shimd" }, 1,
+                                          (uint64_t) resident * (uint64_t) sysconf(_SC_PAGESIZE));
+        }
+        d = opendir("/proc/self/fd");
+        if (d) {
+                struct dirent *de;
+
+                while ((de = readdir(d)))
+                        if (de->d_name[0] != '.')
+                                fds++;
+                (void) closedir(d);
+                (void) metrics_family(t, "mycelia_process_open_fds", METRIC_GAUGE, "Open file descriptors of the daemon.");
+                /* Less the one opendir() held. */
+                (void) metrics_sample_u64(t, "mycelia_process_open_fds", &(MetricLabel) { "daemon", "shimd" }, 1,
+                                          fds > 0 ? fds - 1 : 0);
+        }
+}
+
+static int render(Manager *m, MetricsScrape *s, MetricsText *t) {
+        sd_bus_message *const *r = (sd_bus_message *[_CALL_MAX]) {
+                s->calls[0].reply, s->calls[1].reply, s->calls[2].reply, s->calls[3].reply,
+        };
+        static const char *const sync_gauges[] = { "transfers_pending", NULL };
+        bool gossip_up = r[CALL_GOSSIP_MEMBERS] || r[CALL_GOSSIP_COUNTERS];
+        bool shard_up = r[CALL_SHARD_COLLECTIONS] || r[CALL_SHARD_SYNC];
+        const char *name = "mycelia_daemon_up";
+
+        (void) metrics_family(t, "mycelia_build_info", METRIC_GAUGE, "Always 1; the version of Mycelia Mesh.");
+        (void) metrics_sample_u64(t, "mycelia_build_info", &(MetricLabel) { "version", PACKAGE_VERSION }, 1, 1);
+        (void) metrics_family(t, name, METRIC_GAUGE,
+                              "1 when the daemon answered this scrape (routerd: its table is current).");
+        (void) metrics_sample_u64(t, name, &(MetricLabel) { "daemon", "shimd" }, 1, 1);
+        (void) metrics_sample_u64(t, name, &(MetricLabel) { "daemon", "routerd" }, 1, m->router_connected ? 1 : 0);
+        (void) metrics_sample_u64(t, name, &(MetricLabel) { "daemon", "gossipd" }, 1, gossip_up);
+        (void) metrics_sample_u64(t, name, &(MetricLabel) { "daemon", "shardd" }, 1, shard_up);
+
+        render_shim(t, m);
+        render_requests(t, &m->metrics->requests);
+        render_routes(t, m);
+        if (r[CALL_GOSSIP_MEMBERS])
+                render_gossip_members(t, r[CALL_GOSSIP_MEMBERS]);
+        if (r[CALL_GOSSIP_COUNTERS])
+                render_dict(t, r[CALL_GOSSIP_COUNTERS], "mycelia_gossip", "Gossip1.Counters", NULL);
+        if (r[CALL_SHARD_COLLECTIONS])
+                render_shard_collections(t, r[CALL_SHARD_COLLECTIONS]);
+        if (r[CALL_SHARD_SYNC])
+                render_dict(t, r[CALL_SHARD_SYNC], "mycelia_shard_sync", "ShardStore1.Sync", sync_gauges);
+        render_process(t);
+        return t->error;
+}
+
+/* ---- the scrape ---- */
+
+static void scrape_answer(MetricsScrape *s) {
+        Manager *m = s->m;
+        MetricsText t;
+        struct evbuffer *buf = evbuffer_new();
+        int r;
+
+        metrics_text_init(&t, METRICS_TEXT_MAX);
+        r = render(m, s, &t);
+        manager_client_unwatch(m, s->evcon);
+        if (r < 0 || !buf || evbuffer_add(buf, t.buf, t.len) < 0) {
+                log_warning_errno(r < 0 ? r : -ENOMEM, "Failed to write the metrics: %m");
+                shim_reply_error(s->client, 500, SHIM_ERROR_JSON, "could not write the metrics", false);
+        } else {
+                struct evkeyvalq *out = evhttp_request_get_output_headers(s->client);
+
+                (void) evhttp_add_header(out, "Content-Type", METRICS_CONTENT_TYPE);
+                if (evhttp_request_get_command(s->client) == EVHTTP_REQ_HEAD) {
+                        char length[32];
+
+                        /* libevent would send the body of a HEAD answer: its length only. */
+                        snprintf(length, sizeof(length), "%zu", t.len);
+                        (void) evhttp_add_header(out, "Content-Length", length);
+                        evhttp_send_reply(s->client, 200, NULL, NULL);
+                } else {
+                        m->counters.bytes_to_clients += t.len;
+                        evhttp_send_reply(s->client, 200, NULL, buf);
+                }
+        }
+        if (buf)
+                evbuffer_free(buf);
+        metrics_text_done(&t);
+        scrape_free(s);
+}
+
+static int scrape_call_cb(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        MetricsCall *c = userdata;
+        MetricsScrape *s = c->scrape;
+
+        c->slot = sd_bus_slot_unref(c->slot);
+        if (sd_bus_message_is_method_error(reply, NULL))
+                log_debug("Metrics: %s", sd_bus_message_get_error(reply)->message);
+        else
+                c->reply = sd_bus_message_ref(reply);
+        if (--s->pending == 0)
+                scrape_answer(s);
+        return 0;
+}
+
+static void scrape_timer_cb(evutil_socket_t fd, short what, void *userdata) {
+        scrape_answer(userdata);
+}
+
+static void scrape_client_close_cb(struct evhttp_connection *evcon, void *userdata) {
+        MetricsScrape *s = userdata;
+
+        manager_client_gone(s->m, evcon);
+        s->m->counters.client_cancelled++;
+        if (!evhttp_request_get_connection(s->client))
+                evhttp_request_free(s->client);
+        scrape_free(s);
+}
+
+static int scrape_call(MetricsScrape *s, MetricsCallKind kind) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
+        MetricsCall *c = &s->calls[kind];
+        int r;
+
+        r = sd_bus_message_new_method_call(s->m->bus, &msg, call_targets[kind].bus_name, call_targets[kind].path,
+                                           "org.freedesktop.DBus.Properties", "Get");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(msg, "ss", call_targets[kind].interface, call_targets[kind].property);
+        if (r < 0)
+                return r;
+        (void) sd_bus_message_set_auto_start(msg, false);
+        c->scrape = s;
+        r = sd_bus_call_async(s->m->bus, &c->slot, msg, scrape_call_cb, c, METRICS_BUS_TIMEOUT_USEC);
+        if (r < 0)
+                return r;
+        s->pending++;
+        return 0;
+}
+
+bool metrics_handle(Manager *m, struct evhttp_request *req, const char *uri) {
+        static const struct timeval backstop = { .tv_sec = 1, .tv_usec = 500000 };
+        enum evhttp_cmd_type method = evhttp_request_get_command(req);
+        MetricsScrape *s;
+        int r;
+
+        if (!shim_uri_is(uri, "/metrics") || (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD))
+                return false;
+        if (m->metrics->n_scrapes >= METRICS_SCRAPES_MAX) {
+                m->counters.rejected_busy++;
+                shim_reply_error(req, 503, SHIM_ERROR_JSON, "too many scrapes at once", false);
+                return true;
+        }
+        s = calloc(1, sizeof(*s));
+        if (s)
+                s->timer = evtimer_new(m->base, scrape_timer_cb, s);
+        if (!s || !s->timer) {
+                scrape_free(s);
+                log_oom();
+                shim_reply_error(req, 500, SHIM_ERROR_JSON, "out of memory", true);
+                return true;
+        }
+        s->m = m;
+        s->client = req;
+        s->evcon = evhttp_request_get_connection(req);
+        LIST_INSERT_HEAD(&m->metrics->scrapes, s, link);
+        m->metrics->n_scrapes++;
+        manager_client_watch(m, s->evcon, scrape_client_close_cb, s);
+
+        for (size_t i = 0; m->bus && i < _CALL_MAX; i++) {
+                r = scrape_call(s, i);
+                if (r < 0)
+                        log_debug_errno(r, "Metrics: failed to ask %s for %s: %m", call_targets[i].bus_name,
+                                        call_targets[i].property);
+        }
+        if (m->bus_event)
+                bus_event_rearm(m->bus_event);
+        if (s->pending == 0) {
+                scrape_answer(s);
+                return true;
+        }
+        /* sd-bus times each call out itself; this is the backstop should the bus go away. */
+        (void) evtimer_add(s->timer, &backstop);
+        return true;
+}
+
+void metrics_bus_lost(Manager *m) {
+        MetricsScrape *s, *next;
+
+        if (!m->metrics)
+                return;
+        /* The slots go with the connection: answer with what is in. */
+        for (s = LIST_FIRST(&m->metrics->scrapes); s; s = next) {
+                next = LIST_NEXT(s, link);
+                for (size_t i = 0; i < _CALL_MAX; i++)
+                        s->calls[i].slot = sd_bus_slot_unref(s->calls[i].slot);
+                s->pending = 0;
+                scrape_answer(s);
+        }
+}

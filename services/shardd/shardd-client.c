@@ -19,15 +19,23 @@ struct ShardCall {
         struct evhttp_request *req;
         ShardCallFn fn;
         void *userdata;
+        struct event *free_event;       /* frees the call after libevent's callback returned */
         bool done;
 };
 
 static void call_free(ShardCall *c) {
+        Manager *m = c->m;
+
         LIST_REMOVE(c, link);
+        if (c->free_event)
+                event_free(c->free_event);
         /* Freeing the connection cancels a request still in flight. */
         if (c->conn)
                 evhttp_connection_free(c->conn);
         free(c);
+        /* Stopping, and that was the last one in flight (manager_stop_calls()). */
+        if (m->stopping && LIST_EMPTY(&m->calls))
+                (void) event_base_loopbreak(m->base);
 }
 
 static void call_free_cb(evutil_socket_t fd, short what, void *userdata) {
@@ -43,8 +51,11 @@ static void call_response_cb(struct evhttp_request *req, void *userdata) {
                 c->done = true;
                 c->fn(c, status, status > 0 ? evhttp_request_get_input_buffer(req) : NULL, c->userdata);
         }
-        /* Not from inside libevent's callback on this connection: after it returns. */
-        if (event_base_once(c->m->base, -1, EV_TIMEOUT, call_free_cb, c, NULL) < 0)
+        /* Not from inside libevent's callback on this connection: after it returns (an event of
+         * the call's own, so that freeing the call first cancels it). */
+        if (!c->free_event)
+                c->free_event = evtimer_new(c->m->base, call_free_cb, c);
+        if (!c->free_event || evtimer_add(c->free_event, &(struct timeval) {}) < 0)
                 log_warning("Cannot schedule freeing a finished call; its connection stays open.");
 }
 
@@ -69,6 +80,8 @@ int shard_call_send(Manager *m, const char *node_id, const char *url, const Shar
 
         if (!m->have_mesh_key || !m->creds.tls)
                 return -ENOKEY;
+        if (m->stopping)
+                return -ESHUTDOWN;
         r = http_base_url_parse(url, &base);
         if (r < 0)
                 return r;

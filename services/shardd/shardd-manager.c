@@ -359,6 +359,13 @@ Manager *manager_free(Manager *m) {
         shard_deleted_done(&m->deleted);
         free(m->store_path);
         daemon_loop_free(m->loop);
+        /* Every object with events is freed. What libevent itself still has queued are the
+         * deferred callbacks of the connections just freed, each holding a reference on its
+         * bufferevent; event_base_free() would drop them unrun, and a TLS bufferevent with its
+         * SSL would never be finalized. A few turns of the loop let them run out. */
+        if (m->base)
+                for (unsigned i = 0; i < 4; i++)
+                        (void) event_base_loop(m->base, EVLOOP_NONBLOCK);
         /* Last: every TLS connection (listener, calls) is gone. */
         mesh_credentials_done(&m->creds);
         if (m->base)
@@ -499,11 +506,41 @@ int manager_start(Manager *m) {
         return 0;
 }
 
+static void manager_stop_timeout_cb(evutil_socket_t fd, short what, void *userdata) {
+        Manager *m = userdata;
+
+        log_notice("Stopping: %s call(s) to peers still in flight after %u ms; cutting them.",
+                   LIST_EMPTY(&m->calls) ? "no" : "some", (unsigned) (SHARD_STOP_CALLS_USEC / USEC_PER_MSEC));
+        (void) event_base_loopbreak(m->base);
+}
+
+/* After SIGTERM: no new call to a peer, and the ones in flight finish (for at most
+ * SHARD_STOP_CALLS_USEC), so that no TLS connection is torn down under a peer mid-exchange and
+ * the peer sees an answer rather than a reset. A second signal ends it at once. */
+static void manager_stop_calls(Manager *m) {
+        struct timeval tv = usec_to_timeval(SHARD_STOP_CALLS_USEC);
+        struct event *timeout;
+
+        m->stopping = true;
+        if (LIST_EMPTY(&m->calls))
+                return;
+        timeout = evtimer_new(m->base, manager_stop_timeout_cb, m);
+        if (!timeout || evtimer_add(timeout, &tv) < 0) {
+                if (timeout)
+                        event_free(timeout);
+                return;
+        }
+        (void) event_base_dispatch(m->base);
+        event_free(timeout);
+}
+
 int manager_run(Manager *m) {
         if (event_base_dispatch(m->base) < 0)
                 return log_error_errno(EIO, "The event loop failed.");
-        if (m->exit_code == 0)
+        if (m->exit_code == 0) {
                 log_info("Stopping.");
+                manager_stop_calls(m);
+        }
         return m->exit_code;
 }
 

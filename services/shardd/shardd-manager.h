@@ -39,6 +39,9 @@ typedef struct ShardedCollection {
         bool *ready;
 } ShardedCollection;
 
+/* SIGTERM: calls to peers in flight may finish for this long (manager_run()). */
+#define SHARD_STOP_CALLS_USEC (1 * USEC_PER_SEC)
+
 typedef struct Manager {
         struct event_base *base;
         DaemonLoop *loop;
@@ -70,6 +73,7 @@ typedef struct Manager {
         sd_bus_slot *gossip_signal_slot;
         sd_bus_slot *gossip_get_slot;
         LIST_HEAD(, ShardCall) calls;           /* to peers, in flight (shardd-client.c) */
+        bool stopping;                          /* SIGTERM: no new call; the ones in flight finish */
         LIST_HEAD(, ShardQuery) queries;        /* searches waiting for peers (shardd-query.c) */
         LIST_HEAD(, ShardWrite) writes;         /* writes waiting for their quorum (shardd-write.c) */
         LIST_HEAD(, ShardGet) gets;             /* document reads waiting for a peer (shardd-query.c) */

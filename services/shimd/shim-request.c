@@ -707,3 +707,18 @@ ShimTokenScope shim_token_scope(const char *method, const char *uri) {
         /* Pull, push, create, copy, delete, blobs, and whatever else changes Ollama's store. */
         return SHIM_TOKEN_SCOPE_MANAGE;
 }
+
+const char *shim_method_name(enum evhttp_cmd_type t) {
+        switch (t) {
+        case EVHTTP_REQ_GET: return "GET";
+        case EVHTTP_REQ_POST: return "POST";
+        case EVHTTP_REQ_HEAD: return "HEAD";
+        case EVHTTP_REQ_PUT: return "PUT";
+        case EVHTTP_REQ_DELETE: return "DELETE";
+        case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+        case EVHTTP_REQ_TRACE: return "TRACE";
+        case EVHTTP_REQ_CONNECT: return "CONNECT";
+        case EVHTTP_REQ_PATCH: return "PATCH";
+        default: return "?";
+        }
+}

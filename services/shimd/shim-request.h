@@ -4,6 +4,8 @@
  * are hop-by-hop, where an upstream URL points, and the request limits. Pure. */
 #pragma once
 
+#include <event2/http.h>
+
 #include <sys/uio.h>
 
 #include "http-url.h"
@@ -92,3 +94,6 @@ typedef enum ShimTokenScope {
 
 /* method as on the wire, uri the request target (query allowed). */
 ShimTokenScope shim_token_scope(const char *method, const char *uri);
+
+/* libevent's method as on the wire ("POST"); "?" for one it does not name. */
+const char *shim_method_name(enum evhttp_cmd_type t);

@@ -10,6 +10,7 @@
 #include "api-tokens.h"
 #include "evbuffer-util.h"
 #include "log.h"
+#include "shim-request.h"
 #include "shimd-audit.h"
 
 typedef struct ShimAudit {
@@ -36,19 +37,6 @@ void shim_audit_start(Manager *m) {
 
 void shim_audit_done(void) {
         audit = (ShimAudit) {};
-}
-
-const char *shim_audit_method(enum evhttp_cmd_type t) {
-        switch (t) {
-        case EVHTTP_REQ_GET: return "GET";
-        case EVHTTP_REQ_POST: return "POST";
-        case EVHTTP_REQ_HEAD: return "HEAD";
-        case EVHTTP_REQ_PUT: return "PUT";
-        case EVHTTP_REQ_DELETE: return "DELETE";
-        case EVHTTP_REQ_OPTIONS: return "OPTIONS";
-        case EVHTTP_REQ_PATCH: return "PATCH";
-        default: return "?";
-        }
 }
 
 /* The body's "model", read in place as routing reads it. */
@@ -158,7 +146,7 @@ void shim_audit_request(ShimListenerKind kind, struct evhttp_request *req, int s
                  * mesh listener); a client's own was removed on arrival. */
                 .token = evhttp_find_header(evhttp_request_get_input_headers(req), API_TOKEN_HEADER),
                 .client = client,
-                .method = shim_audit_method(evhttp_request_get_command(req)),
+                .method = shim_method_name(evhttp_request_get_command(req)),
                 .target = evhttp_request_get_uri(req),
                 .model = model,
                 .entry_node = entry,

@@ -12,8 +12,6 @@
 #include "shim-stream.h"
 #include "shimd-manager.h"
 
-/* "GET", "POST", ... as on the wire. */
-const char *shim_audit_method(enum evhttp_cmd_type t);
 
 /* [audit] content. */
 void shim_audit_setup(const MyceliaConfig *config);

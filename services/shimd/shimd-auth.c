@@ -207,7 +207,7 @@ static ShimErrorForm auth_error_form(const ShimRequestClass *cls) {
 static int auth_unauthorized(struct evhttp_request *req, const ShimRequestClass *cls, bool presented) {
         auth.rejected_unauthorized++;
         shim_audit_request(SHIM_LISTENER_API, req, 401, NULL, NULL, now_usec());
-        log_debug("%s %s: %s bearer token, 401.", shim_audit_method(evhttp_request_get_command(req)),
+        log_debug("%s %s: %s bearer token, 401.", shim_method_name(evhttp_request_get_command(req)),
                   evhttp_request_get_uri(req), presented ? "unknown" : "no");
         /* RFC 6750 3.1: no error code when no credentials came at all. */
         shim_reply_error_with_header(req, 401, auth_error_form(cls), "unauthorized", false, "WWW-Authenticate",
@@ -240,7 +240,7 @@ static int auth_check_scope(struct evhttp_request *req, const ShimRequestClass *
                 snprintf(target, sizeof(target), "%s", evhttp_request_get_uri(req));
                 target[strcspn(target, "?")] = '\0';
                 snprintf(message, sizeof(message), "token '%s' may not use %s %s: it is restricted to models", t->name,
-                         shim_audit_method(evhttp_request_get_command(req)), target);
+                         shim_method_name(evhttp_request_get_command(req)), target);
                 return auth_forbidden(req, cls, NULL, message);
         }
         n = evbuffer_iovecs(body, small, ELEMENTSOF(small), &vec, &heap);
@@ -286,7 +286,7 @@ int shim_auth_request(Manager *m, ShimListenerKind kind, struct evhttp_request *
         auth_input_header_remove_all(req, API_TOKEN_HEADER);
         if (!auth.required)
                 return 0;
-        scope = shim_token_scope(shim_audit_method(evhttp_request_get_command(req)), evhttp_request_get_uri(req));
+        scope = shim_token_scope(shim_method_name(evhttp_request_get_command(req)), evhttp_request_get_uri(req));
         if (scope == SHIM_TOKEN_SCOPE_OPEN)
                 return 0;
 

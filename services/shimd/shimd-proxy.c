@@ -111,21 +111,6 @@ struct ProxyRequest {
 
 /* ---- helpers ---- */
 
-static const char *method_name(enum evhttp_cmd_type t) {
-        switch (t) {
-        case EVHTTP_REQ_GET: return "GET";
-        case EVHTTP_REQ_POST: return "POST";
-        case EVHTTP_REQ_HEAD: return "HEAD";
-        case EVHTTP_REQ_PUT: return "PUT";
-        case EVHTTP_REQ_DELETE: return "DELETE";
-        case EVHTTP_REQ_OPTIONS: return "OPTIONS";
-        case EVHTTP_REQ_TRACE: return "TRACE";
-        case EVHTTP_REQ_CONNECT: return "CONNECT";
-        case EVHTTP_REQ_PATCH: return "PATCH";
-        default: return "?";
-        }
-}
-
 static const char *upstream_error_string(int e) {
         switch (e) {
         case EVREQ_HTTP_TIMEOUT: return "timed out";
@@ -209,7 +194,7 @@ static void proxy_free(ProxyRequest *p) {
 
         /* Every way a request ends comes here; 0: it never started answering (the client left). */
         shim_audit_end(&p->audit, &(ShimAuditEnd) {
-                .listener = p->listener, .client = p->peer, .method = method_name(p->method), .target = p->uri,
+                .listener = p->listener, .client = p->peer, .method = shim_method_name(p->method), .target = p->uri,
                 .token = p->token, .model = p->model, .served_by = p->served_by, .status = p->status ?: 499,
                 .stream = &p->stream, .t_start = p->t_start });
         metrics_request_end(m, &(MetricsRequestEnd) {
@@ -283,7 +268,7 @@ static void proxy_log(ProxyRequest *p, int level, int status, const char *error)
                 return;
         snprintf(fields, sizeof(fields), "REQUEST_ID=%" PRIu64 "\nPEER=%s", p->id, p->peer);
         log_fields(level, fields, "%s %s -> %s%s%s %d, %" PRIu64 " bytes, %" PRIu64 " chunks, %" PRIu64 " ms%s%s",
-                   method_name(p->method), p->uri, strempty(p->address),
+                   shim_method_name(p->method), p->uri, strempty(p->address),
                    isempty(p->node_id) ? "" : " node ", p->node_id, status, p->stream.bytes, p->stream.chunks,
                    (now_usec() - p->t_start) / USEC_PER_MSEC, error ? ": " : "", strempty(error));
 }
@@ -422,7 +407,7 @@ static int proxy_sign(ProxyRequest *p, struct evbuffer *body, char value[MESH_AU
 
         if (asprintf(&target, "%s%s", p->url.prefix, p->uri) < 0)
                 return -ENOMEM;
-        return mesh_request_sign(p->m, method_name(p->method), target, p->node_id, body, value);
+        return mesh_request_sign(p->m, shim_method_name(p->method), target, p->node_id, body, value);
 }
 
 /* Queues the request on out: the head, built in one buffer with memcpy, then the client's
@@ -430,7 +415,7 @@ static int proxy_sign(ProxyRequest *p, struct evbuffer *body, char value[MESH_AU
 static int proxy_queue_request(ProxyRequest *p, struct evbuffer *out) {
         struct evkeyvalq *in = evhttp_request_get_input_headers(p->client);
         struct evbuffer *body = evhttp_request_get_input_buffer(p->client);
-        const char *connection = headers_connection(in), *method = method_name(p->method);
+        const char *connection = headers_connection(in), *method = shim_method_name(p->method);
         size_t body_len = evbuffer_get_length(body), need;
         _cleanup_free_ char *heap = NULL;
         char stack[4096], *buf = stack, *d, auth[MESH_AUTH_VALUE_MAX] = "";
@@ -1293,14 +1278,14 @@ void proxy_handle_request(struct evhttp_request *req, void *userdata) {
         manager_client_begin(m, req);
         m->counters.requests_total++;
         if (l->kind == SHIM_LISTENER_MESH) {
-                int r = mesh_request_verify(m, req, method_name(method), uri);
+                int r = mesh_request_verify(m, req, shim_method_name(method), uri);
 
                 if (r < 0) {
-                        mesh_request_reject(m, req, method_name(method), uri, r);
+                        mesh_request_reject(m, req, shim_method_name(method), uri, r);
                         return;
                 }
         }
-        shim_request_classify(method_name(method), uri, &cls);
+        shim_request_classify(shim_method_name(method), uri, &cls);
         /* Bearer tokens on the API listener: 401/403 before anything else (docs/api-auth.md). */
         if (shim_auth_request(m, l->kind, req, &cls, token) < 0)
                 return;

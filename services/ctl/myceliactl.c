@@ -5,6 +5,8 @@
 #include <grp.h>
 #include <json-c/json.h>
 #include <stdio.h>
+#include <inttypes.h>
+#include <unistd.h>
 #include <systemd/sd-bus.h>
 #include <time.h>
 
@@ -22,6 +24,9 @@
 #define MESH_KEY_GROUP "mycelia"
 
 static const char *arg_bus = NULL;
+/* top: seconds between refreshes, and how many (0: until interrupted). */
+static double arg_interval = 1.0;
+static unsigned arg_iterations = 0;
 bool arg_json = false;
 bool arg_legend = true;
 
@@ -579,6 +584,51 @@ static int verb_join(sd_bus *bus, int argc, char **argv) {
         return 0;
 }
 
+/* top: status, refreshed every --interval seconds, with this node's request rate; --iterations N
+ * stops after N views (for scripts and tests). The screen is cleared only on a terminal. */
+static int verb_top(sd_bus *bus, int argc, char **argv) {
+        uint64_t last_total = 0;
+        usec_t last = 0;
+        bool tty = isatty(STDOUT_FILENO);
+
+        for (unsigned i = 0; arg_iterations == 0 || i < arg_iterations; i++) {
+                _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+                uint64_t total = 0;
+                uint32_t active = 0;
+                usec_t now = now_usec();
+                int r;
+
+                if (i > 0) {
+                        struct timespec ts = { .tv_sec = (time_t) arg_interval,
+                                               .tv_nsec = (long) ((arg_interval - (double) (time_t) arg_interval) * 1e9) };
+
+                        (void) nanosleep(&ts, NULL);
+                        now = now_usec();
+                }
+                if (tty)
+                        fputs("\033[H\033[2J", stdout);
+                (void) verb_status(bus, 1, argv);
+                r = sd_bus_get_property_trivial(bus, SHIM1_BUS_NAME, SHIM1_OBJECT_PATH, SHIM1_INTERFACE, "RequestsTotal",
+                                                &error, 't', &total);
+                if (r >= 0)
+                        r = sd_bus_get_property_trivial(bus, SHIM1_BUS_NAME, SHIM1_OBJECT_PATH, SHIM1_INTERFACE,
+                                                        "RequestsActive", &error, 'u', &active);
+                if (r < 0)
+                        printf("\nRequests: mycelia-shimd is not answering.\n");
+                else if (last == 0 || total < last_total || now <= last)
+                        printf("\nRequests: %" PRIu32 " in flight, %" PRIu64 " in all.\n", active, total);
+                else
+                        printf("\nRequests: %" PRIu32 " in flight, %.1f/s, %" PRIu64 " in all.\n", active,
+                               (double) (total - last_total) * USEC_PER_SEC / (double) (now - last), total);
+                if (r >= 0) {
+                        last_total = total;
+                        last = now;
+                }
+                fflush(stdout);
+        }
+        return 0;
+}
+
 static int verb_leave(sd_bus *bus, int argc, char **argv) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         int r;
@@ -632,6 +682,8 @@ static void help(void) {
                "Look inside a Mycelia Mesh node and steer it.\n\n"
                "Commands:\n"
                "  status                this node, its daemons, members and routes (default)\n"
+               "  top                   status, refreshed every second, with the request rate\n"
+               "                        (--interval SECONDS, --iterations N)\n"
                "  members               every member the gossip knows\n"
                "  route MODEL           where a request for MODEL would go, and why\n"
                "  shards [COLLECTION]   the collections, shard members and sync of this node's\n"
@@ -677,6 +729,7 @@ static int verb_keygen_bus(sd_bus *bus, int argc, char **argv) {
 
 static const Verb verbs[] = {
         { "status", 1, 1, true, verb_status },
+        { "top", 1, 1, true, verb_top },
         { "members", 1, 1, true, verb_members },
         { "route", 2, 2, true, verb_route },
         { "shards", 1, 2, true, verb_shards },
@@ -689,7 +742,8 @@ static const Verb verbs[] = {
 };
 
 int main(int argc, char *argv[]) {
-        enum { ARG_VERSION = 0x100, ARG_BUS, ARG_JSON, ARG_NO_LEGEND, ARG_TOKENS, ARG_MODELS, ARG_SINCE };
+        enum { ARG_VERSION = 0x100, ARG_BUS, ARG_JSON, ARG_NO_LEGEND, ARG_TOKENS, ARG_MODELS, ARG_SINCE, ARG_INTERVAL,
+               ARG_ITERATIONS };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -699,6 +753,8 @@ int main(int argc, char *argv[]) {
                 { "tokens", required_argument, NULL, ARG_TOKENS },
                 { "models", required_argument, NULL, ARG_MODELS },
                 { "since", required_argument, NULL, ARG_SINCE },
+                { "interval", required_argument, NULL, ARG_INTERVAL },
+                { "iterations", required_argument, NULL, ARG_ITERATIONS },
                 {}
         };
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
@@ -732,6 +788,30 @@ int main(int argc, char *argv[]) {
                 case ARG_SINCE:
                         arg_since = optarg;
                         break;
+                case ARG_INTERVAL: {
+                        char *end;
+
+                        errno = 0;
+                        arg_interval = strtod(optarg, &end);
+                        if (errno != 0 || *end != '\0' || !(arg_interval >= 0.1 && arg_interval <= 3600)) {
+                                fprintf(stderr, "--interval takes seconds, 0.1 to 3600.\n");
+                                return EXIT_USAGE;
+                        }
+                        break;
+                }
+                case ARG_ITERATIONS: {
+                        char *end;
+                        unsigned long n;
+
+                        errno = 0;
+                        n = strtoul(optarg, &end, 10);
+                        if (errno != 0 || *end != '\0' || optarg[0] == '-' || n == 0 || n > 1000000) {
+                                fprintf(stderr, "--iterations takes a count, 1 to 1000000.\n");
+                                return EXIT_USAGE;
+                        }
+                        arg_iterations = (unsigned) n;
+                        break;
+                }
                 default:
                         return EXIT_USAGE;
                 }

@@ -69,6 +69,21 @@ class TestCtl(unittest.TestCase):
         self.assertEqual(rc2, 0)
         self.assertIn('ctl-one', out2)
 
+    def test_top(self):
+        """top (issue 13): the status view refreshed, with this node's request rate."""
+        for _ in range(5):
+            self.n1.request('POST', '/api/generate', {'model': 'alpha', 'prompt': 'hi', 'stream': False})
+        rc, out, err = ctl('top', '--iterations', '3', '--interval', '0.2', bus=self.n1.bus)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out.count('gossipd up discoveryd up routerd up shardd up shimd up'), 3, out)
+        self.assertEqual(out.count('Requests: '), 3, out)
+        self.assertRegex(out, r'Requests: \d+ in flight, \d+ in all\.')        # the first view: no rate yet
+        self.assertRegex(out, r'Requests: \d+ in flight, [0-9.]+/s, \d+ in all\.')
+        self.assertNotIn('\033[2J', out)       # not a terminal: the screen is not cleared
+        for bad in (('--iterations', '0'), ('--interval', '0'), ('--interval', 'x')):
+            rc, _, err = ctl('top', *bad, bus=self.n1.bus)
+            self.assertEqual(rc, 2, err)
+
     def test_status_json(self):
         rc, out, err = ctl('--json', 'status', bus=self.n1.bus)
         self.assertEqual(rc, 0, err)

@@ -268,7 +268,9 @@ class Container:
         while True:
             p = self.sh(['systemctl', 'is-system-running', '--wait'], timeout=60, check=False)
             state = p.stdout.strip()
-            if 'Failed to connect to bus' not in state or time.monotonic() > deadline:
+            # "offline" too: systemctl says so when it reaches no manager yet (seen once, right
+            # after PID 1 appeared), as it says "Failed to connect to bus" at other moments.
+            if ('Failed to connect to bus' not in state and state != 'offline') or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
         if state not in ('running', 'degraded'):

@@ -37,8 +37,6 @@ static const char *const purpose_name[_MESH_TLS_PURPOSE_MAX] = {
         [MESH_TLS_SHARD] = "shard transfer",
 };
 
-#define KEY_ID_LABEL "mycelia-key-id-v1"
-#define KEY_ID_SIZE 8
 /* SHA-256 suites only: the PSK's session names TLS_AES_128_GCM_SHA256, and a PSK may be used
  * with any suite of the same hash. AES-GCM first (AES-NI), ChaCha20 for hosts without it. */
 #define MESH_TLS_SUITES "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256"
@@ -46,19 +44,17 @@ static const char *const purpose_name[_MESH_TLS_PURPOSE_MAX] = {
 int mesh_tls_derive(const uint8_t mesh_key[MESH_KEY_SIZE], MeshTlsPurpose purpose,
                     uint8_t ret_psk[MESH_TLS_PSK_SIZE], char ret_identity[MESH_TLS_IDENTITY_MAX]) {
         const char *label;
-        uint8_t id[KEY_ID_SIZE];
-        char hex[2 * KEY_ID_SIZE + 1];
+        char id[MESH_KEY_ID_LEN + 1];
 
         if (purpose < 0 || purpose >= _MESH_TLS_PURPOSE_MAX)
                 return -EINVAL;
         label = purpose_label[purpose];
         if (crypto_generichash(ret_psk, MESH_TLS_PSK_SIZE, (const uint8_t *) label, strlen(label), mesh_key,
-                               MESH_KEY_SIZE) != 0 ||
-            crypto_generichash(id, sizeof(id), (const uint8_t *) KEY_ID_LABEL, strlen(KEY_ID_LABEL), mesh_key,
                                MESH_KEY_SIZE) != 0)
                 return -EIO;
-        sodium_bin2hex(hex, sizeof(hex), id, sizeof(id));
-        snprintf(ret_identity, MESH_TLS_IDENTITY_MAX, "%s %s", label, hex);
+        /* The keyring's id of the key (mesh-keyring.c), so "key list" names what TLS offers. */
+        mesh_key_id(mesh_key, id);
+        snprintf(ret_identity, MESH_TLS_IDENTITY_MAX, "%s %s", label, id);
         return 0;
 }
 

@@ -342,3 +342,10 @@ int daemon_fd_limit_raise(uint64_t *ret_soft) {
         *ret_soft = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t) rl.rlim_cur;
         return 0;
 }
+
+void daemon_base_settle(struct event_base *base) {
+        if (!base)
+                return;
+        for (unsigned i = 0; i < 4; i++)
+                (void) event_base_loop(base, EVLOOP_NONBLOCK);
+}

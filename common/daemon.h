@@ -20,12 +20,18 @@ typedef struct DaemonLoop DaemonLoop;
  * watchdog keep-alive when systemd (or the launcher) asked for one via WATCHDOG_USEC. Both are
  * the caller's (its Manager's): free the loop, then the base. */
 int daemon_loop_new(int base_flags, struct event_base **ret_base, DaemonLoop **ret);
+DaemonLoop *daemon_loop_free(DaemonLoop *d);
+DEFINE_TRIVIAL_CLEANUP_FUNC(DaemonLoop *, daemon_loop_free);
+
+/* Call when every object with events is freed, before event_base_free(): a few turns of the loop
+ * without waiting, so that libevent's deferred callbacks of the connections just freed run out.
+ * Each holds a reference on its bufferevent, which event_base_free() would drop unrun: a TLS
+ * bufferevent with its SSL was then never finalized (docs/shardd.md, "Stopping"). */
+void daemon_base_settle(struct event_base *base);
 
 /* Raises the soft RLIMIT_NOFILE to the hard one (systemd leaves that to the program, so that
  * select() users keep 1024); ret_soft: the soft limit now. */
 int daemon_fd_limit_raise(uint64_t *ret_soft);
-DaemonLoop *daemon_loop_free(DaemonLoop *d);
-DEFINE_TRIVIAL_CLEANUP_FUNC(DaemonLoop *, daemon_loop_free);
 
 void daemon_notify_ready(const char *status);
 void daemon_notify_status(const char *fmt, ...) _printf_(1, 2);

@@ -359,13 +359,7 @@ Manager *manager_free(Manager *m) {
         shard_deleted_done(&m->deleted);
         free(m->store_path);
         daemon_loop_free(m->loop);
-        /* Every object with events is freed. What libevent itself still has queued are the
-         * deferred callbacks of the connections just freed, each holding a reference on its
-         * bufferevent; event_base_free() would drop them unrun, and a TLS bufferevent with its
-         * SSL would never be finalized. A few turns of the loop let them run out. */
-        if (m->base)
-                for (unsigned i = 0; i < 4; i++)
-                        (void) event_base_loop(m->base, EVLOOP_NONBLOCK);
+        daemon_base_settle(m->base);
         /* Last: every TLS connection (listener, calls) is gone. */
         mesh_credentials_done(&m->creds);
         if (m->base)

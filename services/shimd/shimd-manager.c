@@ -163,12 +163,7 @@ Manager *manager_free(Manager *m) {
         sd_bus_slot_unref(m->vtable_slot);
         bus_reconnect_free(m->bus_reconnect);
         daemon_loop_free(m->loop);
-        /* libevent's deferred callbacks of the connections just freed hold references on their
-         * bufferevents: let them run out, or a TLS one is never finalized (docs/shardd.md,
-         * "Stopping"). */
-        if (m->base)
-                for (unsigned i = 0; i < 4; i++)
-                        (void) event_base_loop(m->base, EVLOOP_NONBLOCK);
+        daemon_base_settle(m->base);
         /* Last: every TLS connection (pool, clients) is gone. */
         mesh_credentials_done(&m->creds);
         if (m->base)

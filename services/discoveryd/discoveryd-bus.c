@@ -45,6 +45,28 @@ static int property_get_peers(sd_bus *bus, const char *path, const char *interfa
         return sd_bus_message_close_container(reply);
 }
 
+/* {source: peers}: every source, also those with none, so that a reader (GET /metrics of
+ * mycelia-shimd) gets a few bytes where Peers would be up to PEERS_MAX records. */
+static int property_get_peers_by_source(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                        sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        uint32_t n[_PEER_SOURCE_MAX] = {};
+        int r;
+
+        for (size_t i = 0; i < m->peers.n_peers; i++)
+                if (m->peers.peers[i].source >= 0 && m->peers.peers[i].source < _PEER_SOURCE_MAX)
+                        n[m->peers.peers[i].source]++;
+        r = sd_bus_message_open_container(reply, 'a', "{su}");
+        if (r < 0)
+                return r;
+        for (PeerSource s = 0; s < _PEER_SOURCE_MAX; s++) {
+                r = sd_bus_message_append(reply, "{su}", peer_source_to_string(s), n[s]);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(reply);
+}
+
 static int property_get_published(sd_bus *bus, const char *path, const char *interface, const char *property,
                                   sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
@@ -56,6 +78,7 @@ static const sd_bus_vtable discovery_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Peers", "a(ssssas)", property_get_peers, 0, 0),
         SD_BUS_PROPERTY("Published", "b", property_get_published, 0, 0),
+        SD_BUS_PROPERTY("PeersBySource", "a{su}", property_get_peers_by_source, 0, 0),
         SD_BUS_SIGNAL_WITH_ARGS("PeerDiscovered",
                                 SD_BUS_ARGS("s", id, "s", name, "s", source, "s", mesh, "as", gossip), 0),
         SD_BUS_SIGNAL_WITH_ARGS("PeerVanished", SD_BUS_ARGS("s", id, "s", name, "s", source), 0),

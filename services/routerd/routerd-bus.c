@@ -64,6 +64,26 @@ static int property_get_cooling(sd_bus *bus, const char *path, const char *inter
         return sd_bus_message_close_container(reply);
 }
 
+/* {node_id: times its breaker opened}: every node of the table that has a breaker, for the
+ * metrics (mycelia_route_node_cooldowns_total). Counts start with routerd and go with the node
+ * when it leaves the table; bounded like the table (ROUTE_MAX_NODES). Read on demand: it
+ * changes with the breaker, and a PropertiesChanged for a counter nobody watches is noise. */
+static int property_get_cooldowns(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                  sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "{st}");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < m->n_stats; i++) {
+                r = sd_bus_message_append(reply, "{st}", m->stats[i].id, m->stats[i].breaker.n_opened);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(reply);
+}
+
 static int property_get_generation(sd_bus *bus, const char *path, const char *interface, const char *property,
                                    sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
@@ -231,6 +251,7 @@ static const sd_bus_vtable router_vtable[] = {
         SD_BUS_PROPERTY("Nodes", "a(ssssuutas)", property_get_nodes, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Generation", "t", property_get_generation, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Cooling", "a(sst)", property_get_cooling, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Cooldowns", "a{st}", property_get_cooldowns, 0, 0),
         SD_BUS_PROPERTY("LocalNodeId", "s", property_get_local_node_id, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Policy", "s", property_get_policy, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_VTABLE_END

@@ -287,6 +287,8 @@ static int property_get_sync(sd_bus *bus, const char *path, const char *interfac
         if (r >= 0)
                 r = sd_bus_message_append(reply, "{st}{st}{st}", "blobs_stored", bst.stored, "blobs_pushed", bst.pushed,
                                           "blobs_dropped", bst.dropped);
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "{st}{st}", "shards_held", st.held, "lag_usec", st.lag_usec);
         if (r < 0)
                 return r;
         return sd_bus_message_close_container(reply);

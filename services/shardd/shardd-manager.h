@@ -181,6 +181,8 @@ int manager_apply_body(const ShardCollection *c, const uint8_t *batch, size_t ba
  * is no longer a holder hands its shards over, then drops them (docs/shardd.md, "Rebalancing"). */
 typedef struct ShardSyncStats {
         uint64_t rounds, pending, done, failed, bytes_moved, dropped;
+        uint64_t held;          /* shards stored here, of every collection (handed-over ones not yet dropped too) */
+        uint64_t lag_usec;      /* how long the oldest pending transfer has waited: since its round was planned */
 } ShardSyncStats;
 
 int manager_sync_init(Manager *m);

@@ -64,6 +64,7 @@ typedef struct ShardSync {
         ShardCursor copy_head;          /* full copy: this node's log head when it began */
         size_t last_batch_bytes;
         uint64_t round_bytes_start;     /* bytes_moved when the round began */
+        usec_t round_started;           /* when the round in progress was planned (its transfers wait since) */
         uint64_t bytes_moved, rounds, transfers_done, transfers_failed, shards_dropped;
 } ShardSync;
 
@@ -527,6 +528,7 @@ void manager_sync_now(Manager *m) {
                 return;
         }
         s->running = true;
+        s->round_started = now_usec();
         s->round_bytes_start = s->bytes_moved;
         r = sync_plan(s);
         if (r < 0) {
@@ -539,12 +541,23 @@ void manager_sync_now(Manager *m) {
         sync_next_task(s);
 }
 
+static int count_shard(const ShardInfo *i, void *userdata) {
+        (*(uint64_t *) userdata)++;
+        return 0;
+}
+
 void manager_sync_stats(Manager *m, ShardSyncStats *ret) {
         ShardSync *s = m->sync;
+        uint64_t held = 0;
 
         *ret = (ShardSyncStats) {};
-        if (!s)
+        /* From the store, not the placement: what is on disk here, one state record a shard. */
+        for (size_t k = 0; k < m->n_collections; k++)
+                (void) shard_store_foreach_shard(m->store, m->collections[k].config->name, count_shard, &held);
+        if (!s) {
+                ret->held = held;
                 return;
+        }
         *ret = (ShardSyncStats) {
                 .rounds = s->rounds,
                 .pending = s->running ? s->n_tasks - MIN(s->cur, s->n_tasks) : 0,
@@ -552,7 +565,15 @@ void manager_sync_stats(Manager *m, ShardSyncStats *ret) {
                 .failed = s->transfers_failed,
                 .bytes_moved = s->bytes_moved,
                 .dropped = s->shards_dropped,
+                .held = held,
         };
+        /* Every transfer of a round is planned when it begins: the oldest pending one has waited
+         * since then. Nothing pending, no lag. */
+        if (ret->pending > 0) {
+                usec_t now = now_usec();
+
+                ret->lag_usec = now > s->round_started ? now - s->round_started : 0;
+        }
 }
 
 static void sync_timer_cb(evutil_socket_t fd, short what, void *userdata) {

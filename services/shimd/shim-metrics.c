@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Prometheus text exposition (format 0.0.4) from plain structs, the endpoint classes and the
- * bounded request table behind GET /metrics (shimd-metrics.c gathers, this file writes). */
+/* Prometheus text exposition (format 0.0.4) from plain structs, the endpoint classes, the
+ * bounded request table, routing decisions and per-node counters behind GET /metrics
+ * (shimd-metrics.c gathers, this file writes). */
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -287,4 +288,202 @@ void metrics_requests_add(MetricsRequests *r, bool mesh, MetricsEndpoint endpoin
         if (ttfb_seconds >= 0)
                 metrics_histogram_observe(&r->ttfb[mesh][endpoint], ttfb_seconds);
         metrics_histogram_observe(&r->duration[mesh][endpoint], duration_seconds);
+}
+
+static const char *const pick_reason_names[_METRICS_PICK_MAX] = {
+        [METRICS_PICK_GRAVITY_HIT] = "gravity_hit",
+        [METRICS_PICK_RENDEZVOUS] = "rendezvous",
+        [METRICS_PICK_OVERLOADED] = "overloaded",
+        [METRICS_PICK_NO_CONTEXT] = "no_context",
+        [METRICS_PICK_ROUND_ROBIN] = "round_robin",
+        [METRICS_PICK_LEAST_LOADED] = "least_loaded",
+        [METRICS_PICK_FASTER_OF_TWO] = "faster_of_two",
+        [METRICS_PICK_LOCAL] = "local",
+        [METRICS_PICK_LOCAL_BUSY] = "local_busy",
+        [METRICS_PICK_ONLY_NODE] = "only_node",
+        [METRICS_PICK_ALL_COOLING] = "all_cooling",
+        [METRICS_PICK_NO_NODE] = "no_node",
+        [METRICS_PICK_OTHER] = "other",
+};
+
+const char *metrics_pick_reason_to_string(MetricsPickReason r) {
+        return r >= 0 && r < _METRICS_PICK_MAX ? pick_reason_names[r] : "other";
+}
+
+MetricsPickReason metrics_pick_reason(const char *reason) {
+        /* The strings of common/route-table.c; test-shim-metrics.c picks through it, so that a
+         * reworded reason shows up there rather than as "other" in production. */
+        static const struct {
+                const char *text;
+                MetricsPickReason reason;
+        } known[] = {
+                { "holds the context", METRICS_PICK_GRAVITY_HIT },
+                { "rendezvous of the context", METRICS_PICK_RENDEZVOUS },
+                { "context holder busy: rendezvous", METRICS_PICK_OVERLOADED },
+                { "no context: least loaded", METRICS_PICK_NO_CONTEXT },
+                { "round-robin", METRICS_PICK_ROUND_ROBIN },
+                { "least loaded", METRICS_PICK_LEAST_LOADED },
+                { "faster of two", METRICS_PICK_FASTER_OF_TWO },
+                { "this node", METRICS_PICK_LOCAL },
+                { "this node busy or without the model: least loaded", METRICS_PICK_LOCAL_BUSY },
+                { "only live node serving the model", METRICS_PICK_ONLY_NODE },
+                { "every node serving the model is cooling down: the first to recover", METRICS_PICK_ALL_COOLING },
+                { "no live node serves the model", METRICS_PICK_NO_NODE },
+        };
+
+        for (size_t i = 0; reason && i < ELEMENTSOF(known); i++)
+                if (streq(reason, known[i].text))
+                        return known[i].reason;
+        return METRICS_PICK_OTHER;
+}
+
+void metrics_picks_add(MetricsPicks *p, RoutePolicy policy, const char *reason) {
+        if (policy < 0 || policy >= _ROUTE_POLICY_MAX)
+                return;
+        p->n[policy][metrics_pick_reason(reason)]++;
+}
+
+/* Whether the policy can give the reason: those are written from the start (as 0), so that a
+ * rate() sees the first pick. */
+static bool pick_reason_possible(RoutePolicy policy, MetricsPickReason r) {
+        if (r == METRICS_PICK_ONLY_NODE || r == METRICS_PICK_ALL_COOLING || r == METRICS_PICK_NO_NODE)
+                return true;
+        switch (policy) {
+        case ROUTE_POLICY_ROUND_ROBIN:
+                return r == METRICS_PICK_ROUND_ROBIN;
+        case ROUTE_POLICY_LEAST_LOADED:
+                return r == METRICS_PICK_LEAST_LOADED;
+        case ROUTE_POLICY_GRAVITY:
+                return r == METRICS_PICK_GRAVITY_HIT || r == METRICS_PICK_RENDEZVOUS || r == METRICS_PICK_OVERLOADED ||
+                       r == METRICS_PICK_NO_CONTEXT;
+        case ROUTE_POLICY_LATENCY:
+                return r == METRICS_PICK_FASTER_OF_TWO;
+        case ROUTE_POLICY_LOCAL_FIRST:
+                return r == METRICS_PICK_LOCAL || r == METRICS_PICK_LOCAL_BUSY;
+        default:
+                return false;
+        }
+}
+
+int metrics_picks_render(MetricsText *t, const MetricsPicks *p) {
+        const char *name = "mycelia_route_picks_total";
+
+        (void) metrics_family(t, name, METRIC_COUNTER,
+                              "Routing decisions this shim made (its local copy of the table), by policy and reason.");
+        for (RoutePolicy policy = 0; policy < _ROUTE_POLICY_MAX; policy++)
+                for (MetricsPickReason r = 0; r < _METRICS_PICK_MAX; r++) {
+                        MetricLabel l[] = {
+                                { "policy", route_policy_to_string(policy) },
+                                { "reason", metrics_pick_reason_to_string(r) },
+                        };
+
+                        if (p->n[policy][r] > 0 || pick_reason_possible(policy, r))
+                                (void) metrics_sample_u64(t, name, l, ELEMENTSOF(l), p->n[policy][r]);
+                }
+        return t->error;
+}
+
+static const RouteNode *table_find(const RouteTable *table, const char *id) {
+        for (size_t i = 0; table && i < table->n_nodes; i++)
+                if (streq(table->nodes[i].id, id))
+                        return &table->nodes[i];
+        return NULL;
+}
+
+const MetricsNodeCount *metrics_nodes_find(const MetricsNodes *n, const char *id) {
+        for (size_t i = 0; i < n->n; i++)
+                if (streq(n->v[i].id, id))
+                        return &n->v[i];
+        return NULL;
+}
+
+int metrics_nodes_add(MetricsNodes *n, const RouteTable *table, const char *id, MetricsNodeEvent e) {
+        MetricsNodeCount *c;
+
+        if (e < 0 || e >= _METRICS_NODE_EVENT_MAX || isempty(id) || !table_find(table, id))
+                return -ENOENT;
+        c = (MetricsNodeCount *) metrics_nodes_find(n, id);
+        if (!c && n->n >= ROUTE_MAX_NODES) {
+                /* Full: forget the nodes that left the table. The table holds at most as many
+                 * nodes as there are entries, so this always makes room. */
+                size_t k = 0;
+
+                for (size_t i = 0; i < n->n; i++)
+                        if (table_find(table, n->v[i].id))
+                                n->v[k++] = n->v[i];
+                n->n = k;
+                if (n->n >= ROUTE_MAX_NODES)
+                        return -ENOBUFS;
+        }
+        if (!c) {
+                if (n->n == n->allocated) {
+                        size_t a = MIN(MAX(n->allocated * 2, (size_t) 16), (size_t) ROUTE_MAX_NODES);
+                        MetricsNodeCount *v = reallocarray(n->v, a, sizeof(*v));
+
+                        if (!v)
+                                return -ENOMEM;
+                        n->v = v;
+                        n->allocated = a;
+                }
+                c = &n->v[n->n++];
+                *c = (MetricsNodeCount) {};
+                snprintf(c->id, sizeof(c->id), "%s", id);
+        }
+        c->n[e]++;
+        return 0;
+}
+
+void metrics_nodes_done(MetricsNodes *n) {
+        free(n->v);
+        *n = (MetricsNodes) {};
+}
+
+int metrics_nodes_render(MetricsText *t, const RouteTable *table, const MetricsNodes *n,
+                         const MetricsIdCount *cooldowns, size_t n_cooldowns) {
+        const char *retries = "mycelia_route_node_retries_total", *failovers = "mycelia_route_node_failovers_total",
+                   *cool = "mycelia_route_node_cooldowns_total";
+
+        (void) metrics_family(t, retries, METRIC_COUNTER,
+                              "Attempts this shim repeated on the node on a fresh connection (a pooled one was closed).");
+        for (size_t i = 0; i < table->n_nodes; i++) {
+                const RouteNode *node = &table->nodes[i];
+                const MetricsNodeCount *c = metrics_nodes_find(n, node->id);
+                MetricLabel l[] = { { "node", node->name }, { "node_id", node->id } };
+
+                (void) metrics_sample_u64(t, retries, l, ELEMENTSOF(l), c ? c->n[METRICS_NODE_RETRY] : 0);
+        }
+        (void) metrics_family(t, failovers, METRIC_COUNTER,
+                              "Requests this shim moved away from the node to another before their first byte, by cause.");
+        for (size_t i = 0; i < table->n_nodes; i++) {
+                const RouteNode *node = &table->nodes[i];
+                const MetricsNodeCount *c = metrics_nodes_find(n, node->id);
+
+                for (size_t k = 0; k < 2; k++) {
+                        MetricLabel l[] = {
+                                { "node", node->name },
+                                { "node_id", node->id },
+                                { "reason", k == 0 ? "failure" : "status" },
+                        };
+                        MetricsNodeEvent e = k == 0 ? METRICS_NODE_FAILOVER_FAILURE : METRICS_NODE_FAILOVER_STATUS;
+
+                        (void) metrics_sample_u64(t, failovers, l, ELEMENTSOF(l), c ? c->n[e] : 0);
+                }
+        }
+        if (!cooldowns)
+                return t->error;
+        (void) metrics_family(t, cool, METRIC_COUNTER,
+                              "Times routerd's circuit breaker for the node opened (a cooling period began; Router1.Cooldowns).");
+        for (size_t i = 0; i < table->n_nodes; i++) {
+                const RouteNode *node = &table->nodes[i];
+                MetricLabel l[] = { { "node", node->name }, { "node_id", node->id } };
+                uint64_t v = 0;
+
+                for (size_t k = 0; k < n_cooldowns; k++)
+                        if (streq(cooldowns[k].id, node->id)) {
+                                v = cooldowns[k].count;
+                                break;
+                        }
+                (void) metrics_sample_u64(t, cool, l, ELEMENTSOF(l), v);
+        }
+        return t->error;
 }

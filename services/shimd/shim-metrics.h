@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Prometheus text exposition (format 0.0.4) from plain structs: families, samples, fixed-bucket
- * histograms, label escaping; the endpoint classes and the bounded request table. Pure. */
+ * histograms, label escaping; the endpoint classes, the bounded request table, routing decisions
+ * by policy and reason, and the per-node counters. Pure. */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "route-table.h"
 
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
@@ -110,3 +113,73 @@ typedef struct MetricsRequests {
 void metrics_requests_add(MetricsRequests *r, bool mesh, MetricsEndpoint endpoint, const char *model,
                           unsigned code, const char *node, uint64_t tokens, double ttfb_seconds,
                           double duration_seconds);
+
+/* Routing decisions: route_table_pick_for()'s reasons, which are static strings, as a fixed set
+ * of labels; a reason this list does not know is "other". */
+typedef enum MetricsPickReason {
+        METRICS_PICK_GRAVITY_HIT,       /* gravity: the node holding the context */
+        METRICS_PICK_RENDEZVOUS,        /* gravity: no holder known, rendezvous on the context */
+        METRICS_PICK_OVERLOADED,        /* gravity: the holder was past its bounded load, rendezvous */
+        METRICS_PICK_NO_CONTEXT,        /* gravity without a context: least loaded */
+        METRICS_PICK_ROUND_ROBIN,
+        METRICS_PICK_LEAST_LOADED,
+        METRICS_PICK_FASTER_OF_TWO,     /* latency */
+        METRICS_PICK_LOCAL,             /* local-first: this node */
+        METRICS_PICK_LOCAL_BUSY,        /* local-first: this node busy or without the model */
+        METRICS_PICK_ONLY_NODE,         /* one candidate: no policy involved */
+        METRICS_PICK_ALL_COOLING,       /* every candidate cools down: the first to recover */
+        METRICS_PICK_NO_NODE,           /* no live node serves the model: nothing picked */
+        METRICS_PICK_OTHER,
+        _METRICS_PICK_MAX,
+} MetricsPickReason;
+
+MetricsPickReason metrics_pick_reason(const char *reason);
+const char *metrics_pick_reason_to_string(MetricsPickReason r);
+
+typedef struct MetricsPicks {
+        uint64_t n[_ROUTE_POLICY_MAX][_METRICS_PICK_MAX];
+} MetricsPicks;
+
+/* One pick under policy (out of range: not counted) for the reason it gave (NULL: "other"). */
+void metrics_picks_add(MetricsPicks *p, RoutePolicy policy, const char *reason);
+/* mycelia_route_picks_total{policy,reason}: for every policy the reasons it can give (0 before
+ * the first), and any other pair that was counted. */
+int metrics_picks_render(MetricsText *t, const MetricsPicks *p);
+
+/* Per-node counters of the shim, keyed by node id. Only nodes of the routing table are counted,
+ * so the label set is the table's (at most ROUTE_MAX_NODES); when the entries are all taken,
+ * those of nodes that left the table are reused (their counts start again from 0). */
+typedef enum MetricsNodeEvent {
+        METRICS_NODE_RETRY,             /* attempt repeated there on a fresh connection */
+        METRICS_NODE_FAILOVER_FAILURE,  /* request moved away from it: connect, reset, node lost */
+        METRICS_NODE_FAILOVER_STATUS,   /* request moved away from it: it answered 5xx */
+        _METRICS_NODE_EVENT_MAX,
+} MetricsNodeEvent;
+
+typedef struct MetricsNodeCount {
+        char id[NODE_ID_LEN + 1];
+        uint64_t n[_METRICS_NODE_EVENT_MAX];
+} MetricsNodeCount;
+
+typedef struct MetricsNodes {
+        MetricsNodeCount *v;
+        size_t n, allocated;
+} MetricsNodes;
+
+/* 0, or -ENOENT (not a node of the table: not counted), -ENOMEM. */
+int metrics_nodes_add(MetricsNodes *n, const RouteTable *table, const char *id, MetricsNodeEvent e);
+const MetricsNodeCount *metrics_nodes_find(const MetricsNodes *n, const char *id);
+void metrics_nodes_done(MetricsNodes *n);
+
+/* A count per node id read from another daemon (routerd's Cooldowns). */
+typedef struct MetricsIdCount {
+        char id[NODE_ID_LEN + 1];
+        uint64_t count;
+} MetricsIdCount;
+
+/* For every node of table, labels node (its name) and node_id: mycelia_route_node_retries_total,
+ * mycelia_route_node_failovers_total{reason="failure"|"status"} (moved away from the node), and,
+ * when cooldowns is not NULL (routerd answered), mycelia_route_node_cooldowns_total (0 for a node
+ * it did not list). */
+int metrics_nodes_render(MetricsText *t, const RouteTable *table, const MetricsNodes *n,
+                         const MetricsIdCount *cooldowns, size_t n_cooldowns);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* GET /metrics: this node's view gathered at scrape time, from the shim's own counters, the
- * router cache, gossipd and shardd (asynchronous bus calls, bounded in time) and /proc/self. */
+ * router cache, the other daemons' properties and pids (asynchronous bus calls, bounded in time),
+ * /proc and, under systemd, the units' restart counts. */
 #include <dirent.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -14,6 +15,7 @@
 
 #include "build-config.h"
 #include "bus-names.h"
+#include "evbuffer-util.h"
 #include "gossip-member.h"
 #include "log.h"
 #include "mesh-tls.h"
@@ -28,12 +30,41 @@
 #define METRICS_DICT_MAX 64
 #define METRICS_COLLECTIONS_MAX 64
 
+/* The daemons of a node, for the process families: their label, bus name and systemd unit. */
+typedef enum MetricsDaemon {
+        DAEMON_SHIMD,
+        DAEMON_ROUTERD,
+        DAEMON_GOSSIPD,
+        DAEMON_SHARDD,
+        DAEMON_DISCOVERYD,
+        _DAEMON_MAX,
+} MetricsDaemon;
+
+static const struct {
+        const char *label, *bus_name, *unit;
+} daemons[_DAEMON_MAX] = {
+        [DAEMON_SHIMD] = { "shimd", SHIM1_BUS_NAME, "mycelia-shimd.service" },
+        [DAEMON_ROUTERD] = { "routerd", ROUTER1_BUS_NAME, "mycelia-routerd.service" },
+        [DAEMON_GOSSIPD] = { "gossipd", GOSSIP1_BUS_NAME, "mycelia-gossipd.service" },
+        [DAEMON_SHARDD] = { "shardd", SHARDSTORE1_BUS_NAME, "mycelia-shardd.service" },
+        [DAEMON_DISCOVERYD] = { "discoveryd", DISCOVERY1_BUS_NAME, "mycelia-discoveryd.service" },
+};
+
+/* Every bus call of a scrape, all sent at once. The per-daemon ones: the pid of the name's owner
+ * (the shim's own is getpid()), and its systemd unit's MainPID and NRestarts (answered only where
+ * org.freedesktop.systemd1 is on the bus). */
 typedef enum MetricsCallKind {
         CALL_GOSSIP_MEMBERS,
         CALL_GOSSIP_COUNTERS,
         CALL_SHARD_COLLECTIONS,
         CALL_SHARD_SYNC,
-        _CALL_MAX,
+        CALL_ROUTER_COOLDOWNS,
+        CALL_DISCOVERY_PEERS,
+        _CALL_PROPERTY_MAX,
+        CALL_PID = _CALL_PROPERTY_MAX,                  /* + MetricsDaemon */
+        CALL_UNIT_MAIN_PID = CALL_PID + _DAEMON_MAX,    /* + MetricsDaemon */
+        CALL_UNIT_RESTARTS = CALL_UNIT_MAIN_PID + _DAEMON_MAX,
+        _CALL_MAX = CALL_UNIT_RESTARTS + _DAEMON_MAX,
 } MetricsCallKind;
 
 typedef struct MetricsScrape MetricsScrape;
@@ -56,18 +87,22 @@ struct MetricsScrape {
 
 struct ShimMetrics {
         MetricsRequests requests;
+        MetricsNodes nodes;     /* retries and failovers by node */
         LIST_HEAD(, MetricsScrape) scrapes;
         unsigned n_scrapes;
 };
 
 static const struct {
         const char *bus_name, *path, *interface, *property;
-} call_targets[_CALL_MAX] = {
+} call_targets[_CALL_PROPERTY_MAX] = {
         [CALL_GOSSIP_MEMBERS] = { GOSSIP1_BUS_NAME, GOSSIP1_OBJECT_PATH, GOSSIP1_INTERFACE, "Members" },
         [CALL_GOSSIP_COUNTERS] = { GOSSIP1_BUS_NAME, GOSSIP1_OBJECT_PATH, GOSSIP1_INTERFACE, "Counters" },
         [CALL_SHARD_COLLECTIONS] = { SHARDSTORE1_BUS_NAME, SHARDSTORE1_OBJECT_PATH, SHARDSTORE1_INTERFACE,
                                      "Collections" },
         [CALL_SHARD_SYNC] = { SHARDSTORE1_BUS_NAME, SHARDSTORE1_OBJECT_PATH, SHARDSTORE1_INTERFACE, "Sync" },
+        [CALL_ROUTER_COOLDOWNS] = { ROUTER1_BUS_NAME, ROUTER1_OBJECT_PATH, ROUTER1_INTERFACE, "Cooldowns" },
+        [CALL_DISCOVERY_PEERS] = { DISCOVERY1_BUS_NAME, DISCOVERY1_OBJECT_PATH, DISCOVERY1_INTERFACE,
+                                   "PeersBySource" },
 };
 
 int metrics_new(ShimMetrics **ret) {
@@ -106,6 +141,7 @@ ShimMetrics *metrics_free(Manager *m, ShimMetrics *metrics) {
                         manager_client_unwatch(m, s->evcon);
                 scrape_free(s);
         }
+        metrics_nodes_done(&metrics->nodes);
         free(metrics);
         return NULL;
 }
@@ -134,6 +170,29 @@ void metrics_request_end(Manager *m, const MetricsRequestEnd *e) {
                              (unsigned) MAX(e->status, 0), e->served_by, e->tokens,
                              e->t_first_byte ? (double) (e->t_first_byte - e->t_start) / USEC_PER_SEC : -1,
                              (double) (now - e->t_start) / USEC_PER_SEC);
+}
+
+void metrics_node_event(Manager *m, const char *node_id, MetricsNodeEvent e) {
+        int r;
+
+        if (!m->metrics)
+                return;
+        /* -ENOENT: not routed, or a node the table no longer has: no series of its own. */
+        r = metrics_nodes_add(&m->metrics->nodes, router_cache_table(m->router), node_id, e);
+        if (r < 0 && r != -ENOENT)
+                log_debug_errno(r, "Metrics: cannot count an event of node %s: %m", node_id);
+}
+
+char *metrics_request_model(struct evhttp_request *req) {
+        struct iovec small[16], *vec, *heap = NULL;
+        char *model = NULL;
+        int n;
+
+        n = evbuffer_iovecs(evhttp_request_get_input_buffer(req), small, ELEMENTSOF(small), &vec, &heap);
+        if (n > 0)
+                (void) shim_request_extract_model(vec, (size_t) n, &model);
+        free(heap);
+        return model;
 }
 
 /* ---- rendering ---- */
@@ -287,9 +346,10 @@ static bool dict_key_valid(const char *k) {
         return true;
 }
 
-/* An a{st} of counters (gauges: the keys named in gauges) as one family each, prefix_KEY_total. */
+/* An a{st} of counters (gauges: the keys named in gauges) as one family each, prefix_KEY_total;
+ * the keys in skip are written by the caller under names of their own. */
 static void render_dict(MetricsText *t, sd_bus_message *reply, const char *prefix, const char *who,
-                        const char *const *gauges) {
+                        const char *const *gauges, const char *const *skip) {
         const char *keys[METRICS_DICT_MAX];
         size_t n_keys = 0;
         int r;
@@ -310,6 +370,8 @@ static void render_dict(MetricsText *t, sd_bus_message *reply, const char *prefi
                         break;
                 if (!dict_key_valid(key))
                         continue;
+                for (size_t i = 0; skip && skip[i]; i++)
+                        seen = seen || streq(skip[i], key);
                 for (size_t i = 0; i < n_keys; i++)
                         seen = seen || streq(keys[i], key);
                 if (seen)
@@ -385,47 +447,239 @@ static void render_shard_collections(MetricsText *t, sd_bus_message *reply) {
         gauge(t, "mycelia_shard_collections", "Collections shardd knows.", n);
 }
 
-static void render_process(MetricsText *t) {
+/* A reply's value (a Properties.Get variant of type "u", or a plain "u"); false when absent. */
+static bool reply_u32(sd_bus_message *reply, bool variant, uint32_t *ret) {
+        int r;
+
+        if (!reply)
+                return false;
+        r = sd_bus_message_rewind(reply, true);
+        if (r >= 0 && variant)
+                r = sd_bus_message_enter_container(reply, 'v', "u");
+        if (r >= 0)
+                r = sd_bus_message_read(reply, "u", ret);
+        return r > 0;
+}
+
+/* Router1.Cooldowns (a{st}) into *ret, at most the table's bound; NULL when routerd did not
+ * answer, so that the family is left out rather than shown as 0. */
+static int read_cooldowns(sd_bus_message *reply, MetricsIdCount **ret, size_t *ret_n) {
+        _cleanup_free_ MetricsIdCount *v = NULL;
+        size_t n = 0;
+        int r;
+
+        *ret = NULL;
+        *ret_n = 0;
+        if (!reply)
+                return 0;
+        v = calloc(ROUTE_MAX_NODES, sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        r = sd_bus_message_rewind(reply, true);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'v', "a{st}");
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'a', "{st}");
+        while (r >= 0 && n < ROUTE_MAX_NODES) {
+                const char *id;
+                uint64_t count;
+
+                r = sd_bus_message_read(reply, "{st}", &id, &count);
+                if (r <= 0)
+                        break;
+                if (strlen(id) > NODE_ID_LEN)
+                        continue;
+                snprintf(v[n].id, sizeof(v[n].id), "%s", id);
+                v[n++].count = count;
+        }
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(v);
+        *ret_n = n;
+        return 0;
+}
+
+static void render_nodes(MetricsText *t, Manager *m, sd_bus_message *cooldowns_reply) {
+        _cleanup_free_ MetricsIdCount *cooldowns = NULL;
+        size_t n_cooldowns = 0;
+        int r;
+
+        r = read_cooldowns(cooldowns_reply, &cooldowns, &n_cooldowns);
+        if (r < 0)
+                log_debug_errno(r, "Failed to read Router1.Cooldowns for the metrics: %m");
+        (void) metrics_picks_render(t, router_cache_picks(m->router));
+        (void) metrics_nodes_render(t, router_cache_table(m->router), &m->metrics->nodes, cooldowns, n_cooldowns);
+}
+
+/* Discovery1.PeersBySource (a{su}): the two sources discoveryd has, anything else as "other". */
+static void render_discovery(MetricsText *t, sd_bus_message *reply) {
+        static const char *const sources[] = { "mdns", "seed", "other" };
+        uint64_t n[ELEMENTSOF(sources)] = {};
+        const char *name = "mycelia_discovery_peers";
+        size_t entries = 0;
+        int r;
+
+        r = sd_bus_message_rewind(reply, true);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'v', "a{su}");
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'a', "{su}");
+        while (r >= 0 && entries++ < METRICS_DICT_MAX) {
+                const char *source;
+                uint32_t count;
+                size_t i = 0;
+
+                r = sd_bus_message_read(reply, "{su}", &source, &count);
+                if (r <= 0)
+                        break;
+                while (i < ELEMENTSOF(sources) - 1 && !streq(sources[i], source))
+                        i++;
+                n[i] += count;
+        }
+        if (r < 0)
+                log_debug_errno(r, "Failed to read Discovery1.PeersBySource for the metrics: %m");
+        (void) metrics_family(t, name, METRIC_GAUGE, "Peers discoveryd knows, by how it found them.");
+        for (size_t i = 0; i < ELEMENTSOF(sources); i++)
+                if (i < ELEMENTSOF(sources) - 1 || n[i] > 0)
+                        (void) metrics_sample_u64(t, name, &(MetricLabel) { "source", sources[i] }, 1, n[i]);
+}
+
+/* One entry of an a{st} property; false when it is not there. */
+static bool dict_lookup(sd_bus_message *reply, const char *key, uint64_t *ret) {
+        size_t entries = 0;
+        int r;
+
+        r = sd_bus_message_rewind(reply, true);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'v', "a{st}");
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'a', "{st}");
+        while (r >= 0 && entries++ < METRICS_DICT_MAX) {
+                const char *k;
+                uint64_t v;
+
+                r = sd_bus_message_read(reply, "{st}", &k, &v);
+                if (r <= 0)
+                        break;
+                if (streq(k, key)) {
+                        *ret = v;
+                        return true;
+                }
+        }
+        return false;
+}
+
+/* The gauges of ShardStore1.Sync that get names of their own (the rest: render_dict()). */
+static void render_shard_gauges(MetricsText *t, sd_bus_message *reply) {
+        uint64_t v;
+
+        if (dict_lookup(reply, "shards_held", &v)) {
+                (void) metrics_family(t, "mycelia_shard_shards_held", METRIC_GAUGE,
+                                      "Shards of every collection stored on this node.");
+                (void) metrics_sample_u64(t, "mycelia_shard_shards_held", NULL, 0, v);
+        }
+        if (dict_lookup(reply, "lag_usec", &v)) {
+                (void) metrics_family(t, "mycelia_shard_sync_lag_seconds", METRIC_GAUGE,
+                                      "How long the oldest pending shard transfer has waited (0: none pending).");
+                (void) metrics_sample(t, "mycelia_shard_sync_lag_seconds", NULL, 0, (double) v / USEC_PER_SEC);
+        }
+}
+
+typedef struct ProcessSample {
+        bool have_rss, have_fds, have_restarts;
+        uint64_t rss, fds, restarts;
+} ProcessSample;
+
+/* RSS and open fds of pid from /proc; what cannot be read (another user's fd/ under systemd:
+ * EACCES; a pid of another namespace: ENOENT) is left out. */
+static void process_read(pid_t pid, bool self, ProcessSample *ret) {
+        char path[64];
         unsigned long size, resident;
-        uint64_t fds = 0;
         FILE *f;
         DIR *d;
-        int n;
 
-        f = fopen("/proc/self/statm", "re");
-        n = f ? fscanf(f, "%lu %lu", &size, &resident) : 0;
-        if (f)
+        snprintf(path, sizeof(path), "/proc/%d/statm", (int) pid);
+        f = fopen(path, "re");
+        if (f) {
+                if (fscanf(f, "%lu %lu", &size, &resident) == 2) {
+                        ret->rss = (uint64_t) resident * (uint64_t) sysconf(_SC_PAGESIZE);
+                        ret->have_rss = true;
+                }
                 (void) fclose(f);
-        if (n == 2) {
-                (void) metrics_family(t, "mycelia_process_resident_memory_bytes", METRIC_GAUGE,
-                                      "Resident memory of the daemon.");
-                (void) metrics_sample_u64(t, "mycelia_process_resident_memory_bytes",
-                                          &(MetricLabel) { "daemon", "shimd" }, 1,
-                                          (uint64_t) resident * (uint64_t) sysconf(_SC_PAGESIZE));
         }
-        d = opendir("/proc/self/fd");
+        snprintf(path, sizeof(path), "/proc/%d/fd", (int) pid);
+        d = opendir(path);
         if (d) {
                 struct dirent *de;
+                uint64_t n = 0;
 
                 while ((de = readdir(d)))
                         if (de->d_name[0] != '.')
-                                fds++;
+                                n++;
                 (void) closedir(d);
-                (void) metrics_family(t, "mycelia_process_open_fds", METRIC_GAUGE, "Open file descriptors of the daemon.");
-                /* Less the one opendir() held. */
-                (void) metrics_sample_u64(t, "mycelia_process_open_fds", &(MetricLabel) { "daemon", "shimd" }, 1,
-                                          fds > 0 ? fds - 1 : 0);
+                /* Our own count includes the one opendir() held. */
+                ret->fds = self && n > 0 ? n - 1 : n;
+                ret->have_fds = true;
+        }
+}
+
+static void render_process(MetricsText *t, MetricsScrape *s) {
+        static const char *const names[] = {
+                "mycelia_process_resident_memory_bytes", "mycelia_process_open_fds", "mycelia_process_restarts_total",
+        };
+        static const char *const helps[] = {
+                "Resident memory of the daemon (/proc/PID/statm).",
+                "Open file descriptors of the daemon (/proc/PID/fd; left out where it may not be read).",
+                "Times systemd restarted the daemon's unit (NRestarts; only under systemd).",
+        };
+        ProcessSample p[_DAEMON_MAX] = {};
+
+        for (MetricsDaemon d = 0; d < _DAEMON_MAX; d++) {
+                uint32_t pid = 0, main_pid = 0, restarts;
+
+                if (d == DAEMON_SHIMD)
+                        pid = (uint32_t) getpid();
+                else if (!reply_u32(s->calls[CALL_PID + d].reply, false, &pid))
+                        continue;
+                if (pid == 0)
+                        continue;
+                process_read((pid_t) pid, d == DAEMON_SHIMD, &p[d]);
+                /* The unit's count is the daemon's only when the unit runs this very process: a
+                 * unit that is not loaded, or a daemon started by hand beside it, says nothing. */
+                if (reply_u32(s->calls[CALL_UNIT_MAIN_PID + d].reply, true, &main_pid) && main_pid == pid &&
+                    reply_u32(s->calls[CALL_UNIT_RESTARTS + d].reply, true, &restarts)) {
+                        p[d].restarts = restarts;
+                        p[d].have_restarts = true;
+                }
+        }
+        for (size_t f = 0; f < ELEMENTSOF(names); f++) {
+                bool any = false;
+
+                for (MetricsDaemon d = 0; d < _DAEMON_MAX; d++) {
+                        bool have = f == 0 ? p[d].have_rss : f == 1 ? p[d].have_fds : p[d].have_restarts;
+                        uint64_t v = f == 0 ? p[d].rss : f == 1 ? p[d].fds : p[d].restarts;
+
+                        if (!have)
+                                continue;
+                        if (!any)
+                                (void) metrics_family(t, names[f], f == 2 ? METRIC_COUNTER : METRIC_GAUGE, helps[f]);
+                        any = true;
+                        (void) metrics_sample_u64(t, names[f], &(MetricLabel) { "daemon", daemons[d].label }, 1, v);
+                }
         }
 }
 
 static int render(Manager *m, MetricsScrape *s, MetricsText *t) {
-        sd_bus_message *const *r = (sd_bus_message *[_CALL_MAX]) {
-                s->calls[0].reply, s->calls[1].reply, s->calls[2].reply, s->calls[3].reply,
-        };
+        sd_bus_message *r[_CALL_PROPERTY_MAX];
         static const char *const sync_gauges[] = { "transfers_pending", NULL };
-        bool gossip_up = r[CALL_GOSSIP_MEMBERS] || r[CALL_GOSSIP_COUNTERS];
-        bool shard_up = r[CALL_SHARD_COLLECTIONS] || r[CALL_SHARD_SYNC];
+        static const char *const sync_own[] = { "shards_held", "lag_usec", NULL };
         const char *name = "mycelia_daemon_up";
+        bool gossip_up, shard_up;
+
+        for (size_t i = 0; i < _CALL_PROPERTY_MAX; i++)
+                r[i] = s->calls[i].reply;
+        gossip_up = r[CALL_GOSSIP_MEMBERS] || r[CALL_GOSSIP_COUNTERS];
+        shard_up = r[CALL_SHARD_COLLECTIONS] || r[CALL_SHARD_SYNC];
 
         (void) metrics_family(t, "mycelia_build_info", METRIC_GAUGE, "Always 1; the version of Mycelia Mesh.");
         (void) metrics_sample_u64(t, "mycelia_build_info", &(MetricLabel) { "version", PACKAGE_VERSION }, 1, 1);
@@ -435,19 +689,25 @@ static int render(Manager *m, MetricsScrape *s, MetricsText *t) {
         (void) metrics_sample_u64(t, name, &(MetricLabel) { "daemon", "routerd" }, 1, m->router_connected ? 1 : 0);
         (void) metrics_sample_u64(t, name, &(MetricLabel) { "daemon", "gossipd" }, 1, gossip_up);
         (void) metrics_sample_u64(t, name, &(MetricLabel) { "daemon", "shardd" }, 1, shard_up);
+        (void) metrics_sample_u64(t, name, &(MetricLabel) { "daemon", "discoveryd" }, 1, !!r[CALL_DISCOVERY_PEERS]);
 
         render_shim(t, m);
         render_requests(t, &m->metrics->requests);
         render_routes(t, m);
+        render_nodes(t, m, r[CALL_ROUTER_COOLDOWNS]);
         if (r[CALL_GOSSIP_MEMBERS])
                 render_gossip_members(t, r[CALL_GOSSIP_MEMBERS]);
         if (r[CALL_GOSSIP_COUNTERS])
-                render_dict(t, r[CALL_GOSSIP_COUNTERS], "mycelia_gossip", "Gossip1.Counters", NULL);
+                render_dict(t, r[CALL_GOSSIP_COUNTERS], "mycelia_gossip", "Gossip1.Counters", NULL, NULL);
         if (r[CALL_SHARD_COLLECTIONS])
                 render_shard_collections(t, r[CALL_SHARD_COLLECTIONS]);
-        if (r[CALL_SHARD_SYNC])
-                render_dict(t, r[CALL_SHARD_SYNC], "mycelia_shard_sync", "ShardStore1.Sync", sync_gauges);
-        render_process(t);
+        if (r[CALL_SHARD_SYNC]) {
+                render_dict(t, r[CALL_SHARD_SYNC], "mycelia_shard_sync", "ShardStore1.Sync", sync_gauges, sync_own);
+                render_shard_gauges(t, r[CALL_SHARD_SYNC]);
+        }
+        if (r[CALL_DISCOVERY_PEERS])
+                render_discovery(t, r[CALL_DISCOVERY_PEERS]);
+        render_process(t, s);
         return t->error;
 }
 
@@ -515,19 +775,50 @@ static void scrape_client_close_cb(struct evhttp_connection *evcon, void *userda
         scrape_free(s);
 }
 
+/* The message of one call of the scrape (see MetricsCallKind). */
+static int scrape_message(sd_bus *bus, MetricsCallKind kind, sd_bus_message **ret) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
+        _cleanup_free_ char *unit_path = NULL;
+        int r;
+
+        if (kind < _CALL_PROPERTY_MAX) {
+                r = sd_bus_message_new_method_call(bus, &msg, call_targets[kind].bus_name, call_targets[kind].path,
+                                                   "org.freedesktop.DBus.Properties", "Get");
+                if (r >= 0)
+                        r = sd_bus_message_append(msg, "ss", call_targets[kind].interface, call_targets[kind].property);
+        } else if (kind < CALL_UNIT_MAIN_PID) {
+                r = sd_bus_message_new_method_call(bus, &msg, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                                   "org.freedesktop.DBus", "GetConnectionUnixProcessID");
+                if (r >= 0)
+                        r = sd_bus_message_append(msg, "s", daemons[kind - CALL_PID].bus_name);
+        } else {
+                MetricsDaemon d = kind < CALL_UNIT_RESTARTS ? kind - CALL_UNIT_MAIN_PID : kind - CALL_UNIT_RESTARTS;
+
+                r = sd_bus_path_encode("/org/freedesktop/systemd1/unit", daemons[d].unit, &unit_path);
+                if (r >= 0)
+                        r = sd_bus_message_new_method_call(bus, &msg, "org.freedesktop.systemd1", unit_path,
+                                                           "org.freedesktop.DBus.Properties", "Get");
+                if (r >= 0)
+                        r = sd_bus_message_append(msg, "ss", "org.freedesktop.systemd1.Service",
+                                                  kind < CALL_UNIT_RESTARTS ? "MainPID" : "NRestarts");
+        }
+        if (r < 0)
+                return r;
+        /* A daemon that is not running is not started for a scrape. (systemd answers for a unit
+         * it does not have too, as not loaded with MainPID 0: render_process() compares pids.) */
+        (void) sd_bus_message_set_auto_start(msg, false);
+        *ret = TAKE_PTR(msg);
+        return 0;
+}
+
 static int scrape_call(MetricsScrape *s, MetricsCallKind kind) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
         MetricsCall *c = &s->calls[kind];
         int r;
 
-        r = sd_bus_message_new_method_call(s->m->bus, &msg, call_targets[kind].bus_name, call_targets[kind].path,
-                                           "org.freedesktop.DBus.Properties", "Get");
+        r = scrape_message(s->m->bus, kind, &msg);
         if (r < 0)
                 return r;
-        r = sd_bus_message_append(msg, "ss", call_targets[kind].interface, call_targets[kind].property);
-        if (r < 0)
-                return r;
-        (void) sd_bus_message_set_auto_start(msg, false);
         c->scrape = s;
         r = sd_bus_call_async(s->m->bus, &c->slot, msg, scrape_call_cb, c, METRICS_BUS_TIMEOUT_USEC);
         if (r < 0)
@@ -565,11 +856,12 @@ bool metrics_handle(Manager *m, struct evhttp_request *req, const char *uri) {
         m->metrics->n_scrapes++;
         manager_client_watch(m, s->evcon, scrape_client_close_cb, s);
 
-        for (size_t i = 0; m->bus && i < _CALL_MAX; i++) {
+        for (MetricsCallKind i = 0; m->bus && i < _CALL_MAX; i++) {
+                if (i == CALL_PID + DAEMON_SHIMD)
+                        continue;       /* getpid() */
                 r = scrape_call(s, i);
                 if (r < 0)
-                        log_debug_errno(r, "Metrics: failed to ask %s for %s: %m", call_targets[i].bus_name,
-                                        call_targets[i].property);
+                        log_debug_errno(r, "Metrics: failed to make bus call %d: %m", (int) i);
         }
         if (m->bus_event)
                 bus_event_rearm(m->bus_event);

@@ -64,6 +64,7 @@ struct ProxyRequest {
         enum evhttp_cmd_type method;
         char *uri;
         char *model;            /* routed requests only */
+        char *metrics_model;    /* mesh listener: the body's "model", for GET /metrics only (never routed) */
         RoutePolicy policy;     /* X-Mycelia-Policy, or _ROUTE_POLICY_INVALID: the table's */
         char *pin;              /* X-Mycelia-Node: the only node this request may go to */
         /* GET /api/tags or /v1/models: this node's list, read whole, gets the mesh's models
@@ -198,7 +199,7 @@ static void proxy_free(ProxyRequest *p) {
                 .token = p->token, .model = p->model, .served_by = p->served_by, .status = p->status ?: 499,
                 .stream = &p->stream, .t_start = p->t_start });
         metrics_request_end(m, &(MetricsRequestEnd) {
-                .mesh = p->listener == SHIM_LISTENER_MESH, .uri = p->uri, .model = p->model,
+                .mesh = p->listener == SHIM_LISTENER_MESH, .uri = p->uri, .model = p->model ?: p->metrics_model,
                 .status = p->status ?: 499, .served_by = p->served_by, .tokens = p->stream.tokens,
                 .t_start = p->t_start, .t_first_byte = p->t_first_byte });
         LIST_REMOVE(p, link);
@@ -215,6 +216,7 @@ static void proxy_free(ProxyRequest *p) {
         free(p->pin);
         free(p->uri);
         free(p->model);
+        free(p->metrics_model);
         free(p->address);
         free(p);
 }
@@ -363,6 +365,7 @@ static int proxy_pick_retry(ProxyRequest *p) {
         if (action == SHIM_RETRY_FRESH_CONNECTION) {
                 p->force_fresh = true;
                 p->m->counters.retries_fresh++;
+                metrics_node_event(p->m, p->node_id, METRICS_NODE_RETRY);
                 return 0;
         }
         if (action != SHIM_RETRY_OTHER_NODE)
@@ -371,6 +374,7 @@ static int proxy_pick_retry(ProxyRequest *p) {
         if (router_cache_pick(p->m->router, &pick, &t, &reason) < 0)
                 return -ENOENT;
         p->m->counters.failovers_failure++;
+        metrics_node_event(p->m, p->node_id, METRICS_NODE_FAILOVER_FAILURE);
         log_debug("Request %" PRIu64 ": retrying on node %s (%s)", p->id, t.node_id, reason);
         return proxy_set_target(p, &t);
 }
@@ -904,6 +908,7 @@ static bool proxy_retry_on_status(ProxyRequest *p, int status) {
         if (router_cache_pick(p->m->router, &pick, &t, &reason) < 0)
                 return false;
         p->m->counters.failovers_status++;
+        metrics_node_event(p->m, p->node_id, METRICS_NODE_FAILOVER_STATUS);
         log_debug("Request %" PRIu64 ": node %s answered %d, retrying on node %s (%s)", p->id, p->node_id, status,
                   t.node_id, reason);
         proxy_report(p, status, "answered with an error status");
@@ -1342,6 +1347,8 @@ void proxy_handle_request(struct evhttp_request *req, void *userdata) {
                 if (p->model && proxy_routing_headers(p, req) < 0)
                         return;
         }
+        if (l->kind == SHIM_LISTENER_MESH && cls.routing == SHIM_ROUTING_BY_MODEL)
+                p->metrics_model = metrics_request_model(req);
         shim_audit_begin(&p->audit, l->kind, req, &cls, p->model);
         if (l->kind == SHIM_LISTENER_API && proxy_pin(p, req) < 0)
                 return;

@@ -9,6 +9,7 @@
 #include "bus-names.h"
 #include "log.h"
 #include "shim-latency.h"
+#include "shim-metrics.h"
 #include "shimd-router-cache.h"
 
 /* One entry of the next report. Successful outcomes of the same (node, model, status) within
@@ -60,7 +61,8 @@ struct RouterCache {
         size_t n_outcomes;
         size_t folded[ROUTER_REPORT_MAX_FOLDED]; /* indexes of foldable entries in outcomes */
         size_t n_folded;
-        uint64_t outcomes_dropped;
+        uint64_t outcomes_dropped;      /* in all: a counter of GET /metrics */
+        uint64_t outcomes_dropped_logged;       /* of them, the ones already warned about */
         InFlight *in_flight;
         size_t n_in_flight;
         struct event *report_timer;
@@ -68,6 +70,7 @@ struct RouterCache {
         CoolingNode *cooling;   /* Router1.Cooling, at most ROUTE_MAX_NODES */
         size_t n_cooling;
         ShimLatency latency;    /* this shim's own measurements, for the latency policy */
+        MetricsPicks picks;     /* the decisions of router_cache_pick(), by policy and reason */
 };
 
 static void outcome_done(Outcome *o) {
@@ -165,10 +168,10 @@ static void router_cache_report_cb(evutil_socket_t fd, short what, void *userdat
         r = router_cache_send(c);
         if (r < 0)
                 log_warning_errno(r, "Failed to send ReportOutcome to %s: %m", ROUTER1_BUS_NAME);
-        if (c->outcomes_dropped > 0) {
-                log_warning("Dropped %" PRIu64 " outcome reports: more than %u in 100 ms.", c->outcomes_dropped,
-                            ROUTER_REPORT_MAX_OUTCOMES);
-                c->outcomes_dropped = 0;
+        if (c->outcomes_dropped > c->outcomes_dropped_logged) {
+                log_warning("Dropped %" PRIu64 " outcome reports: more than %u in 100 ms.",
+                            c->outcomes_dropped - c->outcomes_dropped_logged, ROUTER_REPORT_MAX_OUTCOMES);
+                c->outcomes_dropped_logged = c->outcomes_dropped;
         }
 
         for (size_t i = 0; i < c->n_outcomes; i++)
@@ -713,6 +716,7 @@ static usec_t router_cache_service_time(const RouteNode *n, const char *model, v
 }
 
 int router_cache_pick(RouterCache *c, const RoutePick *pick, RouterTarget *ret, const char **ret_reason) {
+        const char *reason = NULL;
         RoutePick p = *pick;
         usec_t wait = 0;
         const HttpBaseUrl *url;
@@ -731,7 +735,10 @@ int router_cache_pick(RouterCache *c, const RoutePick *pick, RouterTarget *ret, 
         p.random ^= p.random >> 31;
         p.service_time = router_cache_service_time;
         p.service_time_userdata = c;
-        r = route_table_pick_for(&c->table, &p, &n, ret_reason);
+        r = route_table_pick_for(&c->table, &p, &n, &reason);
+        metrics_picks_add(&c->picks, p.policy, reason);
+        if (ret_reason)
+                *ret_reason = reason;
         if (r < 0)
                 return r;
         url = &c->urls[n - c->table.nodes];
@@ -884,4 +891,8 @@ const RouteTable *router_cache_table(RouterCache *c) {
 
 uint64_t router_cache_outcomes_dropped(RouterCache *c) {
         return c->outcomes_dropped;
+}
+
+const MetricsPicks *router_cache_picks(RouterCache *c) {
+        return &c->picks;
 }

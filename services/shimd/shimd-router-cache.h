@@ -4,6 +4,7 @@
  * batched ReportOutcome calls that tell routerd what happened to routed requests. */
 #pragma once
 
+#include "shim-metrics.h"
 #include "shimd-manager.h"
 
 #define ROUTER_REPORT_INTERVAL_USEC (100 * USEC_PER_MSEC)
@@ -78,6 +79,8 @@ void router_cache_flush(RouterCache *c);
  * (RouterConnected false) until router_cache_start() on a new connection reads it again. */
 void router_cache_bus_lost(RouterCache *c);
 
-/* The table as last read (for GET /metrics), and the outcomes dropped because a report was full. */
+/* The table as last read (for GET /metrics), the outcomes dropped because a report was full (in
+ * all, since the start), and the picks made, by policy and reason. */
 const RouteTable *router_cache_table(RouterCache *c);
 uint64_t router_cache_outcomes_dropped(RouterCache *c);
+const MetricsPicks *router_cache_picks(RouterCache *c);

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Unit tests for services/shimd/shim-metrics.c: HELP/TYPE lines, label and HELP escaping,
- * histogram buckets (cumulative, +Inf, _sum, _count), the size bound, endpoint classes, and the
- * request table's bound. */
+ * histogram buckets (cumulative, +Inf, _sum, _count), the size bound, endpoint classes, the
+ * request table's bound, routing decisions by policy and reason (through common/route-table.c's
+ * own reasons), and the per-node counters bounded by the routing table. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "route-table.h"
 #include "shim-metrics.h"
 #include "unit-test.h"
 
@@ -151,6 +153,171 @@ START_TEST(test_requests_bounded) {
 }
 END_TEST
 
+static RouteNode *add_node(RouteTable *t, unsigned i, const char *name, const char *model) {
+        char id[NODE_ID_LEN + 1], address[64];
+        char *models[] = { (char *) model };
+        RouteNode *node;
+
+        snprintf(id, sizeof(id), "%032x", i);
+        snprintf(address, sizeof(address), "http://127.0.0.%u:11438", i);
+        ck_assert_int_eq(route_table_add(t, id, name, address, &node), 0);
+        ck_assert_int_eq(route_node_set_models(node, models, 1), 0);
+        node->up = true;
+        node->capacity = 1;
+        return node;
+}
+
+/* The reasons route_table_pick_for() gives, each mapped to its own label: a reason reworded in
+ * route-table.c fails here rather than turn into "other" in production. */
+static MetricsPickReason pick(RouteTable *t, RoutePolicy policy, const char *holder, uint64_t anchor) {
+        RoutePick p = { .model = "m", .policy = policy, .holder = holder, .anchor = anchor, .random = 7 };
+        const char *reason = NULL;
+        RouteNode *n;
+
+        (void) route_table_pick_for(t, &p, &n, &reason);
+        ck_assert_ptr_nonnull(reason);
+        return metrics_pick_reason(reason);
+}
+
+START_TEST(test_pick_reasons) {
+        RouteTable t;
+        RouteNode *a, *b;
+
+        route_table_init(&t);
+        ck_assert_int_eq(pick(&t, ROUTE_POLICY_ROUND_ROBIN, NULL, 0), METRICS_PICK_NO_NODE);
+        a = add_node(&t, 1, "a", "m");
+        ck_assert_int_eq(pick(&t, ROUTE_POLICY_ROUND_ROBIN, NULL, 0), METRICS_PICK_ONLY_NODE);
+        b = add_node(&t, 2, "b", "m");
+        a = &t.nodes[0];        /* the table grew: a moved */
+        ck_assert_int_eq(pick(&t, ROUTE_POLICY_ROUND_ROBIN, NULL, 0), METRICS_PICK_ROUND_ROBIN);
+        ck_assert_int_eq(pick(&t, ROUTE_POLICY_LEAST_LOADED, NULL, 0), METRICS_PICK_LEAST_LOADED);
+        ck_assert_int_eq(pick(&t, ROUTE_POLICY_LATENCY, NULL, 0), METRICS_PICK_FASTER_OF_TWO);
+        ck_assert_int_eq(pick(&t, ROUTE_POLICY_GRAVITY, NULL, 0), METRICS_PICK_NO_CONTEXT);
+        ck_assert_int_eq(pick(&t, ROUTE_POLICY_GRAVITY, NULL, 42), METRICS_PICK_RENDEZVOUS);
+        ck_assert_int_eq(pick(&t, ROUTE_POLICY_GRAVITY, a->id, 42), METRICS_PICK_GRAVITY_HIT);
+        /* The holder busy past its bounded share: rendezvous, "overloaded". */
+        a->in_flight = 10;
+        ck_assert_int_eq(pick(&t, ROUTE_POLICY_GRAVITY, a->id, 42), METRICS_PICK_OVERLOADED);
+        ck_assert_int_eq(pick(&t, ROUTE_POLICY_LOCAL_FIRST, NULL, 0), METRICS_PICK_LOCAL_BUSY);
+        b->local = true;
+        ck_assert_int_eq(pick(&t, ROUTE_POLICY_LOCAL_FIRST, NULL, 0), METRICS_PICK_LOCAL);
+        a->up = b->up = false;
+        a->cooling = b->cooling = true;
+        ck_assert_int_eq(pick(&t, ROUTE_POLICY_ROUND_ROBIN, NULL, 0), METRICS_PICK_ALL_COOLING);
+        ck_assert_int_eq(metrics_pick_reason("something new"), METRICS_PICK_OTHER);
+        ck_assert_int_eq(metrics_pick_reason(NULL), METRICS_PICK_OTHER);
+        for (int r = 0; r < _METRICS_PICK_MAX; r++)
+                ck_assert_ptr_nonnull(metrics_pick_reason_to_string(r));
+        ck_assert_str_eq(metrics_pick_reason_to_string(_METRICS_PICK_MAX), "other");
+        route_table_clear(&t);
+}
+END_TEST
+
+START_TEST(test_picks_render) {
+        MetricsPicks p = {};
+        MetricsText t;
+
+        metrics_picks_add(&p, ROUTE_POLICY_GRAVITY, "holds the context");
+        metrics_picks_add(&p, ROUTE_POLICY_GRAVITY, "holds the context");
+        metrics_picks_add(&p, ROUTE_POLICY_ROUND_ROBIN, "a reason nobody knows");
+        metrics_picks_add(&p, _ROUTE_POLICY_MAX, "round-robin");       /* not counted */
+        metrics_picks_add(&p, _ROUTE_POLICY_INVALID, "round-robin");
+        metrics_text_init(&t, 1 << 16);
+        ck_assert_int_eq(metrics_picks_render(&t, &p), 0);
+        ck_assert_ptr_nonnull(strstr(t.buf, "# TYPE mycelia_route_picks_total counter\n"));
+        ck_assert_ptr_nonnull(strstr(t.buf, "mycelia_route_picks_total{policy=\"gravity\",reason=\"gravity_hit\"} 2\n"));
+        ck_assert_ptr_nonnull(strstr(t.buf, "mycelia_route_picks_total{policy=\"round-robin\",reason=\"other\"} 1\n"));
+        /* Every reason a policy can give is there from the start; one it cannot give is not. */
+        ck_assert_ptr_nonnull(strstr(t.buf, "mycelia_route_picks_total{policy=\"gravity\",reason=\"overloaded\"} 0\n"));
+        ck_assert_ptr_nonnull(strstr(t.buf, "mycelia_route_picks_total{policy=\"latency\",reason=\"only_node\"} 0\n"));
+        ck_assert_ptr_nonnull(strstr(t.buf, "mycelia_route_picks_total{policy=\"round-robin\",reason=\"round_robin\"} 0\n"));
+        ck_assert_ptr_null(strstr(t.buf, "policy=\"round-robin\",reason=\"gravity_hit\""));
+        ck_assert_ptr_null(strstr(t.buf, "policy=\"gravity\",reason=\"other\""));
+        metrics_text_done(&t);
+}
+END_TEST
+
+START_TEST(test_nodes) {
+        MetricsNodes n = {};
+        MetricsIdCount cooldowns[2] = {};
+        RouteTable t;
+        RouteNode *a, *b;
+        MetricsText text;
+
+        route_table_init(&t);
+        (void) add_node(&t, 1, "a", "m");
+        b = add_node(&t, 2, "b\"x", "m");
+        a = &t.nodes[0];        /* the table grew: a moved */
+        ck_assert_int_eq(metrics_nodes_add(&n, &t, a->id, METRICS_NODE_RETRY), 0);
+        ck_assert_int_eq(metrics_nodes_add(&n, &t, a->id, METRICS_NODE_RETRY), 0);
+        ck_assert_int_eq(metrics_nodes_add(&n, &t, a->id, METRICS_NODE_FAILOVER_STATUS), 0);
+        ck_assert_int_eq(metrics_nodes_add(&n, &t, b->id, METRICS_NODE_FAILOVER_FAILURE), 0);
+        /* Only nodes of the table: a remote party cannot make series by naming nodes. */
+        ck_assert_int_eq(metrics_nodes_add(&n, &t, "ffffffffffffffffffffffffffffffff", METRICS_NODE_RETRY), -ENOENT);
+        ck_assert_int_eq(metrics_nodes_add(&n, &t, "", METRICS_NODE_RETRY), -ENOENT);
+        ck_assert_int_eq(metrics_nodes_add(&n, &t, a->id, _METRICS_NODE_EVENT_MAX), -ENOENT);
+        ck_assert_uint_eq(n.n, 2);
+        ck_assert_uint_eq(metrics_nodes_find(&n, a->id)->n[METRICS_NODE_RETRY], 2);
+
+        snprintf(cooldowns[0].id, sizeof(cooldowns[0].id), "%s", b->id);
+        cooldowns[0].count = 3;
+        snprintf(cooldowns[1].id, sizeof(cooldowns[1].id), "%s", "not-in-the-table");
+        cooldowns[1].count = 9;
+        metrics_text_init(&text, 1 << 16);
+        ck_assert_int_eq(metrics_nodes_render(&text, &t, &n, cooldowns, 2), 0);
+        ck_assert_ptr_nonnull(strstr(text.buf, "# TYPE mycelia_route_node_retries_total counter\n"));
+        ck_assert_ptr_nonnull(strstr(text.buf, "mycelia_route_node_retries_total{node=\"a\",node_id=\"00000000000000000000000000000001\"} 2\n"));
+        ck_assert_ptr_nonnull(strstr(text.buf, "mycelia_route_node_retries_total{node=\"b\\\"x\",node_id=\"00000000000000000000000000000002\"} 0\n"));
+        ck_assert_ptr_nonnull(strstr(text.buf, "mycelia_route_node_failovers_total{node=\"a\",node_id=\"00000000000000000000000000000001\",reason=\"status\"} 1\n"));
+        ck_assert_ptr_nonnull(strstr(text.buf, "mycelia_route_node_failovers_total{node=\"a\",node_id=\"00000000000000000000000000000001\",reason=\"failure\"} 0\n"));
+        ck_assert_ptr_nonnull(strstr(text.buf, "mycelia_route_node_failovers_total{node=\"b\\\"x\",node_id=\"00000000000000000000000000000002\",reason=\"failure\"} 1\n"));
+        ck_assert_ptr_nonnull(strstr(text.buf, "mycelia_route_node_cooldowns_total{node=\"a\",node_id=\"00000000000000000000000000000001\"} 0\n"));
+        ck_assert_ptr_nonnull(strstr(text.buf, "mycelia_route_node_cooldowns_total{node=\"b\\\"x\",node_id=\"00000000000000000000000000000002\"} 3\n"));
+        ck_assert_ptr_null(strstr(text.buf, "not-in-the-table"));
+        metrics_text_done(&text);
+
+        /* routerd did not answer: no cooldowns family at all, rather than zeros. */
+        metrics_text_init(&text, 1 << 16);
+        ck_assert_int_eq(metrics_nodes_render(&text, &t, &n, NULL, 0), 0);
+        ck_assert_ptr_null(strstr(text.buf, "cooldowns"));
+        ck_assert_ptr_nonnull(strstr(text.buf, "mycelia_route_node_retries_total"));
+        metrics_text_done(&text);
+
+        metrics_nodes_done(&n);
+        route_table_clear(&t);
+}
+END_TEST
+
+/* The entries are bounded by the table's bound; once taken, those of nodes that left go. */
+START_TEST(test_nodes_bounded) {
+        static RouteTable t;
+        MetricsNodes n = {};
+        char id[NODE_ID_LEN + 1];
+
+        route_table_init(&t);
+        for (unsigned i = 0; i < ROUTE_MAX_NODES; i++) {
+                RouteNode *node = add_node(&t, i + 1, "n", "m");
+
+                ck_assert_int_eq(metrics_nodes_add(&n, &t, node->id, METRICS_NODE_RETRY), 0);
+        }
+        ck_assert_uint_eq(n.n, ROUTE_MAX_NODES);
+        ck_assert_uint_le(n.allocated, ROUTE_MAX_NODES);
+        /* Node 1 leaves, a new one comes: its entry is reused. */
+        route_node_done(&t.nodes[0]);
+        memmove(&t.nodes[0], &t.nodes[1], (t.n_nodes - 1) * sizeof(RouteNode));
+        t.n_nodes--;
+        add_node(&t, 5000, "new", "m");
+        snprintf(id, sizeof(id), "%032x", 5000);
+        ck_assert_int_eq(metrics_nodes_add(&n, &t, id, METRICS_NODE_FAILOVER_FAILURE), 0);
+        ck_assert_uint_eq(n.n, ROUTE_MAX_NODES);
+        ck_assert_ptr_null(metrics_nodes_find(&n, "00000000000000000000000000000001"));
+        ck_assert_uint_eq(metrics_nodes_find(&n, id)->n[METRICS_NODE_FAILOVER_FAILURE], 1);
+        ck_assert_uint_eq(metrics_nodes_find(&n, "00000000000000000000000000000002")->n[METRICS_NODE_RETRY], 1);
+        metrics_nodes_done(&n);
+        route_table_clear(&t);
+}
+END_TEST
+
 static Suite *suite(void) {
         Suite *s = suite_create("shim-metrics");
         TCase *tc = tcase_create("core");
@@ -161,6 +328,10 @@ static Suite *suite(void) {
         tcase_add_test(tc, test_bound);
         tcase_add_test(tc, test_endpoints);
         tcase_add_test(tc, test_requests_bounded);
+        tcase_add_test(tc, test_pick_reasons);
+        tcase_add_test(tc, test_picks_render);
+        tcase_add_test(tc, test_nodes);
+        tcase_add_test(tc, test_nodes_bounded);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -50,6 +50,7 @@ static const ConfigOption config_options[] = {
         O("shim", "drain_timeout", "drain-timeout", CONFIG_DURATION, drain_timeout, "8s", "on SIGTERM, how long requests in flight may finish (below TimeoutStopSec=10s)"),
         O("shim", "api_auth", "api-auth", CONFIG_STRING, api_auth, "auto", "who may use the API: auto (a token is needed unless it is bound to loopback), token (always), none (never: open to anyone who reaches it)"),
         O("shim", "tokens", "tokens", CONFIG_STRING, tokens_file, SYSCONFDIR "/mycelia/tokens", "file of the API's bearer tokens (myceliactl token add)"),
+        O("shim", "www_dir", "www-dir", CONFIG_STRING, www_dir, PKGDATADIR "/www", "folder of the topology page served at /mycelia/ (empty: no page)"),
         O("upstream", "url", "upstream", CONFIG_STRING, upstream_url, "http://127.0.0.1:11435", "URL of this node's Ollama"),
         O("upstream", "parallel", "parallel", CONFIG_UINT, upstream_parallel, "1", "requests this node's Ollama serves at once (its OLLAMA_NUM_PARALLEL), published as capacity"),
         O("router", "policy", "policy", CONFIG_STRING, route_policy, "gravity", "routing policy: gravity, round-robin, least-loaded, latency, local-first"),

@@ -33,6 +33,7 @@ typedef struct MyceliaConfig {
         usec_t drain_timeout;     /* SIGTERM: requests in flight may finish for this long */
         char *api_auth;           /* auto, token or none: who may use the API listener; parsed by shimd */
         char *tokens_file;        /* the API's bearer tokens (docs/api-auth.md) */
+        char *www_dir;            /* the topology page's files; empty: no page */
         /* [upstream] */
         char *upstream_url;       /* this node's Ollama */
         unsigned upstream_parallel; /* its OLLAMA_NUM_PARALLEL: the capacity routing divides load by */

@@ -686,7 +686,9 @@ ShimTokenScope shim_token_scope(const char *method, const char *uri) {
         };
         bool read = streq(method, "GET") || streq(method, "HEAD");
 
-        if (streq(method, "OPTIONS") || (read && shim_uri_is(uri, "/")))
+        /* "/" answers "Ollama is running"; /mycelia/ holds the topology page's files, no data
+         * (what it shows comes from /api/mycelia/status, with the user's token). */
+        if (streq(method, "OPTIONS") || (read && (shim_uri_is(uri, "/") || uri_under(uri, "/mycelia"))))
                 return SHIM_TOKEN_SCOPE_OPEN;
         if (uri_under(uri, "/api/mycelia"))
                 /* The shim's own API: the texts it embeds go through this listener again, with

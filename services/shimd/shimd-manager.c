@@ -16,7 +16,9 @@
 #include "shimd-collections.h"
 #include "shimd-errors.h"
 #include "shimd-manager.h"
+#include "shimd-bus-reads.h"
 #include "shimd-metrics.h"
+#include "shimd-status.h"
 #include "shimd-proxy.h"
 #include "shimd-router-cache.h"
 #include "shimd-spread.h"
@@ -128,6 +130,9 @@ int manager_new(const MyceliaConfig *config, Manager **ret) {
         r = metrics_new(&m->metrics);
         if (r < 0)
                 return log_oom();
+        r = status_new(&m->status);
+        if (r < 0)
+                return log_oom();
         manager_connection_cap(m);
 
         *ret = TAKE_PTR(m);
@@ -141,6 +146,7 @@ Manager *manager_free(Manager *m) {
         spread_abort_all(m);
         collections_abort_all(m);
         m->metrics = metrics_free(m, m->metrics);
+        m->status = status_free(m, m->status);
         /* evhttp_free() frees the listeners before the connections, whose close callbacks
          * must then not enable them again. */
         m->api.bound = m->mesh.bound = NULL;
@@ -293,6 +299,7 @@ static void manager_bus_lost(void *userdata) {
         log_warning("Lost the D-Bus connection; routing from the last table read and reconnecting.");
         router_cache_bus_lost(m->router);
         metrics_bus_lost(m);
+        bus_reads_bus_lost(m);
         m->gossip_owner_slot = sd_bus_slot_unref(m->gossip_owner_slot);
         m->gossip_keys_slot = sd_bus_slot_unref(m->gossip_keys_slot);
         m->name_slot = sd_bus_slot_unref(m->name_slot);

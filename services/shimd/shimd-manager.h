@@ -26,6 +26,8 @@ typedef struct ProxyRequest ProxyRequest;
 typedef struct SpreadRequest SpreadRequest;
 typedef struct CollectionRequest CollectionRequest;
 typedef struct ShimMetrics ShimMetrics;
+typedef struct ShimStatus ShimStatus;
+typedef struct BusReads BusReads;
 
 /* File descriptors kept out of the connection cap's budget: the bus, the listeners, the event
  * loop, shardd's and the router's connections, logs. */
@@ -129,6 +131,8 @@ struct Manager {
         uint64_t next_request_id;
         ShimCounters counters;
         ShimMetrics *metrics;   /* requests by endpoint, model, code, node; scrapes (shimd-metrics.c) */
+        ShimStatus *status;     /* recent flows; GET /api/mycelia/status (shimd-status.c) */
+        LIST_HEAD(, BusReads) bus_reads;        /* properties being read (shimd-bus-reads.c) */
         int router_connected;   /* int, not bool: sd-bus reads "b" properties as int */
 
         struct timeval idle_tv;

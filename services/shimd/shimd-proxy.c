@@ -39,6 +39,8 @@
 #include "evbuffer-util.h"
 #include "shimd-mesh.h"
 #include "shimd-metrics.h"
+#include "shimd-status.h"
+#include "shimd-www.h"
 #include "shimd-proxy.h"
 #include "shimd-router-cache.h"
 #include "shimd-spread.h"
@@ -202,6 +204,7 @@ static void proxy_free(ProxyRequest *p) {
                 .mesh = p->listener == SHIM_LISTENER_MESH, .uri = p->uri, .model = p->model ?: p->metrics_model,
                 .status = p->status ?: 499, .served_by = p->served_by, .tokens = p->stream.tokens,
                 .t_start = p->t_start, .t_first_byte = p->t_first_byte });
+        status_flow_end(m, p->id, p->status ?: 499, p->stream.tokens);
         LIST_REMOVE(p, link);
         m->requests_active--;
         manager_drain_check(m);
@@ -288,6 +291,9 @@ static int proxy_set_target(ProxyRequest *p, RouterTarget *t) {
         snprintf(p->served_by, sizeof(p->served_by), "%s", t->name);
         p->wait_usec = t->wait_usec;
         shim_retry_target(&p->retry, t->node_id);
+        /* The page draws what this node's clients asked, to the node that serves it. */
+        if (p->listener == SHIM_LISTENER_API && !isempty(p->node_id))
+                status_flow_target(p->m, p->id, p->node_id, p->served_by, p->model, p->uri);
         return 0;
 }
 
@@ -1296,6 +1302,9 @@ void proxy_handle_request(struct evhttp_request *req, void *userdata) {
                 return;
         /* GET /metrics: this node's view in Prometheus' format (shimd-metrics.c). */
         if (metrics_handle(m, req, uri))
+                return;
+        /* The topology page and what it reads (shimd-www.c, shimd-status.c). */
+        if (l->kind == SHIM_LISTENER_API && (www_handle(m, req, uri) || status_handle(m, req, uri)))
                 return;
 
         if (shim_limit_requests_reached(m->requests_active, m->config->max_requests)) {

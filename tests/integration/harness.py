@@ -1057,6 +1057,13 @@ class Member:
                                                  ','.join(self.addresses))
 
 
+def www_dir_args():
+    """--www-dir of the source tree's topology page (MYCELIA_WWW_DIR, set by meson), so that a
+    node of the build tree serves /mycelia/ as an installed one does."""
+    d = os.environ.get('MYCELIA_WWW_DIR')
+    return ['--www-dir', d] if d else []
+
+
 class Node:
     """mycelia-node with its own state dir, on 127.0.0.1:0, pointed at upstream. The ready line's
     fields are in api_url, bus, gossip, mesh, shard and ready_node_id ('' when that part is off):
@@ -1081,7 +1088,7 @@ class Node:
         self.upstream = upstream
         self.argv = [env_path('MYCELIA_NODE'), '--api', '127.0.0.1:0', '--upstream', upstream,
                      '--state-dir', self.state_dir] + (['--node-id', node_id] if node_id else []) + [
-                     '--name', name, '--libexec-dir', self.libexec] + [str(a) for a in extra]
+                     '--name', name, '--libexec-dir', self.libexec] + www_dir_args() + [str(a) for a in extra]
         self.proc = Proc(self.argv, name='mycelia-node', logdir=self.dir)
         m = self.proc.wait_line(READY_RX, timeout=ready_timeout)
         self.api_url = m.group(1)

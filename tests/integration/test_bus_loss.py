@@ -162,6 +162,14 @@ class BusLoss(unittest.TestCase):
             r = harness.http_request(harness.split_addr(api), 'GET', '/api/tags')
             self.assertEqual(r.status, 200, r)
             self.assertIn(model, [m['name'] for m in r.json()['models']])
+            # The status (docs/topology-page.md) answers at once, from the last table, without
+            # gossipd and shardd (not on this bus at all).
+            r = harness.http_request(harness.split_addr(api), 'GET', '/api/mycelia/status')
+            self.assertEqual(r.status, 200, r)
+            self.assertLess(r.elapsed, 3.0)
+            s = r.json()
+            self.assertEqual((s['daemons']['gossipd'], s['daemons']['shardd']), (False, False))
+            self.assertIn(model, [m for n in s['nodes'] for m in n['models']])
         serves()
         self.lose_and_regain([shimd, routerd], 'org.mycelia.Shim1', 'ApiAddress', while_lost=serves)
         # The routing table is read again once routerd is back on the new bus.

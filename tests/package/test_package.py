@@ -470,6 +470,16 @@ class PackageTest(unittest.TestCase):
         self.assertEqual(status, 200, body)
         self.assertTrue(json.loads(body).get('done'), body)
         log('api: socket-activated shimd answered /api/version, /api/tags, /api/generate (%s)' % model)
+        # The topology page, from the files the package installed, and the status it reads.
+        status, body = c.http('/mycelia/')
+        self.assertEqual(status, 200, body)
+        self.assertIn('<script src="mycelia.js"', body)
+        status, body = c.http('/mycelia/mycelia.js')
+        self.assertEqual(status, 200, body)
+        status, body = c.http('/api/mycelia/status')
+        self.assertEqual(status, 200, body)
+        self.assertIn(model, [m for n in json.loads(body)['nodes'] for m in n['models']], body)
+        log('api: /mycelia/ served from the package, /api/mycelia/status lists %s' % model)
         self.wait_for('myceliactl status exits 0',
                       lambda: (lambda p: p.returncode == 0 or p.stdout)(c.sh(['myceliactl', 'status'], check=False)), 10)
 

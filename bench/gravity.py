@@ -3,7 +3,7 @@
 # Context gravity against round-robin on real processes: 3 mycelia-node launchers on loopback,
 # each in front of an Ollama double with a prompt cache, and concurrent multi-turn conversations
 # that share a 4 KB system prompt. Both policies in one run, side by side.
-"""bench/gravity.py [BUILD_DIR] [--parallel N] [--conversations C] [--turns T] [--rounds R]
+"""bench/gravity.py [BUILD_DIR] [--parallel N] [--conversations C] [--turns T] [--rounds R] [--plot DIR | --no-plot]
 
 Run by hand, never by meson test. Python 3 standard library only.
 
@@ -16,7 +16,9 @@ from the doubles' /__double/stats, the bytes prefilled and the cache hit bytes. 
 the order of the policies. The doubles model Ollama's runner (tests/ollama-double/README.md):
 --parallel N slots each keeping its last prompt, prefill paid per byte not in the slot.
 
-Prints a Markdown section for bench/RESULTS.md.
+Prints a Markdown section for bench/RESULTS.md. Then writes every request's TTFT per policy and
+the table's numbers to DIR/gravity.json (default bench/plots) and draws DIR/gravity.svg (CDF and
+p50/p95/p99 of TTFT, bench/plot.py); --no-plot does neither.
 """
 
 import argparse
@@ -32,6 +34,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import plot  # noqa: E402
 
 
 def parse_args():
@@ -44,6 +48,7 @@ def parse_args():
     ap.add_argument('--prefill-us-per-byte', type=float, default=50.0)
     ap.add_argument('--token-delay-ms', type=int, default=10)
     ap.add_argument('--tokens', type=int, default=16)
+    plot.add_arguments(ap)
     a = ap.parse_args()
     if not (1 <= a.parallel <= 16 and 1 <= a.conversations <= 64 and 1 <= a.turns <= 30 and 1 <= a.rounds <= 5):
         ap.error('--parallel 1..16, --conversations 1..64, --turns 1..30, --rounds 1..5')
@@ -52,13 +57,13 @@ def parse_args():
 
 ARGS = parse_args()
 BUILD = os.path.abspath(ARGS.build)
-sys.path.insert(0, HERE)
 import benchenv  # noqa: E402
 
 harness = benchenv.use_build(BUILD, 'bench/gravity.py')
 from harness import Double, Node, wait_until, write_mesh_key  # noqa: E402
 
 NAMES = ('g1', 'g2', 'g3')
+TTFTS = {'gravity': [], 'round-robin': []}  # every request's, all rounds: for the plot only
 
 
 def system_prompt(tag):
@@ -124,6 +129,7 @@ def run_policy(policy, entry, doubles, tag):
     for t in threads:
         t.join(600)
     wall = time.monotonic() - t0
+    TTFTS[policy].extend(ttfts)
     after = [d_stats(d) for d in doubles]
     prefill = sum(a['prefill_bytes'] - b['prefill_bytes'] for a, b in zip(after, before))
     hit = sum(a['cache_hit_bytes'] - b['cache_hit_bytes'] for a, b in zip(after, before))
@@ -178,6 +184,21 @@ def main():
     for d in doubles:
         d.stop()
     report(results)
+    sys.stdout.flush()
+    if not ARGS.no_plot:
+        save_plot(results)
+
+
+def save_plot(results):
+    data = plot.provenance('bench/gravity.py BUILD --parallel %d --conversations %d --turns %d --rounds %d '
+                           '--prefill-us-per-byte %g --token-delay-ms %d --tokens %d' % (
+                               ARGS.parallel, ARGS.conversations, ARGS.turns, ARGS.rounds,
+                               ARGS.prefill_us_per_byte, ARGS.token_delay_ms, ARGS.tokens))
+    data.update(parallel=ARGS.parallel, conversations=ARGS.conversations, turns=ARGS.turns, rounds=ARGS.rounds,
+                prefill_us_per_byte=ARGS.prefill_us_per_byte, token_delay_ms=ARGS.token_delay_ms,
+                tokens=ARGS.tokens, ttft_s={p: [round(x, 6) for x in v] for p, v in TTFTS.items()},
+                rounds_results=results)
+    plot.save('gravity', data, ARGS.plot, 'bench/gravity.py')
 
 
 def report(results):

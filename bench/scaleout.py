@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Aggregate tokens per second of a mesh of N = 1, 2, 3 nodes, each in front of an Ollama double
 # that serves one request at a time at a fixed token rate, all clients talking to the first node.
-"""bench/scaleout.py [BUILD_DIR] [--seconds S] [--clients-per-node C]
+"""bench/scaleout.py [BUILD_DIR] [--seconds S] [--clients-per-node C] [--plot DIR | --no-plot]
 
 Run by hand, never by meson test. Python 3 standard library only.
 
@@ -10,7 +10,8 @@ For each N, a fresh mesh: N launchers on loopback, doubles with --parallel 1, --
 10 and 20 tokens per answer (about 100 tokens/s each), nodes with --parallel 1. C*N client
 threads send non-streamed /api/generate requests for S seconds to the first node, with the
 default policy (gravity: no context, so least-loaded). Prints tokens/s per N and the ratio to
-N times one node (target: at least 0.95).
+N times one node (target: at least 0.95). Then writes DIR/scaleout.json (default bench/plots) and
+draws DIR/scaleout.svg against the ideal line (bench/plot.py); --no-plot does neither.
 """
 
 import argparse
@@ -23,15 +24,18 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
+sys.path.insert(0, HERE)
+import plot  # noqa: E402
+
 ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
 ap.add_argument('build', nargs='?', default=os.path.join(ROOT, 'build'))
 ap.add_argument('--seconds', type=float, default=10.0)
 ap.add_argument('--clients-per-node', type=int, default=3)
+plot.add_arguments(ap)
 ARGS = ap.parse_args()
 if not (2 <= ARGS.seconds <= 120 and 1 <= ARGS.clients_per_node <= 16):
     ap.error('--seconds 2..120, --clients-per-node 1..16')
 
-sys.path.insert(0, HERE)
 import benchenv  # noqa: E402
 
 harness = benchenv.use_build(os.path.abspath(ARGS.build), 'bench/scaleout.py')
@@ -99,6 +103,13 @@ def main():
     print('|---:|---:|---:|---:|')
     for n, tps, errors in rows:
         print('| %d | %.0f | %d | %.2f |' % (n, tps, errors, tps / (n * one)))
+    sys.stdout.flush()
+    if not ARGS.no_plot:
+        data = plot.provenance('bench/scaleout.py BUILD --seconds %g --clients-per-node %d' % (
+            ARGS.seconds, ARGS.clients_per_node))
+        data.update(seconds=ARGS.seconds, clients_per_node=ARGS.clients_per_node,
+                    rows=[{'nodes': n, 'tokens_per_s': tps, 'errors': errors} for n, tps, errors in rows])
+        plot.save('scaleout', data, ARGS.plot, 'bench/scaleout.py')
 
 
 if __name__ == '__main__':

@@ -3,6 +3,7 @@
 # The shard index (services/shardd/shard-search.c, through mycelia-search-bench) against faiss's
 # IndexFlatIP on the same vectors and queries, single-threaded, in one run.
 """bench/search.py [BUILD_DIR] [--rows N] [--dim D] [--queries Q] [--batch B] [--k K] [--seed S] [--repeats R]
+                 [--plot DIR | --no-plot]
 
 Run by hand, never by meson test, with /usr/bin/python3: it has Debian's python3-numpy and
 python3-faiss (a pyenv python3 first on PATH has neither).
@@ -14,7 +15,9 @@ faiss.omp_set_num_threads(1) and OPENBLAS_NUM_THREADS=1 (faiss scores batches wi
 sgemm, whose own threads omp_set_num_threads does not reach); the bench calls
 openblas_set_num_threads(1). Prints a Markdown section for bench/RESULTS.md: queries/s (median of
 the repeats), the ratio ours/faiss of each repeat and of the medians, and recall@K of our ids
-against faiss's.
+against faiss's. Then adds this run's queries/s to DIR/search.json (default bench/plots), replacing
+an earlier run of the same N x D, batch and K and keeping the other sizes, and draws
+DIR/search.svg with every size it holds (bench/plot.py); --no-plot does neither.
 """
 
 import argparse
@@ -34,6 +37,8 @@ import faiss  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import plot  # noqa: E402
 
 ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
 ap.add_argument('build', nargs='?', default=os.path.join(ROOT, 'build'))
@@ -44,6 +49,7 @@ ap.add_argument('--batch', type=int, default=32)
 ap.add_argument('--k', type=int, default=10)
 ap.add_argument('--seed', type=int, default=20261207)
 ap.add_argument('--repeats', type=int, default=3)
+plot.add_arguments(ap)
 ARGS = ap.parse_args()
 if not (1 <= ARGS.rows <= 10000000 and 1 <= ARGS.dim <= 8192 and 1 <= ARGS.queries <= 100000 and
         1 <= ARGS.batch <= 4096 and 1 <= ARGS.k <= 1000 and 1 <= ARGS.repeats <= 20):
@@ -128,6 +134,26 @@ def main():
             label, statistics.median(f), statistics.median(o), statistics.median(o) / statistics.median(f),
             ', '.join('%.2f' % (b / a) for a, b in zip(f, o)), min(recalls[m])))
     print('\nfaiss %s, numpy %s, OpenBLAS core %s.' % (faiss.__version__, np.__version__, openblas_core()))
+    sys.stdout.flush()
+    if not ARGS.no_plot:
+        save_plot(qps, recalls)
+
+
+def save_plot(qps, recalls):
+    try:
+        data = plot.load('search', ARGS.plot)
+    except (OSError, ValueError):
+        data = {'runs': {}}
+    run = plot.provenance('/usr/bin/python3 bench/search.py BUILD --rows %d --dim %d --queries %d --batch %d '
+                          '--k %d --seed %d --repeats %d' % (ARGS.rows, ARGS.dim, ARGS.queries, ARGS.batch,
+                                                              ARGS.k, ARGS.seed, ARGS.repeats))
+    run.update(rows=ARGS.rows, dim=ARGS.dim, queries=ARGS.queries, batch=ARGS.batch, k=ARGS.k, seed=ARGS.seed,
+               repeats=ARGS.repeats, faiss=faiss.__version__,
+               qps={who: {'single' if m == 'single' else 'batch': qps[who, m] for m in MODES}
+                    for who in ('faiss', 'ours')},
+               recall={'single' if m == 'single' else 'batch': min(recalls[m]) for m in MODES})
+    data['runs']['%dx%d-batch%d-k%d' % (ARGS.rows, ARGS.dim, ARGS.batch, ARGS.k)] = run
+    plot.save('search', data, ARGS.plot, 'bench/search.py')
 
 
 def openblas_core():

@@ -7,7 +7,23 @@
 #        bench/swim-sim.sh --load BUILD_DIR [SEEDS] [WINDOW]   gossip traffic per node with every
 # node's load changing every second against the same mesh idle, and against the load as
 # metadata, the earlier way (defaults: 3 seeds, a 20 s window; N=1000 runs 1 seed)
+# Options anywhere: --plot DIR (default bench/plots) writes the detection times by N as
+# DIR/failure-detection.json and draws DIR/failure-detection.svg (bench/plot.py); --no-plot does
+# neither. The --load mode draws nothing.
 set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+plot_dir="$here/plots"
+args=()
+while [ $# -gt 0 ]; do
+        case "$1" in
+        --plot) plot_dir=${2:?--plot takes a directory}; shift 2 ;;
+        --plot=*) plot_dir=${1#--plot=}; shift ;;
+        --no-plot) plot_dir=; shift ;;
+        *) args+=("$1"); shift ;;
+        esac
+done
+set -- "${args[@]+"${args[@]}"}"
 
 if [ "${1:-}" = "--load" ]; then
         shift
@@ -91,10 +107,12 @@ for n in 10 100 1000; do
         done
 done
 
-python3 - "$out" "$(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo unknown)" <<'PY'
+python3 - "$out" "$(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+        "$here" "$plot_dir" "$seeds" "$kills" <<'PY'
 import json, math, os, sys, platform
 
 out, commit = sys.argv[1], sys.argv[2]
+here, plot_dir, seeds, kills = sys.argv[3:7]
 
 def pct(v, p):
     v = sorted(v)
@@ -103,8 +121,13 @@ def pct(v, p):
     return v[max(0, math.ceil(p / 100 * len(v)) - 1)]
 
 rows = []
+plot_rows = []
 for n in (10, 100, 1000):
     runs = [json.loads(l) for l in open(os.path.join(out, f'n{n}.jsonl'))]
+    plot_rows.append({'nodes': n, 'runs': len(runs), 'suspect_ms': [x for r in runs for x in r['suspect_all_ms']],
+                      'dead_ms': [x for r in runs for x in r['dead_all_ms']],
+                      'false_deaths': sum(r['false_deaths'] for r in runs),
+                      'all_checks': all(r['all_dead'] and r['meta_ok'] for r in runs)})
     sus = [x for r in runs for x in r['suspect_all_ms']]
     dead = [x for r in runs for x in r['dead_all_ms']]
     meta = [r['meta_spread_s'] * 1000 for r in runs]
@@ -133,5 +156,12 @@ for (n, runs, k, s50, s99, smax, d50, d99, dmax, j50, jmax, m50, mmax, pps, bps,
     print(f"| {n} | {runs} | {k} | {s50:.0f} ms | {s99:.0f} ms | {smax:.0f} ms | {d50:.0f} ms | {d99:.0f} ms |"
           f" {dmax:.0f} ms | {j50:.0f} / {jmax:.0f} ms | {m50:.0f} / {mmax:.0f} ms | {pps:.1f} | {bps:.0f} | {fd} |"
           f" {'yes' if ok else 'NO'} | {conv:.1f} s |")
+
+if plot_dir:
+    sys.path.insert(0, here)
+    import plot
+    data = plot.provenance(f'bench/swim-sim.sh BUILD {seeds} {kills}')
+    data.update(rows=plot_rows, loss=0.05, seeds=int(seeds), kills=int(kills))
+    plot.save('failure-detection', data, plot_dir, 'bench/swim-sim.sh')
 PY
 echo "raw results: $out" >&2

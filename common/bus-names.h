@@ -34,3 +34,7 @@
 #define SHIM1_BUS_NAME "org.mycelia.Shim1"
 #define SHIM1_OBJECT_PATH "/org/mycelia/Shim1"
 #define SHIM1_INTERFACE "org.mycelia.Shim1"
+
+/* On each daemon's object beside its own interface: Pid, ResidentMemoryBytes, OpenFds
+ * (common/bus-process.c; dbus/org.mycelia.Process1.xml). */
+#define PROCESS1_INTERFACE "org.mycelia.Process1"

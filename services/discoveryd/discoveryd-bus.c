@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* org.mycelia.Discovery1 on the bus (dbus/org.mycelia.Discovery1.xml documents it), and what
  * discoveryd reads from org.mycelia.Gossip1: this node's LocalNode, for the ports to publish. */
+#include "bus-process.h"
 #include "discoveryd-manager.h"
 #include "gossip-member.h"
 #include "log.h"
@@ -86,8 +87,12 @@ static const sd_bus_vtable discovery_vtable[] = {
 };
 
 int manager_bus_register(Manager *m) {
-        return sd_bus_add_object_vtable(m->bus, &m->vtable_slot, DISCOVERY1_OBJECT_PATH, DISCOVERY1_INTERFACE,
-                                        discovery_vtable, m);
+        int r;
+
+        r = sd_bus_add_object_vtable(m->bus, &m->vtable_slot, DISCOVERY1_OBJECT_PATH, DISCOVERY1_INTERFACE, discovery_vtable, m);
+        if (r < 0)
+                return r;
+        return bus_add_process_interface(m->bus, DISCOVERY1_OBJECT_PATH);
 }
 
 int manager_bus_emit_peer(Manager *m, PeerEvent event, const Peer *p) {

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* org.mycelia.Gossip1 on the bus (vtable, member signals, marshalling) and what gossipd reads
  * of org.mycelia.Discovery1. dbus/org.mycelia.Gossip1.xml documents what is served here. */
+#include "bus-process.h"
 #include "daemon.h"
 #include "gossipd-manager.h"
 #include "log.h"
@@ -431,8 +432,12 @@ static const sd_bus_vtable gossip_vtable[] = {
 };
 
 int manager_bus_register(Manager *m) {
-        return sd_bus_add_object_vtable(m->bus, &m->vtable_slot, GOSSIP1_OBJECT_PATH, GOSSIP1_INTERFACE,
-                                        gossip_vtable, m);
+        int r;
+
+        r = sd_bus_add_object_vtable(m->bus, &m->vtable_slot, GOSSIP1_OBJECT_PATH, GOSSIP1_INTERFACE, gossip_vtable, m);
+        if (r < 0)
+                return r;
+        return bus_add_process_interface(m->bus, GOSSIP1_OBJECT_PATH);
 }
 
 int manager_bus_emit_id_conflict(Manager *m) {

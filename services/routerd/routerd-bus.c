@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* org.mycelia.Router1 on the bus: the vtable, argument checking and marshalling. Decisions
  * live in routerd-manager.c; dbus/org.mycelia.Router1.xml documents what is here. */
+#include "bus-process.h"
 #include "log.h"
 #include "routerd-manager.h"
 
@@ -258,8 +259,12 @@ static const sd_bus_vtable router_vtable[] = {
 };
 
 int manager_bus_register(Manager *m) {
-        return sd_bus_add_object_vtable(m->bus, &m->vtable_slot, ROUTER1_OBJECT_PATH, ROUTER1_INTERFACE,
-                                        router_vtable, m);
+        int r;
+
+        r = sd_bus_add_object_vtable(m->bus, &m->vtable_slot, ROUTER1_OBJECT_PATH, ROUTER1_INTERFACE, router_vtable, m);
+        if (r < 0)
+                return r;
+        return bus_add_process_interface(m->bus, ROUTER1_OBJECT_PATH);
 }
 
 int manager_bus_emit_nodes_changed(Manager *m) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "bus-names.h"
+#include "bus-process.h"
 #include "log.h"
 #include "shard-digest.h"
 #include "shard-request.h"
@@ -413,6 +414,11 @@ int manager_bus_emit_rebalanced(Manager *m, uint64_t done, uint64_t failed, uint
 }
 
 int manager_bus_publish(Manager *m) {
-        return sd_bus_add_object_vtable(m->bus, &m->vtable_slot, SHARDSTORE1_OBJECT_PATH, SHARDSTORE1_INTERFACE,
-                                        shardstore_vtable, m);
+        int r;
+
+        r = sd_bus_add_object_vtable(m->bus, &m->vtable_slot, SHARDSTORE1_OBJECT_PATH, SHARDSTORE1_INTERFACE,
+                                     shardstore_vtable, m);
+        if (r < 0)
+                return r;
+        return bus_add_process_interface(m->bus, SHARDSTORE1_OBJECT_PATH);
 }

@@ -4,6 +4,7 @@
 #include <stddef.h>
 
 #include "bus-names.h"
+#include "bus-process.h"
 #include "log.h"
 #include "shimd-auth.h"
 #include "shimd-manager.h"
@@ -70,6 +71,8 @@ int manager_bus_publish(Manager *m, bool reconnected) {
         int r;
 
         r = sd_bus_add_object_vtable(m->bus, &m->vtable_slot, SHIM1_OBJECT_PATH, SHIM1_INTERFACE, shim_vtable, m);
+        if (r >= 0)
+                r = bus_add_process_interface(m->bus, SHIM1_OBJECT_PATH);
         if (r < 0)
                 return log_full_errno(reconnected ? LOG_WARNING : LOG_ERR, r, "Failed to add the %s object: %m", SHIM1_BUS_NAME);
         if (reconnected)

@@ -2,7 +2,6 @@
 /* GET /metrics: this node's view gathered at scrape time, from the shim's own counters, the
  * router cache, the other daemons' properties and pids (asynchronous bus calls, bounded in time),
  * /proc and, under systemd, the units' restart counts. */
-#include <dirent.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -15,6 +14,7 @@
 
 #include "build-config.h"
 #include "bus-names.h"
+#include "bus-process.h"
 #include "evbuffer-util.h"
 #include "gossip-member.h"
 #include "log.h"
@@ -41,17 +41,19 @@ typedef enum MetricsDaemon {
 } MetricsDaemon;
 
 static const struct {
-        const char *label, *bus_name, *unit;
+        const char *label, *bus_name, *path, *unit;
 } daemons[_DAEMON_MAX] = {
-        [DAEMON_SHIMD] = { "shimd", SHIM1_BUS_NAME, "mycelia-shimd.service" },
-        [DAEMON_ROUTERD] = { "routerd", ROUTER1_BUS_NAME, "mycelia-routerd.service" },
-        [DAEMON_GOSSIPD] = { "gossipd", GOSSIP1_BUS_NAME, "mycelia-gossipd.service" },
-        [DAEMON_SHARDD] = { "shardd", SHARDSTORE1_BUS_NAME, "mycelia-shardd.service" },
-        [DAEMON_DISCOVERYD] = { "discoveryd", DISCOVERY1_BUS_NAME, "mycelia-discoveryd.service" },
+        [DAEMON_SHIMD] = { "shimd", SHIM1_BUS_NAME, SHIM1_OBJECT_PATH, "mycelia-shimd.service" },
+        [DAEMON_ROUTERD] = { "routerd", ROUTER1_BUS_NAME, ROUTER1_OBJECT_PATH, "mycelia-routerd.service" },
+        [DAEMON_GOSSIPD] = { "gossipd", GOSSIP1_BUS_NAME, GOSSIP1_OBJECT_PATH, "mycelia-gossipd.service" },
+        [DAEMON_SHARDD] = { "shardd", SHARDSTORE1_BUS_NAME, SHARDSTORE1_OBJECT_PATH, "mycelia-shardd.service" },
+        [DAEMON_DISCOVERYD] = { "discoveryd", DISCOVERY1_BUS_NAME, DISCOVERY1_OBJECT_PATH,
+                                "mycelia-discoveryd.service" },
 };
 
-/* Every bus call of a scrape, all sent at once. The per-daemon ones: the pid of the name's owner
- * (the shim's own is getpid()), and its systemd unit's MainPID and NRestarts (answered only where
+/* Every bus call of a scrape, all sent at once. The per-daemon ones: its org.mycelia.Process1
+ * (pid, RSS, fds: under systemd the shim may not read another unit's /proc; the shim's own is
+ * read here), and its systemd unit's MainPID and NRestarts (answered only where
  * org.freedesktop.systemd1 is on the bus). */
 typedef enum MetricsCallKind {
         CALL_GOSSIP_MEMBERS,
@@ -61,8 +63,8 @@ typedef enum MetricsCallKind {
         CALL_ROUTER_COOLDOWNS,
         CALL_DISCOVERY_PEERS,
         _CALL_PROPERTY_MAX,
-        CALL_PID = _CALL_PROPERTY_MAX,                  /* + MetricsDaemon */
-        CALL_UNIT_MAIN_PID = CALL_PID + _DAEMON_MAX,    /* + MetricsDaemon */
+        CALL_PROCESS = _CALL_PROPERTY_MAX,              /* + MetricsDaemon */
+        CALL_UNIT_MAIN_PID = CALL_PROCESS + _DAEMON_MAX,        /* + MetricsDaemon */
         CALL_UNIT_RESTARTS = CALL_UNIT_MAIN_PID + _DAEMON_MAX,
         _CALL_MAX = CALL_UNIT_RESTARTS + _DAEMON_MAX,
 } MetricsCallKind;
@@ -196,6 +198,22 @@ char *metrics_request_model(struct evhttp_request *req) {
 }
 
 /* ---- rendering ---- */
+
+/* Rewinds a Properties.Get reply and enters its variant and the array in it, of elements of
+ * type element ("{st}"): then each sd_bus_message_read() of element is the next one. */
+static int reply_enter_array(sd_bus_message *reply, const char *element) {
+        char array[32];
+        int r;
+
+        if (snprintf(array, sizeof(array), "a%s", element) >= (int) sizeof(array))
+                return -EINVAL;
+        r = sd_bus_message_rewind(reply, true);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'v', array);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'a', element);
+        return r;
+}
 
 static void counter(MetricsText *t, const char *name, const char *help, uint64_t v) {
         (void) metrics_family(t, name, METRIC_COUNTER, help);
@@ -354,11 +372,7 @@ static void render_dict(MetricsText *t, sd_bus_message *reply, const char *prefi
         size_t n_keys = 0;
         int r;
 
-        r = sd_bus_message_rewind(reply, true);
-        if (r >= 0)
-                r = sd_bus_message_enter_container(reply, 'v', "a{st}");
-        if (r >= 0)
-                r = sd_bus_message_enter_container(reply, 'a', "{st}");
+        r = reply_enter_array(reply, "{st}");
         while (r >= 0 && n_keys < METRICS_DICT_MAX) {
                 char name[128], help[160];
                 const char *key;
@@ -395,11 +409,7 @@ static void render_gossip_members(MetricsText *t, sd_bus_message *reply) {
         GossipMember g;
         int r;
 
-        r = sd_bus_message_rewind(reply, true);
-        if (r >= 0)
-                r = sd_bus_message_enter_container(reply, 'v', "a" GOSSIP_MEMBER_SIGNATURE);
-        if (r >= 0)
-                r = sd_bus_message_enter_container(reply, 'a', GOSSIP_MEMBER_SIGNATURE);
+        r = reply_enter_array(reply, GOSSIP_MEMBER_SIGNATURE);
         while (r >= 0 && (r = gossip_member_read(reply, &g)) > 0) {
                 size_t s = 0;
 
@@ -419,11 +429,7 @@ static void render_shard_collections(MetricsText *t, sd_bus_message *reply) {
         uint64_t n = 0, other = 0;
         int r;
 
-        r = sd_bus_message_rewind(reply, true);
-        if (r >= 0)
-                r = sd_bus_message_enter_container(reply, 'v', "a(sussuut)");
-        if (r >= 0)
-                r = sd_bus_message_enter_container(reply, 'a', "(sussuut)");
+        r = reply_enter_array(reply, "(sussuut)");
         (void) metrics_family(t, name, METRIC_GAUGE,
                               "Documents held on this node, by collection (the first 64 collections; the rest as \"\").");
         while (r >= 0) {
@@ -447,17 +453,15 @@ static void render_shard_collections(MetricsText *t, sd_bus_message *reply) {
         gauge(t, "mycelia_shard_collections", "Collections shardd knows.", n);
 }
 
-/* A reply's value (a Properties.Get variant of type "u", or a plain "u"); false when absent. */
-static bool reply_u32(sd_bus_message *reply, bool variant, uint32_t *ret) {
+/* A Properties.Get reply's value of type "u"; false when absent. */
+static bool reply_u32(sd_bus_message *reply, uint32_t *ret) {
         int r;
 
         if (!reply)
                 return false;
         r = sd_bus_message_rewind(reply, true);
-        if (r >= 0 && variant)
-                r = sd_bus_message_enter_container(reply, 'v', "u");
         if (r >= 0)
-                r = sd_bus_message_read(reply, "u", ret);
+                r = sd_bus_message_read(reply, "v", "u", ret);
         return r > 0;
 }
 
@@ -475,11 +479,7 @@ static int read_cooldowns(sd_bus_message *reply, MetricsIdCount **ret, size_t *r
         v = calloc(ROUTE_MAX_NODES, sizeof(*v));
         if (!v)
                 return -ENOMEM;
-        r = sd_bus_message_rewind(reply, true);
-        if (r >= 0)
-                r = sd_bus_message_enter_container(reply, 'v', "a{st}");
-        if (r >= 0)
-                r = sd_bus_message_enter_container(reply, 'a', "{st}");
+        r = reply_enter_array(reply, "{st}");
         while (r >= 0 && n < ROUTE_MAX_NODES) {
                 const char *id;
                 uint64_t count;
@@ -519,11 +519,7 @@ static void render_discovery(MetricsText *t, sd_bus_message *reply) {
         size_t entries = 0;
         int r;
 
-        r = sd_bus_message_rewind(reply, true);
-        if (r >= 0)
-                r = sd_bus_message_enter_container(reply, 'v', "a{su}");
-        if (r >= 0)
-                r = sd_bus_message_enter_container(reply, 'a', "{su}");
+        r = reply_enter_array(reply, "{su}");
         while (r >= 0 && entries++ < METRICS_DICT_MAX) {
                 const char *source;
                 uint32_t count;
@@ -549,11 +545,7 @@ static bool dict_lookup(sd_bus_message *reply, const char *key, uint64_t *ret) {
         size_t entries = 0;
         int r;
 
-        r = sd_bus_message_rewind(reply, true);
-        if (r >= 0)
-                r = sd_bus_message_enter_container(reply, 'v', "a{st}");
-        if (r >= 0)
-                r = sd_bus_message_enter_container(reply, 'a', "{st}");
+        r = reply_enter_array(reply, "{st}");
         while (r >= 0 && entries++ < METRICS_DICT_MAX) {
                 const char *k;
                 uint64_t v;
@@ -586,40 +578,45 @@ static void render_shard_gauges(MetricsText *t, sd_bus_message *reply) {
 }
 
 typedef struct ProcessSample {
-        bool have_rss, have_fds, have_restarts;
+        bool have_pid, have_rss, have_fds, have_restarts;
+        uint32_t pid;
         uint64_t rss, fds, restarts;
 } ProcessSample;
 
-/* RSS and open fds of pid from /proc; what cannot be read (another user's fd/ under systemd:
- * EACCES; a pid of another namespace: ENOENT) is left out. */
-static void process_read(pid_t pid, bool self, ProcessSample *ret) {
-        char path[64];
-        unsigned long size, resident;
-        FILE *f;
-        DIR *d;
+/* A daemon's Process1.GetAll (a{sv}): Pid, ResidentMemoryBytes, OpenFds; what is missing or of
+ * another type is left out. At most a few entries are read. */
+static void process_from_reply(sd_bus_message *reply, ProcessSample *ret) {
+        size_t entries = 0;
+        int r;
 
-        snprintf(path, sizeof(path), "/proc/%d/statm", (int) pid);
-        f = fopen(path, "re");
-        if (f) {
-                if (fscanf(f, "%lu %lu", &size, &resident) == 2) {
-                        ret->rss = (uint64_t) resident * (uint64_t) sysconf(_SC_PAGESIZE);
+        if (!reply)
+                return;
+        r = sd_bus_message_rewind(reply, true);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+        while (r >= 0 && entries++ < METRICS_DICT_MAX) {
+                const char *key;
+
+                r = sd_bus_message_enter_container(reply, 'e', "sv");
+                if (r <= 0)
+                        break;
+                r = sd_bus_message_read(reply, "s", &key);
+                if (r < 0)
+                        break;
+                if (streq(key, "Pid") && sd_bus_message_read(reply, "v", "u", &ret->pid) > 0)
+                        ret->have_pid = true;
+                else if (streq(key, "ResidentMemoryBytes") && sd_bus_message_read(reply, "v", "t", &ret->rss) > 0)
                         ret->have_rss = true;
-                }
-                (void) fclose(f);
-        }
-        snprintf(path, sizeof(path), "/proc/%d/fd", (int) pid);
-        d = opendir(path);
-        if (d) {
-                struct dirent *de;
-                uint64_t n = 0;
+                else if (streq(key, "OpenFds")) {
+                        uint32_t fds;
 
-                while ((de = readdir(d)))
-                        if (de->d_name[0] != '.')
-                                n++;
-                (void) closedir(d);
-                /* Our own count includes the one opendir() held. */
-                ret->fds = self && n > 0 ? n - 1 : n;
-                ret->have_fds = true;
+                        if (sd_bus_message_read(reply, "v", "u", &fds) > 0) {
+                                ret->fds = fds;
+                                ret->have_fds = true;
+                        }
+                }
+                /* Whatever was not read of the entry (another key, another type). */
+                r = sd_bus_message_exit_container(reply);
         }
 }
 
@@ -628,26 +625,32 @@ static void render_process(MetricsText *t, MetricsScrape *s) {
                 "mycelia_process_resident_memory_bytes", "mycelia_process_open_fds", "mycelia_process_restarts_total",
         };
         static const char *const helps[] = {
-                "Resident memory of the daemon (/proc/PID/statm).",
-                "Open file descriptors of the daemon (/proc/PID/fd; left out where it may not be read).",
+                "Resident memory of the daemon (its /proc/self/statm; org.mycelia.Process1).",
+                "Open file descriptors of the daemon (its /proc/self/fd; org.mycelia.Process1).",
                 "Times systemd restarted the daemon's unit (NRestarts; only under systemd).",
         };
         ProcessSample p[_DAEMON_MAX] = {};
 
         for (MetricsDaemon d = 0; d < _DAEMON_MAX; d++) {
-                uint32_t pid = 0, main_pid = 0, restarts;
+                uint32_t main_pid = 0, restarts;
 
-                if (d == DAEMON_SHIMD)
-                        pid = (uint32_t) getpid();
-                else if (!reply_u32(s->calls[CALL_PID + d].reply, false, &pid))
+                if (d == DAEMON_SHIMD) {
+                        ProcessSelf self;
+
+                        process_self_sample(&self);
+                        p[d] = (ProcessSample) {
+                                .have_pid = true, .pid = (uint32_t) getpid(),
+                                .have_rss = self.have_rss, .rss = self.resident_memory_bytes,
+                                .have_fds = self.have_fds, .fds = self.open_fds,
+                        };
+                } else
+                        process_from_reply(s->calls[CALL_PROCESS + d].reply, &p[d]);
+                if (!p[d].have_pid || p[d].pid == 0)
                         continue;
-                if (pid == 0)
-                        continue;
-                process_read((pid_t) pid, d == DAEMON_SHIMD, &p[d]);
                 /* The unit's count is the daemon's only when the unit runs this very process: a
                  * unit that is not loaded, or a daemon started by hand beside it, says nothing. */
-                if (reply_u32(s->calls[CALL_UNIT_MAIN_PID + d].reply, true, &main_pid) && main_pid == pid &&
-                    reply_u32(s->calls[CALL_UNIT_RESTARTS + d].reply, true, &restarts)) {
+                if (reply_u32(s->calls[CALL_UNIT_MAIN_PID + d].reply, &main_pid) && main_pid == p[d].pid &&
+                    reply_u32(s->calls[CALL_UNIT_RESTARTS + d].reply, &restarts)) {
                         p[d].restarts = restarts;
                         p[d].have_restarts = true;
                 }
@@ -787,10 +790,12 @@ static int scrape_message(sd_bus *bus, MetricsCallKind kind, sd_bus_message **re
                 if (r >= 0)
                         r = sd_bus_message_append(msg, "ss", call_targets[kind].interface, call_targets[kind].property);
         } else if (kind < CALL_UNIT_MAIN_PID) {
-                r = sd_bus_message_new_method_call(bus, &msg, "org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                                   "org.freedesktop.DBus", "GetConnectionUnixProcessID");
+                MetricsDaemon d = kind - CALL_PROCESS;
+
+                r = sd_bus_message_new_method_call(bus, &msg, daemons[d].bus_name, daemons[d].path,
+                                                   "org.freedesktop.DBus.Properties", "GetAll");
                 if (r >= 0)
-                        r = sd_bus_message_append(msg, "s", daemons[kind - CALL_PID].bus_name);
+                        r = sd_bus_message_append(msg, "s", PROCESS1_INTERFACE);
         } else {
                 MetricsDaemon d = kind < CALL_UNIT_RESTARTS ? kind - CALL_UNIT_MAIN_PID : kind - CALL_UNIT_RESTARTS;
 
@@ -857,8 +862,8 @@ bool metrics_handle(Manager *m, struct evhttp_request *req, const char *uri) {
         manager_client_watch(m, s->evcon, scrape_client_close_cb, s);
 
         for (MetricsCallKind i = 0; m->bus && i < _CALL_MAX; i++) {
-                if (i == CALL_PID + DAEMON_SHIMD)
-                        continue;       /* getpid() */
+                if (i == CALL_PROCESS + DAEMON_SHIMD)
+                        continue;       /* read here: process_self_sample() */
                 r = scrape_call(s, i);
                 if (r < 0)
                         log_debug_errno(r, "Metrics: failed to make bus call %d: %m", (int) i);

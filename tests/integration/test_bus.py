@@ -85,16 +85,38 @@ class Bus(unittest.TestCase):
                      'org.mycelia.ShardStore1'):
             self.assertIn(name, names)
 
-    def check_xml(self, iface):
+    def check_xml(self, iface, service=None):
+        """dbus/IFACE.xml against what service (default: IFACE's own name) serves at its object."""
+        service = service or iface
         xml_dir = testenv.env_path('MYCELIA_DBUS_XML_DIR')
         with open(os.path.join(xml_dir, iface + '.xml')) as f:
             doc = interface_model(f.read(), iface)
         self.assertIsNotNone(doc, 'dbus/%s.xml does not describe %s' % (iface, iface))
-        live_xml = harness.introspect_xml(self.node.bus, iface, '/' + iface.replace('.', '/'))
+        live_xml = harness.introspect_xml(self.node.bus, service, '/' + service.replace('.', '/'))
         live = interface_model(live_xml, iface)
-        self.assertIsNotNone(live, 'the running daemon does not serve %s' % iface)
+        self.assertIsNotNone(live, '%s does not serve %s' % (service, iface))
         diffs = model_diff(doc, live)
-        self.assertEqual(diffs, [], 'dbus/%s.xml and the running daemon disagree:\n  %s' % (iface, '\n  '.join(diffs)))
+        self.assertEqual(diffs, [], 'dbus/%s.xml and %s disagree:\n  %s' % (iface, service, '\n  '.join(diffs)))
+
+    def test_introspection_process(self):
+        # Every daemon serves org.mycelia.Process1 on its object, with its own pid.
+        pids = set()
+        for service in ('org.mycelia.Shim1', 'org.mycelia.Router1', 'org.mycelia.Gossip1', 'org.mycelia.Discovery1',
+                        'org.mycelia.ShardStore1'):
+            self.check_xml('org.mycelia.Process1', service)
+            path = '/' + service.replace('.', '/')
+            pid = harness.busctl(self.node.bus, 'get-property', service, path, 'org.mycelia.Process1', 'Pid')['data']
+            owner = harness.busctl(self.node.bus, 'call', 'org.freedesktop.DBus', '/org/freedesktop/DBus',
+                                   'org.freedesktop.DBus', 'GetConnectionUnixProcessID', 's', service)['data'][0]
+            self.assertEqual(pid, owner, service)
+            pids.add(pid)
+            rss = harness.busctl(self.node.bus, 'get-property', service, path, 'org.mycelia.Process1',
+                                 'ResidentMemoryBytes')['data']
+            fds = harness.busctl(self.node.bus, 'get-property', service, path, 'org.mycelia.Process1',
+                                 'OpenFds')['data']
+            self.assertGreater(rss, 1 << 20, service)
+            self.assertGreater(fds, 2, service)
+        self.assertEqual(len(pids), 5)
 
     def test_introspection_shim(self):
         self.check_xml('org.mycelia.Shim1')

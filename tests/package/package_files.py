@@ -14,6 +14,7 @@ def expected_files(unitdir):
     want = ['/usr/bin/mycelia-node', '/usr/bin/myceliactl',
             '/usr/lib/sysusers.d/mycelia.conf', '/usr/lib/tmpfiles.d/mycelia.conf',
             '/usr/share/mycelia/ollama-mycelia.conf', '%s/mycelia.target' % unitdir]
+    want += ['/usr/share/dbus-1/interfaces/org.mycelia.Process1.xml']
     want += ['/usr/share/mycelia/www/%s' % f for f in ('index.html', 'mycelia.js', 'mycelia.css', 'favicon.svg')]
     want += ['%s/%s' % (unitdir, s) for s in SOCKETS]
     for d, iface in DAEMONS:

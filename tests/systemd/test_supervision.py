@@ -443,6 +443,25 @@ class Supervision(unittest.TestCase):
         # The store is where the unit lets it write: the state directory, the mycelia user's.
         self.assertEqual(self.container.out('stat', '-c', '%U %a', '/var/lib/mycelia/shards').split()[0], 'mycelia')
 
+    def test_4_z_metrics_count_the_restarts(self):
+        # After the kills above: GET /metrics reads each unit's NRestarts from this real systemd
+        # (docs/metrics.md, "Restarts") and each daemon's RSS and fds from /proc, as the mycelia
+        # user it runs as.
+        text = self.container.out('curl', '-sS', '-m', '10', API + '/metrics')
+        samples = {}
+        for line in text.splitlines():
+            m = re.match(r'(mycelia_process_[a-z_]+)\{daemon="([a-z]+)"\} (\d+)$', line)
+            if m:
+                samples[(m.group(1), m.group(2))] = int(m.group(3))
+        for d in DAEMONS:
+            restarts = int(self.container.out('systemctl', 'show', '-P', 'NRestarts', 'mycelia-%s.service' % d))
+            self.assertEqual(samples.get(('mycelia_process_restarts_total', d)), restarts, d)
+            self.assertGreater(samples.get(('mycelia_process_resident_memory_bytes', d), 0), 0, d)
+            self.assertGreater(samples.get(('mycelia_process_open_fds', d), 0), 0, d)
+        # Every daemon was killed once by the client-loop test, shardd once more.
+        self.assertGreaterEqual(samples[('mycelia_process_restarts_total', 'shardd')], 2)
+        self.assertGreaterEqual(samples[('mycelia_process_restarts_total', 'gossipd')], 1)
+
     def test_5_stopping_one_leaves_the_others(self):
         for d in ('routerd', 'gossipd', 'discoveryd', 'shardd'):
             others = {k: self.main_pid(k) for k in DAEMONS if k != d}

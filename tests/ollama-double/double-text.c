@@ -113,6 +113,64 @@ int double_text_generate(uint64_t seed, unsigned n, char **ret_text) {
         return 0;
 }
 
+void double_text_gen_init_at(DoubleTextGen *g, uint64_t seed, unsigned n, unsigned k) {
+        double_text_gen_init(g, seed, n);
+        for (; g->index < k && g->index < g->n; g->index++)
+                (void) double_text_xorshift64(&g->state);
+}
+
+/* Whether prefix is exactly the first k <= max_k tokens of the n-token answer of seed. */
+static bool double_text_prefix_tokens(uint64_t seed, unsigned n, unsigned max_k, const char *prefix, size_t len,
+                                      unsigned *ret_k) {
+        char tok[DOUBLE_TEXT_TOKEN_MAX];
+        DoubleTextGen g;
+        size_t pos = 0;
+        int l;
+
+        if (len > 0 && !prefix)
+                return false;
+        double_text_gen_init(&g, seed, n);
+        while (pos < len) {
+                if (g.index >= max_k)
+                        return false;
+                l = double_text_gen_next(&g, tok, sizeof(tok));
+                if (l <= 0 || (size_t) l > len - pos || memcmp(prefix + pos, tok, (size_t) l) != 0)
+                        return false;
+                pos += (size_t) l;
+        }
+        *ret_k = g.index;
+        return true;
+}
+
+bool double_text_continuation_skip(uint64_t seed, unsigned n, const char *prefix, size_t len, unsigned *ret_k) {
+        return double_text_prefix_tokens(seed, n, UINT32_MAX, prefix, len, ret_k);
+}
+
+bool double_text_continuation_split(const char *model, unsigned n, const char *prompt, size_t len,
+                                    size_t *ret_split, unsigned *ret_k) {
+        size_t lo, i;
+        unsigned k;
+
+        if (!prompt || len < 2)
+                return false;
+        /* The answer's first token is capitalised and the rest are lower case, so an answer part
+         * can only start at the prompt's last uppercase letter: any earlier start would contain
+         * it. That one candidate is the longest and the only one. */
+        lo = len > DOUBLE_TEXT_CONTINUE_MAX_BYTES ? len - DOUBLE_TEXT_CONTINUE_MAX_BYTES : 0;
+        for (i = len; i > lo && !(prompt[i - 1] >= 'A' && prompt[i - 1] <= 'Z'); i--)
+                ;
+        /* None in reach, or the whole prompt would be answer: an empty prompt only loads. */
+        if (i <= lo || i == 1)
+                return false;
+        i--;
+        if (!double_text_prefix_tokens(double_text_seed(model, prompt, i), n, DOUBLE_TEXT_CONTINUE_MAX_TOKENS,
+                                       prompt + i, len - i, &k))
+                return false;
+        *ret_split = i;
+        *ret_k = k;
+        return true;
+}
+
 static bool double_text_is_space(char c) {
         return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
 }
@@ -667,6 +725,72 @@ static int double_text_append(char **text, size_t *len, size_t *cap, const char 
         return 0;
 }
 
+/* Appends one message's content (its text parts, for OpenAI) to text; adds its tokens. */
+static int double_text_message_join(json_object *m, bool openai, char **text, size_t *len, size_t *cap,
+                                    unsigned *tokens, char **ret_error) {
+        json_object *content = NULL;
+        int r;
+
+        if (m && !json_object_is_type(m, json_type_object))
+                return double_text_error(ret_error,
+                                         "json: cannot unmarshal %s into Go struct field ChatRequest.messages of type api.Message",
+                                         double_text_json_kind(m));
+        if (m)
+                (void) json_object_object_get_ex(m, "content", &content);
+
+        if (!content || json_object_is_type(content, json_type_string)) {
+                const char *s = content ? json_object_get_string(content) : "";
+                size_t sl = content ? (size_t) json_object_get_string_len(content) : 0;
+                json_object *tc = NULL;
+
+                if (openai && !content &&
+                    !(m && json_object_object_get_ex(m, "tool_calls", &tc) && tc))
+                        return double_text_error(ret_error, "invalid message content type: <nil>");
+                r = double_text_append(text, len, cap, s, sl);
+                if (r < 0)
+                        return r;
+                *tokens += 1 + double_text_count_words(s, sl);
+                return 0;
+        }
+
+        if (!openai)
+                return double_text_error(ret_error,
+                                         "json: cannot unmarshal %s into Go struct field Message.messages.content of type string",
+                                         double_text_json_kind(content));
+
+        if (!json_object_is_type(content, json_type_array)) {
+                const char *t = json_object_is_type(content, json_type_boolean) ? "bool" :
+                                json_object_is_type(content, json_type_object) ? "map[string]interface {}" :
+                                "float64";
+                return double_text_error(ret_error, "invalid message content type: %s", t);
+        }
+
+        for (size_t j = 0; j < json_object_array_length(content); j++) {
+                json_object *part = json_object_array_get_idx(content, j), *type = NULL, *t = NULL;
+                const char *ts;
+
+                if (!part || !json_object_is_type(part, json_type_object) ||
+                    !json_object_object_get_ex(part, "type", &type) ||
+                    !json_object_is_type(type, json_type_string))
+                        return double_text_error(ret_error, "invalid message format");
+                ts = json_object_get_string(type);
+                if (strcmp(ts, "image_url") == 0) {
+                        *tokens += 1;
+                        continue;
+                }
+                if (strcmp(ts, "text") != 0 || !json_object_object_get_ex(part, "text", &t) ||
+                    !json_object_is_type(t, json_type_string))
+                        return double_text_error(ret_error, "invalid message format");
+                r = double_text_append(text, len, cap, json_object_get_string(t),
+                                       (size_t) json_object_get_string_len(t));
+                if (r < 0)
+                        return r;
+                *tokens += 1 + double_text_count_words(json_object_get_string(t),
+                                                       (size_t) json_object_get_string_len(t));
+        }
+        return 0;
+}
+
 int double_text_messages_join(json_object *messages, bool openai, char **ret_text, size_t *ret_len,
                               unsigned *ret_tokens, char **ret_error) {
         _cleanup_dfree_ char *text = NULL;
@@ -685,71 +809,42 @@ int double_text_messages_join(json_object *messages, bool openai, char **ret_tex
 
         n = messages ? json_object_array_length(messages) : 0;
         for (size_t i = 0; i < n; i++) {
-                json_object *m = json_object_array_get_idx(messages, i), *content = NULL;
-
-                if (m && !json_object_is_type(m, json_type_object))
-                        return double_text_error(ret_error,
-                                                 "json: cannot unmarshal %s into Go struct field ChatRequest.messages of type api.Message",
-                                                 double_text_json_kind(m));
-                if (m)
-                        (void) json_object_object_get_ex(m, "content", &content);
-
-                if (!content || json_object_is_type(content, json_type_string)) {
-                        const char *s = content ? json_object_get_string(content) : "";
-                        size_t sl = content ? (size_t) json_object_get_string_len(content) : 0;
-                        json_object *tc = NULL;
-
-                        if (openai && !content &&
-                            !(m && json_object_object_get_ex(m, "tool_calls", &tc) && tc))
-                                return double_text_error(ret_error, "invalid message content type: <nil>");
-                        r = double_text_append(&text, &len, &cap, s, sl);
-                        if (r < 0)
-                                return r;
-                        tokens += 1 + double_text_count_words(s, sl);
-                        continue;
-                }
-
-                if (!openai)
-                        return double_text_error(ret_error,
-                                                 "json: cannot unmarshal %s into Go struct field Message.messages.content of type string",
-                                                 double_text_json_kind(content));
-
-                if (!json_object_is_type(content, json_type_array)) {
-                        const char *t = json_object_is_type(content, json_type_boolean) ? "bool" :
-                                        json_object_is_type(content, json_type_object) ? "map[string]interface {}" :
-                                        "float64";
-                        return double_text_error(ret_error, "invalid message content type: %s", t);
-                }
-
-                for (size_t j = 0; j < json_object_array_length(content); j++) {
-                        json_object *part = json_object_array_get_idx(content, j), *type = NULL, *t = NULL;
-                        const char *ts;
-
-                        if (!part || !json_object_is_type(part, json_type_object) ||
-                            !json_object_object_get_ex(part, "type", &type) ||
-                            !json_object_is_type(type, json_type_string))
-                                return double_text_error(ret_error, "invalid message format");
-                        ts = json_object_get_string(type);
-                        if (strcmp(ts, "image_url") == 0) {
-                                tokens += 1;
-                                continue;
-                        }
-                        if (strcmp(ts, "text") != 0 || !json_object_object_get_ex(part, "text", &t) ||
-                            !json_object_is_type(t, json_type_string))
-                                return double_text_error(ret_error, "invalid message format");
-                        r = double_text_append(&text, &len, &cap, json_object_get_string(t),
-                                               (size_t) json_object_get_string_len(t));
-                        if (r < 0)
-                                return r;
-                        tokens += 1 + double_text_count_words(json_object_get_string(t),
-                                                              (size_t) json_object_get_string_len(t));
-                }
+                r = double_text_message_join(json_object_array_get_idx(messages, i), openai, &text, &len, &cap,
+                                             &tokens, ret_error);
+                if (r < 0)
+                        return r;
         }
 
         *ret_text = TAKE_PTR(text);
         *ret_len = len;
         *ret_tokens = tokens;
         return 0;
+}
+
+int double_text_messages_trailing_assistant(json_object *messages, bool openai, char **ret_text, size_t *ret_len) {
+        _cleanup_dfree_ char *text = NULL, *err = NULL;
+        json_object *last, *role = NULL;
+        size_t len = 0, cap = 0, n;
+        unsigned tokens = 0;
+        int r;
+
+        n = messages && json_object_is_type(messages, json_type_array) ? json_object_array_length(messages) : 0;
+        if (n == 0)
+                return 0;
+        last = json_object_array_get_idx(messages, n - 1);
+        if (!last || !json_object_is_type(last, json_type_object) ||
+            !json_object_object_get_ex(last, "role", &role) || !json_object_is_type(role, json_type_string) ||
+            strcmp(json_object_get_string(role), "assistant") != 0)
+                return 0;
+
+        r = double_text_append(&text, &len, &cap, "", 0);
+        if (r >= 0)
+                r = double_text_message_join(last, openai, &text, &len, &cap, &tokens, &err);
+        if (r < 0)
+                return r;
+        *ret_text = TAKE_PTR(text);
+        *ret_len = len;
+        return 1;
 }
 
 static int double_text_render_image(char **text, size_t *len, size_t *cap, json_object *image) {

@@ -68,6 +68,27 @@ void double_text_gen_init(DoubleTextGen *g, uint64_t seed, unsigned n);
 int double_text_gen_next(DoubleTextGen *g, char *buf, size_t size);
 /* The whole text of n tokens, allocated. */
 int double_text_generate(uint64_t seed, unsigned n, char **ret_text);
+/* As double_text_gen_init, then k tokens (at most n) drawn and dropped: the stream goes on with
+ * token k of the n. */
+void double_text_gen_init_at(DoubleTextGen *g, uint64_t seed, unsigned n, unsigned k);
+
+/* Continuation (the shim's mid-stream resume): a request may carry the start of the answer it
+ * would get, as a trailing assistant message (chat) or appended to a raw prompt (generate), and
+ * the double then sends only the rest of that answer. A raw prompt's answer part is looked for
+ * only within its last DOUBLE_TEXT_CONTINUE_MAX_BYTES bytes and up to
+ * DOUBLE_TEXT_CONTINUE_MAX_TOKENS tokens. */
+#define DOUBLE_TEXT_CONTINUE_MAX_BYTES (64u << 10)
+#define DOUBLE_TEXT_CONTINUE_MAX_TOKENS 1000u
+
+/* Whether prefix[0..len) is exactly the first k tokens (0 <= k <= n) of the n-token answer of
+ * seed; then *ret_k = k. The empty prefix is the first 0 tokens. */
+bool double_text_continuation_skip(uint64_t seed, unsigned n, const char *prefix, size_t len, unsigned *ret_k);
+/* Whether the raw prompt[0..len) is an original prompt O = prompt[0..split) (not empty)
+ * followed by the first k >= 1 tokens of the n-token answer of seed(model, O); then *ret_split
+ * and *ret_k. The longest such answer part wins; there is at most one, as only an answer's first
+ * token has an uppercase letter. */
+bool double_text_continuation_split(const char *model, unsigned n, const char *prompt, size_t len,
+                                    size_t *ret_split, unsigned *ret_k);
 
 /* Token count the double reports for a text: its whitespace-separated words. */
 unsigned double_text_count_words(const char *s, size_t len);
@@ -119,6 +140,11 @@ int double_text_json_get_float(json_object *o, const char *key, const char *go_s
  * message. openai selects the /v1 rules (content may be a list of parts). */
 int double_text_messages_join(json_object *messages, bool openai, char **ret_text, size_t *ret_len,
                               unsigned *ret_tokens, char **ret_error);
+/* When the last message has role "assistant" (a partial answer to continue): 1, with its content
+ * as double_text_messages_join joins it (so the join of the messages before it is the whole
+ * join's first len - *ret_len bytes). 0 otherwise. Call after double_text_messages_join accepted
+ * the messages. */
+int double_text_messages_trailing_assistant(json_object *messages, bool openai, char **ret_text, size_t *ret_len);
 
 /* The prompt as the prompt cache sees it, rendered the way a chat template renders one: each
  * message as "<|role|>" + its images ("<|image:HEX|>", FNV-1a 64 of the image string) + its

@@ -108,7 +108,8 @@ struct Job {
 
         DoubleTextGen gen;
         uint64_t seed;
-        unsigned n_tokens;
+        unsigned skip;          /* tokens of the answer the request brought along (continuation) */
+        unsigned n_tokens;      /* tokens to send in this response, after the skipped ones */
         unsigned emitted;
         unsigned fail_after;
         unsigned prompt_tokens;
@@ -468,7 +469,9 @@ static uint64_t job_acquire_slot(Job *j) {
 }
 
 /* Gives the slot back holding the prompt and the tokens sent, regenerated from the seed, as the
- * runner's slot keeps what it evaluated and sampled. */
+ * runner's slot keeps what it evaluated and sampled. A continuation's skipped tokens are already
+ * in its rendered prompt (an open assistant message, or a raw prompt's tail), so only the tokens
+ * sent follow: the slot ends as the uninterrupted request's would. */
 static void job_release_slot(Job *j) {
         _cleanup_evbuffer_ struct evbuffer *b = NULL;
         char tok[DOUBLE_TEXT_TOKEN_MAX];
@@ -480,7 +483,7 @@ static void job_release_slot(Job *j) {
         j->has_lease = false;
         b = j->prefilled ? evbuffer_new() : NULL;
         if (b) {
-                double_text_gen_init(&g, j->seed, j->n_tokens);
+                double_text_gen_init_at(&g, j->seed, j->skip + j->n_tokens, j->skip);
                 for (unsigned i = 0; i < j->emitted && evbuffer_get_length(b) < DOUBLE_CACHE_MAX_PREFIX; i++) {
                         l = double_text_gen_next(&g, tok, sizeof(tok));
                         if (l <= 0 || evbuffer_add(b, tok, (size_t) l) < 0)
@@ -1460,14 +1463,17 @@ static int job_new_generation(Double *d, struct evhttp_request *req, ApiFlavour 
 }
 
 
-static void job_setup_generation(Job *j, const char *model_name, const char *text, size_t len, unsigned prompt_tokens,
-                                 int64_t num_predict) {
+/* The answer is tokens skip.. of the natural n of seed; num_predict counts the tokens sent, and
+ * the generator is made for skip + those, so a cut answer still ends in a period. */
+static void job_setup_generation(Job *j, uint64_t seed, unsigned skip, unsigned prompt_tokens, int64_t num_predict) {
         Double *d = j->d;
+        unsigned natural = d->natural_tokens < DOUBLE_TEXT_MAX_TOKENS ? d->natural_tokens : DOUBLE_TEXT_MAX_TOKENS;
 
         j->prompt_tokens = prompt_tokens;
-        j->n_tokens = double_text_token_budget(d->natural_tokens, num_predict, &j->done_reason);
-        j->seed = double_text_seed(model_name, text, len);
-        double_text_gen_init(&j->gen, j->seed, j->n_tokens);
+        j->seed = seed;
+        j->skip = skip < natural ? skip : natural;
+        j->n_tokens = double_text_token_budget(natural - j->skip, num_predict, &j->done_reason);
+        double_text_gen_init_at(&j->gen, j->seed, j->skip + j->n_tokens, j->skip);
         j->fail_after = d->fail_after_tokens;
 }
 
@@ -1524,7 +1530,9 @@ static int handle_generate_common(Double *d, struct evhttp_request *req, ApiFlav
         _cleanup_dfree_ char *err = NULL;
         const char *go_struct = "GenerateRequest";
         const char *prompt = NULL;
-        size_t prompt_len = 0;
+        size_t prompt_len = 0, seed_len, split;
+        json_object *raw = NULL;
+        unsigned skip = 0;
         InferenceFields f;
         Model *m;
         Job *j;
@@ -1595,7 +1603,13 @@ static int handle_generate_common(Double *d, struct evhttp_request *req, ApiFlav
                 return 0;
         j->load_only = prompt_len == 0;
         (void) snprintf(j->id, sizeof(j->id), "cmpl-%" PRIu64, d->next_id++ % 999);
-        job_setup_generation(j, m->name, prompt ?: "", prompt_len,
+        /* A raw prompt may end with the start of its own answer (the shim's resume): continue it. */
+        seed_len = prompt_len;
+        if (flavour == API_NATIVE && !j->load_only && json_object_object_get_ex(body, "raw", &raw) &&
+            json_object_is_type(raw, json_type_boolean) && json_object_get_boolean(raw) &&
+            double_text_continuation_split(m->name, d->natural_tokens, prompt, prompt_len, &split, &skip))
+                seed_len = split;
+        job_setup_generation(j, double_text_seed(m->name, prompt ?: "", seed_len), skip,
                              1 + double_text_count_words(prompt, prompt_len), f.num_predict);
         if (flavour == API_NATIVE && !j->load_only)
                 job_setup_context(j, prompt, prompt_len);
@@ -1615,11 +1629,12 @@ static int handle_oai_completions(Double *d, struct evhttp_request *req, const c
 
 static int handle_chat_common(Double *d, struct evhttp_request *req, ApiFlavour flavour) {
         _cleanup_json_ json_object *body = NULL;
-        _cleanup_dfree_ char *err = NULL, *text = NULL;
+        _cleanup_dfree_ char *err = NULL, *text = NULL, *partial = NULL;
         const char *go_struct = flavour == API_OPENAI ? "ChatCompletionRequest" : "ChatRequest";
         json_object *messages = NULL;
-        size_t text_len = 0, n_messages;
-        unsigned tokens = 0;
+        size_t text_len = 0, n_messages, partial_len = 0, seed_len;
+        unsigned tokens = 0, skip = 0;
+        uint64_t seed;
         InferenceFields f;
         Model *m;
         Job *j;
@@ -1694,8 +1709,20 @@ static int handle_chat_common(Double *d, struct evhttp_request *req, ApiFlavour 
         if (job_new_generation(d, req, flavour, flavour == API_OPENAI ? JOB_OAI_CHAT : JOB_CHAT, m, &f, "chat", &j) <= 0)
                 return 0;
         j->load_only = n_messages == 0;
+        seed = double_text_seed(m->name, text, text_len);
         (void) snprintf(j->id, sizeof(j->id), "chatcmpl-%" PRIu64, d->next_id++ % 999);
-        job_setup_generation(j, m->name, text, text_len, tokens, f.num_predict);
+        /* A last assistant message is a partial answer to continue (the shim's resume, or any
+         * prefill): the answer is the one to the messages before it; when the message is that
+         * answer's start only the rest is sent, otherwise the answer is sent whole. */
+        if (!j->load_only &&
+            double_text_messages_trailing_assistant(messages, flavour == API_OPENAI, &partial, &partial_len) > 0 &&
+            partial_len <= text_len) {
+                seed_len = text_len - partial_len;
+                seed = double_text_seed(m->name, text, seed_len);
+                if (!double_text_continuation_skip(seed, d->natural_tokens, partial, partial_len, &skip))
+                        skip = 0;
+        }
+        job_setup_generation(j, seed, skip, tokens, f.num_predict);
         /* Without a rendering (out of memory) the request is served without the cache. */
         if (!j->load_only)
                 (void) double_text_render_chat(messages, flavour == API_OPENAI, &j->render, &j->render_len);

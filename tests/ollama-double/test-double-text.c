@@ -376,6 +376,241 @@ START_TEST(test_messages) {
 }
 END_TEST
 
+START_TEST(test_gen_init_at) {
+        char tok[DOUBLE_TEXT_TOKEN_MAX], tok2[DOUBLE_TEXT_TOKEN_MAX];
+        DoubleTextGen g, h;
+
+        for (unsigned k = 0; k <= 12; k++) {
+                double_text_gen_init(&g, 7, 12);
+                for (unsigned i = 0; i < k; i++)
+                        ck_assert_int_gt(double_text_gen_next(&g, tok, sizeof(tok)), 0);
+                double_text_gen_init_at(&h, 7, 12, k);
+                ck_assert_uint_eq(h.index, k);
+                for (;;) {
+                        int l = double_text_gen_next(&g, tok, sizeof(tok));
+
+                        ck_assert_int_eq(double_text_gen_next(&h, tok2, sizeof(tok2)), l);
+                        if (l == 0)
+                                break;
+                        ck_assert_str_eq(tok, tok2);
+                }
+        }
+        /* k beyond n stops at n */
+        double_text_gen_init_at(&h, 7, 3, 10);
+        ck_assert_uint_eq(h.index, 3);
+        ck_assert_int_eq(double_text_gen_next(&h, tok, sizeof(tok)), 0);
+}
+END_TEST
+
+/* The first k tokens of the n-token answer of seed, and the rest as a continuation from k gives it. */
+static void split_answer(uint64_t seed, unsigned n, unsigned k, char **ret_prefix, char **ret_rest) {
+        char tok[DOUBLE_TEXT_TOKEN_MAX];
+        char *prefix = calloc(n + 1, DOUBLE_TEXT_TOKEN_MAX), *rest = calloc(n + 1, DOUBLE_TEXT_TOKEN_MAX);
+        DoubleTextGen g;
+
+        ck_assert_ptr_nonnull(prefix);
+        ck_assert_ptr_nonnull(rest);
+        double_text_gen_init(&g, seed, n);
+        for (unsigned i = 0; i < k && double_text_gen_next(&g, tok, sizeof(tok)) > 0; i++)
+                strcat(prefix, tok);
+        double_text_gen_init_at(&g, seed, n, k);
+        while (double_text_gen_next(&g, tok, sizeof(tok)) > 0)
+                strcat(rest, tok);
+        *ret_prefix = prefix;
+        *ret_rest = rest;
+}
+
+START_TEST(test_continuation_skip) {
+        static const uint64_t seeds[] = { 0, 1, 42, UINT64_C(0xdeadbeefcafef00d) };
+        static const unsigned ns[] = { 1, 2, 5, 12, 16, 40 };
+
+        for (size_t si = 0; si < sizeof(seeds) / sizeof(seeds[0]); si++)
+                for (size_t ni = 0; ni < sizeof(ns) / sizeof(ns[0]); ni++) {
+                        unsigned n = ns[ni];
+                        char *whole = NULL;
+
+                        ck_assert_int_eq(double_text_generate(seeds[si], n, &whole), 0);
+                        for (unsigned k = 0; k <= n; k++) {
+                                char *prefix = NULL, *rest = NULL, *joined = NULL;
+                                unsigned got = UINT32_MAX;
+                                size_t pl;
+
+                                split_answer(seeds[si], n, k, &prefix, &rest);
+                                pl = strlen(prefix);
+                                ck_assert(double_text_continuation_skip(seeds[si], n, prefix, pl, &got));
+                                ck_assert_uint_eq(got, k);
+                                ck_assert_int_ge(asprintf(&joined, "%s%s", prefix, rest), 0);
+                                ck_assert_str_eq(joined, whole);
+                                free(joined);
+
+                                /* not a token boundary, a changed byte, another seed: no skip */
+                                got = UINT32_MAX;
+                                if (pl > 1) {
+                                        ck_assert(!double_text_continuation_skip(seeds[si], n, prefix, pl - 1, &got));
+                                        prefix[pl / 2] ^= 0x20;
+                                        ck_assert(!double_text_continuation_skip(seeds[si], n, prefix, pl, &got));
+                                        prefix[pl / 2] ^= 0x20;
+                                }
+                                /* another seed (one or two tokens may agree by chance) */
+                                if (k >= 4)
+                                        ck_assert(!double_text_continuation_skip(seeds[si] + 1, n, prefix, pl, &got));
+                                ck_assert_uint_eq(got, UINT32_MAX);
+                                free(prefix);
+                                free(rest);
+                        }
+                        /* more than the whole answer */
+                        {
+                                char *more = NULL;
+                                unsigned got = 0;
+
+                                ck_assert_int_ge(asprintf(&more, "%s ", whole), 0);
+                                ck_assert(!double_text_continuation_skip(seeds[si], n, more, strlen(more), &got));
+                                free(more);
+                        }
+                        free(whole);
+                }
+
+        {
+                unsigned got = 1;
+
+                ck_assert(!double_text_continuation_skip(42, 16, "Hello there ", 12, &got));
+                ck_assert(double_text_continuation_skip(42, 16, NULL, 0, &got));
+                ck_assert_uint_eq(got, 0);
+        }
+}
+END_TEST
+
+START_TEST(test_continuation_split) {
+        static const char *const prompts[] = {
+                "Why is the sky blue?",
+                "x",
+                "Tell me A story about The River.\n",
+                "lowercase only, no capitals at all ",
+        };
+        static const unsigned ns[] = { 1, 3, 12, 16 };
+        size_t split;
+        unsigned k;
+
+        for (size_t pi = 0; pi < sizeof(prompts) / sizeof(prompts[0]); pi++)
+                for (size_t ni = 0; ni < sizeof(ns) / sizeof(ns[0]); ni++) {
+                        const char *o = prompts[pi];
+                        unsigned n = ns[ni];
+                        uint64_t seed = double_text_seed("llama3.2", o, strlen(o));
+
+                        /* the prompt alone: no answer part */
+                        ck_assert(!double_text_continuation_split("llama3.2", n, o, strlen(o), &split, &k));
+
+                        for (unsigned want = 1; want <= n; want++) {
+                                char *prefix = NULL, *rest = NULL, *p = NULL;
+                                size_t pl;
+
+                                split_answer(seed, n, want, &prefix, &rest);
+                                ck_assert_int_ge(asprintf(&p, "%s%s", o, prefix), 0);
+                                pl = strlen(p);
+                                split = 0;
+                                k = 0;
+                                ck_assert(double_text_continuation_split("llama3.2", n, p, pl, &split, &k));
+                                ck_assert_uint_eq(split, strlen(o));
+                                ck_assert_uint_eq(k, want);
+                                /* the model is part of the seed */
+                                ck_assert(!double_text_continuation_split("llama3.2:1b", n, p, pl, &split, &k));
+                                /* a partial token, or text after the answer part: none */
+                                ck_assert(!double_text_continuation_split("llama3.2", n, p, pl - 1, &split, &k));
+                                p[pl - 1] = '!';
+                                ck_assert(!double_text_continuation_split("llama3.2", n, p, pl, &split, &k));
+                                free(p);
+                                free(prefix);
+                                free(rest);
+                        }
+                }
+
+        /* unrelated text, and an answer part with nothing before it (an empty prompt only loads) */
+        {
+                char *whole = NULL;
+
+                ck_assert(!double_text_continuation_split("llama3.2", 16, "Hello world. The river ", 23, &split, &k));
+                ck_assert(!double_text_continuation_split("llama3.2", 16, "", 0, &split, &k));
+                ck_assert(!double_text_continuation_split("llama3.2", 16, NULL, 0, &split, &k));
+                ck_assert_int_eq(double_text_generate(double_text_seed("llama3.2", "", 0), 16, &whole), 0);
+                ck_assert(!double_text_continuation_split("llama3.2", 16, whole, strlen(whole), &split, &k));
+                free(whole);
+        }
+}
+END_TEST
+
+START_TEST(test_continuation_bounds) {
+        const unsigned n = 3000;
+        const char *o = "Continue, please: ";
+        uint64_t seed = double_text_seed("llama3.2", o, strlen(o));
+        size_t split, big = 8u << 20;
+        char *prefix = NULL, *rest = NULL, *p = NULL, *huge;
+        unsigned k;
+
+        /* up to DOUBLE_TEXT_CONTINUE_MAX_TOKENS tokens are found, beyond that not */
+        split_answer(seed, n, DOUBLE_TEXT_CONTINUE_MAX_TOKENS, &prefix, &rest);
+        ck_assert_int_ge(asprintf(&p, "%s%s", o, prefix), 0);
+        ck_assert(double_text_continuation_split("llama3.2", n, p, strlen(p), &split, &k));
+        ck_assert_uint_eq(k, DOUBLE_TEXT_CONTINUE_MAX_TOKENS);
+        ck_assert_uint_eq(split, strlen(o));
+        free(p);
+        free(prefix);
+        free(rest);
+        split_answer(seed, n, DOUBLE_TEXT_CONTINUE_MAX_TOKENS + 1, &prefix, &rest);
+        ck_assert_int_ge(asprintf(&p, "%s%s", o, prefix), 0);
+        ck_assert(!double_text_continuation_split("llama3.2", n, p, strlen(p), &split, &k));
+        /* the chat rule has no such bound: the whole message is checked */
+        ck_assert(double_text_continuation_skip(seed, n, prefix, strlen(prefix), &k));
+        ck_assert_uint_eq(k, DOUBLE_TEXT_CONTINUE_MAX_TOKENS + 1);
+        free(p);
+        free(prefix);
+        free(rest);
+
+        /* a long prompt whose last capital is beyond the window is not searched */
+        huge = malloc(big + 1);
+        ck_assert_ptr_nonnull(huge);
+        memset(huge, 'a', big);
+        huge[0] = 'T';
+        huge[big] = '\0';
+        ck_assert(!double_text_continuation_split("llama3.2", 16, huge, big, &split, &k));
+        huge[big - DOUBLE_TEXT_CONTINUE_MAX_BYTES - 1] = 'T';
+        ck_assert(!double_text_continuation_split("llama3.2", 16, huge, big, &split, &k));
+        free(huge);
+}
+END_TEST
+
+START_TEST(test_trailing_assistant) {
+        json_object *chat = json_tokener_parse("[{\"role\":\"user\",\"content\":\"hi\"},"
+                                               "{\"role\":\"assistant\",\"content\":\"The river \",\"thinking\":\"hm\"}]");
+        json_object *parts = json_tokener_parse("[{\"role\":\"user\",\"content\":\"hi\"},"
+                                                "{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"The \"},"
+                                                "{\"type\":\"text\",\"text\":\"river \"}]}]");
+        json_object *user = json_tokener_parse("[{\"role\":\"assistant\",\"content\":\"x\"},{\"role\":\"user\",\"content\":\"hi\"}]");
+        char *text = NULL, *whole = NULL, *err = NULL;
+        size_t len = 0, wlen = 0;
+        unsigned tokens;
+
+        ck_assert_int_eq(double_text_messages_trailing_assistant(chat, false, &text, &len), 1);
+        ck_assert_str_eq(text, "The river ");
+        ck_assert_uint_eq(len, 10);
+        ck_assert_int_eq(double_text_messages_join(chat, false, &whole, &wlen, &tokens, &err), 0);
+        ck_assert_uint_eq(wlen - len, 2);
+        ck_assert_int_eq(strncmp(whole, "hi", wlen - len), 0);
+        free(text);
+        free(whole);
+
+        ck_assert_int_eq(double_text_messages_trailing_assistant(parts, true, &text, &len), 1);
+        ck_assert_str_eq(text, "The river ");
+        free(text);
+
+        ck_assert_int_eq(double_text_messages_trailing_assistant(user, false, &text, &len), 0);
+        ck_assert_int_eq(double_text_messages_trailing_assistant(NULL, false, &text, &len), 0);
+
+        json_object_put(chat);
+        json_object_put(parts);
+        json_object_put(user);
+}
+END_TEST
+
 START_TEST(test_digest) {
         uint8_t d[32];
         char hex[65];
@@ -471,6 +706,11 @@ static Suite *double_text_suite(void) {
         tcase_add_test(tc, test_num_predict);
         tcase_add_test(tc, test_json_parse);
         tcase_add_test(tc, test_messages);
+        tcase_add_test(tc, test_gen_init_at);
+        tcase_add_test(tc, test_continuation_skip);
+        tcase_add_test(tc, test_continuation_split);
+        tcase_add_test(tc, test_continuation_bounds);
+        tcase_add_test(tc, test_trailing_assistant);
         tcase_add_test(tc, test_digest);
         tcase_add_test(tc, test_listen);
         tcase_add_test(tc, test_host_allowed);

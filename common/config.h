@@ -41,6 +41,10 @@ typedef struct MyceliaConfig {
         char *route_policy;
         unsigned embed_split;     /* split embedding requests with more inputs over nodes; 0: never */
         unsigned route_retries;   /* retries before the first byte, on other nodes */
+        bool resume;              /* a stream cut mid-answer continues on another node (docs/stream-resume.md) */
+        uint64_t resume_max_bytes; /* text kept per stream for that; past it a stream is not resumed */
+        unsigned resume_attempts; /* continuations per request at most */
+        usec_t resume_stall;      /* a resumable stream silent this long after its first byte is cut and resumed */
         char *gravity_eps;        /* decimal, > 0 and <= 10; parsed by shimd */
         usec_t cooling_wait;      /* every node serving a model cools down: wait this long at most for one */
         usec_t tags_interval;     /* how often the upstream's /api/tags is re-read */

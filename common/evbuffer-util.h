@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* An evbuffer's chains as struct iovec, read in place. */
+/* An evbuffer's chains as struct iovec, read in place; a JSON body parsed from them. */
 #pragma once
 
 #include <event2/buffer.h>
+#include <json-c/json.h>
 #include <sys/uio.h>
 
 #include "macro.h"
@@ -14,3 +15,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct evbuffer *, evbuffer_free);
  * empty buffer) or -ENOMEM. The iovecs stay valid while buf is not changed. */
 int evbuffer_iovecs(struct evbuffer *buf, struct iovec *small, size_t n_small, struct iovec **ret_vec,
                     struct iovec **ret_heap);
+
+/* The JSON value at the start of buf, parsed chain by chain (json-c's tokener is incremental),
+ * or NULL: not JSON, incomplete, out of memory, or buf longer than max. buf is not changed. */
+json_object *evbuffer_parse_json(struct evbuffer *buf, size_t max);

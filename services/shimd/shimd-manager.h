@@ -87,6 +87,7 @@ typedef struct ShimCounters {
         uint64_t retries_fresh;         /* the same node on a fresh connection (pooled one closed) */
         uint64_t failovers_failure;     /* another node, after a connection failure */
         uint64_t failovers_status;      /* another node, after a 5xx answer */
+        uint64_t resumes;               /* streams continued on another node mid-answer (docs/stream-resume.md) */
 } ShimCounters;
 
 struct Manager {

@@ -262,6 +262,8 @@ static void render_shim(MetricsText *t, Manager *m) {
         (void) metrics_family(t, name, METRIC_COUNTER, "Requests moved to another node before their first byte, by cause.");
         (void) metrics_sample_u64(t, name, &(MetricLabel) { "reason", "failure" }, 1, c->failovers_failure);
         (void) metrics_sample_u64(t, name, &(MetricLabel) { "reason", "status" }, 1, c->failovers_status);
+        counter(t, "mycelia_shim_resumes_total", "Streams continued on another node after theirs failed mid-answer.",
+                c->resumes);
         counter(t, "mycelia_shim_outcomes_dropped_total", "Outcome reports to routerd dropped because a batch was full.",
                 router_cache_outcomes_dropped(m->router));
         gauge(t, "mycelia_shim_requests_in_flight", "Requests being answered.", m->requests_active);

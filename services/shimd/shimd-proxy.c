@@ -42,6 +42,7 @@
 #include "shimd-status.h"
 #include "shimd-www.h"
 #include "shimd-proxy.h"
+#include "shimd-resume.h"
 #include "shimd-router-cache.h"
 #include "shimd-spread.h"
 #include "shimd-upstream.h"
@@ -53,6 +54,10 @@
  * attempt ran. */
 #define PROXY_ERROR_NODE_LOST 1000
 #define PROXY_ERROR_NODE_DOWN 1001
+/* The upstream ended its stream with an error object (a peer's shim whose Ollama failed), or a
+ * continuation answered with another status than 200. */
+#define PROXY_ERROR_STREAM_FAILED 1002
+#define PROXY_ERROR_CONTINUATION_STATUS 1003
 
 struct ProxyRequest {
         Manager *m;
@@ -75,6 +80,12 @@ struct ProxyRequest {
         struct evbuffer *collect;       /* the list while it is read; NULL otherwise */
         AffinityChain chain;    /* gravity: the request's context (empty when none) */
         CreateBlobs *create_blobs;      /* /api/create here: its blobs, brought in first */
+        json_object *body_json; /* the body parsed, while routing decides (proxy_body_json()) */
+        bool body_parsed;
+        ProxyResume *resume;    /* a stream that may continue on another node (shimd-resume.c) */
+        struct evbuffer *resume_out;    /* what the resume filter lets through, for the client */
+        bool resume_cut;        /* the filter saw the upstream's stream fail: resume it */
+        bool resume_stall_armed; /* the attempt's read timeout is [router] resume_stall */
 
         struct evhttp_request *client;
         struct evhttp_connection *client_evcon;
@@ -123,6 +134,8 @@ static const char *upstream_error_string(int e) {
         case EVREQ_HTTP_DATA_TOO_LONG: return "sent a response too large";
         case PROXY_ERROR_NODE_LOST: return "left the mesh";
         case PROXY_ERROR_NODE_DOWN: return "is suspected down";
+        case PROXY_ERROR_STREAM_FAILED: return "ended the stream with an error";
+        case PROXY_ERROR_CONTINUATION_STATUS: return "refused the continuation";
         default: return "failed";
         }
 }
@@ -214,6 +227,10 @@ static void proxy_free(ProxyRequest *p) {
                 evbuffer_free(p->pending);
         affinity_chain_done(&p->chain);
         create_blobs_free(p->create_blobs);
+        json_object_put(p->body_json);
+        p->resume = proxy_resume_free(p->resume);
+        if (p->resume_out)
+                evbuffer_free(p->resume_out);
         if (p->collect)
                 evbuffer_free(p->collect);
         free(p->pin);
@@ -424,7 +441,7 @@ static int proxy_sign(ProxyRequest *p, struct evbuffer *body, char value[MESH_AU
  * body by reference (nothing copied; it stays intact for a retry). */
 static int proxy_queue_request(ProxyRequest *p, struct evbuffer *out) {
         struct evkeyvalq *in = evhttp_request_get_input_headers(p->client);
-        struct evbuffer *body = evhttp_request_get_input_buffer(p->client);
+        struct evbuffer *body = proxy_resume_body(p->resume) ?: evhttp_request_get_input_buffer(p->client);
         const char *connection = headers_connection(in), *method = shim_method_name(p->method);
         size_t body_len = evbuffer_get_length(body), need;
         _cleanup_free_ char *heap = NULL;
@@ -535,7 +552,12 @@ static int proxy_attempt(ProxyRequest *p) {
         p->up_head_done = false;
         p->up_keep_alive = false;
         p->t_attempt = now_usec();
-        p->t_first_byte = 0;
+        /* A continuation's first byte is not the answer's. */
+        if (!p->started)
+                p->t_first_byte = 0;
+        p->resume_stall_armed = false;
+        if (p->resume)
+                proxy_resume_attempt(p->resume);
 
         if (!p->force_fresh)
                 c = upstream_pool_take(m->pool, p->url.hostport);
@@ -603,7 +625,11 @@ static void proxy_start(ProxyRequest *p) {
                         return;
                 p->m->counters.upstream_errors++;
                 if (proxy_pick_retry(p) < 0) {
-                        proxy_fail_before_start(p);
+                        /* A continuation found no node that takes it: the stream ends. */
+                        if (p->started)
+                                proxy_fail_mid_stream(p);
+                        else
+                                proxy_fail_before_start(p);
                         return;
                 }
         }
@@ -613,6 +639,8 @@ static void proxy_wait_cb(evutil_socket_t fd, short what, void *userdata) {
         proxy_start(userdata);
 }
 
+static bool proxy_resume(ProxyRequest *p);
+
 /* The current attempt failed (p->up_error says how). */
 static void proxy_upstream_failed(ProxyRequest *p) {
         if (!p->started)
@@ -621,7 +649,8 @@ static void proxy_upstream_failed(ProxyRequest *p) {
 
         p->m->counters.upstream_errors++;
         if (p->started) {
-                proxy_fail_mid_stream(p);
+                if (!proxy_resume(p))
+                        proxy_fail_mid_stream(p);
                 return;
         }
         if (proxy_pick_retry(p) < 0) {
@@ -768,6 +797,23 @@ static void proxy_flush_cb(evutil_socket_t fd, short what, void *userdata) {
                 proxy_client_drained_cb(p->client_evcon, p);
 }
 
+/* A resumable stream that has started is cut and resumed after [router] resume_stall of silence
+ * rather than the upstream timeout; one that can no longer be resumed gets the upstream timeout
+ * back. */
+static void proxy_resume_stall_check(ProxyRequest *p) {
+        bool possible = p->resume && proxy_resume_possible(p->resume, NULL);
+
+        if (!p->up || possible == p->resume_stall_armed || p->m->config->resume_stall >= p->m->config->upstream_timeout)
+                return;
+        if (possible) {
+                struct timeval tv = usec_to_timeval(p->m->config->resume_stall);
+
+                bufferevent_set_timeouts(p->up->bev, &tv, NULL);
+        } else
+                bufferevent_set_timeouts(p->up->bev, &p->m->upstream_tv, NULL);
+        p->resume_stall_armed = possible;
+}
+
 /* Relays decoded body bytes (all of in) to the client. */
 static void proxy_relay(ProxyRequest *p, struct evbuffer *in) {
         struct evbuffer *client_out;
@@ -775,6 +821,23 @@ static void proxy_relay(ProxyRequest *p, struct evbuffer *in) {
 
         if (n == 0)
                 return;
+        /* A resumable stream: whole lines only, rewritten in a continuation; an error object
+         * from the upstream is held back and the stream resumed (proxy_upstream_read_cb). */
+        if (p->resume && p->started && (p->stream.kind == SHIM_STREAM_NDJSON || p->stream.kind == SHIM_STREAM_SSE)) {
+                if (!p->resume_out && !(p->resume_out = evbuffer_new())) {
+                        log_oom();
+                        p->resume = proxy_resume_free(p->resume);
+                } else {
+                        if (proxy_resume_filter(p->resume, in, p->resume_out))
+                                p->resume_cut = true;
+                        (void) evbuffer_drain(in, evbuffer_get_length(in));
+                        in = p->resume_out;
+                        n = evbuffer_get_length(in);
+                        proxy_resume_stall_check(p);
+                        if (n == 0)
+                                return;
+                }
+        }
         if (p->collect) {
                 /* Bounded: a list too long to merge is passed on as it is (proxy_finish()). */
                 p->stream.bytes += n;
@@ -953,8 +1016,21 @@ static bool proxy_read_head(ProxyRequest *p, struct evbuffer *in) {
                         proxy_upstream_failed(p);
                         return false;
                 }
-                if (r.status >= 500 && proxy_retry_on_status(p, r.status))
+                if (r.status >= 500 && !p->started && proxy_retry_on_status(p, r.status))
                         return false;
+                /* A continuation: the client has its head; only a 200 continues the stream. */
+                if (p->started && r.status >= 200) {
+                        if (r.status != 200) {
+                                p->up_error = PROXY_ERROR_CONTINUATION_STATUS;
+                                proxy_upstream_failed(p);
+                                return false;
+                        }
+                        p->up_head_done = true;
+                        p->up_keep_alive = r.keep_alive;
+                        shim_http_body_init(&p->body, shim_http_response_body_kind(&r, false), r.content_length);
+                        (void) evbuffer_drain(in, (size_t) k);
+                        continue;
+                }
                 /* 1xx are interim: the real status follows. */
                 if (r.status >= 200) {
                         p->up_head_done = true;
@@ -971,6 +1047,12 @@ static bool proxy_read_head(ProxyRequest *p, struct evbuffer *in) {
 }
 
 static void proxy_upstream_complete(ProxyRequest *p, bool reusable) {
+        /* What a resumable stream held back (a last line without its newline) goes out as it is. */
+        if (p->resume && p->resume_out) {
+                proxy_resume_flush(p->resume, p->resume_out);
+                p->resume = proxy_resume_free(p->resume);
+                proxy_relay(p, p->resume_out);
+        }
         proxy_attempt_release(p, reusable);
         proxy_finish(p);
 }
@@ -1005,6 +1087,12 @@ static void proxy_upstream_read_cb(struct bufferevent *bev, void *userdata) {
                         (void) evbuffer_drain(in, (size_t) n);
         }
         proxy_relay(p, scratch);
+        if (p->resume_cut) {
+                p->resume_cut = false;
+                p->up_error = PROXY_ERROR_STREAM_FAILED;
+                proxy_upstream_failed(p);
+                return;
+        }
         if (p->body.done)
                 proxy_upstream_complete(p, p->up_keep_alive);
 }
@@ -1096,6 +1184,47 @@ static void proxy_fail_mid_stream(ProxyRequest *p) {
         proxy_end_with_error(p, message);
 }
 
+/* The serving node failed after the stream started (p->up_error says how; the attempt is
+ * released): the same answer continues on the next candidate, in the same client stream
+ * (docs/stream-resume.md). false: it cannot, and the caller ends the stream. */
+static bool proxy_resume(ProxyRequest *p) {
+        char message[256];
+        const char *why = NULL, *reason = NULL;
+        RouterTarget t = {};
+        RoutePick pick;
+        int r;
+
+        if (!p->resume || !p->client || p->content_length)
+                return false;
+        if (!proxy_resume_possible(p->resume, &why)) {
+                log_debug("Request %" PRIu64 ": node %s failed mid-stream, not resumed: %s.", p->id, p->node_id, why);
+                return false;
+        }
+        pick = proxy_route_pick(p, shim_retry_exclude(&p->retry));
+        if (router_cache_pick(p->m->router, &pick, &t, &reason) < 0) {
+                log_debug("Request %" PRIu64 ": node %s failed mid-stream, not resumed: no other node serves %s.",
+                          p->id, p->node_id, strempty(p->model));
+                return false;
+        }
+        if (!proxy_resume_begin(p->resume, &r)) {
+                free(t.address);
+                log_debug_errno(r, "Request %" PRIu64 ": node %s failed mid-stream, not resumed: %s", p->id, p->node_id,
+                                r == -ENOSPC ? "num_predict reached" : "cannot make the continuation: %m");
+                return false;
+        }
+        snprintf(message, sizeof(message), "%s mid-stream", upstream_error_string(p->up_error));
+        proxy_report(p, 502, message);
+        p->m->counters.resumes++;
+        log_notice("Request %" PRIu64 ": node %s %s after %" PRIu64 " tokens; resuming the stream on node %s (%s).",
+                   p->id, p->node_id, message, proxy_resume_tokens(p->resume), t.node_id, reason);
+        if (proxy_set_target(p, &t) < 0) {
+                log_oom();
+                return false;
+        }
+        proxy_start(p);
+        return true;
+}
+
 /* The client's connection is going away (closed, reset, timed out, or we shut down). */
 static void proxy_client_close_cb(struct evhttp_connection *evcon, void *userdata) {
         ProxyRequest *p = userdata;
@@ -1133,23 +1262,17 @@ static void proxy_extract_model(ProxyRequest *p, struct evbuffer *body) {
 /* The JSON value of the request body, parsed in place chain by chain (json-c's tokener is
  * incremental); NULL when the body is not one, or is larger than max. */
 static json_object *proxy_parse_body(ProxyRequest *p, size_t max) {
-        struct evbuffer *body = evhttp_request_get_input_buffer(p->client);
-        _cleanup_(json_tokener_freep) json_tokener *tok = NULL;
-        struct iovec small[16], *vec, *heap = NULL;
-        json_object *obj = NULL;
-        int n;
+        return evbuffer_parse_json(evhttp_request_get_input_buffer(p->client), max);
+}
 
-        if (evbuffer_get_length(body) > max)
-                return NULL;
-        tok = json_tokener_new();
-        n = tok ? evbuffer_iovecs(body, small, ELEMENTSOF(small), &vec, &heap) : -ENOMEM;
-        for (int i = 0; !obj && i < n; i++) {
-                obj = json_tokener_parse_ex(tok, vec[i].iov_base, (int) MIN(vec[i].iov_len, (size_t) INT_MAX));
-                if (!obj && json_tokener_get_error(tok) != json_tokener_continue)
-                        break;
+/* The body of a routed request parsed once for all that read it while it is routed (gravity's
+ * context, resuming); NULL when it is not JSON or is over SHIM_AFFINITY_BODY_MAX. Owned by p. */
+static json_object *proxy_body_json(ProxyRequest *p) {
+        if (!p->body_parsed) {
+                p->body_parsed = true;
+                p->body_json = proxy_parse_body(p, SHIM_AFFINITY_BODY_MAX);
         }
-        free(heap);
-        return obj;
+        return p->body_json;
 }
 
 /* The context of a routed request for gravity: the chain of its parsed body, or of the key
@@ -1169,12 +1292,11 @@ static void proxy_affinity_chain(ProxyRequest *p, struct evhttp_request *req) {
              : AFFINITY_CONTEXT_NONE;
         if (kind == AFFINITY_CONTEXT_NONE)
                 return;
-        obj = proxy_parse_body(p, SHIM_AFFINITY_BODY_MAX);
+        obj = proxy_body_json(p);
         if (obj && affinity_chain_from_request(&p->chain, kind, obj) < 0) {
                 affinity_chain_done(&p->chain);
                 affinity_chain_init(&p->chain);
         }
-        json_object_put(obj);
 }
 
 /* X-Mycelia-Node: the node must exist and be up, and serve the model of a routed request;
@@ -1355,6 +1477,11 @@ void proxy_handle_request(struct evhttp_request *req, void *userdata) {
                 proxy_extract_model(p, evhttp_request_get_input_buffer(req));
                 if (p->model && proxy_routing_headers(p, req) < 0)
                         return;
+                if (p->model && proxy_resume_wanted(m, req, uri, p->id))
+                        p->resume = proxy_resume_new(m, uri, p->id, proxy_body_json(p));
+                /* What needs the body later holds its own reference. */
+                json_object_put(p->body_json);
+                p->body_json = NULL;
         }
         if (l->kind == SHIM_LISTENER_MESH && cls.routing == SHIM_ROUTING_BY_MODEL)
                 p->metrics_model = metrics_request_model(req);

@@ -4,7 +4,7 @@
 
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -194,7 +194,9 @@ export async function startMesh({ nodes: count = 1, doubleArgs = [], nodeArgs = 
                         procs.push({ kind: 'node', child: n.child });
                         const m = await n.ready;
                         seed ??= /gossip=(\S+)/.exec(m[3])?.[1] ?? null;
-                        started.push({ name, nodeUrl: m[1], doubleUrl, busAddress: m[2] });
+                        /* The pids are for tests that kill a node or its double (resume.test.mjs). */
+                        started.push({ name, nodeUrl: m[1], doubleUrl, busAddress: m[2],
+                                       launcherPid: n.child.pid, doublePid: d.child.pid });
                 }
                 /* Joined: every node answers for every other (X-Mycelia-Node is a 404 until the
                  * other is up in its routing table). */
@@ -247,4 +249,49 @@ export async function loadClientLibraries() {
                                 `  (${e.message})`,
                 };
         }
+}
+
+/* The pids of pid's children, from the ppid field of every /proc/N/stat (the comm before it may
+ * contain spaces and parentheses: the fields start after the last ')'). */
+function procChildren(pid) {
+        const out = [];
+        for (const e of readdirSync('/proc')) {
+                if (!/^\d+$/.test(e))
+                        continue;
+                let stat;
+                try {
+                        stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+                } catch {
+                        continue;       /* gone meanwhile */
+                }
+                const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+                if (Number(fields[1]) === pid)
+                        out.push(Number(e));
+        }
+        return out;
+}
+
+/* Every descendant of pid (children, their children, ...), as tests/integration/harness.py's
+ * proc_descendants. */
+export function procDescendants(pid) {
+        const out = [];
+        const todo = [pid];
+        while (todo.length) {
+                for (const c of procChildren(todo.pop()))
+                        if (!out.includes(c)) {
+                                out.push(c);
+                                todo.push(c);
+                        }
+        }
+        return out;
+}
+
+/* SIGKILL of pid and every process under it, collected before the first kill: nothing leaves
+ * gracefully (a launcher's daemons would otherwise get SIGTERM from PR_SET_PDEATHSIG). Returns
+ * the pids signalled. */
+export function killTree(pid) {
+        const pids = [pid, ...procDescendants(pid)];
+        for (const p of pids)
+                try { process.kill(p, 'SIGKILL'); } catch { /* already gone */ }
+        return pids;
 }

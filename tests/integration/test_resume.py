@@ -6,7 +6,9 @@
 # node: its text equals the uninterrupted answer, no line twice, none missing, one final object
 # whose counts cover both parts. What must not be resumed ends with the error object as before.
 import json
+import os
 import re
+import signal
 import threading
 import time
 import unittest
@@ -22,16 +24,26 @@ NAMES = ('ra', 'rb', 'rc')
 MODEL = 'shared:latest'
 TOKENS = 40
 CUT_AFTER = 6
+# A resumable stream silent this long after its first byte counts as a dead node (the default
+# is 30 s; the tokens here come every 60 ms).
+RESUME_STALL = 1.0
 MESSAGES = [{'role': 'user', 'content': 'Tell me a long story about the mesh.'}]
 
 
 class Resume(unittest.TestCase):
     def setUp(self):
         self.doubles, self.nodes = harness.start_mesh(
-            NAMES, MODEL, double_args=('--tokens', str(TOKENS), '--num-parallel', '4', '--token-delay-ms', '60'))
+            NAMES, MODEL, double_args=('--tokens', str(TOKENS), '--num-parallel', '4', '--token-delay-ms', '60'),
+            node_args=('--resume-stall', '%gs' % RESUME_STALL))
         self.a = self.nodes['ra']
 
     def tearDown(self):
+        for d in self.doubles.values():
+            if d.proc and d.proc.pid:
+                try:
+                    os.kill(d.proc.pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
         harness.stop_mesh(self.doubles, self.nodes)
 
     def uninterrupted(self, path, body):
@@ -100,6 +112,12 @@ class Resume(unittest.TestCase):
     def test_kill_only_its_ollama_mid_chat(self):
         # rb's shim ends its stream with an error object; a holds it back and resumes.
         self.chat_resumed(lambda: self.doubles['rb'].kill())
+
+    def test_stalled_node_mid_chat(self):
+        # rb's Ollama stops (SIGSTOP): nothing fails, rb's shim just waits; a cuts the silent
+        # stream after resume_stall and resumes it elsewhere.
+        gap = self.chat_resumed(lambda: os.kill(self.doubles['rb'].proc.pid, signal.SIGSTOP))
+        self.assertGreaterEqual(gap, RESUME_STALL * 0.9)
 
     def test_openai_stream_resumed(self):
         body = {'model': MODEL, 'messages': MESSAGES, 'stream': True, 'stream_options': {'include_usage': True}}

@@ -220,6 +220,7 @@ function draw() {
   const parts = [`${s.node.name}`, `policy ${s.policy}`, `${s.nodes.length} nodes: ${count('up')} up`];
   for (const h of ['cooling', 'suspect', 'down', 'dead', 'left', 'joining']) if (count(h)) parts.push(`${count(h)} ${h}`);
   parts.push(`${s.requests.active} in flight`, `${s.requests.total} requests`);
+  if (s.requests.resumed > 0) parts.push(`${s.requests.resumed} resumed`);
   $('summary').textContent = parts.join(' · ');
   $('version').textContent = `Mycelia Mesh ${s.version}`;
   document.title = `Mycelia Mesh · ${s.node.name}`;

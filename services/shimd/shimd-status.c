@@ -342,6 +342,8 @@ static int status_render(Manager *m, BusReads *reads, char **ret, size_t *ret_si
         if (r >= 0)
                 r = add_object(requests, "failed", json_object_new_uint64(m->counters.requests_failed));
         if (r >= 0)
+                r = add_object(requests, "resumed", json_object_new_uint64(m->counters.resumes));
+        if (r >= 0)
                 r = add_object(o, "nodes", status_nodes_json(m, reads));
         if (r >= 0)
                 r = add_object(o, "flows", shim_flows_json(&m->status->flows, m->node_id, now_usec()));

@@ -103,6 +103,9 @@ class Resume(unittest.TestCase):
         self.assertGreater(final['eval_duration'], 0)
         self.assertGreater(final['total_duration'], final['eval_duration'])
         self.assertEqual(self.resumes(), before + 1)
+        # The topology page's document counts it too.
+        status = self.a.request('GET', '/api/mycelia/status', timeout=10).json()
+        self.assertEqual(status['requests']['resumed'], before + 1)
         print('chat resumed: the next token %.0f ms after the kill' % (gap * 1000))
         return gap
 

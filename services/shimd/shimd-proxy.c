@@ -1208,8 +1208,12 @@ static bool proxy_resume(ProxyRequest *p) {
         }
         if (!proxy_resume_begin(p->resume, &r)) {
                 free(t.address);
-                log_debug_errno(r, "Request %" PRIu64 ": node %s failed mid-stream, not resumed: %s", p->id, p->node_id,
-                                r == -ENOSPC ? "num_predict reached" : "cannot make the continuation: %m");
+                if (r == -ENOSPC)
+                        log_debug("Request %" PRIu64 ": node %s failed mid-stream, not resumed: num_predict reached.",
+                                  p->id, p->node_id);
+                else
+                        log_debug_errno(r, "Request %" PRIu64 ": node %s failed mid-stream, not resumed: cannot make "
+                                        "the continuation: %m", p->id, p->node_id);
                 return false;
         }
         snprintf(message, sizeof(message), "%s mid-stream", upstream_error_string(p->up_error));

@@ -6,7 +6,7 @@
 
 Redraws DIR/NAME.svg (default DIR: bench/plots) from DIR/NAME.json with matplotlib (Debian's
 python3-matplotlib, hence /usr/bin/python3; Agg backend, no display, no network). NAME is one of
-scaleout, gravity, failure-detection, search; `all` draws every NAME whose JSON exists.
+scaleout, gravity, failure-detection, search, resume; `all` draws every NAME whose JSON exists.
 
 The benchmarks call save(): it writes the JSON, then draws in the same process when matplotlib
 imports there, else runs this file with /usr/bin/python3 (the benchmarks themselves stay standard
@@ -253,8 +253,46 @@ def fig_search(data, plt):
     return fig
 
 
+def fig_resume(data, plt):
+    """Stream resume: every kill's gap from the kill to the next line at the client, as a CDF per
+    kind, with p50 and p99 marked and the target (failure detection + one TTFT)."""
+    from matplotlib import ticker
+    labels = {'node': 'whole node killed', 'ollama': 'its Ollama killed'}
+    colors = {'node': 'tab:red', 'ollama': 'tab:blue'}
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    lo = data['target_ms']
+    for kind, r in data['kinds'].items():
+        v = sorted(r['gaps_ms'])
+        if not v:
+            continue
+        lo = min(lo, v[0])
+        p50, p99 = quantile(v, 0.5), quantile(v, 0.99)
+        ax.step(v, [(k + 1) / len(v) for k in range(len(v))], where='post', color=colors.get(kind), lw=2,
+                label='%s: p50 %.0f ms (o), p99 %.0f ms (s); %d of %d streams correct' % (
+                    labels.get(kind, kind), p50, p99, r['correct'], r['kills']))
+        ax.plot([p50], [0.5], ls='none', marker='o', color=colors.get(kind), ms=7)
+        ax.plot([p99], [0.99], ls='none', marker='s', color=colors.get(kind), ms=7)
+    ax.axvline(data['target_ms'], ls='--', color='0.3')
+    ax.annotate('target %.0f ms\n(failure detection %.0f\n+ TTFT p50 %.0f)' % (
+        data['target_ms'], data['detection_ms'], quantile(data['ttft_ms'], 0.5)), (data['target_ms'], 0.75),
+        textcoords='offset points', xytext=(-8, 0), ha='right', fontsize=9, color='0.3')
+    ax.set_xscale('log')
+    ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1, 2, 5)))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: '%g' % x))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.set_xlim(lo / 1.5, data['target_ms'] * 1.5)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel('from the kill to the next line at the client (ms, log scale)')
+    ax.set_ylabel('fraction of kills')
+    ax.set_title('Stream resume: the serving node dies after %d of %d tokens' % (data['cut_after'], data['tokens']))
+    ax.legend(loc='lower right', fontsize=9)
+    fig.tight_layout(rect=(0, FOOT, 1, 1))
+    _footer(fig, data)
+    return fig
+
+
 FIGURES = {'scaleout': fig_scaleout, 'gravity': fig_gravity, 'failure-detection': fig_failure_detection,
-           'search': fig_search}
+           'search': fig_search, 'resume': fig_resume}
 
 
 def draw(name, plot_dir=DEFAULT_DIR):

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Request relay: picks the upstream, forwards the request (body by reference, so a retry can
- * send it again), streams the response back chunk by chunk with backpressure, and ends every
- * request exactly once: complete, 502 before the first byte, error object mid-stream, or
- * cancelled because the client went away. docs/shim-proxy.md tells the object lifetimes. */
+ * send it again), streams the response back chunk by chunk with backpressure, resumes a stream
+ * whose node failed on another (shimd-resume.c), and ends every request exactly once: complete,
+ * 502 before the first byte, error object mid-stream, or cancelled because the client went away.
+ * What a request asks comes from its intake (shimd-proxy-intake.c). docs/shim-proxy.md tells the
+ * object lifetimes. */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -20,31 +22,25 @@
 #include <string.h>
 #include <strings.h>
 
-#include "json-cleanup.h"
 #include "log.h"
 #include "mesh-auth.h"
 #include "shim-affinity.h"
-#include "shim-blobs.h"
 #include "shim-http.h"
 #include "shim-retry.h"
 #include "shim-tags.h"
 #include "shim-stream.h"
 #include "shimd-audit.h"
-#include "shimd-auth.h"
-#include "shimd-blobs.h"
 #include "shimd-clients.h"
-#include "shimd-collections.h"
 #include "shimd-create.h"
 #include "shimd-errors.h"
 #include "evbuffer-util.h"
 #include "shimd-mesh.h"
 #include "shimd-metrics.h"
 #include "shimd-status.h"
-#include "shimd-www.h"
 #include "shimd-proxy.h"
+#include "shimd-proxy-request.h"
 #include "shimd-resume.h"
 #include "shimd-router-cache.h"
-#include "shimd-spread.h"
 #include "shimd-upstream.h"
 
 /* A client whose output buffer holds this much is behind: its bytes are gathered, and handed
@@ -59,69 +55,6 @@
 #define PROXY_ERROR_STREAM_FAILED 1002
 #define PROXY_ERROR_CONTINUATION_STATUS 1003
 
-struct ProxyRequest {
-        Manager *m;
-        LIST_ENTRY(ProxyRequest) link;
-
-        uint64_t id;
-        char peer[64];
-        char token[API_TOKEN_NAME_MAX + 1];    /* the client's token's name, "" when none */
-        ShimListenerKind listener;
-        ShimRequestClass cls;
-        enum evhttp_cmd_type method;
-        char *uri;
-        char *model;            /* routed requests only */
-        char *metrics_model;    /* mesh listener: the body's "model", for GET /metrics only (never routed) */
-        RoutePolicy policy;     /* X-Mycelia-Policy, or _ROUTE_POLICY_INVALID: the table's */
-        char *pin;              /* X-Mycelia-Node: the only node this request may go to */
-        /* GET /api/tags or /v1/models: this node's list, read whole, gets the mesh's models
-         * (shim-tags.c) before it goes to the client. */
-        bool merge_tags;
-        struct evbuffer *collect;       /* the list while it is read; NULL otherwise */
-        AffinityChain chain;    /* gravity: the request's context (empty when none) */
-        CreateBlobs *create_blobs;      /* /api/create here: its blobs, brought in first */
-        json_object *body_json; /* the body parsed, while routing decides (proxy_body_json()) */
-        bool body_parsed;
-        ProxyResume *resume;    /* a stream that may continue on another node (shimd-resume.c) */
-        struct evbuffer *resume_out;    /* what the resume filter lets through, for the client */
-        bool resume_cut;        /* the filter saw the upstream's stream fail: resume it */
-        bool resume_stall_armed; /* the attempt's read timeout is [router] resume_stall */
-
-        struct evhttp_request *client;
-        struct evhttp_connection *client_evcon;
-
-        /* The attempt in progress. */
-        char node_id[NODE_ID_LEN + 1];  /* "" when not routed (config upstream) */
-        char served_by[65];             /* the name of the node answering */
-        char *address;
-        HttpBaseUrl url;
-        UpstreamConn *up;
-        bool up_reused;
-        bool up_connected;
-        bool up_in_flight;      /* counted in the router cache's in-flight */
-        bool up_head_done;      /* the final response head was read */
-        bool up_keep_alive;     /* the response allows another request on the connection */
-        bool force_fresh;
-        bool node_lost;         /* the attempt was cut because its node left the table */
-        int up_error;           /* enum evhttp_request_error, -1 when none (or connect failed) */
-        usec_t wait_usec;       /* the target cools down: the attempt starts after this long */
-        struct event wait_event;
-        ShimHttpBody body;
-        ShimRetry retry;
-
-        /* The response. */
-        struct event flush_event;       /* writes what this iteration queued for the client */
-        bool started;
-        bool paused;
-        struct evbuffer *pending; /* gathered while the client is behind, NULL until needed */
-        bool content_length;
-        int status;
-        ShimStream stream;
-        usec_t t_start;
-        usec_t t_attempt;
-        usec_t t_first_byte;
-        ShimAuditState audit;   /* the journal entry written when p ends (docs/audit.md) */
-};
 
 /* ---- helpers ---- */
 
@@ -147,7 +80,7 @@ static const char *proxy_failure(const ProxyRequest *p) {
         return upstream_error_string(p->up_error);
 }
 
-static ShimErrorForm proxy_error_form(const ProxyRequest *p) {
+ShimErrorForm proxy_error_form(const ProxyRequest *p) {
         return p->cls.api == SHIM_API_OPENAI ? SHIM_ERROR_OPENAI : SHIM_ERROR_JSON;
 }
 
@@ -196,7 +129,7 @@ static void bev_run_write_cb(struct bufferevent *bev) {
                 writecb(bev, arg);
 }
 
-static void proxy_watch_client(ProxyRequest *p) {
+void proxy_watch_client(ProxyRequest *p) {
         manager_client_watch(p->m, p->client_evcon, proxy_client_close_cb, p);
 }
 
@@ -205,7 +138,7 @@ static void proxy_unwatch_client(ProxyRequest *p) {
                 manager_client_unwatch(p->m, p->client_evcon);
 }
 
-static void proxy_free(ProxyRequest *p) {
+void proxy_free(ProxyRequest *p) {
         Manager *m = p->m;
 
         /* Every way a request ends comes here; 0: it never started answering (the client left). */
@@ -329,7 +262,7 @@ static RoutePick proxy_route_pick(ProxyRequest *p, char *const *exclude) {
 
 /* First choice: a routed request goes where the routing table says; everything else, and a
  * model no live node serves, goes to this node's own Ollama (which gives the exact answer). */
-static int proxy_pick_first(ProxyRequest *p) {
+int proxy_pick_first(ProxyRequest *p) {
         RouterTarget t = {};
         const char *reason = NULL;
 
@@ -423,7 +356,7 @@ static char *append(char *d, const char *s) {
 }
 
 /* Whether the current attempt goes to a peer's mesh API (not to this node's Ollama). */
-static bool proxy_target_is_peer(const ProxyRequest *p) {
+bool proxy_target_is_peer(const ProxyRequest *p) {
         return !isempty(p->node_id) && !streq(p->node_id, p->m->node_id);
 }
 
@@ -603,11 +536,10 @@ static int proxy_attempt(ProxyRequest *p) {
         return 0;
 }
 
-static void proxy_fail_before_start(ProxyRequest *p);
 static void proxy_fail_mid_stream(ProxyRequest *p);
 static void proxy_finish(ProxyRequest *p);
 
-static void proxy_start(ProxyRequest *p) {
+void proxy_start(ProxyRequest *p) {
         /* Every node serving the model cools down and the first recovers soon: wait for it rather
          * than fail now (docs/routing-policies.md). The client going away frees p, and the timer. */
         if (p->wait_usec > 0) {
@@ -1128,7 +1060,7 @@ static void proxy_upstream_event_cb(struct bufferevent *bev, short what, void *u
 /* ---- ending badly ---- */
 
 /* Ends p before anything reached the client: status with message in the endpoint's error form. */
-static void proxy_fail(ProxyRequest *p, int status, const char *message) {
+void proxy_fail(ProxyRequest *p, int status, const char *message) {
         p->m->counters.requests_failed++;
         p->status = status;
         proxy_log(p, status >= 500 ? LOG_WARNING : LOG_DEBUG, status, message);
@@ -1137,7 +1069,7 @@ static void proxy_fail(ProxyRequest *p, int status, const char *message) {
         proxy_free(p);
 }
 
-static void proxy_fail_before_start(ProxyRequest *p) {
+void proxy_fail_before_start(ProxyRequest *p) {
         char message[512];
 
         if (p->up_error < 0 && !p->up_connected)
@@ -1251,217 +1183,27 @@ static void proxy_client_close_cb(struct evhttp_connection *evcon, void *userdat
         proxy_free(p);
 }
 
-/* ---- entry ---- */
+/* ---- a new request ---- */
 
-/* Reads "model" from the body in place, chain by chain (json-c's tokener is incremental). */
-static void proxy_extract_model(ProxyRequest *p, struct evbuffer *body) {
-        struct iovec small[16], *vec, *heap = NULL;
-        int n = evbuffer_iovecs(body, small, ELEMENTSOF(small), &vec, &heap);
-
-        if (n > 0)
-                (void) shim_request_extract_model(vec, (size_t) n, &p->model);
-        free(heap);
-}
-
-/* The JSON value of the request body, parsed in place chain by chain (json-c's tokener is
- * incremental); NULL when the body is not one, or is larger than max. */
-static json_object *proxy_parse_body(ProxyRequest *p, size_t max) {
-        return evbuffer_parse_json(evhttp_request_get_input_buffer(p->client), max);
-}
-
-/* The body of a routed request parsed once for all that read it while it is routed (gravity's
- * context, resuming); NULL when it is not JSON or is over SHIM_AFFINITY_BODY_MAX. Owned by p. */
-static json_object *proxy_body_json(ProxyRequest *p) {
-        if (!p->body_parsed) {
-                p->body_parsed = true;
-                p->body_json = proxy_parse_body(p, SHIM_AFFINITY_BODY_MAX);
-        }
-        return p->body_json;
-}
-
-/* The context of a routed request for gravity: the chain of its parsed body, or of the key
- * X-Mycelia-Affinity gives. Without one it routes by load. */
-static void proxy_affinity_chain(ProxyRequest *p, struct evhttp_request *req) {
-        const char *key = evhttp_find_header(evhttp_request_get_input_headers(req), SHIM_AFFINITY_HEADER);
-        json_object *obj;
-        AffinityContext kind;
-
-        if (key) {
-                (void) affinity_chain_from_key(&p->chain, key);
-                return;
-        }
-        /* Only what carries a context is parsed (an embedding request is not, here). */
-        kind = shim_uri_is(p->uri, "/api/chat") || shim_uri_is(p->uri, "/v1/chat/completions") ? AFFINITY_CONTEXT_MESSAGES
-             : shim_uri_is(p->uri, "/api/generate") || shim_uri_is(p->uri, "/v1/completions") ? AFFINITY_CONTEXT_PROMPT
-             : AFFINITY_CONTEXT_NONE;
-        if (kind == AFFINITY_CONTEXT_NONE)
-                return;
-        obj = proxy_body_json(p);
-        if (obj && affinity_chain_from_request(&p->chain, kind, obj) < 0) {
-                affinity_chain_done(&p->chain);
-                affinity_chain_init(&p->chain);
-        }
-}
-
-/* X-Mycelia-Node: the node must exist and be up, and serve the model of a routed request;
- * otherwise 404 in the endpoint's error form, and the request ends (returns -ENOENT). */
-static int proxy_pin(ProxyRequest *p, struct evhttp_request *req) {
-        const char *pin = evhttp_find_header(evhttp_request_get_input_headers(req), SHIM_NODE_HEADER);
-        char message[256];
-        int r;
-
-        if (!pin)
-                return 0;
-        r = strlen(pin) > 64 ? -ENOENT : router_cache_node(p->m->router, pin, p->model, NULL, NULL);
-        if (r >= 0) {
-                p->pin = strdup(pin);
-                if (p->pin)
-                        return 0;
-                log_oom();
-                p->status = 500;
-                shim_reply_error(req, 500, proxy_error_form(p), "out of memory", true);
-                proxy_free(p);
-                return -ENOMEM;
-        }
-        if (r == -ESRCH)
-                snprintf(message, sizeof(message), "model '%.200s' not found on node '%.64s' (" SHIM_NODE_HEADER ")",
-                         strempty(p->model), pin);
-        else
-                snprintf(message, sizeof(message), "no node '%.64s' %s in the mesh (" SHIM_NODE_HEADER ")", pin,
-                         r == -EHOSTDOWN ? "is up" : "is known");
-        p->status = 404;
-        shim_reply_error(req, 404, proxy_error_form(p), message, false);
-        proxy_free(p);
-        return -ENOENT;
-}
-
-/* X-Mycelia-Policy and the context gravity needs. An unknown policy is the client's error: 400
- * in the endpoint's own error form, and the request ends (returns -EINVAL). */
-static int proxy_routing_headers(ProxyRequest *p, struct evhttp_request *req) {
-        const char *name = evhttp_find_header(evhttp_request_get_input_headers(req), SHIM_POLICY_HEADER);
-        RoutePolicy policy = router_cache_policy(p->m->router);
-
-        if (name) {
-                policy = route_policy_from_string(name);
-                if (policy < 0) {
-                        p->status = 400;
-                        shim_reply_error(req, 400, proxy_error_form(p),
-                                         "unknown routing policy in " SHIM_POLICY_HEADER ": use gravity, round-robin, "
-                                         "least-loaded, latency or local-first", false);
-                        proxy_free(p);
-                        return -EINVAL;
-                }
-                p->policy = policy;
-        }
-        if (policy == ROUTE_POLICY_GRAVITY)
-                proxy_affinity_chain(p, req);
-        return 0;
-}
-
-static void proxy_create_blobs_done(CreateBlobs *c, int r, const char *message, void *userdata) {
-        ProxyRequest *p = userdata;
-
-        if (r < 0) {
-                proxy_fail(p, 502, message);
-                return;
-        }
-        p->create_blobs = create_blobs_free(p->create_blobs);
-        proxy_start(p);
-}
-
-/* An /api/create that this node's Ollama is to carry out: the blobs it names that the Ollama
- * lacks come from the mesh first (docs/blobs.md). True when that started (the relay follows once
- * done) or the request ended; false to relay it now. */
-static bool proxy_create_blobs(ProxyRequest *p) {
-        _cleanup_(json_object_putp) json_object *body = NULL;
-        ShimCreateBlobs blobs;
-        char message[160];
-        int r;
-
-        /* Without a bus there is no mesh to bring a blob from. */
-        if (p->method != EVHTTP_REQ_POST || !shim_uri_is(p->uri, "/api/create") || proxy_target_is_peer(p) ||
-            !p->m->bus)
-                return false;
-        body = proxy_parse_body(p, SHIM_CREATE_BODY_MAX);
-        r = shim_create_blobs(body, &blobs);
-        if (r == -E2BIG) {
-                snprintf(message, sizeof(message), "too many blobs in one create: at most %d distinct digests in "
-                         "\"files\" and \"adapters\"", SHIM_CREATE_BLOBS_MAX);
-                proxy_fail(p, 400, message);
-                return true;
-        }
-        if (r < 0 || blobs.n == 0)
-                return false;
-        r = create_blobs_new(p->m, p->id, &blobs, proxy_create_blobs_done, p, &p->create_blobs);
-        if (r < 0) {
-                log_oom();
-                proxy_fail(p, 500, "out of memory");
-                return true;
-        }
-        log_debug("Request %" PRIu64 ": checking %zu blob(s) of the create on this node's Ollama.", p->id, blobs.n);
-        return true;
-}
-
-void proxy_handle_request(struct evhttp_request *req, void *userdata) {
-        ShimListener *l = userdata;
-        Manager *m = l->manager;
-        ShimRequestClass cls;
-        ProxyRequest *p;
-        const char *uri = evhttp_request_get_uri(req);
-        enum evhttp_cmd_type method = evhttp_request_get_command(req);
-        char *host = NULL, token[API_TOKEN_NAME_MAX + 1] = "";
+ProxyRequest *proxy_new(Manager *m, ShimListenerKind listener, struct evhttp_request *req, const ShimRequestClass *cls,
+                        const char *token) {
+        char *host = NULL;
         uint16_t port = 0;
-
-        manager_client_begin(m, req);
-        m->counters.requests_total++;
-        if (l->kind == SHIM_LISTENER_MESH) {
-                int r = mesh_request_verify(m, req, shim_method_name(method), uri);
-
-                if (r < 0) {
-                        mesh_request_reject(m, req, shim_method_name(method), uri, r);
-                        return;
-                }
-        }
-        shim_request_classify(shim_method_name(method), uri, &cls);
-        /* Bearer tokens on the API listener: 401/403 before anything else (docs/api-auth.md). */
-        if (shim_auth_request(m, l->kind, req, &cls, token) < 0)
-                return;
-        /* GET /metrics: this node's view in Prometheus' format (shimd-metrics.c). */
-        if (metrics_handle(m, req, uri))
-                return;
-        /* The topology page and what it reads (shimd-www.c, shimd-status.c). */
-        if (l->kind == SHIM_LISTENER_API && (www_handle(m, req, uri) || status_handle(m, req, uri)))
-                return;
-
-        if (shim_limit_requests_reached(m->requests_active, m->config->max_requests)) {
-                m->counters.rejected_busy++;
-                shim_audit_request(l->kind, req, 503, NULL, NULL, now_usec());
-                shim_reply_error(req, 503, cls.api == SHIM_API_OPENAI ? SHIM_ERROR_OPENAI : SHIM_ERROR_JSON,
-                                 SHIM_BUSY_MESSAGE, false);
-                return;
-        }
-        /* /api/mycelia/: the shim's own collections API, answered by shardd, never proxied. */
-        if (l->kind == SHIM_LISTENER_API && collections_handle(m, req))
-                return;
-        /* /api/blobs/: the mesh's blob store (shardd), so that a blob pushed here is everywhere. */
-        if (l->kind == SHIM_LISTENER_API && blobs_handle(m, req))
-                return;
+        ProxyRequest *p;
 
         p = calloc(1, sizeof(*p));
-        if (!p || !(p->uri = strdup(uri))) {
+        if (!p || !(p->uri = strdup(evhttp_request_get_uri(req)))) {
                 free(p);
-                log_oom();
-                shim_reply_error(req, 500, SHIM_ERROR_JSON, "out of memory", true);
-                return;
+                return NULL;
         }
         p->m = m;
         p->id = ++m->next_request_id;
         p->policy = _ROUTE_POLICY_INVALID;
         affinity_chain_init(&p->chain);
         shim_retry_init(&p->retry, m->config->route_retries);
-        p->listener = l->kind;
-        p->cls = cls;
-        p->method = method;
+        p->listener = listener;
+        p->cls = *cls;
+        p->method = evhttp_request_get_command(req);
         p->client = req;
         p->client_evcon = evhttp_request_get_connection(req);
         p->t_start = now_usec();
@@ -1471,47 +1213,10 @@ void proxy_handle_request(struct evhttp_request *req, void *userdata) {
         shim_stream_init(&p->stream, SHIM_STREAM_RAW);
         evhttp_connection_get_peer(p->client_evcon, &host, &port);
         snprintf(p->peer, sizeof(p->peer), "%s:%u", strempty(host), port);
-        memcpy(p->token, token, sizeof(p->token));
+        snprintf(p->token, sizeof(p->token), "%s", token);
         LIST_INSERT_HEAD(&m->requests, p, link);
         m->requests_active++;
-
-        /* The hop rule: requests from the mesh are served here, never forwarded again. Only
-         * routed endpoints pay for parsing the body, and only when there is a table. */
-        if (l->kind == SHIM_LISTENER_API && cls.routing == SHIM_ROUTING_BY_MODEL && router_cache_loaded(m->router)) {
-                proxy_extract_model(p, evhttp_request_get_input_buffer(req));
-                if (p->model && proxy_routing_headers(p, req) < 0)
-                        return;
-                if (p->model && proxy_resume_wanted(m, req, uri, p->id))
-                        p->resume = proxy_resume_new(m, uri, p->id, proxy_body_json(p));
-                /* What needs the body later holds its own reference. */
-                json_object_put(p->body_json);
-                p->body_json = NULL;
-        }
-        if (l->kind == SHIM_LISTENER_MESH && cls.routing == SHIM_ROUTING_BY_MODEL)
-                p->metrics_model = metrics_request_model(req);
-        shim_audit_begin(&p->audit, l->kind, req, &cls, p->model);
-        if (l->kind == SHIM_LISTENER_API && proxy_pin(p, req) < 0)
-                return;
-        /* Answered by several nodes at once: /api/ps, and long embedding requests. */
-        if (l->kind == SHIM_LISTENER_API && !p->pin && router_cache_loaded(m->router) &&
-            spread_handle(m, req, &cls, uri, p->model)) {
-                shim_audit_forget(&p->audit);   /* the spread request writes its own */
-                proxy_free(p);
-                return;
-        }
-        /* The mesh's model list: this node's, with the models only peers serve. */
-        if (l->kind == SHIM_LISTENER_API && method == EVHTTP_REQ_GET && !p->pin && router_cache_loaded(m->router))
-                p->merge_tags = shim_uri_is(uri, "/api/tags") || shim_uri_is(uri, "/v1/models");
-
-        proxy_watch_client(p);
-        if (proxy_pick_first(p) < 0) {
-                log_oom();
-                proxy_fail_before_start(p);
-                return;
-        }
-        if (proxy_create_blobs(p))
-                return;
-        proxy_start(p);
+        return p;
 }
 
 void proxy_node_lost(Manager *m, const char *node_id, const char *hostport, bool removed) {

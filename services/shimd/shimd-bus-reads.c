@@ -54,27 +54,7 @@ static void bus_reads_timer_cb(evutil_socket_t fd, short what, void *userdata) {
         bus_reads_finish(userdata);
 }
 
-static int bus_read_ask(BusReads *reads, BusRead *c, const BusPropertyRef *ref, usec_t timeout) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
-        sd_bus *bus = reads->m->bus;
-        int r;
-
-        r = sd_bus_message_new_method_call(bus, &msg, ref->bus_name, ref->path, "org.freedesktop.DBus.Properties",
-                                           "Get");
-        if (r >= 0)
-                r = sd_bus_message_append(msg, "ss", ref->interface, ref->property);
-        if (r < 0)
-                return r;
-        (void) sd_bus_message_set_auto_start(msg, false);
-        c->reads = reads;
-        r = sd_bus_call_async(bus, &c->slot, msg, bus_read_cb, c, timeout);
-        if (r < 0)
-                return r;
-        reads->pending++;
-        return 0;
-}
-
-int bus_reads_start(Manager *m, const BusPropertyRef *refs, size_t n, usec_t timeout, BusReadsDoneFn done,
+int bus_calls_start(Manager *m, sd_bus_message *const *calls, size_t n, usec_t timeout, BusReadsDoneFn done,
                     void *userdata, BusReads **ret) {
         _cleanup_(bus_reads_freep) BusReads *reads = NULL;
         struct timeval tv = { 0, 0 };
@@ -96,9 +76,19 @@ int bus_reads_start(Manager *m, const BusPropertyRef *refs, size_t n, usec_t tim
         reads->linked = true;
 
         for (size_t i = 0; m->bus && i < n; i++) {
-                r = bus_read_ask(reads, &reads->calls[i], &refs[i], timeout);
-                if (r < 0)
-                        log_debug_errno(r, "Failed to ask %s for %s: %m", refs[i].bus_name, refs[i].property);
+                BusRead *c = &reads->calls[i];
+
+                if (!calls[i])
+                        continue;
+                c->reads = reads;
+                r = sd_bus_call_async(m->bus, &c->slot, calls[i], bus_read_cb, c, timeout);
+                if (r < 0) {
+                        log_debug_errno(r, "Failed to call %s.%s of %s: %m", strempty(sd_bus_message_get_interface(calls[i])),
+                                        strempty(sd_bus_message_get_member(calls[i])),
+                                        strempty(sd_bus_message_get_destination(calls[i])));
+                        continue;
+                }
+                reads->pending++;
         }
         if (reads->pending > 0) {
                 if (m->bus_event)
@@ -112,6 +102,31 @@ int bus_reads_start(Manager *m, const BusPropertyRef *refs, size_t n, usec_t tim
                 return -ENOMEM;
         *ret = TAKE_PTR(reads);
         return 0;
+}
+
+int bus_reads_start(Manager *m, const BusPropertyRef *refs, size_t n, usec_t timeout, BusReadsDoneFn done,
+                    void *userdata, BusReads **ret) {
+        sd_bus_message *calls[BUS_READS_MAX] = {};
+        int r;
+
+        if (n > BUS_READS_MAX)
+                return -EINVAL;
+        for (size_t i = 0; m->bus && i < n; i++) {
+                r = sd_bus_message_new_method_call(m->bus, &calls[i], refs[i].bus_name, refs[i].path,
+                                                   "org.freedesktop.DBus.Properties", "Get");
+                if (r >= 0)
+                        r = sd_bus_message_append(calls[i], "ss", refs[i].interface, refs[i].property);
+                if (r < 0) {
+                        log_debug_errno(r, "Failed to ask %s for %s: %m", refs[i].bus_name, refs[i].property);
+                        calls[i] = sd_bus_message_unref(calls[i]);
+                        continue;
+                }
+                (void) sd_bus_message_set_auto_start(calls[i], false);
+        }
+        r = bus_calls_start(m, calls, n, timeout, done, userdata, ret);
+        for (size_t i = 0; i < n; i++)
+                sd_bus_message_unref(calls[i]);
+        return r;
 }
 
 BusReads *bus_reads_free(BusReads *reads) {

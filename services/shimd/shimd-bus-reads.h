@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Several D-Bus properties of other daemons read at once, for an answer that is gathered when it
- * is asked for (GET /api/mycelia/status): Properties.Get calls in parallel, never starting a
- * daemon, each bounded in time; one callback when all are in, timed out, or the bus went. Who did
- * not answer is left out by the caller; nothing waits longer than the timeout. */
+/* Several D-Bus calls to other daemons made at once, for an answer that is gathered when it is
+ * asked for (GET /api/mycelia/status, GET /metrics): in parallel, each bounded in time; one
+ * callback when all are in, timed out, or the bus went. Who did not answer is left out by the
+ * caller; nothing waits longer than the timeout. */
 #pragma once
 
 #include "shimd-manager.h"
 
-#define BUS_READS_MAX 8
+#define BUS_READS_MAX 24
 
 typedef struct BusPropertyRef {
         const char *bus_name;
@@ -22,16 +22,20 @@ typedef struct BusReads BusReads;
  * fine). */
 typedef void (*BusReadsDoneFn)(BusReads *reads, void *userdata);
 
-/* Asks for refs[0..n) (n <= BUS_READS_MAX); done runs from the loop, never from inside this call,
- * also when there is no bus. -ENOMEM, -EINVAL. */
+/* Asks for refs[0..n) (n <= BUS_READS_MAX) with Properties.Get, never starting a daemon; done runs
+ * from the loop, never from inside this call, also when there is no bus. -ENOMEM, -EINVAL. */
 int bus_reads_start(Manager *m, const BusPropertyRef *refs, size_t n, usec_t timeout, BusReadsDoneFn done,
+                    void *userdata, BusReads **ret);
+/* The same for method calls made by the caller (on m->bus; NULL entries are not asked and have no
+ * value); the messages are not kept. */
+int bus_calls_start(Manager *m, sd_bus_message *const *calls, size_t n, usec_t timeout, BusReadsDoneFn done,
                     void *userdata, BusReads **ret);
 /* Cancels what is still asked; done is not called. */
 BusReads *bus_reads_free(BusReads *reads);
 DEFINE_TRIVIAL_CLEANUP_FUNC(BusReads *, bus_reads_free);
 
-/* The value of property i, positioned inside its variant (enter it with the property's
- * signature), or NULL when it did not come. */
+/* The reply of call i, rewound (a property's value is in its variant: enter it with the
+ * property's signature), or NULL when it did not come. */
 sd_bus_message *bus_reads_value(BusReads *reads, size_t i);
 
 /* The connection is gone: every read still waiting finishes with what it has. */

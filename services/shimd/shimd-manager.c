@@ -298,7 +298,6 @@ static void manager_bus_lost(void *userdata) {
 
         log_warning("Lost the D-Bus connection; routing from the last table read and reconnecting.");
         router_cache_bus_lost(m->router);
-        metrics_bus_lost(m);
         bus_reads_bus_lost(m);
         m->gossip_owner_slot = sd_bus_slot_unref(m->gossip_owner_slot);
         m->gossip_keys_slot = sd_bus_slot_unref(m->gossip_keys_slot);

@@ -3,7 +3,6 @@
  * router cache, the other daemons' properties and pids (asynchronous bus calls, bounded in time),
  * /proc and, under systemd, the units' restart counts. */
 #include <event2/buffer.h>
-#include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <inttypes.h>
@@ -21,6 +20,7 @@
 #include "mesh-tls.h"
 #include "shim-metrics.h"
 #include "shimd-auth.h"
+#include "shimd-bus-reads.h"
 #include "shimd-clients.h"
 #include "shimd-errors.h"
 #include "shimd-metrics.h"
@@ -69,22 +69,16 @@ typedef enum MetricsCallKind {
         _CALL_MAX = CALL_UNIT_RESTARTS + _DAEMON_MAX,
 } MetricsCallKind;
 
-typedef struct MetricsScrape MetricsScrape;
+_Static_assert(_CALL_MAX <= BUS_READS_MAX, "a scrape's calls do not fit one BusReads");
 
-typedef struct MetricsCall {
-        MetricsScrape *scrape;
-        sd_bus_slot *slot;
-        sd_bus_message *reply;  /* NULL: failed, timed out or not asked */
-} MetricsCall;
+typedef struct MetricsScrape MetricsScrape;
 
 struct MetricsScrape {
         Manager *m;
         LIST_ENTRY(MetricsScrape) link;
         struct evhttp_request *client;
         struct evhttp_connection *evcon;
-        MetricsCall calls[_CALL_MAX];
-        unsigned pending;
-        struct event *timer;    /* the backstop: answers with what is in */
+        BusReads *reads;        /* the calls of MetricsCallKind, by kind (shimd-bus-reads.c) */
 };
 
 struct ShimMetrics {
@@ -120,12 +114,7 @@ int metrics_new(ShimMetrics **ret) {
 static void scrape_free(MetricsScrape *s) {
         if (!s)
                 return;
-        for (size_t i = 0; i < _CALL_MAX; i++) {
-                sd_bus_slot_unref(s->calls[i].slot);
-                sd_bus_message_unref(s->calls[i].reply);
-        }
-        if (s->timer)
-                event_free(s->timer);
+        bus_reads_free(s->reads);
         if (s->m) {
                 LIST_REMOVE(s, link);
                 s->m->metrics->n_scrapes--;
@@ -646,13 +635,13 @@ static void render_process(MetricsText *t, MetricsScrape *s) {
                                 .have_fds = self.have_fds, .fds = self.open_fds,
                         };
                 } else
-                        process_from_reply(s->calls[CALL_PROCESS + d].reply, &p[d]);
+                        process_from_reply(bus_reads_value(s->reads, CALL_PROCESS + d), &p[d]);
                 if (!p[d].have_pid || p[d].pid == 0)
                         continue;
                 /* The unit's count is the daemon's only when the unit runs this very process: a
                  * unit that is not loaded, or a daemon started by hand beside it, says nothing. */
-                if (reply_u32(s->calls[CALL_UNIT_MAIN_PID + d].reply, &main_pid) && main_pid == p[d].pid &&
-                    reply_u32(s->calls[CALL_UNIT_RESTARTS + d].reply, &restarts)) {
+                if (reply_u32(bus_reads_value(s->reads, CALL_UNIT_MAIN_PID + d), &main_pid) && main_pid == p[d].pid &&
+                    reply_u32(bus_reads_value(s->reads, CALL_UNIT_RESTARTS + d), &restarts)) {
                         p[d].restarts = restarts;
                         p[d].have_restarts = true;
                 }
@@ -682,7 +671,7 @@ static int render(Manager *m, MetricsScrape *s, MetricsText *t) {
         bool gossip_up, shard_up;
 
         for (size_t i = 0; i < _CALL_PROPERTY_MAX; i++)
-                r[i] = s->calls[i].reply;
+                r[i] = bus_reads_value(s->reads, i);
         gossip_up = r[CALL_GOSSIP_MEMBERS] || r[CALL_GOSSIP_COUNTERS];
         shard_up = r[CALL_SHARD_COLLECTIONS] || r[CALL_SHARD_SYNC];
 
@@ -752,21 +741,7 @@ static void scrape_answer(MetricsScrape *s) {
         scrape_free(s);
 }
 
-static int scrape_call_cb(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
-        MetricsCall *c = userdata;
-        MetricsScrape *s = c->scrape;
-
-        c->slot = sd_bus_slot_unref(c->slot);
-        if (sd_bus_message_is_method_error(reply, NULL))
-                log_debug("Metrics: %s", sd_bus_message_get_error(reply)->message);
-        else
-                c->reply = sd_bus_message_ref(reply);
-        if (--s->pending == 0)
-                scrape_answer(s);
-        return 0;
-}
-
-static void scrape_timer_cb(evutil_socket_t fd, short what, void *userdata) {
+static void scrape_done_cb(BusReads *reads, void *userdata) {
         scrape_answer(userdata);
 }
 
@@ -818,25 +793,9 @@ static int scrape_message(sd_bus *bus, MetricsCallKind kind, sd_bus_message **re
         return 0;
 }
 
-static int scrape_call(MetricsScrape *s, MetricsCallKind kind) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
-        MetricsCall *c = &s->calls[kind];
-        int r;
-
-        r = scrape_message(s->m->bus, kind, &msg);
-        if (r < 0)
-                return r;
-        c->scrape = s;
-        r = sd_bus_call_async(s->m->bus, &c->slot, msg, scrape_call_cb, c, METRICS_BUS_TIMEOUT_USEC);
-        if (r < 0)
-                return r;
-        s->pending++;
-        return 0;
-}
-
 bool metrics_handle(Manager *m, struct evhttp_request *req, const char *uri) {
-        static const struct timeval backstop = { .tv_sec = 1, .tv_usec = 500000 };
         enum evhttp_cmd_type method = evhttp_request_get_command(req);
+        sd_bus_message *calls[_CALL_MAX] = {};
         MetricsScrape *s;
         int r;
 
@@ -847,51 +806,30 @@ bool metrics_handle(Manager *m, struct evhttp_request *req, const char *uri) {
                 shim_reply_error(req, 503, SHIM_ERROR_JSON, "too many scrapes at once", false);
                 return true;
         }
+        for (MetricsCallKind i = 0; m->bus && i < _CALL_MAX; i++) {
+                if (i == CALL_PROCESS + DAEMON_SHIMD)
+                        continue;       /* read here: process_self_sample() */
+                r = scrape_message(m->bus, i, &calls[i]);
+                if (r < 0)
+                        log_debug_errno(r, "Metrics: failed to make bus call %d: %m", (int) i);
+        }
         s = calloc(1, sizeof(*s));
-        if (s)
-                s->timer = evtimer_new(m->base, scrape_timer_cb, s);
-        if (!s || !s->timer) {
-                scrape_free(s);
+        r = s ? bus_calls_start(m, calls, _CALL_MAX, METRICS_BUS_TIMEOUT_USEC, scrape_done_cb, s, &s->reads) : -ENOMEM;
+        for (size_t i = 0; i < _CALL_MAX; i++)
+                sd_bus_message_unref(calls[i]);
+        if (r < 0) {
+                free(s);
                 log_oom();
                 shim_reply_error(req, 500, SHIM_ERROR_JSON, "out of memory", true);
                 return true;
         }
+        /* The answer is written from scrape_done_cb(), with what came within the timeout. */
         s->m = m;
         s->client = req;
         s->evcon = evhttp_request_get_connection(req);
         LIST_INSERT_HEAD(&m->metrics->scrapes, s, link);
         m->metrics->n_scrapes++;
         manager_client_watch(m, s->evcon, scrape_client_close_cb, s);
-
-        for (MetricsCallKind i = 0; m->bus && i < _CALL_MAX; i++) {
-                if (i == CALL_PROCESS + DAEMON_SHIMD)
-                        continue;       /* read here: process_self_sample() */
-                r = scrape_call(s, i);
-                if (r < 0)
-                        log_debug_errno(r, "Metrics: failed to make bus call %d: %m", (int) i);
-        }
-        if (m->bus_event)
-                bus_event_rearm(m->bus_event);
-        if (s->pending == 0) {
-                scrape_answer(s);
-                return true;
-        }
-        /* sd-bus times each call out itself; this is the backstop should the bus go away. */
-        (void) evtimer_add(s->timer, &backstop);
         return true;
 }
 
-void metrics_bus_lost(Manager *m) {
-        MetricsScrape *s, *next;
-
-        if (!m->metrics)
-                return;
-        /* The slots go with the connection: answer with what is in. */
-        for (s = LIST_FIRST(&m->metrics->scrapes); s; s = next) {
-                next = LIST_NEXT(s, link);
-                for (size_t i = 0; i < _CALL_MAX; i++)
-                        s->calls[i].slot = sd_bus_slot_unref(s->calls[i].slot);
-                s->pending = 0;
-                scrape_answer(s);
-        }
-}

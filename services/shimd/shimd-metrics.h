@@ -45,5 +45,3 @@ char *metrics_request_model(struct evhttp_request *req);
  * caller has checked the mesh authenticator or the bearer token already. */
 bool metrics_handle(Manager *m, struct evhttp_request *req, const char *uri);
 
-/* The bus is gone: the scrapes waiting for it answer with what they have. */
-void metrics_bus_lost(Manager *m);

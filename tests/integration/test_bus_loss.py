@@ -170,6 +170,14 @@ class BusLoss(unittest.TestCase):
             s = r.json()
             self.assertEqual((s['daemons']['gossipd'], s['daemons']['shardd']), (False, False))
             self.assertIn(model, [m for n in s['nodes'] for m in n['models']])
+            # So do the metrics (docs/metrics.md): the shim's own families, the others left out.
+            r = harness.http_request(harness.split_addr(api), 'GET', '/metrics')
+            self.assertEqual(r.status, 200, r)
+            self.assertLess(r.elapsed, 3.0)
+            text = r.body.decode()
+            self.assertIn('mycelia_daemon_up{daemon="gossipd"} 0', text)
+            self.assertIn('mycelia_shim_requests_total{', text)
+            self.assertIn('mycelia_process_resident_memory_bytes{daemon="shimd"}', text)
         serves()
         self.lose_and_regain([shimd, routerd], 'org.mycelia.Shim1', 'ApiAddress', while_lost=serves)
         # The routing table is read again once routerd is back on the new bus.

@@ -225,7 +225,7 @@ static ShimResumeLine resume_ndjson(ShimResume *r, json_object *o, usec_t now, c
                 resume_keep(r, &r->text, response);
                 note_text(r, nonempty_string(response), now);
         }
-        if (!r->in_continuation || !json_object_object_get_ex(o, "done", &v) || !json_true(v))
+        if (r->resumes == 0 || !json_object_object_get_ex(o, "done", &v) || !json_true(v))
                 return SHIM_RESUME_LINE_RELAY;
         /* The final object of a continuation: its counts and durations cover every part. */
         add_u64(o, "eval_count", r->prior_tokens);
@@ -256,7 +256,7 @@ static ShimResumeLine resume_sse(ShimResume *r, json_object *o, usec_t now, char
                 resume_keep(r, &r->text, content);
                 note_text(r, nonempty_string(content), now);
         }
-        if (!r->in_continuation) {
+        if (r->resumes == 0) {
                 if (!r->id[0] && json_object_object_get_ex(o, "id", &v) && json_object_is_type(v, json_type_string) &&
                     (size_t) json_object_get_string_len(v) < sizeof(r->id))
                         memcpy(r->id, json_object_get_string(v), (size_t) json_object_get_string_len(v) + 1);
@@ -399,7 +399,6 @@ void shim_resume_begin(ShimResume *r, usec_t now) {
         if (r->attempts_left > 0)
                 r->attempts_left--;
         r->resumes++;
-        r->in_continuation = true;
         r->prior_tokens = r->tokens;
         if (r->part_first_text && now > r->part_first_text)
                 r->prior_eval_usec += now - r->part_first_text;

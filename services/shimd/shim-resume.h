@@ -47,8 +47,7 @@ typedef struct ShimResume {
         uint64_t tokens;                /* chunks relayed that carried text or thinking */
         char id[128];                   /* OpenAI: the first part's chunk id, kept by the rest */
 
-        unsigned resumes;               /* continuations begun */
-        bool in_continuation;
+        unsigned resumes;               /* continuations begun: the part relayed now is one when > 0 */
         /* Of the parts before the current one, added to the final object's counts. */
         uint64_t prior_tokens;
         usec_t prior_eval_usec;         /* first text to the cut, each part */

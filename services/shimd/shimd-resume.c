@@ -17,8 +17,6 @@
 #define RESUME_ATTEMPTS_MAX 7
 
 struct ProxyResume {
-        Manager *m;
-        uint64_t id;
         ShimResume core;
         json_object *request;           /* the client's body, parsed */
         struct evbuffer *hold;          /* upstream bytes of a line not complete yet */
@@ -67,8 +65,6 @@ ProxyResume *proxy_resume_new(Manager *m, const char *uri, uint64_t id, json_obj
                 log_oom();
                 return NULL;
         }
-        pr->m = m;
-        pr->id = id;
         pr->request = json_object_get(body);
         shim_resume_init(&pr->core, api, (size_t) MIN(m->config->resume_max_bytes, (uint64_t) SIZE_MAX / 2),
                          MIN(m->config->resume_attempts, (unsigned) RESUME_ATTEMPTS_MAX));
@@ -156,7 +152,7 @@ bool proxy_resume_filter(ProxyResume *pr, struct evbuffer *in, struct evbuffer *
         if (evbuffer_get_length(pr->hold) + evbuffer_get_length(pr->frame) > SHIM_RESUME_LINE_MAX) {
                 shim_resume_refuse(&pr->core, "a line or frame longer than 256 KiB");
                 resume_passthrough(pr, out);
-        } else if (!pr->core.in_continuation && !shim_resume_possible(&pr->core, NULL))
+        } else if (pr->core.resumes == 0 && !shim_resume_possible(&pr->core, NULL))
                 /* A continuation still rewrites its last lines; a first part that can no longer
                  * be resumed has nothing left to do here. */
                 resume_passthrough(pr, out);
@@ -191,10 +187,6 @@ struct evbuffer *proxy_resume_begin(ProxyResume *pr, int *ret_error) {
 
 struct evbuffer *proxy_resume_body(ProxyResume *pr) {
         return pr ? pr->body : NULL;
-}
-
-unsigned proxy_resume_count(ProxyResume *pr) {
-        return pr->core.resumes;
 }
 
 uint64_t proxy_resume_tokens(ProxyResume *pr) {

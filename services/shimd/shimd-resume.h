@@ -44,6 +44,5 @@ struct evbuffer *proxy_resume_begin(ProxyResume *pr, int *ret_error);
 /* The body of the current attempt: the continuation's, or NULL for the client's own. */
 struct evbuffer *proxy_resume_body(ProxyResume *pr);
 
-/* How many parts came before this one and the tokens relayed, for the log. */
-unsigned proxy_resume_count(ProxyResume *pr);
+/* The tokens relayed so far, for the log. */
 uint64_t proxy_resume_tokens(ProxyResume *pr);

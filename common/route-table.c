@@ -128,7 +128,7 @@ int route_table_add(RouteTable *t, const char *id, const char *name, const char 
         return 0;
 }
 
-RouteNode *route_table_find(RouteTable *t, const char *id) {
+RouteNode *route_table_find(const RouteTable *t, const char *id) {
         for (size_t i = 0; i < t->n_nodes; i++)
                 if (streq(t->nodes[i].id, id))
                         return &t->nodes[i];

@@ -60,7 +60,7 @@ void route_table_init(RouteTable *t);
 void route_table_clear(RouteTable *t);
 /* Appends a node with copies of id, name and address; returns it. */
 int route_table_add(RouteTable *t, const char *id, const char *name, const char *address, RouteNode **ret);
-RouteNode *route_table_find(RouteTable *t, const char *id);
+RouteNode *route_table_find(const RouteTable *t, const char *id);
 
 /* The default slack of bounded load: a node takes a request while its in-flight count stays
  * within (1 + eps) times the candidates' mean (docs/routing-policies.md). */

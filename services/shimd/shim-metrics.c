@@ -383,14 +383,7 @@ int metrics_picks_render(MetricsText *t, const MetricsPicks *p) {
         return t->error;
 }
 
-static const RouteNode *table_find(const RouteTable *table, const char *id) {
-        for (size_t i = 0; table && i < table->n_nodes; i++)
-                if (streq(table->nodes[i].id, id))
-                        return &table->nodes[i];
-        return NULL;
-}
-
-const MetricsNodeCount *metrics_nodes_find(const MetricsNodes *n, const char *id) {
+MetricsNodeCount *metrics_nodes_find(const MetricsNodes *n, const char *id) {
         for (size_t i = 0; i < n->n; i++)
                 if (streq(n->v[i].id, id))
                         return &n->v[i];
@@ -400,16 +393,16 @@ const MetricsNodeCount *metrics_nodes_find(const MetricsNodes *n, const char *id
 int metrics_nodes_add(MetricsNodes *n, const RouteTable *table, const char *id, MetricsNodeEvent e) {
         MetricsNodeCount *c;
 
-        if (e < 0 || e >= _METRICS_NODE_EVENT_MAX || isempty(id) || !table_find(table, id))
+        if (e < 0 || e >= _METRICS_NODE_EVENT_MAX || isempty(id) || !route_table_find(table, id))
                 return -ENOENT;
-        c = (MetricsNodeCount *) metrics_nodes_find(n, id);
+        c = metrics_nodes_find(n, id);
         if (!c && n->n >= ROUTE_MAX_NODES) {
                 /* Full: forget the nodes that left the table. The table holds at most as many
                  * nodes as there are entries, so this always makes room. */
                 size_t k = 0;
 
                 for (size_t i = 0; i < n->n; i++)
-                        if (table_find(table, n->v[i].id))
+                        if (route_table_find(table, n->v[i].id))
                                 n->v[k++] = n->v[i];
                 n->n = k;
                 if (n->n >= ROUTE_MAX_NODES)

@@ -168,7 +168,7 @@ typedef struct MetricsNodes {
 
 /* 0, or -ENOENT (not a node of the table: not counted), -ENOMEM. */
 int metrics_nodes_add(MetricsNodes *n, const RouteTable *table, const char *id, MetricsNodeEvent e);
-const MetricsNodeCount *metrics_nodes_find(const MetricsNodes *n, const char *id);
+MetricsNodeCount *metrics_nodes_find(const MetricsNodes *n, const char *id);
 void metrics_nodes_done(MetricsNodes *n);
 
 /* A count per node id read from another daemon (routerd's Cooldowns). */

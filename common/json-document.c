@@ -49,3 +49,13 @@ int json_document_write(json_object *o, char **ret, size_t *ret_size) {
         *ret_size = len;
         return 0;
 }
+
+int json_document_add(json_object *o, const char *key, json_object *v) {
+        if (!v)
+                return -ENOMEM;
+        if (json_object_object_add(o, key, v) < 0) {
+                json_object_put(v);
+                return -ENOMEM;
+        }
+        return 0;
+}

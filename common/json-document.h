@@ -12,6 +12,10 @@
  * is parsed and written again keeps its numbers byte for byte. */
 int json_document_parse(const void *data, size_t size, json_object **ret);
 
+/* Adds v (a new value, or NULL: its allocation failed) to object o under key, taking it: 0, or
+ * -ENOMEM with v freed. For a JSON null, json_object_object_add(o, key, NULL). */
+int json_document_add(json_object *o, const char *key, json_object *v);
+
 /* o as compact JSON text, NUL-terminated, in a malloc()ed *ret of *ret_size bytes (NUL not
  * counted). -ENOMEM. */
 int json_document_write(json_object *o, char **ret, size_t *ret_size);

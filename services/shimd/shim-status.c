@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "json-document.h"
 #include "shim-status.h"
 
 static ShimFlow *flows_find(ShimFlows *f, uint64_t id) {
@@ -42,36 +43,18 @@ void shim_flows_end(ShimFlows *f, uint64_t id, unsigned status, uint64_t tokens,
 }
 
 static int add_u64(json_object *o, const char *key, uint64_t v) {
-        json_object *j = json_object_new_uint64(v);
-
-        if (!j || json_object_object_add(o, key, j) < 0) {
-                json_object_put(j);
-                return -ENOMEM;
-        }
-        return 0;
+        return json_document_add(o, key, json_object_new_uint64(v));
 }
 
+/* NULL: a JSON null. */
 static int add_string(json_object *o, const char *key, const char *v) {
-        json_object *j = v ? json_object_new_string(v) : json_object_new_null();
-
-        /* json-c's null is NULL: adding it always works. */
-        if (v && !j)
-                return -ENOMEM;
-        if (json_object_object_add(o, key, j) < 0) {
-                json_object_put(j);
-                return -ENOMEM;
-        }
-        return 0;
+        if (!v)
+                return json_object_object_add(o, key, NULL) < 0 ? -ENOMEM : 0;
+        return json_document_add(o, key, json_object_new_string(v));
 }
 
 static int add_bool(json_object *o, const char *key, bool v) {
-        json_object *j = json_object_new_boolean(v);
-
-        if (!j || json_object_object_add(o, key, j) < 0) {
-                json_object_put(j);
-                return -ENOMEM;
-        }
-        return 0;
+        return json_document_add(o, key, json_object_new_boolean(v));
 }
 
 static json_object *flow_json(const ShimFlow *e, const char *from, usec_t now) {

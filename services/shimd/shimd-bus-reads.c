@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Parallel Properties.Get calls with one completion; see shimd-bus-reads.h. */
+#include <errno.h>
 #include <event2/event.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "bus-event.h"
@@ -162,4 +164,18 @@ void bus_reads_bus_lost(Manager *m) {
                 next = LIST_NEXT(reads, link);
                 bus_reads_finish(reads);
         }
+}
+
+int bus_reply_enter_array(sd_bus_message *reply, const char *element) {
+        char array[32];
+        int r;
+
+        if (snprintf(array, sizeof(array), "a%s", element) >= (int) sizeof(array))
+                return -EINVAL;
+        r = sd_bus_message_rewind(reply, true);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'v', array);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'a', element);
+        return r;
 }

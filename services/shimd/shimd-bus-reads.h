@@ -38,5 +38,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(BusReads *, bus_reads_free);
  * property's signature), or NULL when it did not come. */
 sd_bus_message *bus_reads_value(BusReads *reads, size_t i);
 
+/* Rewinds reply (a Properties.Get reply) and enters its variant and the array in it, of elements
+ * of type element ("{st}"): each sd_bus_message_read() of element then reads the next one. */
+int bus_reply_enter_array(sd_bus_message *reply, const char *element);
+
 /* The connection is gone: every read still waiting finishes with what it has. */
 void bus_reads_bus_lost(Manager *m);

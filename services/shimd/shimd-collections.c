@@ -331,32 +331,10 @@ static void collection_get_collections(CollectionRequest *c, sd_bus_message_hand
                 collection_call_failed(c, r);
 }
 
-typedef int (*CollectionInfoFn)(CollectionRequest *c, const ShimCollectionInfo *info, void *userdata);
-
-/* Reads the value of a Properties.Get of Collections, a(sussuut): each entry to fn. */
-static int collections_read(CollectionRequest *c, sd_bus_message *reply, CollectionInfoFn fn, void *userdata) {
-        int r;
-
-        r = sd_bus_message_enter_container(reply, 'v', "a(sussuut)");
-        if (r >= 0)
-                r = sd_bus_message_enter_container(reply, 'a', "(sussuut)");
-        while (r >= 0) {
-                ShimCollectionInfo info = {};
-                uint32_t shards, replicas;
-                uint64_t documents;
-
-                r = sd_bus_message_read(reply, "(sussuut)", &info.name, &info.dimension, &info.metric, &info.model,
-                                        &shards, &replicas, &documents);
-                if (r <= 0)
-                        break;
-                info.documents = (int64_t) MIN(documents, (uint64_t) INT64_MAX);
-                r = fn(c, &info, userdata);
-        }
-        return r;
-}
-
-static int collections_list_add(CollectionRequest *c, const ShimCollectionInfo *info, void *userdata) {
-        json_object *o = shim_collections_info_to_json(info);
+static int collections_list_add(const ShardStoreCollection *c, void *userdata) {
+        json_object *o = shim_collections_info_to_json(&(ShimCollectionInfo) {
+                .name = c->name, .dimension = c->dimension, .metric = c->metric, .model = c->model,
+                .documents = (int64_t) MIN(c->documents, (uint64_t) INT64_MAX) });
 
         if (!o || json_object_array_add(userdata, o) < 0) {
                 json_object_put(o);
@@ -366,7 +344,7 @@ static int collections_list_add(CollectionRequest *c, const ShimCollectionInfo *
 }
 
 static int collection_fill_list(CollectionRequest *c, sd_bus_message *reply, json_object *list) {
-        return collections_read(c, reply, collections_list_add, list);
+        return shardstore_collections_read(reply, collections_list_add, list);
 }
 
 static int collection_list_reply_cb(sd_bus_message *reply, void *userdata, sd_bus_error *error) {
@@ -498,13 +476,13 @@ typedef struct ModelLookup {
         char *model;
 } ModelLookup;
 
-static int collections_find(CollectionRequest *c, const ShimCollectionInfo *info, void *userdata) {
+static int collections_find(const ShardStoreCollection *c, void *userdata) {
         ModelLookup *l = userdata;
 
-        if (l->found || !streq(info->name, l->name))
+        if (l->found || !streq(c->name, l->name))
                 return 0;
         l->found = true;
-        l->model = strdup(strempty(info->model));
+        l->model = strdup(strempty(c->model));
         return l->model ? 0 : -ENOMEM;
 }
 
@@ -517,7 +495,7 @@ static int collection_model_reply_cb(sd_bus_message *reply, void *userdata, sd_b
 
         if (collection_bus_failed(c, reply))
                 return 0;
-        r = collections_read(c, reply, collections_find, &l);
+        r = shardstore_collections_read(reply, collections_find, &l);
         if (r < 0) {
                 free(l.model);
                 collection_reply_malformed(c, r);

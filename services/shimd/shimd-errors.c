@@ -111,3 +111,11 @@ void evhttp_send_error(struct evhttp_request *req, int error, const char *reason
         /* libevent calls this when it will not read the rest of the request: close after. */
         shim_reply_error(req, error, SHIM_ERROR_JSON, message, true);
 }
+
+void shim_reply_head(struct evhttp_request *req, uint64_t length) {
+        char value[32];
+
+        snprintf(value, sizeof(value), "%" PRIu64, length);
+        (void) evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Length", value);
+        evhttp_send_reply(req, 200, NULL, NULL);
+}

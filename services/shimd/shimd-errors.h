@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Error replies the shim itself writes, and the JSON error pages that replace libevent's HTML
- * ones (413 body too large, 400 bad header, ...), so every error a client sees is Ollama style. */
+ * ones (413 body too large, 400 bad header, ...), so every error a client sees is Ollama style;
+ * and the HEAD answer of the shim's own pages. */
 #pragma once
 
 #include <event2/http.h>
@@ -25,3 +26,8 @@ void shim_reply_error(struct evhttp_request *req, int status, ShimErrorForm form
 /* The same with one more header (WWW-Authenticate on a 401). */
 void shim_reply_error_with_header(struct evhttp_request *req, int status, ShimErrorForm form, const char *message,
                                   bool close_connection, const char *header, const char *value);
+
+/* The 200 answer to a HEAD of the shim's own pages (/metrics, the status, the topology page):
+ * Content-Length says length, and no body goes out (libevent would send one). The caller set
+ * the other headers. */
+void shim_reply_head(struct evhttp_request *req, uint64_t length);

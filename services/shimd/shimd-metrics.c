@@ -25,6 +25,7 @@
 #include "shimd-errors.h"
 #include "shimd-metrics.h"
 #include "shimd-router-cache.h"
+#include "shimd-shardstore.h"
 
 /* Entries read from one a{st} of another daemon, and collections listed by name. */
 #define METRICS_DICT_MAX 64
@@ -188,22 +189,6 @@ char *metrics_request_model(struct evhttp_request *req) {
 
 /* ---- rendering ---- */
 
-/* Rewinds a Properties.Get reply and enters its variant and the array in it, of elements of
- * type element ("{st}"): then each sd_bus_message_read() of element is the next one. */
-static int reply_enter_array(sd_bus_message *reply, const char *element) {
-        char array[32];
-        int r;
-
-        if (snprintf(array, sizeof(array), "a%s", element) >= (int) sizeof(array))
-                return -EINVAL;
-        r = sd_bus_message_rewind(reply, true);
-        if (r >= 0)
-                r = sd_bus_message_enter_container(reply, 'v', array);
-        if (r >= 0)
-                r = sd_bus_message_enter_container(reply, 'a', element);
-        return r;
-}
-
 static void counter(MetricsText *t, const char *name, const char *help, uint64_t v) {
         (void) metrics_family(t, name, METRIC_COUNTER, help);
         (void) metrics_sample_u64(t, name, NULL, 0, v);
@@ -363,7 +348,7 @@ static void render_dict(MetricsText *t, sd_bus_message *reply, const char *prefi
         size_t n_keys = 0;
         int r;
 
-        r = reply_enter_array(reply, "{st}");
+        r = bus_reply_enter_array(reply, "{st}");
         while (r >= 0 && n_keys < METRICS_DICT_MAX) {
                 char name[128], help[160];
                 const char *key;
@@ -400,7 +385,7 @@ static void render_gossip_members(MetricsText *t, sd_bus_message *reply) {
         GossipMember g;
         int r;
 
-        r = reply_enter_array(reply, GOSSIP_MEMBER_SIGNATURE);
+        r = bus_reply_enter_array(reply, GOSSIP_MEMBER_SIGNATURE);
         while (r >= 0 && (r = gossip_member_read(reply, &g)) > 0) {
                 size_t s = 0;
 
@@ -415,33 +400,34 @@ static void render_gossip_members(MetricsText *t, sd_bus_message *reply) {
                 (void) metrics_sample_u64(t, name, &(MetricLabel) { "state", states[s] }, 1, by_state[s]);
 }
 
+typedef struct DocumentsByCollection {
+        MetricsText *t;
+        uint64_t n, other;
+} DocumentsByCollection;
+
+static int collection_documents(const ShardStoreCollection *c, void *userdata) {
+        DocumentsByCollection *d = userdata;
+
+        if (d->n++ < METRICS_COLLECTIONS_MAX)
+                (void) metrics_sample_u64(d->t, "mycelia_shard_documents", &(MetricLabel) { "collection", c->name }, 1,
+                                          c->documents);
+        else
+                d->other += c->documents;
+        return 0;
+}
+
 static void render_shard_collections(MetricsText *t, sd_bus_message *reply) {
-        const char *name = "mycelia_shard_documents";
-        uint64_t n = 0, other = 0;
+        DocumentsByCollection d = { .t = t };
         int r;
 
-        r = reply_enter_array(reply, "(sussuut)");
-        (void) metrics_family(t, name, METRIC_GAUGE,
+        (void) metrics_family(t, "mycelia_shard_documents", METRIC_GAUGE,
                               "Documents held on this node, by collection (the first 64 collections; the rest as \"\").");
-        while (r >= 0) {
-                const char *cname, *metric, *model;
-                uint32_t dimension, shards, replicas;
-                uint64_t documents;
-
-                r = sd_bus_message_read(reply, "(sussuut)", &cname, &dimension, &metric, &model, &shards, &replicas,
-                                        &documents);
-                if (r <= 0)
-                        break;
-                if (n++ < METRICS_COLLECTIONS_MAX)
-                        (void) metrics_sample_u64(t, name, &(MetricLabel) { "collection", cname }, 1, documents);
-                else
-                        other += documents;
-        }
-        if (n > METRICS_COLLECTIONS_MAX)
-                (void) metrics_sample_u64(t, name, &(MetricLabel) { "collection", "" }, 1, other);
+        r = shardstore_collections_read(reply, collection_documents, &d);
+        if (d.n > METRICS_COLLECTIONS_MAX)
+                (void) metrics_sample_u64(t, "mycelia_shard_documents", &(MetricLabel) { "collection", "" }, 1, d.other);
         if (r < 0)
                 log_debug_errno(r, "Failed to read ShardStore1.Collections for the metrics: %m");
-        gauge(t, "mycelia_shard_collections", "Collections shardd knows.", n);
+        gauge(t, "mycelia_shard_collections", "Collections shardd knows.", d.n);
 }
 
 /* A Properties.Get reply's value of type "u"; false when absent. */
@@ -470,7 +456,7 @@ static int read_cooldowns(sd_bus_message *reply, MetricsIdCount **ret, size_t *r
         v = calloc(ROUTE_MAX_NODES, sizeof(*v));
         if (!v)
                 return -ENOMEM;
-        r = reply_enter_array(reply, "{st}");
+        r = bus_reply_enter_array(reply, "{st}");
         while (r >= 0 && n < ROUTE_MAX_NODES) {
                 const char *id;
                 uint64_t count;
@@ -510,7 +496,7 @@ static void render_discovery(MetricsText *t, sd_bus_message *reply) {
         size_t entries = 0;
         int r;
 
-        r = reply_enter_array(reply, "{su}");
+        r = bus_reply_enter_array(reply, "{su}");
         while (r >= 0 && entries++ < METRICS_DICT_MAX) {
                 const char *source;
                 uint32_t count;
@@ -536,7 +522,7 @@ static bool dict_lookup(sd_bus_message *reply, const char *key, uint64_t *ret) {
         size_t entries = 0;
         int r;
 
-        r = reply_enter_array(reply, "{st}");
+        r = bus_reply_enter_array(reply, "{st}");
         while (r >= 0 && entries++ < METRICS_DICT_MAX) {
                 const char *k;
                 uint64_t v;
@@ -723,14 +709,9 @@ static void scrape_answer(MetricsScrape *s) {
                 struct evkeyvalq *out = evhttp_request_get_output_headers(s->client);
 
                 (void) evhttp_add_header(out, "Content-Type", METRICS_CONTENT_TYPE);
-                if (evhttp_request_get_command(s->client) == EVHTTP_REQ_HEAD) {
-                        char length[32];
-
-                        /* libevent would send the body of a HEAD answer: its length only. */
-                        snprintf(length, sizeof(length), "%zu", t.len);
-                        (void) evhttp_add_header(out, "Content-Length", length);
-                        evhttp_send_reply(s->client, 200, NULL, NULL);
-                } else {
+                if (evhttp_request_get_command(s->client) == EVHTTP_REQ_HEAD)
+                        shim_reply_head(s->client, t.len);
+                else {
                         m->counters.bytes_to_clients += t.len;
                         evhttp_send_reply(s->client, 200, NULL, buf);
                 }

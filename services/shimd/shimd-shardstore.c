@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* One way to call shardd for every handler that needs it (shimd-shardstore.h): collections,
- * blobs, and the blobs a create names. */
+ * blobs, and the blobs a create names; and one reader of its Collections property. */
 #include <stdarg.h>
 
 #include "bus-names.h"
+#include "shimd-bus-reads.h"
 #include "shimd-shardstore.h"
 
 int shardstore_call(Manager *m, sd_bus_slot **ret_slot, const char *interface, const char *member,
@@ -31,4 +32,22 @@ int shardstore_call(Manager *m, sd_bus_slot **ret_slot, const char *interface, c
                 return r;
         bus_event_rearm(m->bus_event);
         return 0;
+}
+
+int shardstore_collections_read(sd_bus_message *reply, ShardStoreCollectionFn fn, void *userdata) {
+        int r;
+
+        r = bus_reply_enter_array(reply, "(sussuut)");
+        while (r >= 0) {
+                ShardStoreCollection c;
+
+                r = sd_bus_message_read(reply, "(sussuut)", &c.name, &c.dimension, &c.metric, &c.model, &c.shards,
+                                        &c.replicas, &c.documents);
+                if (r <= 0)
+                        break;
+                r = fn(&c, userdata);
+                if (r > 0)
+                        return 0;
+        }
+        return r;
 }

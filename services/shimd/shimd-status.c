@@ -21,6 +21,7 @@
 #include "shimd-clients.h"
 #include "shimd-errors.h"
 #include "shimd-router-cache.h"
+#include "shimd-shardstore.h"
 #include "shimd-status.h"
 
 /* Collections listed by name; the rest are counted. */
@@ -104,16 +105,6 @@ void status_flow_end(Manager *m, uint64_t id, unsigned status, uint64_t tokens) 
 
 /* ---- the answer ---- */
 
-static int add_object(json_object *o, const char *key, json_object *v) {
-        if (!v)
-                return -ENOMEM;
-        if (json_object_object_add(o, key, v) < 0) {
-                json_object_put(v);
-                return -ENOMEM;
-        }
-        return 0;
-}
-
 /* The gossip members in the reply (NULL: gossipd did not answer): their entries stay in reply.
  * *ret is malloc()ed. */
 static int read_members(sd_bus_message *reply, GossipMember **ret, size_t *ret_n) {
@@ -125,9 +116,7 @@ static int read_members(sd_bus_message *reply, GossipMember **ret, size_t *ret_n
         *ret_n = 0;
         if (!reply)
                 return 0;
-        r = sd_bus_message_enter_container(reply, 'v', "a" GOSSIP_MEMBER_SIGNATURE);
-        if (r >= 0)
-                r = sd_bus_message_enter_container(reply, 'a', GOSSIP_MEMBER_SIGNATURE);
+        r = bus_reply_enter_array(reply, GOSSIP_MEMBER_SIGNATURE);
         while (r >= 0) {
                 GossipMember g;
 
@@ -157,11 +146,9 @@ static int read_members(sd_bus_message *reply, GossipMember **ret, size_t *ret_n
 static bool shard_runs_on(sd_bus_message *reply, const char *id) {
         int r;
 
-        if (!reply || sd_bus_message_rewind(reply, true) < 0)
+        if (!reply)
                 return false;
-        r = sd_bus_message_enter_container(reply, 'v', "a(ssb)");
-        if (r >= 0)
-                r = sd_bus_message_enter_container(reply, 'a', "(ssb)");
+        r = bus_reply_enter_array(reply, "(ssb)");
         while (r >= 0) {
                 const char *node, *url;
                 int alive;
@@ -242,40 +229,31 @@ static json_object *status_nodes_json(Manager *m, BusReads *reads) {
         return TAKE_PTR(a);
 }
 
+static int status_collection_add(const ShardStoreCollection *c, void *userdata) {
+        json_object *a = userdata, *o = json_object_new_object();
+
+        if (!o || json_object_array_add(a, o) < 0) {
+                json_object_put(o);
+                return -ENOMEM;
+        }
+        if (json_document_add(o, "name", json_object_new_string(c->name)) < 0 ||
+            json_document_add(o, "model", json_object_new_string(c->model)) < 0 ||
+            json_document_add(o, "dimension", json_object_new_uint64(c->dimension)) < 0 ||
+            json_document_add(o, "shards", json_object_new_uint64(c->shards)) < 0 ||
+            json_document_add(o, "replicas", json_object_new_uint64(c->replicas)) < 0 ||
+            json_document_add(o, "documents", json_object_new_uint64(c->documents)) < 0)
+                return -ENOMEM;
+        /* The first STATUS_COLLECTIONS_MAX are listed. */
+        return json_object_array_length(a) >= STATUS_COLLECTIONS_MAX;
+}
+
 static json_object *status_collections_json(sd_bus_message *reply) {
         _cleanup_(json_object_putp) json_object *a = json_object_new_array();
-        size_t n = 0;
-        int r;
 
         if (!a || !reply)
                 return TAKE_PTR(a);
-        r = sd_bus_message_enter_container(reply, 'v', "a(sussuut)");
-        if (r >= 0)
-                r = sd_bus_message_enter_container(reply, 'a', "(sussuut)");
-        while (r >= 0 && n < STATUS_COLLECTIONS_MAX) {
-                const char *name, *metric, *model;
-                uint32_t dimension, shards, replicas;
-                uint64_t documents;
-                json_object *o;
-
-                r = sd_bus_message_read(reply, "(sussuut)", &name, &dimension, &metric, &model, &shards, &replicas,
-                                        &documents);
-                if (r <= 0)
-                        break;
-                o = json_object_new_object();
-                if (!o || json_object_array_add(a, o) < 0) {
-                        json_object_put(o);
-                        return NULL;
-                }
-                n++;
-                if (add_object(o, "name", json_object_new_string(name)) < 0 ||
-                    add_object(o, "model", json_object_new_string(model)) < 0 ||
-                    add_object(o, "dimension", json_object_new_uint64(dimension)) < 0 ||
-                    add_object(o, "shards", json_object_new_uint64(shards)) < 0 ||
-                    add_object(o, "replicas", json_object_new_uint64(replicas)) < 0 ||
-                    add_object(o, "documents", json_object_new_uint64(documents)) < 0)
-                        return NULL;
-        }
+        if (shardstore_collections_read(reply, status_collection_add, a) == -ENOMEM)
+                return NULL;
         return TAKE_PTR(a);
 }
 
@@ -290,9 +268,7 @@ static int status_sync_add(json_object *o, sd_bus_message *reply) {
         sync = json_object_new_object();
         if (!sync)
                 return -ENOMEM;
-        r = sd_bus_message_enter_container(reply, 'v', "a{st}");
-        if (r >= 0)
-                r = sd_bus_message_enter_container(reply, 'a', "{st}");
+        r = bus_reply_enter_array(reply, "{st}");
         while (r >= 0 && n++ < STATUS_SYNC_MAX) {
                 const char *key;
                 uint64_t v;
@@ -300,10 +276,10 @@ static int status_sync_add(json_object *o, sd_bus_message *reply) {
                 r = sd_bus_message_read(reply, "{st}", &key, &v);
                 if (r <= 0)
                         break;
-                if (add_object(sync, key, json_object_new_uint64(v)) < 0)
+                if (json_document_add(sync, key, json_object_new_uint64(v)) < 0)
                         return -ENOMEM;
         }
-        return add_object(o, "sync", TAKE_PTR(sync));
+        return json_document_add(o, "sync", TAKE_PTR(sync));
 }
 
 static int status_render(Manager *m, BusReads *reads, char **ret, size_t *ret_size) {
@@ -313,42 +289,42 @@ static int status_render(Manager *m, BusReads *reads, char **ret, size_t *ret_si
 
         if (!o)
                 return -ENOMEM;
-        r = add_object(o, "version", json_object_new_string(PACKAGE_VERSION));
+        r = json_document_add(o, "version", json_object_new_string(PACKAGE_VERSION));
         if (r >= 0)
-                r = add_object(o, "node", node = json_object_new_object());
+                r = json_document_add(o, "node", node = json_object_new_object());
         if (r >= 0)
-                r = add_object(node, "id", json_object_new_string(m->node_id));
+                r = json_document_add(node, "id", json_object_new_string(m->node_id));
         if (r >= 0)
-                r = add_object(node, "name", json_object_new_string(strempty(m->node_name)));
+                r = json_document_add(node, "name", json_object_new_string(strempty(m->node_name)));
         if (r >= 0)
-                r = add_object(o, "policy", json_object_new_string(
+                r = json_document_add(o, "policy", json_object_new_string(
                                        route_policy_to_string(router_cache_policy(m->router)) ?: "unknown"));
         if (r >= 0)
-                r = add_object(o, "daemons", daemons = json_object_new_object());
+                r = json_document_add(o, "daemons", daemons = json_object_new_object());
         if (r >= 0)
-                r = add_object(daemons, "shimd", json_object_new_boolean(true));
+                r = json_document_add(daemons, "shimd", json_object_new_boolean(true));
         if (r >= 0)
-                r = add_object(daemons, "routerd", json_object_new_boolean(m->router_connected));
+                r = json_document_add(daemons, "routerd", json_object_new_boolean(m->router_connected));
         if (r >= 0)
-                r = add_object(daemons, "gossipd", json_object_new_boolean(!!bus_reads_value(reads, READ_GOSSIP_MEMBERS)));
+                r = json_document_add(daemons, "gossipd", json_object_new_boolean(!!bus_reads_value(reads, READ_GOSSIP_MEMBERS)));
         if (r >= 0)
-                r = add_object(daemons, "shardd", json_object_new_boolean(!!bus_reads_value(reads, READ_SHARD_NODES)));
+                r = json_document_add(daemons, "shardd", json_object_new_boolean(!!bus_reads_value(reads, READ_SHARD_NODES)));
         if (r >= 0)
-                r = add_object(o, "requests", requests = json_object_new_object());
+                r = json_document_add(o, "requests", requests = json_object_new_object());
         if (r >= 0)
-                r = add_object(requests, "total", json_object_new_uint64(m->counters.requests_total));
+                r = json_document_add(requests, "total", json_object_new_uint64(m->counters.requests_total));
         if (r >= 0)
-                r = add_object(requests, "active", json_object_new_uint64(m->requests_active));
+                r = json_document_add(requests, "active", json_object_new_uint64(m->requests_active));
         if (r >= 0)
-                r = add_object(requests, "failed", json_object_new_uint64(m->counters.requests_failed));
+                r = json_document_add(requests, "failed", json_object_new_uint64(m->counters.requests_failed));
         if (r >= 0)
-                r = add_object(requests, "resumed", json_object_new_uint64(m->counters.resumes));
+                r = json_document_add(requests, "resumed", json_object_new_uint64(m->counters.resumes));
         if (r >= 0)
-                r = add_object(o, "nodes", status_nodes_json(m, reads));
+                r = json_document_add(o, "nodes", status_nodes_json(m, reads));
         if (r >= 0)
-                r = add_object(o, "flows", shim_flows_json(&m->status->flows, m->node_id, now_usec()));
+                r = json_document_add(o, "flows", shim_flows_json(&m->status->flows, m->node_id, now_usec()));
         if (r >= 0)
-                r = add_object(o, "collections", status_collections_json(bus_reads_value(reads, READ_SHARD_COLLECTIONS)));
+                r = json_document_add(o, "collections", status_collections_json(bus_reads_value(reads, READ_SHARD_COLLECTIONS)));
         if (r >= 0)
                 r = status_sync_add(o, bus_reads_value(reads, READ_SHARD_SYNC));
         if (r < 0)
@@ -378,14 +354,9 @@ static void status_reads_done(BusReads *reads, void *userdata) {
 
                 (void) evhttp_add_header(out, "Content-Type", "application/json; charset=utf-8");
                 (void) evhttp_add_header(out, "Cache-Control", "no-store");
-                if (evhttp_request_get_command(sr->client) == EVHTTP_REQ_HEAD) {
-                        char length[32];
-
-                        /* libevent would send the body of a HEAD answer: its length only. */
-                        snprintf(length, sizeof(length), "%zu", size);
-                        (void) evhttp_add_header(out, "Content-Length", length);
-                        evhttp_send_reply(sr->client, 200, NULL, NULL);
-                } else {
+                if (evhttp_request_get_command(sr->client) == EVHTTP_REQ_HEAD)
+                        shim_reply_head(sr->client, size);
+                else {
                         m->counters.bytes_to_clients += size;
                         evhttp_send_reply(sr->client, 200, NULL, buf);
                 }

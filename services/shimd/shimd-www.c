@@ -69,13 +69,8 @@ static void www_send_file(Manager *m, struct evhttp_request *req, const char *na
         }
         www_add_headers(evhttp_request_get_output_headers(req), content_type);
         if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
-                char length[32];
-
                 (void) close(fd);
-                /* libevent would send the body of a HEAD answer: its length only. */
-                snprintf(length, sizeof(length), "%jd", (intmax_t) st.st_size);
-                (void) evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Length", length);
-                evhttp_send_reply(req, 200, NULL, NULL);
+                shim_reply_head(req, (uint64_t) st.st_size);
                 return;
         }
         buf = evbuffer_new();

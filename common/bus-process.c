@@ -8,33 +8,43 @@
 #include "bus-names.h"
 #include "bus-process.h"
 
-void process_self_sample(ProcessSelf *ret) {
+/* Resident pages (/proc/self/statm) times the page size; false when it cannot be read. */
+static bool process_self_rss(uint64_t *ret) {
         unsigned long size, resident;
+        bool ok = false;
         FILE *f;
-        DIR *d;
 
-        *ret = (ProcessSelf) {};
         f = fopen("/proc/self/statm", "re");
         if (f) {
-                if (fscanf(f, "%lu %lu", &size, &resident) == 2) {
-                        ret->resident_memory_bytes = (uint64_t) resident * (uint64_t) sysconf(_SC_PAGESIZE);
-                        ret->have_rss = true;
-                }
+                ok = fscanf(f, "%lu %lu", &size, &resident) == 2;
                 (void) fclose(f);
         }
-        d = opendir("/proc/self/fd");
-        if (d) {
-                struct dirent *de;
-                uint32_t n = 0;
+        if (ok)
+                *ret = (uint64_t) resident * (uint64_t) sysconf(_SC_PAGESIZE);
+        return ok;
+}
 
-                while ((de = readdir(d)))
-                        if (de->d_name[0] != '.')
-                                n++;
-                (void) closedir(d);
-                /* The listing's own fd was one of them. */
-                ret->open_fds = n > 0 ? n - 1 : 0;
-                ret->have_fds = true;
-        }
+/* The entries of /proc/self/fd, without the listing's own; false when it cannot be read. */
+static bool process_self_fds(uint32_t *ret) {
+        struct dirent *de;
+        uint32_t n = 0;
+        DIR *d;
+
+        d = opendir("/proc/self/fd");
+        if (!d)
+                return false;
+        while ((de = readdir(d)))
+                if (de->d_name[0] != '.')
+                        n++;
+        (void) closedir(d);
+        *ret = n > 0 ? n - 1 : 0;
+        return true;
+}
+
+void process_self_sample(ProcessSelf *ret) {
+        *ret = (ProcessSelf) {};
+        ret->have_rss = process_self_rss(&ret->resident_memory_bytes);
+        ret->have_fds = process_self_fds(&ret->open_fds);
 }
 
 static int property_get_pid(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -42,24 +52,23 @@ static int property_get_pid(sd_bus *bus, const char *path, const char *interface
         return sd_bus_message_append(reply, "u", (uint32_t) getpid());
 }
 
+/* Each property reads only its own file: GetAll reads each once. */
 static int property_get_rss(sd_bus *bus, const char *path, const char *interface, const char *property,
                             sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        ProcessSelf s;
+        uint64_t rss;
 
-        process_self_sample(&s);
-        if (!s.have_rss)
+        if (!process_self_rss(&rss))
                 return sd_bus_error_set_errno(error, -EIO);
-        return sd_bus_message_append(reply, "t", s.resident_memory_bytes);
+        return sd_bus_message_append(reply, "t", rss);
 }
 
 static int property_get_fds(sd_bus *bus, const char *path, const char *interface, const char *property,
                             sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        ProcessSelf s;
+        uint32_t fds;
 
-        process_self_sample(&s);
-        if (!s.have_fds)
+        if (!process_self_fds(&fds))
                 return sd_bus_error_set_errno(error, -EIO);
-        return sd_bus_message_append(reply, "u", s.open_fds);
+        return sd_bus_message_append(reply, "u", fds);
 }
 
 static const sd_bus_vtable process_vtable[] = {

@@ -126,7 +126,9 @@ def histograms(families, family):
 
 
 # ---- a stand-in for systemd on the node's private bus, for mycelia_process_restarts_total ----
-# The D-Bus wire format as far as this needs it (little-endian; basic types and variants of them).
+# The D-Bus wire format as far as this needs it (little-endian; basic types and variants of them),
+# written here because the integration tests are standard library only (docs/testing.md): they run
+# under whatever python3 meson found, which need not have dbus-python.
 
 def _pad(buf, n):
     buf.extend(b'\0' * (-len(buf) % n))
